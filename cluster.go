@@ -1,0 +1,322 @@
+package drove
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/drove-dev/drove/internal/blob"
+	"github.com/drove-dev/drove/internal/executor/local"
+	"github.com/drove-dev/drove/internal/filesink"
+	"github.com/drove-dev/drove/internal/registry"
+	"github.com/drove-dev/drove/internal/sched"
+)
+
+// Cluster runs jobs of one computation. Create it with NewCluster; its
+// methods are safe for concurrent use.
+type Cluster[In, Out any] struct {
+	fn    *Function[In, Out]
+	cfg   config
+	s     *sched.Scheduler
+	log   *slog.Logger
+	onJob func(JobEvent[Out])
+
+	nextID  atomic.Int64
+	workDir string // removed by Close when we made it
+	files   *filesink.Dir
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewCluster starts a cluster for the computation fn. With no WithNodes
+// option it is embedded: fn's jobs run in worker processes on this machine,
+// one per CPU, started now — so a function unknown to the workers, a failing
+// setup or a missing program is an error here, not on the first job.
+func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ...Option) (*Cluster[In, Out], error) {
+	if fn == nil {
+		return nil, errors.New("drove: NewCluster: nil computation")
+	}
+	c := &Cluster[In, Out]{fn: fn}
+	for _, o := range opts {
+		o.apply(&c.cfg)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	c.log = c.cfg.logger
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if c.files, err = c.openDestDir(); err != nil {
+		return nil, err
+	}
+	if err := c.makeWorkDir(); err != nil {
+		c.files.Close()
+		return nil, err
+	}
+	c.s = sched.New(sched.Config{
+		MaxPending: c.cfg.maxPending,
+		Reentrant:  c.cfg.reentrant,
+		OnTask:     c.taskEvent(),
+		OnNode:     c.nodeEvent(),
+		Logger:     c.log,
+	})
+	if err := c.startNodes(ctx); err != nil {
+		_ = c.s.Close(ctx)
+		c.cleanup()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster[In, Out]) validate() error {
+	fn := c.fn
+	if fn.program != "" {
+		path, err := exec.LookPath(fn.program)
+		if err != nil {
+			return fmt.Errorf("drove: program %s: %w", fn.program, err)
+		}
+		if path, err = filepath.Abs(path); err != nil {
+			return err
+		}
+		c.fn = &Function[In, Out]{program: path, encode: fn.encode, decode: fn.decode}
+	} else {
+		if !registry.Sealed() {
+			return ErrNoMain
+		}
+		f, ok := registry.Lookup(fn.name)
+		if !ok || f.Late {
+			return fmt.Errorf("%w: %q (call drove.Func in a package-level var or init, not in main)", ErrNotRegistered, fn.name)
+		}
+	}
+	if c.cfg.setup != "" {
+		if _, ok := registry.LookupHook(c.cfg.setup); !ok {
+			return fmt.Errorf("drove: setup %q is not registered", c.cfg.setup)
+		}
+		if fn.program != "" {
+			return errors.New("drove: WithSetup is for Go functions, not programs")
+		}
+	}
+	if c.cfg.onJob != nil {
+		f, ok := c.cfg.onJob.(func(JobEvent[Out]))
+		if !ok {
+			return fmt.Errorf("drove: OnJobStatus callback %T does not take JobEvent[%s]", c.cfg.onJob, typeName[Out]())
+		}
+		c.onJob = f
+	}
+	if c.cfg.maxPending < 0 {
+		return fmt.Errorf("drove: WithMaxPending(%d): must not be negative", c.cfg.maxPending)
+	}
+	if len(c.cfg.nodes) > 0 {
+		return fmt.Errorf("drove: node %q: only the embedded local cluster is available in this build (remote nodes and SSH hosts come with drove node and drove run)", c.cfg.nodes[0])
+	}
+	return nil
+}
+
+func (c *Cluster[In, Out]) openDestDir() (*filesink.Dir, error) {
+	dir := c.cfg.destDir
+	if dir == "" {
+		dir = "."
+	}
+	return filesink.Open(dir, c.cfg.maxFile)
+}
+
+func (c *Cluster[In, Out]) makeWorkDir() error {
+	if c.cfg.workDir != "" {
+		dir, err := os.MkdirTemp(c.cfg.workDir, "drove-")
+		c.workDir = dir
+		return err
+	}
+	dir, err := os.MkdirTemp("", "drove-")
+	if err != nil {
+		return fmt.Errorf("drove: work directory: %w", err)
+	}
+	c.workDir = dir
+	return nil
+}
+
+func (c *Cluster[In, Out]) cleanup() {
+	if c.files != nil {
+		c.files.Close()
+	}
+	if c.workDir != "" {
+		_ = os.RemoveAll(c.workDir)
+	}
+}
+
+func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
+	blobs := blob.Store{Dir: filepath.Join(c.workDir, "blobs")}
+	deps, err := stageDepends(blobs, c.cfg.depends)
+	if err != nil {
+		return err
+	}
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		name = "localhost"
+	}
+	slots := local.Slots(c.cfg.cpus, runtime.NumCPU())
+	ex, err := local.New(ctx, local.Config{
+		Slots:       slots,
+		Func:        c.fn.name,
+		Setup:       c.cfg.setup,
+		Program:     c.fn.program,
+		Fingerprint: registry.Fingerprint(),
+		Env:         c.cfg.env,
+		Dir:         c.workDir,
+		Blobs:       blobs,
+		Depends:     deps,
+		Files:       c.files,
+		Grace:       c.cfg.grace,
+		Logger:      c.log.With("node", name),
+	}, c.s)
+	if err != nil {
+		return err
+	}
+	if err := c.s.AddNode(name, slots, ex); err != nil {
+		_ = ex.Close(ctx)
+		return err
+	}
+	return nil
+}
+
+func stageDepends(blobs blob.Store, paths []string) ([]local.Depend, error) {
+	var deps []local.Depend
+	for _, p := range paths {
+		sum, mode, err := blobs.PutFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("drove: depends: %w", err)
+		}
+		name := filepath.Clean(p)
+		if !filepath.IsLocal(name) {
+			name = filepath.Base(name)
+		}
+		deps = append(deps, local.Depend{Name: name, Sum: sum, Mode: mode})
+	}
+	return deps, nil
+}
+
+func (c *Cluster[In, Out]) taskEvent() func(sched.TaskEvent) {
+	if c.cfg.onJob == nil {
+		return nil
+	}
+	return func(ev sched.TaskEvent) {
+		j := ev.Task.Ref.(*Job[Out])
+		je := JobEvent[Out]{Job: j, Status: Status(ev.State), Node: ev.Node}
+		switch ev.State {
+		case sched.ProvisionalResult:
+			out, err := c.fn.decode(ev.Output)
+			if err != nil {
+				je.Err = fmt.Errorf("drove: decoding provisional result: %w", err)
+			}
+			je.Result = out
+		case sched.Finished, sched.Cancelled, sched.Terminated, sched.Abandoned:
+			je.Result, je.Err = j.Result(context.Background())
+		}
+		c.onJob(je)
+	}
+}
+
+func (c *Cluster[In, Out]) nodeEvent() func(sched.NodeEvent) {
+	if c.cfg.onNode == nil {
+		return nil
+	}
+	return func(ev sched.NodeEvent) {
+		ne := NodeEvent{Node: ev.Node, CPUs: ev.Slots, Err: ev.Err}
+		switch ev.Kind {
+		case sched.NodeUp:
+			ne.Status = NodeInitialized
+		case sched.NodeDown:
+			ne.Status = NodeLost
+		case sched.NodeRemoved:
+			ne.Status = NodeClosed
+		}
+		c.cfg.onNode(ne)
+	}
+}
+
+// Submit queues a job computing in and returns it at once; use Job.Result
+// to wait for it. With WithMaxPending it blocks while that many jobs are
+// unfinished, until ctx ends. An input that cannot be encoded is an error
+// wrapping ErrEncode; after Close, Submit returns ErrClosed.
+func (c *Cluster[In, Out]) Submit(ctx context.Context, in In, opts ...JobOption) (*Job[Out], error) {
+	var jc jobConfig
+	for _, o := range opts {
+		o.applyJob(&jc)
+	}
+	if jc.retries < 0 {
+		return nil, fmt.Errorf("drove: Retries(%d): must not be negative", jc.retries)
+	}
+	if jc.timeout < 0 {
+		return nil, fmt.Errorf("drove: Timeout(%v): must not be negative", jc.timeout)
+	}
+	b, err := c.fn.encode(in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEncode, err)
+	}
+	j := &Job[Out]{decode: c.fn.decode}
+	if jc.hasID {
+		j.t.ID = jc.id
+	} else {
+		j.t.ID = c.nextID.Add(1)
+	}
+	j.t.Priority = jc.priority
+	j.t.Timeout = jc.timeout
+	j.t.Retries = jc.retries
+	j.t.Node = jc.node
+	j.t.Input = b
+	j.t.Ref = j
+	if err := c.s.Submit(ctx, &j.t); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// Wait blocks until every submitted job has ended, or ctx ends.
+func (c *Cluster[In, Out]) Wait(ctx context.Context) error { return c.s.Wait(ctx) }
+
+// Cancel cancels j: a queued job ends Cancelled at once; a running job's
+// context is cancelled (a program gets SIGINT), then its process gets
+// SIGTERM, then SIGKILL, each after the grace period (WithCancelGrace). A
+// job that returns a result after its context is cancelled ends Finished.
+// Cancelling an ended job does nothing.
+func (c *Cluster[In, Out]) Cancel(j *Job[Out]) error {
+	if j == nil {
+		return errors.New("drove: Cancel: nil job")
+	}
+	c.s.Cancel(&j.t)
+	return nil
+}
+
+// Close stops taking jobs, waits for the submitted ones to end, and stops
+// the workers (running their cleanup). If ctx ends first, the remaining
+// jobs are cancelled and stopped, and Close returns ctx's error once they
+// have ended. Close is idempotent.
+func (c *Cluster[In, Out]) Close(ctx context.Context) error {
+	c.closeOnce.Do(func() {
+		c.closeErr = c.s.Close(ctx)
+		c.cleanup()
+	})
+	return c.closeErr
+}
+
+// Stats returns a snapshot of the cluster's nodes and jobs.
+func (c *Cluster[In, Out]) Stats() Stats { return statsOf(c.s.Stats()) }
+
+// NodeJobs returns the jobs running on the named node.
+func (c *Cluster[In, Out]) NodeJobs(node string) []*Job[Out] {
+	ts := c.s.NodeTasks(node)
+	js := make([]*Job[Out], 0, len(ts))
+	for _, t := range ts {
+		js = append(js, t.Ref.(*Job[Out]))
+	}
+	return js
+}

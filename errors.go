@@ -1,0 +1,44 @@
+package drove
+
+import (
+	"errors"
+
+	"github.com/drove-dev/drove/internal/joberr"
+	"github.com/drove-dev/drove/internal/sched"
+)
+
+// Errors a job can end with. Match them with errors.Is.
+var (
+	// ErrCancelled: the job was cancelled with Cluster.Cancel, or by Close
+	// with a cancelled context.
+	ErrCancelled = sched.ErrCancelled
+	// ErrTimeout: the job ran past its Timeout.
+	ErrTimeout = sched.ErrTimeout
+	// ErrNodeLost: the node running the job failed.
+	ErrNodeLost = sched.ErrNodeLost
+	// ErrClosed is returned by Submit after Close.
+	ErrClosed = sched.ErrClosed
+	// ErrNoNode: a job was pinned to a node the cluster does not have.
+	ErrNoNode = sched.ErrNoNode
+	// ErrNoMain is returned by NewCluster for a function when drove.Main was
+	// not called: workers could not be started from this program.
+	ErrNoMain = errors.New("drove: drove.Main() was not called at the start of main")
+	// ErrNotRegistered is returned by NewCluster for a function registered
+	// after drove.Main, which workers would not know.
+	ErrNotRegistered = errors.New("drove: function not registered at package initialisation")
+	// ErrEncode wraps the error of an input that cannot be encoded.
+	ErrEncode = errors.New("drove: cannot encode job input")
+)
+
+// PanicError is the error of a job whose function panicked; it carries the
+// panic value and the stack. The worker that panicked is replaced.
+type PanicError = joberr.PanicError
+
+// ExitError is the error of a job whose process ended abnormally: a worker
+// that called os.Exit or crashed while running it, or a program killed by a
+// signal. It carries the exit code or signal and the end of stderr.
+type ExitError = joberr.ExitError
+
+// RemoteError is an error returned by a function in a worker process. Only
+// its text crosses the process boundary.
+type RemoteError = joberr.RemoteError

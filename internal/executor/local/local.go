@@ -1,0 +1,432 @@
+// Package local is the executor that runs jobs on this machine: Go functions
+// in warm worker processes started from an executable that calls drove.Main
+// (one per slot, reused across jobs), or a program started once per job.
+//
+// The drove node daemon runs jobs with this same executor; the embedded
+// cluster of drove.NewCluster is one scheduler driving one of these.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/drove-dev/drove/internal/blob"
+	"github.com/drove-dev/drove/internal/sched"
+)
+
+// Slots resolves a CPU setting as drove does everywhere (dispy's -c): 0
+// means all of total, a negative n leaves -n free, and at least one is used.
+func Slots(n, total int) int {
+	switch {
+	case n == 0:
+		return total
+	case n < 0:
+		return max(1, total+n)
+	default:
+		return n
+	}
+}
+
+// Reporter receives what runs produce; *sched.Scheduler implements it.
+type Reporter interface {
+	Done(r *sched.Run, res sched.Result)
+	Provisional(r *sched.Run, output []byte)
+}
+
+// Depend is a file staged into every job directory.
+type Depend struct {
+	Name string // path relative to the job directory
+	Sum  string // blob holding its contents
+	Mode os.FileMode
+}
+
+// Config configures an Executor.
+type Config struct {
+	// Slots is how many jobs run at once; it must be positive.
+	Slots int
+	// Func is the registered function to serve. Exactly one of Func and
+	// Program is set.
+	Func string
+	// Setup is the registered setup hook to run in each worker, or "".
+	Setup string
+	// Program is the path of an executable run once per job.
+	Program string
+	// Executable is the worker binary for Func; "" means this process's own
+	// executable.
+	Executable string
+	// Fingerprint is the registry fingerprint a worker must announce.
+	Fingerprint string
+	// Env is added to the environment of workers and programs.
+	Env []string
+	// Dir is where per-slot job directories are made; it must exist.
+	Dir string
+	// Blobs holds the Depends' contents.
+	Blobs blob.Store
+	// Depends are staged into each job directory.
+	Depends []Depend
+	// Files receives files that jobs send back; nil refuses them.
+	Files FileSink
+	// Grace is how long each step of stopping a job waits before the next:
+	// cancel (or SIGINT), then SIGTERM, then SIGKILL. Default 5s.
+	Grace time.Duration
+	// StartTimeout bounds a worker's start-up handshake. Default 30s.
+	StartTimeout time.Duration
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// FileSink stores files sent back by jobs.
+type FileSink interface {
+	// WriteChunk writes data at offset of the file name, truncating it at
+	// offset 0; last marks the end of the file.
+	WriteChunk(name string, mode os.FileMode, offset int64, data []byte, last bool) error
+}
+
+// Executor runs jobs on this machine. It implements sched.Executor.
+type Executor struct {
+	cfg Config
+	rep Reporter
+	log *slog.Logger
+
+	mu      sync.Mutex
+	idle    []*slot
+	count   int // slots in use or starting, bounded by cfg.Slots
+	nextDir int
+	running map[*sched.Run]*slot
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+var _ sched.Executor = (*Executor)(nil)
+
+// ErrClosed is reported for runs started after Close.
+var ErrClosed = errors.New("drove: executor closed")
+
+// New returns an executor. For a Func it starts every worker now, so that
+// a binary that does not know the function, a fingerprint mismatch or a
+// failing setup is an error here rather than on the first job.
+func New(ctx context.Context, cfg Config, rep Reporter) (*Executor, error) {
+	if cfg.Slots <= 0 {
+		return nil, fmt.Errorf("drove: local executor needs at least one slot, got %d", cfg.Slots)
+	}
+	if (cfg.Func == "") == (cfg.Program == "") {
+		return nil, errors.New("drove: local executor needs exactly one of a function and a program")
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	if cfg.Func != "" && cfg.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("drove: finding this executable: %w", err)
+		}
+		cfg.Executable = exe
+	}
+	e := &Executor{cfg: cfg, rep: rep, log: cfg.Logger, running: map[*sched.Run]*slot{}}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Func == "" {
+		return e, nil
+	}
+	type started struct {
+		s   *slot
+		err error
+	}
+	ch := make(chan started, cfg.Slots)
+	for range cfg.Slots {
+		go func() {
+			s, err := e.newSlot(ctx)
+			ch <- started{s, err}
+		}()
+	}
+	var errs []error
+	for range cfg.Slots {
+		st := <-ch
+		if st.err != nil {
+			errs = append(errs, st.err)
+			continue
+		}
+		e.idle = append(e.idle, st.s)
+	}
+	e.count = len(e.idle)
+	if len(errs) > 0 {
+		_ = e.Close(ctx)
+		return nil, errs[0]
+	}
+	return e, nil
+}
+
+// slot is one place a job runs: a job directory and its output files, plus
+// for functions the warm worker process.
+type slot struct {
+	dir            string
+	stdout, stderr *os.File
+	w              *workerProc // nil for programs
+	proc           *os.Process // the running program, for programs
+	stop           *escalation
+}
+
+// newSlot makes a job directory with the depends staged and, for a
+// function, starts its worker.
+func (e *Executor) newSlot(ctx context.Context) (*slot, error) {
+	e.mu.Lock()
+	e.nextDir++
+	dir := filepath.Join(e.cfg.Dir, fmt.Sprintf("slot-%d", e.nextDir))
+	e.mu.Unlock()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("drove: job directory: %w", err)
+	}
+	for _, d := range e.cfg.Depends {
+		if err := e.cfg.Blobs.Link(d.Sum, filepath.Join(dir, d.Name), d.Mode); err != nil {
+			return nil, fmt.Errorf("drove: staging %s: %w", d.Name, err)
+		}
+	}
+	s := &slot{dir: dir}
+	var err error
+	if s.stdout, err = openCapture(dir, ".stdout"); err != nil {
+		return nil, err
+	}
+	if s.stderr, err = openCapture(dir, ".stderr"); err != nil {
+		s.stdout.Close()
+		return nil, err
+	}
+	if e.cfg.Func != "" {
+		if s.w, err = e.startWorker(ctx, s); err != nil {
+			s.release()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// openCapture opens an output file for appending, so the writer's offset
+// follows truncation, and unlinks it: only the descriptors keep it.
+func openCapture(dir, name string) (*os.File, error) {
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("drove: output file: %w", err)
+	}
+	_ = os.Remove(path)
+	return f, nil
+}
+
+func (s *slot) release() {
+	s.stdout.Close()
+	s.stderr.Close()
+	_ = os.RemoveAll(s.dir)
+}
+
+// takeOutput returns what was written to f and empties it.
+func takeOutput(f *os.File) []byte {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	b := make([]byte, fi.Size())
+	n, _ := f.ReadAt(b, 0)
+	_ = f.Truncate(0)
+	return b[:n]
+}
+
+// Start implements sched.Executor.
+func (e *Executor) Start(r *sched.Run) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		go e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
+		return
+	}
+	var s *slot
+	if n := len(e.idle); n > 0 {
+		s = e.idle[n-1]
+		e.idle = e.idle[:n-1]
+	} else if e.count < e.cfg.Slots {
+		e.count++
+	} else {
+		e.mu.Unlock()
+		go e.rep.Done(r, sched.Result{Outcome: sched.Failed, Err: errors.New("drove: no free slot (scheduler overcommitted the node)")})
+		return
+	}
+	e.running[r] = s
+	if s != nil && s.w != nil {
+		e.mu.Unlock()
+		e.send(s, r)
+		return
+	}
+	e.wg.Add(1)
+	e.mu.Unlock()
+
+	// A new slot takes a process start (and a handshake for a worker): do
+	// it off the caller's goroutine, which is the scheduler's.
+	go func() {
+		defer e.wg.Done()
+		if s == nil {
+			ns, err := e.newSlot(context.Background())
+			if err != nil {
+				e.mu.Lock()
+				e.count--
+				delete(e.running, r)
+				e.mu.Unlock()
+				e.rep.Done(r, sched.Result{Outcome: sched.Failed, Err: err})
+				return
+			}
+			s = ns
+			e.mu.Lock()
+			e.running[r] = s
+			e.mu.Unlock()
+		}
+		if s.w != nil {
+			e.send(s, r)
+			return
+		}
+		e.runProgram(s, r)
+	}()
+}
+
+// Cancel implements sched.Executor.
+func (e *Executor) Cancel(r *sched.Run) {
+	e.mu.Lock()
+	s, ok := e.running[r]
+	if !ok || s == nil || s.stop != nil {
+		e.mu.Unlock()
+		return // not started yet (Start checks r.Cause), or already stopping
+	}
+	s.stop = e.newEscalation(s, r)
+	e.mu.Unlock()
+}
+
+// finish returns a slot to the idle list (or retires it) and reports r.
+func (e *Executor) finish(s *slot, r *sched.Run, res sched.Result, keep bool) {
+	e.mu.Lock()
+	delete(e.running, r)
+	if s.stop != nil {
+		s.stop.halt()
+		s.stop = nil
+	}
+	if keep && !e.closed {
+		e.idle = append(e.idle, s)
+	} else {
+		e.count--
+		defer s.release()
+	}
+	e.mu.Unlock()
+	e.rep.Done(r, res)
+}
+
+// Close implements sched.Executor: it stops the workers (they run their
+// cleanup), waits for them, and kills those still alive when ctx ends.
+func (e *Executor) Close(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	idle := e.idle
+	e.idle = nil
+	e.count -= len(idle)
+	var busy []*slot
+	for r, s := range e.running {
+		if s != nil {
+			busy = append(busy, s)
+			if s.stop == nil {
+				s.stop = e.newEscalation(s, r)
+			}
+		}
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, s := range idle {
+		if s.w != nil {
+			if err := s.w.shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.release()
+	}
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, s := range busy {
+			s.kill()
+		}
+		<-done
+	}
+	return errors.Join(errs...)
+}
+
+func (s *slot) kill() {
+	if s.w != nil {
+		s.w.signal(syscall.SIGKILL)
+	} else if s.proc != nil {
+		_ = syscall.Kill(-s.proc.Pid, syscall.SIGKILL)
+	}
+}
+
+// escalation stops a running job step by step: a polite request, SIGTERM,
+// then SIGKILL, each after the grace period.
+type escalation struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	done  bool
+}
+
+func (e *Executor) newEscalation(s *slot, r *sched.Run) *escalation {
+	esc := &escalation{}
+	steps := []func(){
+		func() { // step 0: ask
+			if s.w != nil {
+				s.w.cancel(r)
+			} else if s.proc != nil {
+				_ = syscall.Kill(-s.proc.Pid, syscall.SIGINT)
+			}
+		},
+		func() { s.signal(syscall.SIGTERM) },
+		func() { s.signal(syscall.SIGKILL) },
+	}
+	var step func(i int)
+	step = func(i int) {
+		esc.mu.Lock()
+		defer esc.mu.Unlock()
+		if esc.done {
+			return
+		}
+		steps[i]()
+		if i+1 < len(steps) {
+			esc.timer = time.AfterFunc(e.cfg.Grace, func() { step(i + 1) })
+		}
+	}
+	go step(0)
+	return esc
+}
+
+func (s *slot) signal(sig syscall.Signal) {
+	if s.w != nil {
+		s.w.signal(sig)
+	} else if s.proc != nil {
+		_ = syscall.Kill(-s.proc.Pid, sig)
+	}
+}
+
+func (esc *escalation) halt() {
+	esc.mu.Lock()
+	esc.done = true
+	if esc.timer != nil {
+		esc.timer.Stop()
+	}
+	esc.mu.Unlock()
+}

@@ -1,0 +1,803 @@
+// Package sched is drove's scheduling core: the job queue, slot accounting,
+// placement, priorities, retries, timeouts, cancellation and the job state
+// machine. It knows nothing about transport: it drives nodes through the
+// small [Executor] interface, and every front end (the Go API, drove submit,
+// drove run, the shared scheduler) and every backend (local processes,
+// drove node daemons, SSH hosts) meets here.
+//
+// Placement follows dispy: a task goes to the node with a free slot and the
+// lowest busy/slots ratio; a node never runs more tasks than it has slots.
+// Among queued tasks the highest priority goes first, then the earliest
+// submitted.
+package sched
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Executor runs tasks on one node's slots. The scheduler never starts more
+// runs on an executor than the slots it registered the node with.
+//
+// Start must not block for long (no network round trips): it hands the run
+// to the executor's own goroutines. Every started run must be reported
+// exactly once through [Scheduler.Done] (or be covered by
+// [Scheduler.NodeDown]). Cancel asks for a run to stop, escalating as the
+// executor sees fit (context, SIGINT, SIGTERM, SIGKILL); it may come before
+// Start has registered the run, so Start checks [Run.Cause]. Close stops the
+// node: it ends and reports all of its runs and releases its resources.
+type Executor interface {
+	Start(r *Run)
+	Cancel(r *Run)
+	Close(ctx context.Context) error
+}
+
+// Config configures a Scheduler. The zero value is usable.
+type Config struct {
+	// MaxPending bounds the unfinished tasks: Submit blocks while that many
+	// are queued or running. 0 means no bound.
+	MaxPending int
+	// Reentrant tasks are requeued when their node is lost, without using up
+	// a retry; otherwise such a task ends Abandoned unless it has retries left.
+	Reentrant bool
+	// OnTask, if set, receives every state change of every task after
+	// Created, in order, on one goroutine owned by the scheduler.
+	OnTask func(TaskEvent)
+	// OnNode, if set, receives node events on the same goroutine.
+	OnNode func(NodeEvent)
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// TaskEvent is a change of a task's state. Output is set for
+// ProvisionalResult events (the provisional output) and final ones.
+type TaskEvent struct {
+	Task   *Task
+	State  State
+	Output []byte
+	Node   string
+}
+
+// NodeEventKind says what happened to a node.
+type NodeEventKind int
+
+// Node events.
+const (
+	NodeUp      NodeEventKind = iota + 1 // added and ready for tasks
+	NodeDown                             // failed; its tasks were rescheduled or abandoned
+	NodeRemoved                          // closed on request
+)
+
+func (k NodeEventKind) String() string {
+	switch k {
+	case NodeUp:
+		return "up"
+	case NodeDown:
+		return "down"
+	case NodeRemoved:
+		return "removed"
+	}
+	return fmt.Sprintf("NodeEventKind(%d)", int(k))
+}
+
+// NodeEvent is a change of a node.
+type NodeEvent struct {
+	Node  string
+	Kind  NodeEventKind
+	Slots int
+	Err   error // why a node went down
+}
+
+// Scheduler is the scheduling core. Create it with New; all methods are safe
+// for concurrent use.
+type Scheduler struct {
+	cfg    Config
+	log    *slog.Logger
+	tokens chan struct{} // MaxPending semaphore, nil when unbounded
+	begin  time.Time
+
+	mu         sync.Mutex
+	nodes      []*node
+	byName     map[string]*node
+	queue      taskHeap
+	seq        uint64
+	unfinished int
+	idle       chan struct{} // closed while unfinished == 0
+	closed     bool
+
+	events    []any // TaskEvent or NodeEvent, delivered in order
+	eventCond *sync.Cond
+	stopEvent bool
+	eventDone chan struct{}
+}
+
+type node struct {
+	name      string
+	slots     int
+	busy      int
+	ex        Executor
+	pinned    taskHeap
+	runs      map[*Run]struct{}
+	down      bool
+	removed   bool
+	allocated bool
+	stats     NodeStats
+}
+
+func (n *node) free() bool { return !n.down && n.allocated && n.busy < n.slots }
+
+// New returns a Scheduler with no nodes.
+func New(cfg Config) *Scheduler {
+	s := &Scheduler{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		byName: map[string]*node{},
+		idle:   make(chan struct{}),
+		begin:  time.Now(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	close(s.idle)
+	if cfg.MaxPending > 0 {
+		s.tokens = make(chan struct{}, cfg.MaxPending)
+	}
+	if cfg.OnTask != nil || cfg.OnNode != nil {
+		s.eventCond = sync.NewCond(&s.mu)
+		s.eventDone = make(chan struct{})
+		go s.deliver()
+	}
+	return s
+}
+
+// AddNode adds a node with the given slots, run by ex. A node of the same
+// name that went down is replaced; a live one is an error.
+func (s *Scheduler) AddNode(name string, slots int, ex Executor) error {
+	if slots < 0 {
+		return fmt.Errorf("sched: node %s: negative slot count %d", name, slots)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if old, ok := s.byName[name]; ok {
+		if !old.down && !old.removed {
+			s.mu.Unlock()
+			return fmt.Errorf("sched: node %s already added", name)
+		}
+		s.dropNodeLocked(old)
+	}
+	n := &node{name: name, slots: slots, ex: ex, runs: map[*Run]struct{}{}, allocated: true}
+	n.stats.Name = name
+	s.nodes = append(s.nodes, n)
+	s.byName[name] = n
+	s.emitLocked(NodeEvent{Node: name, Kind: NodeUp, Slots: slots})
+	runs := s.dispatchLocked()
+	s.mu.Unlock()
+	startAll(runs)
+	return nil
+}
+
+func (s *Scheduler) dropNodeLocked(n *node) {
+	delete(s.byName, n.name)
+	for i, m := range s.nodes {
+		if m == n {
+			s.nodes = append(s.nodes[:i], s.nodes[i+1:]...)
+			break
+		}
+	}
+}
+
+// SetSlots changes how many tasks a node may run at once. Lowering it does
+// not stop running tasks; the node just takes no more until it is below.
+func (s *Scheduler) SetSlots(name string, slots int) error {
+	if slots < 0 {
+		return fmt.Errorf("sched: node %s: negative slot count %d", name, slots)
+	}
+	s.mu.Lock()
+	n, ok := s.byName[name]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNoNode, name)
+	}
+	n.slots = slots
+	runs := s.dispatchLocked()
+	s.mu.Unlock()
+	startAll(runs)
+	return nil
+}
+
+// Allocate lets a node take tasks again after Deallocate.
+func (s *Scheduler) Allocate(name string) error { return s.setAllocated(name, true) }
+
+// Deallocate stops giving a node new tasks; running ones go on.
+func (s *Scheduler) Deallocate(name string) error { return s.setAllocated(name, false) }
+
+func (s *Scheduler) setAllocated(name string, on bool) error {
+	s.mu.Lock()
+	n, ok := s.byName[name]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNoNode, name)
+	}
+	n.allocated = on
+	runs := s.dispatchLocked()
+	s.mu.Unlock()
+	startAll(runs)
+	return nil
+}
+
+// Submit queues t. With MaxPending set it blocks while that many tasks are
+// unfinished, until ctx is done.
+func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
+	if s.tokens != nil {
+		select {
+		case s.tokens <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.release()
+		return ErrClosed
+	}
+	var pin *node
+	if t.Node != "" {
+		n, ok := s.byName[t.Node]
+		if !ok || n.down || n.removed {
+			s.mu.Unlock()
+			s.release()
+			return fmt.Errorf("%w: %s", ErrNoNode, t.Node)
+		}
+		pin = n
+	}
+	t.done = make(chan struct{})
+	t.state.Store(uint32(Created))
+	s.seq++
+	t.seq = s.seq
+	if s.unfinished == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.unfinished++
+	if pin != nil {
+		heap.Push(&pin.pinned, t)
+	} else {
+		heap.Push(&s.queue, t)
+	}
+	runs := s.dispatchLocked()
+	s.mu.Unlock()
+	startAll(runs)
+	return nil
+}
+
+func (s *Scheduler) release() {
+	if s.tokens != nil {
+		<-s.tokens
+	}
+}
+
+// Cancel ends t: a queued task at once (Cancelled), a running one by asking
+// its executor to stop it. Cancelling a final task does nothing.
+func (s *Scheduler) Cancel(t *Task) {
+	s.cancel(t, ErrCancelled)
+}
+
+func (s *Scheduler) cancel(t *Task, cause error) {
+	s.mu.Lock()
+	if t.done == nil || t.State().Final() {
+		s.mu.Unlock()
+		return
+	}
+	if r := t.run; r != nil {
+		if r.cause.Load() == nil {
+			r.cause.Store(&cause)
+		}
+		s.mu.Unlock()
+		r.ex.Cancel(r)
+		return
+	}
+	if t.index >= 0 {
+		if n := s.byName[t.Node]; t.Node != "" && n != nil {
+			heap.Remove(&n.pinned, t.index)
+		} else {
+			heap.Remove(&s.queue, t.index)
+		}
+	}
+	s.finishLocked(t, Cancelled, Result{Outcome: Killed, Err: cause})
+	s.mu.Unlock()
+}
+
+// timeout is a run's timer firing.
+func (s *Scheduler) timeout(r *Run) {
+	s.mu.Lock()
+	if r.over || r.cause.Load() != nil {
+		s.mu.Unlock()
+		return
+	}
+	cause := ErrTimeout
+	r.cause.Store(&cause)
+	s.mu.Unlock()
+	r.ex.Cancel(r)
+}
+
+// Provisional reports an intermediate result of a running task.
+func (s *Scheduler) Provisional(r *Run, output []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.over {
+		return
+	}
+	t := r.Task
+	t.state.Store(uint32(ProvisionalResult))
+	s.emitLocked(TaskEvent{Task: t, State: ProvisionalResult, Output: output, Node: r.Node})
+}
+
+// Done reports the end of a run. Reports about runs the scheduler already
+// gave up on (say, after their node was declared down) are dropped, so a
+// task never gets two final results.
+func (s *Scheduler) Done(r *Run, res Result) {
+	s.mu.Lock()
+	if r.over {
+		s.mu.Unlock()
+		s.log.Debug("dropped late result", "job", r.Task.ID, "node", r.Node)
+		return
+	}
+	s.endRunLocked(r, res)
+	runs := s.dispatchLocked()
+	s.mu.Unlock()
+	startAll(runs)
+}
+
+func (s *Scheduler) endRunLocked(r *Run, res Result) {
+	r.over = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	n := r.node
+	delete(n.runs, r)
+	n.busy--
+	t := r.Task
+	t.run = nil
+	n.stats.Sent += res.Sent
+	n.stats.Received += res.Received
+	if !res.Start.IsZero() && !res.End.IsZero() {
+		n.stats.Jobs++
+		n.stats.Time += res.End.Sub(res.Start)
+	}
+	if res.Start.IsZero() {
+		res.Start = t.StartTime()
+	}
+	if res.End.IsZero() {
+		res.End = time.Now()
+	}
+	cause := r.Cause()
+	switch {
+	case res.Outcome == OK:
+		s.finishLocked(t, Finished, res)
+	case errors.Is(cause, ErrCancelled):
+		if res.Err == nil || res.Outcome == Killed {
+			res.Err = ErrCancelled
+		}
+		s.finishLocked(t, Cancelled, res)
+	case res.Outcome == Lost:
+		if res.Err == nil {
+			res.Err = ErrNodeLost
+		}
+		switch {
+		case s.cfg.Reentrant && t.Node == "":
+			s.requeueLocked(t, n)
+		case t.attempts < t.Retries && t.Node == "":
+			t.attempts++
+			s.requeueLocked(t, n)
+		default:
+			s.finishLocked(t, Abandoned, res)
+		}
+	default: // Failed, or Killed by a timeout
+		if errors.Is(cause, ErrTimeout) {
+			res.Err = timeoutError(res.Err)
+		}
+		if t.attempts < t.Retries {
+			t.attempts++
+			s.requeueLocked(t, n)
+			return
+		}
+		s.finishLocked(t, Terminated, res)
+	}
+}
+
+func timeoutError(err error) error {
+	if err == nil || errors.Is(err, ErrTimeout) {
+		return ErrTimeout
+	}
+	return fmt.Errorf("%w (%w)", ErrTimeout, err)
+}
+
+func (s *Scheduler) requeueLocked(t *Task, from *node) {
+	t.lastNode = from.name
+	t.state.Store(uint32(Created))
+	s.emitLocked(TaskEvent{Task: t, State: Created, Node: from.name})
+	if t.Node != "" {
+		heap.Push(&from.pinned, t)
+		return
+	}
+	heap.Push(&s.queue, t)
+}
+
+func (s *Scheduler) finishLocked(t *Task, st State, res Result) {
+	t.res = res
+	t.state.Store(uint32(st))
+	close(t.done)
+	s.unfinished--
+	if s.unfinished == 0 {
+		close(s.idle)
+	}
+	s.emitLocked(TaskEvent{Task: t, State: st, Output: res.Output, Node: t.NodeName()})
+	s.release()
+}
+
+// NodeDown declares a node failed: its running tasks are requeued
+// (reentrant, or with retries left) or end Abandoned, as are tasks pinned to
+// it. Reports about its runs that arrive later are dropped.
+func (s *Scheduler) NodeDown(name string, err error) {
+	s.mu.Lock()
+	n, ok := s.byName[name]
+	if !ok || n.down {
+		s.mu.Unlock()
+		return
+	}
+	n.down = true
+	if err == nil {
+		err = ErrNodeLost
+	}
+	for r := range n.runs {
+		s.endRunLocked(r, Result{Outcome: Lost, Err: fmt.Errorf("%w: %s: %w", ErrNodeLost, name, err)})
+	}
+	for n.pinned.Len() > 0 {
+		t := heap.Pop(&n.pinned).(*Task)
+		s.finishLocked(t, Abandoned, Result{Outcome: Lost, Err: fmt.Errorf("%w: %s: %w", ErrNodeLost, name, err)})
+	}
+	s.emitLocked(NodeEvent{Node: name, Kind: NodeDown, Err: err})
+	runs := s.dispatchLocked()
+	s.mu.Unlock()
+	startAll(runs)
+}
+
+// RemoveNode closes a node on request: it takes no new tasks, its queued
+// pinned tasks are cancelled, and with terminate its running tasks are
+// cancelled too; otherwise they finish first. Then its executor is closed.
+func (s *Scheduler) RemoveNode(ctx context.Context, name string, terminate bool) error {
+	s.mu.Lock()
+	n, ok := s.byName[name]
+	if !ok || n.removed {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNoNode, name)
+	}
+	n.removed = true
+	n.allocated = false
+	var cancel []*Task
+	for n.pinned.Len() > 0 {
+		t := heap.Pop(&n.pinned).(*Task)
+		s.finishLocked(t, Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
+	}
+	for r := range n.runs {
+		cancel = append(cancel, r.Task)
+	}
+	s.mu.Unlock()
+	if terminate {
+		for _, t := range cancel {
+			s.Cancel(t)
+		}
+	}
+	for _, t := range cancel {
+		if err := t.Wait(ctx); err != nil {
+			break
+		}
+	}
+	err := n.ex.Close(ctx)
+	s.mu.Lock()
+	s.dropNodeLocked(n)
+	s.emitLocked(NodeEvent{Node: name, Kind: NodeRemoved})
+	s.mu.Unlock()
+	return err
+}
+
+// Wait blocks until no task is unfinished or ctx is done.
+func (s *Scheduler) Wait(ctx context.Context) error {
+	s.mu.Lock()
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops taking tasks, waits for the unfinished ones and closes every
+// executor. If ctx ends first, the remaining tasks are cancelled (queued) or
+// stopped (running) and Close returns ctx's error once all are final.
+func (s *Scheduler) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	werr := s.Wait(ctx)
+	if werr != nil {
+		s.cancelAll()
+	}
+	// Executors get their own bounded time: after a cut-short ctx they must
+	// still stop their processes and report every run.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	s.mu.Lock()
+	nodes := append([]*node(nil), s.nodes...)
+	s.mu.Unlock()
+	var errs []error
+	for _, n := range nodes {
+		if n.removed {
+			continue
+		}
+		if err := n.ex.Close(cctx); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.name, err))
+		}
+	}
+	// Anything an executor failed to report is lost with it.
+	s.mu.Lock()
+	for _, n := range s.nodes {
+		for r := range n.runs {
+			s.endRunLocked(r, Result{Outcome: Lost, Err: ErrClosed})
+		}
+	}
+	for s.queue.Len() > 0 {
+		s.finishLocked(heap.Pop(&s.queue).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
+	}
+	for _, n := range s.nodes {
+		for n.pinned.Len() > 0 {
+			s.finishLocked(heap.Pop(&n.pinned).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
+		}
+	}
+	if s.eventCond != nil {
+		s.stopEvent = true
+		s.eventCond.Signal()
+	}
+	s.mu.Unlock()
+	if s.eventDone != nil {
+		<-s.eventDone
+	}
+	if werr != nil {
+		errs = append([]error{werr}, errs...)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Scheduler) cancelAll() {
+	s.mu.Lock()
+	var running []*Task
+	for s.queue.Len() > 0 {
+		s.finishLocked(heap.Pop(&s.queue).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
+	}
+	for _, n := range s.nodes {
+		for n.pinned.Len() > 0 {
+			s.finishLocked(heap.Pop(&n.pinned).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
+		}
+		for r := range n.runs {
+			running = append(running, r.Task)
+		}
+	}
+	s.mu.Unlock()
+	for _, t := range running {
+		s.Cancel(t)
+	}
+}
+
+// dispatchLocked assigns queued tasks to free slots and returns the runs to
+// start once the lock is released.
+func (s *Scheduler) dispatchLocked() []*Run {
+	var runs []*Run
+	for {
+		progress := false
+		for _, n := range s.nodes {
+			if n.pinned.Len() > 0 && n.free() && (s.queue.Len() == 0 || !s.queue.less(s.queue.items[0], n.pinned.items[0])) {
+				runs = append(runs, s.assignLocked(n, heap.Pop(&n.pinned).(*Task)))
+				progress = true
+			}
+		}
+		if s.queue.Len() > 0 {
+			if n := s.pickLocked(s.queue.items[0]); n != nil {
+				runs = append(runs, s.assignLocked(n, heap.Pop(&s.queue).(*Task)))
+				progress = true
+			}
+		}
+		if !progress {
+			return runs
+		}
+	}
+}
+
+// pickLocked returns the least-loaded node with a free slot, preferring one
+// other than the node t last failed on.
+func (s *Scheduler) pickLocked(t *Task) *node {
+	var best, fallback *node
+	for _, n := range s.nodes {
+		if !n.free() {
+			continue
+		}
+		if n.name == t.lastNode {
+			fallback = n
+			continue
+		}
+		// n.busy/n.slots < best.busy/best.slots without division.
+		if best == nil || n.busy*best.slots < best.busy*n.slots {
+			best = n
+		}
+	}
+	if best == nil {
+		return fallback
+	}
+	return best
+}
+
+func (s *Scheduler) assignLocked(n *node, t *Task) *Run {
+	r := &Run{Task: t, Node: n.name, Attempt: t.attempts, ex: n.ex, node: n}
+	n.busy++
+	n.runs[r] = struct{}{}
+	t.run = r
+	t.start.Store(time.Now().UnixNano())
+	t.nodeName.Store(&n.name)
+	t.state.Store(uint32(Running))
+	if t.Timeout > 0 {
+		r.timer = time.AfterFunc(t.Timeout, func() { s.timeout(r) })
+	}
+	s.emitLocked(TaskEvent{Task: t, State: Running, Node: n.name})
+	return r
+}
+
+func startAll(runs []*Run) {
+	for _, r := range runs {
+		r.ex.Start(r)
+	}
+}
+
+func (s *Scheduler) emitLocked(ev any) {
+	if s.eventCond == nil {
+		return
+	}
+	switch ev.(type) {
+	case TaskEvent:
+		if s.cfg.OnTask == nil {
+			return
+		}
+	case NodeEvent:
+		if s.cfg.OnNode == nil {
+			return
+		}
+	}
+	s.events = append(s.events, ev)
+	if len(s.events) == 1 {
+		s.eventCond.Signal()
+	}
+}
+
+// deliver runs the callbacks in order, outside the lock, so a slow callback
+// delays other callbacks but never scheduling.
+func (s *Scheduler) deliver() {
+	defer close(s.eventDone)
+	var batch []any
+	for {
+		s.mu.Lock()
+		for len(s.events) == 0 && !s.stopEvent {
+			s.eventCond.Wait()
+		}
+		if len(s.events) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		batch, s.events = s.events, batch[:0]
+		s.mu.Unlock()
+		for i, ev := range batch {
+			switch ev := ev.(type) {
+			case TaskEvent:
+				s.cfg.OnTask(ev)
+			case NodeEvent:
+				s.cfg.OnNode(ev)
+			}
+			batch[i] = nil
+		}
+	}
+}
+
+// NodeStats is one node's line in the stats table.
+type NodeStats struct {
+	Name     string
+	Slots    int
+	Busy     int
+	Jobs     int           // finished on the node (any final state with times)
+	Time     time.Duration // total job time on the node
+	Sent     int64
+	Received int64
+	Down     bool
+}
+
+// Stats is a snapshot of the scheduler.
+type Stats struct {
+	Nodes   []NodeStats
+	Pending int // queued, not running
+	Running int
+	Begin   time.Time
+}
+
+// Stats returns a snapshot.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Pending: s.queue.Len(), Begin: s.begin}
+	for _, n := range s.nodes {
+		ns := n.stats
+		ns.Slots = n.slots
+		ns.Busy = n.busy
+		ns.Down = n.down
+		st.Pending += n.pinned.Len()
+		st.Running += n.busy
+		st.Nodes = append(st.Nodes, ns)
+	}
+	return st
+}
+
+// NodeTasks returns the tasks running on a node.
+func (s *Scheduler) NodeTasks(name string) []*Task {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.byName[name]
+	if !ok {
+		return nil
+	}
+	ts := make([]*Task, 0, len(n.runs))
+	for r := range n.runs {
+		ts = append(ts, r.Task)
+	}
+	return ts
+}
+
+// taskHeap orders tasks by priority (high first), then submit order.
+type taskHeap struct{ items []*Task }
+
+func (h *taskHeap) Len() int { return len(h.items) }
+func (h *taskHeap) less(a, b *Task) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	return a.seq < b.seq
+}
+func (h *taskHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
+func (h *taskHeap) Swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	h.items[i].index = i
+	h.items[j].index = j
+}
+func (h *taskHeap) Push(x any) {
+	t := x.(*Task)
+	t.index = len(h.items)
+	h.items = append(h.items, t)
+}
+func (h *taskHeap) Pop() any {
+	old := h.items
+	n := len(old)
+	t := old[n-1]
+	old[n-1] = nil
+	t.index = -1
+	h.items = old[:n-1]
+	return t
+}

@@ -1,0 +1,205 @@
+package wire
+
+import "encoding/binary"
+
+// Message is one protocol message.
+type Message interface {
+	Type() Type
+	append(b []byte) []byte
+	decode(d *decoder)
+}
+
+// Hello is the worker's first frame: who it is and what it can run.
+type Hello struct {
+	Version     uint64
+	Fingerprint string // of the worker's function registry
+	PID         uint64
+}
+
+// Setup tells a worker which computation it serves.
+type Setup struct {
+	Func  string // registered function name
+	Setup string // registered setup hook name, or ""
+}
+
+// Ready answers Setup; Err is empty when the worker can take jobs.
+type Ready struct {
+	Err string
+}
+
+// Run starts a job on the worker.
+type Run struct {
+	ID    uint64
+	Input []byte
+}
+
+// Cancel cancels the context of the running job ID.
+type Cancel struct {
+	ID uint64
+}
+
+// Provisional carries an intermediate result of a running job.
+type Provisional struct {
+	ID     uint64
+	Output []byte
+}
+
+// File is one chunk of a file a job sends back. Chunks of one file arrive in
+// order; Offset 0 starts (and truncates) the file, Last ends it.
+type File struct {
+	ID     uint64
+	Name   string
+	Mode   uint32
+	Offset uint64
+	Data   []byte
+	Last   bool
+}
+
+// ResultKind says how a job ended on the worker.
+type ResultKind uint8
+
+// Result kinds.
+const (
+	ResultOK    ResultKind = iota // the function returned a nil error
+	ResultError                   // the function returned an error
+	ResultPanic                   // the function panicked; Stack is set
+)
+
+// Result is a finished job.
+type Result struct {
+	ID     uint64
+	Kind   ResultKind
+	Output []byte
+	Err    string
+	Stack  string
+	Stdout []byte
+	Stderr []byte
+	Start  int64 // Unix nanoseconds
+	End    int64
+}
+
+// Type implements Message.
+func (*Hello) Type() Type { return THello }
+
+// Type implements Message.
+func (*Setup) Type() Type { return TSetup }
+
+// Type implements Message.
+func (*Ready) Type() Type { return TReady }
+
+// Type implements Message.
+func (*Run) Type() Type { return TRun }
+
+// Type implements Message.
+func (*Cancel) Type() Type { return TCancel }
+
+// Type implements Message.
+func (*Provisional) Type() Type { return TProvisional }
+
+// Type implements Message.
+func (*File) Type() Type { return TFile }
+
+// Type implements Message.
+func (*Result) Type() Type { return TResult }
+
+func (m *Hello) append(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.Version)
+	b = appendString(b, m.Fingerprint)
+	return binary.AppendUvarint(b, m.PID)
+}
+
+func (m *Hello) decode(d *decoder) {
+	m.Version = d.uvarint()
+	m.Fingerprint = d.string()
+	m.PID = d.uvarint()
+}
+
+func (m *Setup) append(b []byte) []byte {
+	b = appendString(b, m.Func)
+	return appendString(b, m.Setup)
+}
+
+func (m *Setup) decode(d *decoder) {
+	m.Func = d.string()
+	m.Setup = d.string()
+}
+
+func (m *Ready) append(b []byte) []byte { return appendString(b, m.Err) }
+
+func (m *Ready) decode(d *decoder) { m.Err = d.string() }
+
+func (m *Run) append(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.ID)
+	return appendBytes(b, m.Input)
+}
+
+func (m *Run) decode(d *decoder) {
+	m.ID = d.uvarint()
+	m.Input = d.bytes()
+}
+
+func (m *Cancel) append(b []byte) []byte { return binary.AppendUvarint(b, m.ID) }
+
+func (m *Cancel) decode(d *decoder) { m.ID = d.uvarint() }
+
+func (m *Provisional) append(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.ID)
+	return appendBytes(b, m.Output)
+}
+
+func (m *Provisional) decode(d *decoder) {
+	m.ID = d.uvarint()
+	m.Output = d.bytes()
+}
+
+func (m *File) append(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.ID)
+	b = appendString(b, m.Name)
+	b = binary.AppendUvarint(b, uint64(m.Mode))
+	b = binary.AppendUvarint(b, m.Offset)
+	b = appendBytes(b, m.Data)
+	if m.Last {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func (m *File) decode(d *decoder) {
+	m.ID = d.uvarint()
+	m.Name = d.string()
+	mode := d.uvarint()
+	if mode > 1<<32-1 {
+		d.fail("file mode out of range")
+	}
+	m.Mode = uint32(mode)
+	m.Offset = d.uvarint()
+	m.Data = d.bytes()
+	m.Last = d.bool()
+}
+
+func (m *Result) append(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.ID)
+	b = append(b, byte(m.Kind))
+	b = appendBytes(b, m.Output)
+	b = appendString(b, m.Err)
+	b = appendString(b, m.Stack)
+	b = appendBytes(b, m.Stdout)
+	b = appendBytes(b, m.Stderr)
+	b = binary.AppendVarint(b, m.Start)
+	return binary.AppendVarint(b, m.End)
+}
+
+func (m *Result) decode(d *decoder) {
+	m.ID = d.uvarint()
+	m.Kind = ResultKind(d.byte())
+	if m.Kind > ResultPanic {
+		d.fail("unknown result kind")
+	}
+	m.Output = d.bytes()
+	m.Err = d.string()
+	m.Stack = d.string()
+	m.Stdout = d.bytes()
+	m.Stderr = d.bytes()
+	m.Start = d.varint()
+	m.End = d.varint()
+}

@@ -1,0 +1,310 @@
+// Package worker is the runtime behind drove.Main in worker mode: it serves
+// one computation's jobs over the framed protocol of package wire, on file
+// descriptors 3 (frames in) and 4 (frames out) inherited from the executor
+// that started it.
+//
+// A worker runs one job at a time. What a job writes to file descriptors 1
+// and 2 lands in files the executor gave it (opened for appending); after
+// each job the worker reads them back into the result and truncates them, so
+// each job gets exactly its own output, and a crash leaves the crashing job's
+// output for the executor to read.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/drove-dev/drove/internal/registry"
+	"github.com/drove-dev/drove/internal/wire"
+)
+
+// EnvMode is the environment variable that starts a drove binary as a
+// worker. It is set by executors, never by users.
+const EnvMode = "DROVE_WORKER"
+
+// Descriptors of the protocol streams in a worker process.
+const (
+	FDIn  = 3
+	FDOut = 4
+)
+
+// IsWorker reports whether this process was started as a worker.
+func IsWorker() bool { return os.Getenv(EnvMode) == "1" }
+
+// Main serves the worker protocol and returns the exit code.
+func Main() int {
+	in := os.NewFile(FDIn, "drove-in")
+	out := os.NewFile(FDOut, "drove-out")
+	if in == nil || out == nil {
+		fmt.Fprintln(os.Stderr, "drove: worker started without its protocol descriptors")
+		return 2
+	}
+	err := Serve(context.Background(), in, out, os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "drove: worker:", err)
+		return 1
+	}
+	return 0
+}
+
+// Serve speaks the worker side of the protocol on in and out until in ends.
+// stdout and stderr are the job output files, captured after each job when
+// they are regular files.
+func Serve(ctx context.Context, in io.Reader, out io.Writer, stdout, stderr *os.File) error {
+	s := &server{
+		r:      wire.NewReader(in, 0),
+		w:      wire.NewWriter(out),
+		stdout: captureOf(stdout),
+		stderr: captureOf(stderr),
+	}
+	if err := s.send(&wire.Hello{Version: wire.Version, Fingerprint: registry.Fingerprint(), PID: uint64(os.Getpid())}); err != nil {
+		return err
+	}
+	m, err := s.r.Read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // the executor refused us after Hello
+		}
+		return fmt.Errorf("reading setup: %w", err)
+	}
+	setup, ok := m.(*wire.Setup)
+	if !ok {
+		return fmt.Errorf("expected setup, got %s", m.Type())
+	}
+	fn, ok := registry.Lookup(setup.Func)
+	if !ok {
+		return s.send(&wire.Ready{Err: fmt.Sprintf("function %q is not registered in this binary", setup.Func)})
+	}
+	var cleanup func(context.Context) error
+	if setup.Setup != "" {
+		hook, ok := registry.LookupHook(setup.Setup)
+		if !ok {
+			return s.send(&wire.Ready{Err: fmt.Sprintf("setup %q is not registered in this binary", setup.Setup)})
+		}
+		state, c, err := runHook(ctx, hook)
+		if err != nil {
+			return s.send(&wire.Ready{Err: fmt.Sprintf("setup %q: %v", setup.Setup, err)})
+		}
+		s.state, cleanup = state, c
+		s.truncateOutput() // setup's own output belongs to no job
+	}
+	if err := s.send(&wire.Ready{}); err != nil {
+		return err
+	}
+	err = s.loop(ctx, fn)
+	if cleanup != nil {
+		if cerr := cleanup(ctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup %q: %w", setup.Setup, cerr))
+		}
+	}
+	return err
+}
+
+func runHook(ctx context.Context, h registry.Hook) (state any, cleanup func(context.Context) error, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return h(ctx)
+}
+
+type server struct {
+	r      *wire.Reader
+	wmu    sync.Mutex
+	w      *wire.Writer
+	stdout *os.File // nil when not capturing
+	stderr *os.File
+	state  any
+
+	mu      sync.Mutex
+	current uint64
+	cancel  context.CancelFunc
+}
+
+func captureOf(f *os.File) *os.File {
+	if f == nil {
+		return nil
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	return f
+}
+
+func (s *server) send(m wire.Message) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.w.Send(m)
+}
+
+// loop reads frames on its own goroutine, so a Cancel can reach a running
+// job, and runs jobs one at a time on this one.
+func (s *server) loop(ctx context.Context, fn *registry.Func) error {
+	runs := make(chan *wire.Run, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(runs)
+		for {
+			m, err := s.r.Read()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					readErr <- err
+				}
+				return
+			}
+			switch m := m.(type) {
+			case *wire.Run:
+				runs <- m
+			case *wire.Cancel:
+				s.mu.Lock()
+				if s.current == m.ID && s.cancel != nil {
+					s.cancel()
+				}
+				s.mu.Unlock()
+			default:
+				readErr <- fmt.Errorf("unexpected %s frame", m.Type())
+				return
+			}
+		}
+	}()
+	for run := range runs {
+		res, panicked := s.runJob(ctx, fn, run)
+		if err := s.send(res); err != nil {
+			return err
+		}
+		if panicked {
+			// The function's state may be broken; the executor replaces us.
+			return nil
+		}
+	}
+	select {
+	case err := <-readErr:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (s *server) runJob(ctx context.Context, fn *registry.Func, run *wire.Run) (res *wire.Result, panicked bool) {
+	jctx, cancel := context.WithCancel(ctx)
+	s.mu.Lock()
+	s.current, s.cancel = run.ID, cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.current, s.cancel = 0, nil
+		s.mu.Unlock()
+		cancel()
+	}()
+	jctx = context.WithValue(jctx, jobKey{}, &Job{ID: run.ID, s: s})
+
+	res = &wire.Result{ID: run.ID, Start: time.Now().UnixNano()}
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				res.Kind = wire.ResultPanic
+				res.Err = fmt.Sprint(v)
+				res.Stack = string(debug.Stack())
+				panicked = true
+			}
+		}()
+		out, err := fn.Call(jctx, run.Input)
+		if err != nil {
+			res.Kind = wire.ResultError
+			res.Err = err.Error()
+			return
+		}
+		res.Output = out
+	}()
+	res.End = time.Now().UnixNano()
+	res.Stdout = takeOutput(s.stdout)
+	res.Stderr = takeOutput(s.stderr)
+	return res, panicked
+}
+
+func (s *server) truncateOutput() {
+	takeOutput(s.stdout)
+	takeOutput(s.stderr)
+}
+
+// takeOutput returns what was written to f and empties it. f is opened for
+// appending, so the next write starts again at offset 0.
+func takeOutput(f *os.File) []byte {
+	if f == nil {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return nil
+	}
+	b := make([]byte, fi.Size())
+	n, _ := f.ReadAt(b, 0)
+	_ = f.Truncate(0)
+	return b[:n]
+}
+
+type jobKey struct{}
+
+// Job is the running job, as seen from inside a function through its
+// context.
+type Job struct {
+	ID uint64
+	s  *server
+}
+
+// FromContext returns the job running with ctx, or nil outside a worker.
+func FromContext(ctx context.Context) *Job {
+	j, _ := ctx.Value(jobKey{}).(*Job)
+	return j
+}
+
+// State returns the value the computation's setup hook returned, or nil.
+func (j *Job) State() any { return j.s.state }
+
+// Provisional sends an intermediate result.
+func (j *Job) Provisional(out []byte) error {
+	return j.s.send(&wire.Provisional{ID: j.ID, Output: out})
+}
+
+// fileChunk is the size of the pieces SendFile streams a file in.
+const fileChunk = 1 << 20
+
+// SendFile streams the file at path to the client under name.
+func (j *Job) SendFile(path, name string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", path)
+	}
+	buf := make([]byte, fileChunk)
+	var off uint64
+	for {
+		n, rerr := io.ReadFull(f, buf)
+		last := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
+		if rerr != nil && !last {
+			return rerr
+		}
+		m := &wire.File{ID: j.ID, Name: name, Mode: uint32(fi.Mode().Perm()), Offset: off, Data: buf[:n], Last: last}
+		if err := j.s.send(m); err != nil {
+			return err
+		}
+		off += uint64(n)
+		if last {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,15 @@
+package drove_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/drove-dev/drove"
+)
+
+// TestMain makes the test binary its own worker: executors start it with
+// the worker environment, and drove.Main then serves jobs instead of tests.
+func TestMain(m *testing.M) {
+	drove.Main()
+	os.Exit(m.Run())
+}

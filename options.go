@@ -1,0 +1,176 @@
+package drove
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Option configures a cluster in NewCluster.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	nodes      []string
+	cpus       int
+	depends    []string
+	setup      string
+	env        []string
+	reentrant  bool
+	maxPending int
+	onJob      any
+	onNode     func(NodeEvent)
+	destDir    string
+	workDir    string
+	grace      time.Duration
+	logger     *slog.Logger
+	maxFile    int64
+}
+
+// WithNodes lists where jobs run. With no nodes (the default) the cluster is
+// embedded: worker processes on this machine, one per CPU.
+func WithNodes(nodes ...string) Option {
+	return optionFunc(func(c *config) { c.nodes = append(c.nodes, nodes...) })
+}
+
+// WithCPUs sets how many CPUs of this machine an embedded cluster uses: 0
+// (the default) means all, a negative n leaves that many free (at least one
+// is used).
+func WithCPUs(n int) Option {
+	return optionFunc(func(c *config) { c.cpus = n })
+}
+
+// WithDepends stages files into every job's working directory. A relative
+// path keeps its place below the working directory (if it does not climb
+// out with ".."); other files land under their base name. Files are
+// content-addressed and copied once; they are staged read-only unless
+// executable. The default is none.
+func WithDepends(paths ...string) Option {
+	return optionFunc(func(c *config) { c.depends = append(c.depends, paths...) })
+}
+
+// WithSetup runs s once in every worker before its jobs, and its cleanup
+// when the worker stops. The default is none.
+func WithSetup[S any](s *Setup[S]) Option {
+	return optionFunc(func(c *config) { c.setup = s.setupName() })
+}
+
+// WithEnv adds "KEY=value" variables to the environment of workers and
+// programs. The default adds none to the client's environment.
+func WithEnv(kv ...string) Option {
+	return optionFunc(func(c *config) { c.env = append(c.env, kv...) })
+}
+
+// WithReentrant says jobs may run again from the start: a job whose node
+// fails is resubmitted elsewhere instead of ending Abandoned. The default is
+// false, as in dispy.
+func WithReentrant(on bool) Option {
+	return optionFunc(func(c *config) { c.reentrant = on })
+}
+
+// WithMaxPending bounds the unfinished jobs: Submit blocks while n jobs are
+// queued or running, so a producer never holds more than n jobs' inputs in
+// memory. 0 (the default) means no bound.
+func WithMaxPending(n int) Option {
+	return optionFunc(func(c *config) { c.maxPending = n })
+}
+
+// OnJobStatus calls fn on every status change of every job after Created —
+// Running, each ProvisionalResult, and the final status — in order, on one
+// goroutine of the cluster's. A slow fn delays later callbacks but not
+// scheduling. Out must be the cluster's result type, or NewCluster fails.
+func OnJobStatus[Out any](fn func(JobEvent[Out])) Option {
+	return optionFunc(func(c *config) { c.onJob = fn })
+}
+
+// OnNodeStatus calls fn when a node joins, fails or is closed, on the same
+// goroutine as the job callbacks.
+func OnNodeStatus(fn func(NodeEvent)) Option {
+	return optionFunc(func(c *config) { c.onNode = fn })
+}
+
+// WithDestDir sets where files sent back by jobs (SendFile) are written. The
+// default is the current directory.
+func WithDestDir(dir string) Option {
+	return optionFunc(func(c *config) { c.destDir = dir })
+}
+
+// WithMaxFileSize bounds a file a job may send back; 0 (the default) means
+// no bound.
+func WithMaxFileSize(n int64) Option {
+	return optionFunc(func(c *config) { c.maxFile = n })
+}
+
+// WithWorkDir sets the directory under which an embedded cluster makes its
+// job directories. The default is a new directory under os.TempDir, removed
+// by Close.
+func WithWorkDir(dir string) Option {
+	return optionFunc(func(c *config) { c.workDir = dir })
+}
+
+// WithCancelGrace sets how long each step of stopping a running job waits
+// before the next: the job's context is cancelled (a program gets SIGINT),
+// then SIGTERM, then SIGKILL. The default is 5s.
+func WithCancelGrace(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.grace = d })
+}
+
+// WithLogger sets the cluster's logger. The default discards logs.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.logger = l })
+}
+
+// JobOption configures one job in Submit.
+type JobOption interface {
+	applyJob(*jobConfig)
+}
+
+type jobOptionFunc func(*jobConfig)
+
+func (f jobOptionFunc) applyJob(c *jobConfig) { f(c) }
+
+type jobConfig struct {
+	id       int64
+	hasID    bool
+	timeout  time.Duration
+	retries  int
+	priority int
+	node     string
+}
+
+// JobID sets the job's ID. By default jobs are numbered 1, 2, 3… in submit
+// order.
+func JobID(id int64) JobOption {
+	return jobOptionFunc(func(c *jobConfig) { c.id, c.hasID = id, true })
+}
+
+// Timeout stops the job if it runs longer than d, as Cancel would; it then
+// ends Terminated with ErrTimeout (or is retried). 0 (the default) means no
+// limit.
+func Timeout(d time.Duration) JobOption {
+	return jobOptionFunc(func(c *jobConfig) { c.timeout = d })
+}
+
+// Retries runs the job up to n more times — on another node when there is
+// one — if it fails (an error, a panic, a crash, a timeout) or its node is
+// lost. The default is 0. A program's non-zero exit is a result, not a
+// failure.
+func Retries(n int) JobOption {
+	return jobOptionFunc(func(c *jobConfig) { c.retries = n })
+}
+
+// Priority orders waiting jobs: higher first, equal priorities in submit
+// order. The default is 0; negative values are allowed.
+func Priority(p int) JobOption {
+	return jobOptionFunc(func(c *jobConfig) { c.priority = p })
+}
+
+// OnNode pins the job to the named node (see Stats for node names). A
+// pinned job is never moved to another node.
+func OnNode(name string) JobOption {
+	return jobOptionFunc(func(c *jobConfig) { c.node = name })
+}
