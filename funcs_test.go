@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/drove-dev/drove"
@@ -107,3 +108,24 @@ var (
 		return os.Getpid(), nil
 	})
 )
+
+var (
+	crash = drove.Func("test.crash", func(ctx context.Context, _ int) (int, error) {
+		fmt.Fprintln(os.Stderr, "about to crash")
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	})
+	unencodable = drove.Func("test.unencodable", func(ctx context.Context, f func()) (int, error) {
+		return 0, nil
+	})
+	echoShipped = drove.Func("test.shipped", func(ctx context.Context, p Point) (Point, error) {
+		fmt.Printf("point %s\n", p)
+		return Point{X: p.Y, Y: p.X}, nil
+	})
+)
+
+// Point is a user type shipped as a job's input and printed by the job, as
+// dispy's obj_instances example.
+type Point struct{ X, Y int }
+
+func (p Point) String() string { return fmt.Sprintf("(%d, %d)", p.X, p.Y) }

@@ -383,8 +383,11 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 	case res.Outcome == OK:
 		s.finishLocked(t, Finished, res)
 	case errors.Is(cause, ErrCancelled):
-		if res.Err == nil || res.Outcome == Killed {
+		switch {
+		case res.Err == nil || res.Outcome == Killed:
 			res.Err = ErrCancelled
+		case !errors.Is(res.Err, ErrCancelled):
+			res.Err = fmt.Errorf("%w: %w", ErrCancelled, res.Err)
 		}
 		s.finishLocked(t, Cancelled, res)
 	case res.Outcome == Lost:

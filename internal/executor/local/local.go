@@ -347,14 +347,23 @@ func (e *Executor) Close(ctx context.Context) error {
 		}
 	}
 	e.mu.Unlock()
-	var errs []error
+	// Workers run their cleanup as they stop: stop them all at once.
+	errc := make(chan error, len(idle))
 	for _, s := range idle {
-		if s.w != nil {
-			if err := s.w.shutdown(ctx); err != nil {
-				errs = append(errs, err)
+		go func() {
+			var err error
+			if s.w != nil {
+				err = s.w.shutdown(ctx)
 			}
+			s.release()
+			errc <- err
+		}()
+	}
+	var errs []error
+	for range idle {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
 		}
-		s.release()
 	}
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()

@@ -34,6 +34,11 @@ type workerProc struct {
 	pid  int
 	runs uint64 // run ids, guarded by e.mu
 
+	// exited is closed by the reader once the process has been waited for;
+	// only the reader waits, as os/exec allows one Wait.
+	exited  chan struct{}
+	waitErr error
+
 	// Guarded by e.mu.
 	run   *sched.Run
 	runID uint64
@@ -67,7 +72,7 @@ func (e *Executor) startWorker(ctx context.Context, s *slot) (*workerProc, error
 		resR.Close()
 		return nil, fmt.Errorf("drove: starting worker %s: %w", e.cfg.Executable, err)
 	}
-	w := &workerProc{e: e, cmd: cmd, in: jobsW, w: wire.NewWriter(jobsW), out: resR, r: wire.NewReader(resR, 0), pid: cmd.Process.Pid}
+	w := &workerProc{e: e, cmd: cmd, in: jobsW, w: wire.NewWriter(jobsW), out: resR, r: wire.NewReader(resR, 0), pid: cmd.Process.Pid, exited: make(chan struct{})}
 	if err := w.handshake(ctx, s); err != nil {
 		w.signal(syscall.SIGKILL)
 		w.in.Close()
@@ -187,21 +192,24 @@ func (w *workerProc) signal(sig syscall.Signal) {
 // and exit.
 func (w *workerProc) shutdown(ctx context.Context) error {
 	w.in.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- w.cmd.Wait() }()
 	select {
-	case err := <-exited:
-		w.out.Close()
-		if err != nil {
-			return fmt.Errorf("drove: worker %d: %w", w.pid, err)
+	case <-w.exited:
+		if w.waitErr != nil {
+			return fmt.Errorf("drove: worker %d: %w", w.pid, w.waitErr)
 		}
 		return nil
 	case <-ctx.Done():
 		w.signal(syscall.SIGKILL)
-		<-exited
-		w.out.Close()
+		<-w.exited
 		return ctx.Err()
 	}
+}
+
+// wait reaps the process; only the reader goroutine calls it.
+func (w *workerProc) wait() {
+	w.waitErr = w.cmd.Wait()
+	w.out.Close()
+	close(w.exited)
 }
 
 // read handles the worker's frames until it exits.
@@ -269,8 +277,7 @@ func (e *Executor) receiveFile(m *wire.File) error {
 
 func (w *workerProc) reap() {
 	_, _ = io.Copy(io.Discard, w.out)
-	_ = w.cmd.Wait()
-	w.out.Close()
+	w.wait()
 }
 
 // died handles the end of the worker's frame stream: the process exited or
@@ -281,8 +288,8 @@ func (w *workerProc) died(s *slot, readErr error) {
 		w.signal(syscall.SIGKILL)
 	}
 	w.in.Close()
-	waitErr := w.cmd.Wait()
-	w.out.Close()
+	w.wait()
+	waitErr := w.waitErr
 	e.mu.Lock()
 	r := w.run
 	w.run = nil

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drove-dev/drove"
+)
+
+// DemoResult is what a demo job returns, as in dispy's sample.py.
+type DemoResult struct {
+	Host string
+	N    int
+}
+
+// DemoArgs is a demo job's input: sleep N units.
+type DemoArgs struct {
+	N    int
+	Unit time.Duration
+}
+
+var demoCompute = drove.Func("drove.demo", func(ctx context.Context, a DemoArgs) (DemoResult, error) {
+	select {
+	case <-time.After(time.Duration(a.N) * a.Unit):
+	case <-ctx.Done():
+		return DemoResult{}, ctx.Err()
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return DemoResult{}, err
+	}
+	return DemoResult{Host: host, N: a.N}, nil
+})
+
+func newDemoCmd() *cobra.Command {
+	var (
+		jobs int
+		unit time.Duration
+		cpus int
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run dispy's sample on an embedded cluster",
+		Long: `Run dispy's sample computation on an embedded cluster of this machine's CPUs:
+each job sleeps a random 1 to 10 units (seconds by default) and returns the
+host name and its number. Prints one line per job, then the cluster's stats.`,
+		Example: `  drove demo
+  drove demo --unit 100ms --jobs 20`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if jobs < 1 {
+				return fmt.Errorf("--jobs must be at least 1, got %d", jobs)
+			}
+			if unit <= 0 {
+				return fmt.Errorf("--unit must be positive, got %v", unit)
+			}
+			return runDemo(cmd.Context(), cmd, jobs, unit, cpus)
+		},
+	}
+	cmd.Flags().IntVarP(&jobs, "jobs", "n", 5, "number of jobs to submit")
+	cmd.Flags().DurationVar(&unit, "unit", time.Second, "how long one unit of sleep is; jobs sleep 1 to 10 units")
+	cmd.Flags().IntVarP(&cpus, "cpus", "c", 0, "CPUs to use: 0 for all, a negative number leaves that many free")
+	return cmd
+}
+
+func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration, cpus int) error {
+	c, err := drove.NewCluster(ctx, demoCompute, drove.WithCPUs(cpus))
+	if err != nil {
+		return err
+	}
+	jobs := make([]*drove.Job[DemoResult], 0, n)
+	for range n {
+		j, err := c.Submit(ctx, DemoArgs{N: rand.IntN(10) + 1, Unit: unit})
+		if err != nil {
+			_ = c.Close(ctx)
+			return err
+		}
+		jobs = append(jobs, j)
+	}
+	out := cmd.OutOrStdout()
+	for _, j := range jobs {
+		r, err := j.Result(ctx)
+		if err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "job %d: %v\n", j.ID(), err)
+			continue
+		}
+		fmt.Fprintf(out, "%s executed job %d at %s with %d\n", r.Host, j.ID(), j.StartTime().Format("2006-01-02 15:04:05.000"), r.N)
+	}
+	if err := c.Close(ctx); err != nil {
+		return err
+	}
+	return c.Stats().Print(out)
+}

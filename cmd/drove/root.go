@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "drove",
+		Short: "Spread work over many CPUs and machines",
+		Long: `drove runs jobs — Go functions or programs — on a cluster: this machine's CPUs
+(an embedded cluster, nothing to start by hand), drove node daemons, or SSH hosts.
+
+Start with "drove demo" to see jobs run on the embedded cluster, and
+"drove submit PROGRAM" to run a program once per argument list.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newDemoCmd(), newSubmitCmd(), newVersionCmd())
+	return root
+}
+
+// exitError carries a command's exit code without an error message of its
+// own (the command already reported what went wrong).
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// exitCode decides the process's exit code in one place: 0 for success, the
+// code a command chose, or 1 with the error printed.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var xe *exitError
+	if errors.As(err, &xe) {
+		return xe.code
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "drove: ") {
+		msg = "drove: " + msg
+	}
+	fmt.Fprintln(stderr, msg)
+	return 1
+}

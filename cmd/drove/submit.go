@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/progress"
+)
+
+func newSubmitCmd() *cobra.Command {
+	var (
+		nodes   []string
+		files   []string
+		argSets []string
+		cpus    int
+		retries int
+		timeout string
+	)
+	cmd := &cobra.Command{
+		Use:   "submit [flags] PROGRAM",
+		Short: "Run a program once per argument list on a cluster",
+		Long: `Run PROGRAM once per -a argument list (once with no arguments if there is no
+-a) on a cluster, as dispy's dispy_cmd.py: with no --nodes, on an embedded
+cluster of this machine's CPUs. Files given with -f are staged into each job's
+working directory, which is also first in the program's PATH.
+
+For each job, in submit order, prints its exit status, then its stdout and
+stderr. A progress bar is drawn on stderr when it is a terminal. The exit
+status is the number of jobs that did not exit 0 (101 for more than 100).`,
+		Example: `  drove submit -a "1 2" -a "3 4" ./compute.sh
+  drove submit -f data.csv -a "data.csv" /usr/bin/wc`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var opts []drove.JobOption
+			if timeout != "" {
+				d, err := parseDuration(timeout)
+				if err != nil {
+					return fmt.Errorf("--timeout: %w", err)
+				}
+				opts = append(opts, drove.Timeout(d))
+			}
+			if retries > 0 {
+				opts = append(opts, drove.Retries(retries))
+			}
+			var lists [][]string
+			for _, a := range argSets {
+				l, err := splitArgs(a)
+				if err != nil {
+					return fmt.Errorf("-a %q: %w", a, err)
+				}
+				lists = append(lists, l)
+			}
+			if len(lists) == 0 {
+				lists = [][]string{nil}
+			}
+			clusterOpts := []drove.Option{drove.WithCPUs(cpus), drove.WithDepends(files...)}
+			if len(nodes) > 0 {
+				clusterOpts = append(clusterOpts, drove.WithNodes(nodes...))
+			}
+			return runSubmit(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], lists, clusterOpts, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&nodes, "nodes", nil, "nodes to run on (default: an embedded cluster of this machine's CPUs)")
+	f.StringArrayVarP(&files, "file", "f", nil, "file to stage into each job's directory (repeatable)")
+	f.StringArrayVarP(&argSets, "args", "a", nil, "argument list for one job, split as a shell would (repeatable)")
+	f.IntVarP(&cpus, "cpus", "c", 0, "CPUs of this machine to use: 0 for all, a negative number leaves that many free")
+	f.IntVar(&retries, "retries", 0, "run a job again up to N times if it fails (a non-zero exit is not a failure)")
+	f.StringVar(&timeout, "timeout", "", "stop a job that runs longer than this (e.g. 30s, 5m; a bare number is seconds)")
+	return cmd
+}
+
+func runSubmit(ctx context.Context, stdout, stderr io.Writer, program string, lists [][]string, copts []drove.Option, jopts []drove.JobOption) error {
+	c, err := drove.NewCluster(ctx, drove.Program(program), copts...)
+	if err != nil {
+		return err
+	}
+	bar := progress.New(stderr, len(lists), "jobs")
+	jobs := make([]*drove.Job[int], 0, len(lists))
+	for _, l := range lists {
+		j, err := c.Submit(ctx, l, jopts...)
+		if err != nil {
+			_ = c.Close(ctx)
+			return err
+		}
+		jobs = append(jobs, j)
+		go func() {
+			<-j.Done()
+			bar.Add(1)
+		}()
+	}
+	failed := 0
+	for i, j := range jobs {
+		code, err := j.Result(ctx)
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			break
+		}
+		bar.Finish()
+		status := fmt.Sprintf("exit status %d", code)
+		if err != nil {
+			status = fmt.Sprintf("%s: %v", j.Status(), err)
+			failed++
+		} else if code != 0 {
+			failed++
+		}
+		fmt.Fprintf(stdout, "job %d [%s] on %s: %s\n", j.ID(), strings.Join(lists[i], " "), j.Node(), status)
+		writeSection(stdout, "stdout", j.Stdout())
+		writeSection(stdout, "stderr", j.Stderr())
+	}
+	bar.Finish()
+	if err := c.Close(ctx); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return &exitError{code: min(failed, 101)}
+	}
+	return nil
+}
+
+func writeSection(w io.Writer, name string, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "--- %s ---\n%s", name, b)
+	if b[len(b)-1] != '\n' {
+		fmt.Fprintln(w)
+	}
+}
