@@ -45,6 +45,10 @@ type Config struct {
 	// Reentrant tasks are requeued when their node is lost, without using up
 	// a retry; otherwise such a task ends Abandoned unless it has retries left.
 	Reentrant bool
+	// MaxLost is how many times a reentrant task may lose its node before
+	// it ends Abandoned all the same, so that a task that brings down every
+	// node it lands on cannot loop forever. Default 5.
+	MaxLost int
 	// OnTask, if set, receives every state change of every task after
 	// Created, in order, on one goroutine owned by the scheduler.
 	OnTask func(TaskEvent)
@@ -142,6 +146,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.cfg.MaxLost <= 0 {
+		s.cfg.MaxLost = 5
 	}
 	close(s.idle)
 	if cfg.MaxPending > 0 {
@@ -394,8 +401,9 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 		if res.Err == nil {
 			res.Err = ErrNodeLost
 		}
+		t.lost++
 		switch {
-		case s.cfg.Reentrant && t.Node == "":
+		case s.cfg.Reentrant && t.Node == "" && t.lost < s.cfg.MaxLost:
 			s.requeueLocked(t, n)
 		case t.attempts < t.Retries && t.Node == "":
 			t.attempts++

@@ -61,6 +61,7 @@ type Task struct {
 	seq      uint64
 	index    int // in its heap; -1 when not queued
 	attempts int
+	lost     int // runs whose node was lost
 	run      *Run
 	lastNode string
 

@@ -370,14 +370,17 @@ func (e *Executor) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		e.mu.Lock()
 		for _, s := range busy {
 			s.kill()
 		}
+		e.mu.Unlock()
 		<-done
 	}
 	return errors.Join(errs...)
 }
 
+// kill ends whatever runs in s at once. The caller holds e.mu.
 func (s *slot) kill() {
 	if s.w != nil {
 		s.w.signal(syscall.SIGKILL)
@@ -386,27 +389,33 @@ func (s *slot) kill() {
 	}
 }
 
-// escalation stops a running job step by step: a polite request, SIGTERM,
-// then SIGKILL, each after the grace period.
+// escalation stops a running job step by step: a polite request (the
+// function's context is cancelled, a program gets SIGINT), SIGTERM, then
+// SIGKILL, each after the grace period.
 type escalation struct {
 	mu    sync.Mutex
 	timer *time.Timer
 	done  bool
 }
 
+// newEscalation starts stopping r in s. The caller holds e.mu. It returns
+// nil for a program not started yet: runProgram checks r.Cause once it is.
 func (e *Executor) newEscalation(s *slot, r *sched.Run) *escalation {
-	esc := &escalation{}
-	steps := []func(){
-		func() { // step 0: ask
-			if s.w != nil {
-				s.w.cancel(r)
-			} else if s.proc != nil {
-				_ = syscall.Kill(-s.proc.Pid, syscall.SIGINT)
-			}
-		},
-		func() { s.signal(syscall.SIGTERM) },
-		func() { s.signal(syscall.SIGKILL) },
+	var signal func(syscall.Signal)
+	var ask func()
+	if w := s.w; w != nil {
+		signal = w.signal
+		ask = func() { w.cancel(r) }
+	} else {
+		if s.proc == nil {
+			return nil
+		}
+		pgid := s.proc.Pid
+		signal = func(sig syscall.Signal) { _ = syscall.Kill(-pgid, sig) }
+		ask = func() { signal(syscall.SIGINT) }
 	}
+	esc := &escalation{}
+	steps := []func(){ask, func() { signal(syscall.SIGTERM) }, func() { signal(syscall.SIGKILL) }}
 	var step func(i int)
 	step = func(i int) {
 		esc.mu.Lock()
@@ -421,14 +430,6 @@ func (e *Executor) newEscalation(s *slot, r *sched.Run) *escalation {
 	}
 	go step(0)
 	return esc
-}
-
-func (s *slot) signal(sig syscall.Signal) {
-	if s.w != nil {
-		s.w.signal(sig)
-	} else if s.proc != nil {
-		_ = syscall.Kill(-s.proc.Pid, sig)
-	}
 }
 
 func (esc *escalation) halt() {

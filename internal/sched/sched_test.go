@@ -1,0 +1,364 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// behaviour is what the test executor does with a run.
+type behaviour struct {
+	outcome Outcome
+	delay   time.Duration
+	hang    bool // run until cancelled
+}
+
+// testExec is an in-memory executor. Like Nomad's mock driver, it lets the
+// core be checked without processes; the executors themselves are tested
+// against real processes in their own packages.
+type testExec struct {
+	s     *Scheduler
+	slots int
+	plan  func(r *Run) behaviour
+
+	mu       sync.Mutex
+	running  map[*Run]chan struct{}
+	overflow error
+	wg       sync.WaitGroup
+	closed   bool
+}
+
+func newTestExec(slots int, plan func(*Run) behaviour) *testExec {
+	return &testExec{slots: slots, plan: plan, running: map[*Run]chan struct{}{}}
+}
+
+func (e *testExec) Start(r *Run) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		go e.s.Done(r, Result{Outcome: Lost})
+		return
+	}
+	stop := make(chan struct{})
+	e.running[r] = stop
+	if len(e.running) > e.slots && e.overflow == nil {
+		e.overflow = fmt.Errorf("node %s runs %d tasks on %d slots", r.Node, len(e.running), e.slots)
+	}
+	e.wg.Add(1)
+	e.mu.Unlock()
+	b := e.plan(r)
+	go func() {
+		defer e.wg.Done()
+		res := Result{Outcome: b.outcome, Start: time.Now()}
+		if b.hang {
+			<-stop
+			res.Outcome = Killed
+		} else {
+			select {
+			case <-time.After(b.delay):
+			case <-stop:
+				res.Outcome = Killed
+			}
+		}
+		if res.Outcome == Failed {
+			res.Err = errors.New("task failed")
+		}
+		res.End = time.Now()
+		e.mu.Lock()
+		delete(e.running, r)
+		e.mu.Unlock()
+		e.s.Done(r, res)
+	}()
+	if r.Cause() != nil {
+		e.Cancel(r)
+	}
+}
+
+func (e *testExec) Cancel(r *Run) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if stop, ok := e.running[r]; ok {
+		close(stop)
+		delete(e.running, r) // the slot frees when the run reports
+		e.running[r] = make(chan struct{})
+	}
+}
+
+func (e *testExec) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	for r, stop := range e.running {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		_ = r
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+	return nil
+}
+
+func TestPropertyInvariants(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		var mu sync.Mutex
+		finals := map[*Task]int{}
+		s := New(Config{
+			Reentrant: rapid.Bool().Draw(rt, "reentrant"),
+			OnTask: func(ev TaskEvent) {
+				if ev.State.Final() {
+					mu.Lock()
+					finals[ev.Task]++
+					mu.Unlock()
+				}
+			},
+		})
+		nNodes := rapid.IntRange(1, 3).Draw(rt, "nodes")
+		var execs []*testExec
+		plans := map[*Task]behaviour{}
+		starts := map[*Task]int{}
+		var plansMu sync.Mutex
+		plan := func(r *Run) behaviour {
+			plansMu.Lock()
+			defer plansMu.Unlock()
+			b := plans[r.Task]
+			starts[r.Task]++
+			if starts[r.Task] > 1 && b.outcome != OK && !b.hang && rapid.Bool().Example(starts[r.Task]) {
+				b.outcome = OK // some retries succeed, so some tasks end Finished after a failure
+			}
+			return b
+		}
+		for i := range nNodes {
+			e := newTestExec(rapid.IntRange(1, 3).Draw(rt, "slots"), plan)
+			e.s = s
+			execs = append(execs, e)
+			if err := s.AddNode(fmt.Sprintf("n%d", i), e.slots, e); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		nTasks := rapid.IntRange(1, 40).Draw(rt, "tasks")
+		var tasks []*Task
+		var cancels []*Task
+		for i := range nTasks {
+			t := &Task{
+				ID:       int64(i + 1),
+				Priority: rapid.IntRange(-2, 2).Draw(rt, "priority"),
+				Retries:  rapid.IntRange(0, 2).Draw(rt, "retries"),
+			}
+			if rapid.IntRange(0, 4).Draw(rt, "pin") == 0 {
+				t.Node = fmt.Sprintf("n%d", rapid.IntRange(0, nNodes-1).Draw(rt, "pinned"))
+			}
+			b := behaviour{
+				outcome: Outcome(rapid.IntRange(0, 3).Draw(rt, "outcome")),
+				delay:   time.Duration(rapid.IntRange(0, 2000).Draw(rt, "delay")) * time.Microsecond,
+				hang:    rapid.IntRange(0, 5).Draw(rt, "hang") == 0,
+			}
+			if b.outcome == Killed {
+				b.outcome = OK
+			}
+			cancel := rapid.IntRange(0, 5).Draw(rt, "cancel") == 0
+			if b.hang || rapid.Bool().Draw(rt, "timed") {
+				// A hanging task must be ended by a timeout or a cancel.
+				if !cancel || rapid.Bool().Draw(rt, "both") {
+					t.Timeout = time.Duration(rapid.IntRange(1, 5).Draw(rt, "timeout")) * time.Millisecond
+				}
+			}
+			plansMu.Lock()
+			plans[t] = b
+			plansMu.Unlock()
+			tasks = append(tasks, t)
+			if cancel {
+				cancels = append(cancels, t)
+			}
+		}
+		for _, t := range tasks {
+			if err := s.Submit(context.Background(), t); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		for _, t := range cancels {
+			if rand.IntN(2) == 0 {
+				time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+			}
+			s.Cancel(t)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Wait(ctx); err != nil {
+			for _, t := range tasks {
+				if !t.State().Final() {
+					s.mu.Lock()
+					r := t.run
+					s.mu.Unlock()
+					var where string
+					if r != nil {
+						for _, e := range execs {
+							e.mu.Lock()
+							_, reg := e.running[r]
+							e.mu.Unlock()
+							where += fmt.Sprintf(" registered=%v", reg)
+						}
+						where += fmt.Sprintf(" cause=%v node=%s over=%v attempt=%d", r.Cause(), r.Node, r.over, r.Attempt)
+					}
+					rt.Logf("task %d stuck in %d (timeout %v, pin %q)%s plan=%+v", t.ID, t.State(), t.Timeout, t.Node, where, plans[t])
+				}
+			}
+			rt.Fatal("tasks did not all end: ", err)
+		}
+		if err := s.Close(context.Background()); err != nil {
+			rt.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, t := range tasks {
+			if n := finals[t]; n != 1 {
+				rt.Fatalf("task %d reached a final state %d times", t.ID, n)
+			}
+			if !t.State().Final() {
+				rt.Fatalf("task %d not final: %d", t.ID, t.State())
+			}
+			if t.State() == Finished && t.Result().Err != nil {
+				rt.Fatalf("task %d Finished with error %v", t.ID, t.Result().Err)
+			}
+		}
+		for _, e := range execs {
+			if e.overflow != nil {
+				rt.Fatal(e.overflow)
+			}
+		}
+	})
+}
+
+func TestPropertyPriorityOrder(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		var mu sync.Mutex
+		var started []*Task
+		release := make(chan struct{})
+		s := New(Config{})
+		e := newTestExec(1, func(r *Run) behaviour {
+			mu.Lock()
+			started = append(started, r.Task)
+			first := len(started) == 1
+			mu.Unlock()
+			if first {
+				<-release // hold the only slot until every task is queued
+			}
+			return behaviour{outcome: OK}
+		})
+		e.s = s
+		if err := s.AddNode("n", 1, e); err != nil {
+			rt.Fatal(err)
+		}
+		blocker := &Task{ID: 0}
+		go func() { _ = s.Submit(context.Background(), blocker) }()
+		for {
+			mu.Lock()
+			n := len(started)
+			mu.Unlock()
+			if n == 1 {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		prios := rapid.SliceOfN(rapid.IntRange(-3, 3), 1, 30).Draw(rt, "priorities")
+		for i, p := range prios {
+			if err := s.Submit(context.Background(), &Task{ID: int64(i + 1), Priority: p}); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		close(release)
+		if err := s.Wait(context.Background()); err != nil {
+			rt.Fatal(err)
+		}
+		_ = s.Close(context.Background())
+		mu.Lock()
+		defer mu.Unlock()
+		for i := 2; i < len(started); i++ {
+			a, b := started[i-1], started[i]
+			if a.Priority < b.Priority || (a.Priority == b.Priority && a.ID > b.ID) {
+				rt.Fatalf("task %d (priority %d) started before task %d (priority %d)", a.ID, a.Priority, b.ID, b.Priority)
+			}
+		}
+	})
+}
+
+func TestNodeDownReschedulesOrAbandons(t *testing.T) {
+	for _, reentrant := range []bool{false, true} {
+		t.Run(fmt.Sprint("reentrant=", reentrant), func(t *testing.T) {
+			s := New(Config{Reentrant: reentrant})
+			hang := newTestExec(2, func(*Run) behaviour { return behaviour{hang: true} })
+			hang.s = s
+			ok := newTestExec(2, func(*Run) behaviour { return behaviour{outcome: OK} })
+			ok.s = s
+			if err := s.AddNode("dying", 2, hang); err != nil {
+				t.Fatal(err)
+			}
+			var tasks []*Task
+			for i := range 2 {
+				tk := &Task{ID: int64(i)}
+				tasks = append(tasks, tk)
+				if err := s.Submit(context.Background(), tk); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.AddNode("healthy", 2, ok); err != nil {
+				t.Fatal(err)
+			}
+			s.NodeDown("dying", errors.New("killed"))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, tk := range tasks {
+				want := Abandoned
+				if reentrant {
+					want = Finished
+				}
+				if tk.State() != want {
+					t.Errorf("task %d: %d, want %d", tk.ID, tk.State(), want)
+				}
+				if want == Abandoned && !errors.Is(tk.Result().Err, ErrNodeLost) {
+					t.Errorf("task %d error %v", tk.ID, tk.Result().Err)
+				}
+			}
+			// The dead node's late reports are dropped.
+			_ = hang.Close(context.Background())
+			_ = s.Close(context.Background())
+		})
+	}
+}
+
+func TestReentrantTaskLostEverywhereIsAbandoned(t *testing.T) {
+	s := New(Config{Reentrant: true, MaxLost: 3})
+	var mu sync.Mutex
+	starts := 0
+	e := newTestExec(1, func(*Run) behaviour {
+		mu.Lock()
+		starts++
+		mu.Unlock()
+		return behaviour{outcome: Lost}
+	})
+	e.s = s
+	if err := s.AddNode("n", 1, e); err != nil {
+		t.Fatal(err)
+	}
+	tk := &Task{ID: 1}
+	if err := s.Submit(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close(context.Background())
+	if tk.State() != Abandoned || starts != 3 || !errors.Is(tk.Result().Err, ErrNodeLost) {
+		t.Fatalf("state %d after %d starts, err %v; want Abandoned after 3", tk.State(), starts, tk.Result().Err)
+	}
+}
