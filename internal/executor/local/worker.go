@@ -58,6 +58,11 @@ func (e *Executor) startWorker(ctx context.Context, s *slot) (*workerProc, error
 	cmd := exec.Command(e.cfg.Executable)
 	cmd.Dir = s.dir
 	cmd.Env = append(append(os.Environ(), e.cfg.Env...), worker.EnvMode+"=1")
+	if os.Getenv("GORACE") == "" {
+		// A binary built with -race sleeps a second at exit unless told
+		// not to; workers exit at every Close.
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
+	}
 	cmd.Stdout = s.stdout
 	cmd.Stderr = s.stderr
 	cmd.ExtraFiles = []*os.File{jobsR, resW} // fds 3 and 4
