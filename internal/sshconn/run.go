@@ -1,0 +1,252 @@
+package sshconn
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Cmd is a shell command for [Pool.Run].
+type Cmd struct {
+	// Command is a shell command line, run by the remote /bin/sh -c. Build it
+	// with [Quote] or [Join] from untrusted parts.
+	Command string
+	// Dir is the remote working directory. Empty means the login directory.
+	Dir string
+	// Env holds "NAME=value" pairs exported to the command. Values are
+	// passed literally; names must be valid shell identifiers.
+	Env []string
+	// Stdin is sent to the command, followed by EOF. Nil means no input.
+	Stdin io.Reader
+	// Stdout and Stderr receive the command's output. Nil discards it.
+	Stdout, Stderr io.Writer
+	// KillGrace is how long the process group has between SIGTERM and
+	// SIGKILL when ctx ends. Zero means 2 seconds.
+	KillGrace time.Duration
+}
+
+// ExitStatus describes how a remote command ended.
+type ExitStatus struct {
+	Code   int    // exit code; -1 if the command died of a signal or was killed
+	Signal string // the signal's name ("TERM") if the server reported one
+	Killed bool   // true if Run killed the process group because ctx ended
+}
+
+// wrapper starts the command as the leader of a new session (hence a new
+// process group), first printing that leader's pid, which is the group id,
+// as one line on stdout. setsid -w forks when the login shell is already a
+// group leader (it always is under sshd) and relays the exit status.
+const wrapper = `exec setsid -w /bin/sh -c 'echo "$$" && exec /bin/sh -c "$1"' drove-run `
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Script returns the shell script Run executes inside the new process group:
+// cd to Dir, export Env, then Command.
+func (c *Cmd) Script() (string, error) {
+	var b strings.Builder
+	if c.Dir != "" {
+		if err := CheckArg(c.Dir); err != nil {
+			return "", err
+		}
+		b.WriteString("cd -- " + Quote(c.Dir) + " || exit 126\n")
+	}
+	for _, kv := range c.Env {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !envName.MatchString(name) {
+			return "", fmt.Errorf("sshconn: bad environment entry %q", kv)
+		}
+		if err := CheckArg(val); err != nil {
+			return "", err
+		}
+		b.WriteString(name + "=" + Quote(val) + "; export " + name + "\n")
+	}
+	if err := CheckArg(c.Command); err != nil {
+		return "", err
+	}
+	b.WriteString(c.Command)
+	return b.String(), nil
+}
+
+// Run runs cmd on target in a new remote process group and waits for it.
+//
+// A command that runs and exits non-zero is not an error: its code is in the
+// ExitStatus. When ctx ends first, Run sends SIGTERM to the whole remote
+// process group over a second session, then SIGKILL after cmd.KillGrace, and
+// returns with Killed set and an error wrapping context.Cause(ctx), so no
+// process the command started is left behind. A host that cannot be reached
+// or a connection lost mid-command yields a [*ConnError].
+//
+// The remote host needs a POSIX sh and setsid(1) (util-linux or busybox).
+func (p *Pool) Run(ctx context.Context, target string, cmd *Cmd) (ExitStatus, error) {
+	st := ExitStatus{Code: -1}
+	script, err := cmd.Script()
+	if err != nil {
+		return st, err
+	}
+	s, err := p.NewSession(ctx, target)
+	if err != nil {
+		return st, err
+	}
+	defer s.Close()
+	addr := s.lease.c.ep.Addr()
+
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		return st, &ConnError{Host: target, Addr: addr, Err: err}
+	}
+	if cmd.Stderr != nil {
+		s.Stderr = cmd.Stderr
+	}
+	var stdin io.WriteCloser
+	if cmd.Stdin != nil {
+		if stdin, err = s.StdinPipe(); err != nil {
+			return st, &ConnError{Host: target, Addr: addr, Err: err}
+		}
+	}
+	if err := s.Start(wrapper + Quote(script)); err != nil {
+		return st, &ConnError{Host: target, Addr: addr, Err: err}
+	}
+	if stdin != nil {
+		// Not waited for: a Stdin that blocks must not hold up Run (the
+		// copy ends at its next read once the session is closed).
+		go func() {
+			io.Copy(stdin, cmd.Stdin)
+			stdin.Close()
+		}()
+	}
+
+	pgidc := make(chan int, 1)
+	copied := make(chan error, 1)
+	go func() {
+		br := bufio.NewReader(stdout)
+		line, err := br.ReadString('\n')
+		pgid, convErr := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil || convErr != nil || pgid <= 1 {
+			pgid = 0 // wrapper failed (no setsid?): nothing to kill
+			if cmd.Stdout != nil {
+				io.WriteString(cmd.Stdout, line)
+			}
+		}
+		pgidc <- pgid
+		if err != nil {
+			copied <- nil
+			return
+		}
+		w := cmd.Stdout
+		if w == nil {
+			w = io.Discard
+		}
+		_, err = io.Copy(w, br)
+		copied <- err
+	}()
+
+	waited := make(chan error, 1)
+	go func() { waited <- s.Wait() }()
+
+	var werr error
+	select {
+	case werr = <-waited:
+	case <-ctx.Done():
+		st.Killed = true
+		var pgid int
+		select {
+		case pgid = <-pgidc:
+		case werr = <-waited: // finished anyway
+			st.Killed = false
+		case <-time.After(5 * time.Second):
+		}
+		if st.Killed {
+			if pgid > 0 {
+				grace := cmd.KillGrace
+				if grace <= 0 {
+					grace = 2 * time.Second
+				}
+				if kerr := p.KillGroup(context.WithoutCancel(ctx), target, pgid, grace); kerr != nil {
+					p.cfg.Logger.Warn("sshconn: killing remote process group failed", "host", target, "pgid", pgid, "err", kerr)
+				}
+			}
+			select {
+			case werr = <-waited:
+			case <-time.After(5 * time.Second):
+				s.Session.Close()
+				select {
+				case werr = <-waited:
+				case <-time.After(5 * time.Second):
+					return st, &ConnError{Host: target, Addr: addr, Err: errors.New("session did not end after kill")}
+				}
+			}
+		}
+	}
+	// Let stdout drain: Wait returns once the server closed the channel, so
+	// the copy ends promptly.
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+
+	var exitErr *ssh.ExitError
+	switch {
+	case werr == nil:
+		st.Code = 0
+	case errors.As(werr, &exitErr):
+		st.Code = exitErr.ExitStatus()
+		st.Signal = exitErr.Signal()
+		if st.Signal != "" {
+			st.Code = -1
+		}
+	case st.Killed:
+	default:
+		return st, &ConnError{Host: target, Addr: addr, Err: fmt.Errorf("command interrupted: %w", werr)}
+	}
+	if st.Killed {
+		return st, fmt.Errorf("sshconn: %s: command killed: %w", target, context.Cause(ctx))
+	}
+	return st, nil
+}
+
+// KillGroup sends SIGTERM to the remote process group pgid on target, and
+// SIGKILL if any member is still alive after grace. It returns once the
+// group is gone or has been sent SIGKILL.
+func (p *Pool) KillGroup(ctx context.Context, target string, pgid int, grace time.Duration) error {
+	if pgid <= 1 {
+		return fmt.Errorf("sshconn: refusing to kill process group %d", pgid)
+	}
+	ctx, cancel := context.WithTimeout(ctx, grace+15*time.Second)
+	defer cancel()
+	s, err := p.NewSession(ctx, target)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	tries := int(grace / (100 * time.Millisecond))
+	g := strconv.Itoa(pgid)
+	// No "--" before the negative pid: dash's kill does not accept it, and
+	// a leading signal option already ends option parsing.
+	script := `kill -TERM -` + g + ` 2>/dev/null || exit 0
+i=0
+while kill -0 -` + g + ` 2>/dev/null; do
+  if [ $i -ge ` + strconv.Itoa(tries) + ` ]; then kill -KILL -` + g + ` 2>/dev/null; exit 0; fi
+  sleep 0.1; i=$((i+1))
+done`
+	done := make(chan error, 1)
+	go func() { done <- s.Run(script) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		s.Session.Close()
+		<-done
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("sshconn: kill process group %d on %s: %w", pgid, target, err)
+	}
+	return nil
+}

@@ -1,0 +1,345 @@
+package sshconn_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/testutil/sshtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// hostile are strings that must reach the remote side byte for byte.
+var hostile = []string{
+	"plain",
+	"with space",
+	"new\nline",
+	`single'quote`,
+	`double"quote`,
+	"$(touch /tmp/pwned)",
+	"`id`",
+	"a;b&&c|d",
+	"-rf",
+	"--",
+	"\xff\xfe not utf-8 \x80",
+	"back\\slash",
+	"*glob?[x]",
+	"~root",
+	"",
+	"'",
+	"tab\tand\rcr",
+	"$HOME ${PATH}",
+	"!bang",
+}
+
+func newPool(t *testing.T, s *sshtest.Server, mut ...func(*sshconn.Config)) *sshconn.Pool {
+	t.Helper()
+	cfg := sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	for _, f := range mut {
+		f(&cfg)
+	}
+	p, err := sshconn.NewPool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func run(t *testing.T, p *sshconn.Pool, target string, c *sshconn.Cmd) (string, sshconn.ExitStatus) {
+	t.Helper()
+	var out bytes.Buffer
+	c.Stdout = &out
+	st, err := p.Run(t.Context(), target, c)
+	if err != nil {
+		t.Fatalf("Run(%q): %v", c.Command, err)
+	}
+	return out.String(), st
+}
+
+func TestQuoteRoundTrip(t *testing.T) {
+	s := sshtest.Start(t)
+	p := newPool(t, s)
+	for _, h := range hostile {
+		t.Run(fmt.Sprintf("%q", h), func(t *testing.T) {
+			out, st := run(t, p, "host0", &sshconn.Cmd{Command: sshconn.Join("printf", "%s", h)})
+			if st.Code != 0 || out != h {
+				t.Errorf("got %q (exit %d), want %q", out, st.Code, h)
+			}
+		})
+	}
+	if _, err := os.Stat("/tmp/pwned"); err == nil {
+		t.Fatal("command substitution ran")
+	}
+}
+
+func TestQuoteNoShell(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"abc", "abc"},
+		{"/a/b.c", "/a/b.c"},
+		{"", "''"},
+		{"a b", "'a b'"},
+		{"it's", `'it'\''s'`},
+		{"-x", "'-x'"},
+	} {
+		if got := sshconn.Quote(tc.in); got != tc.want {
+			t.Errorf("Quote(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+	if sshconn.CheckArg("a\x00b") == nil {
+		t.Error("CheckArg accepted NUL")
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	for _, tc := range []struct {
+		in         string
+		user, host string
+		port       int
+		bad        bool
+	}{
+		{in: "host", host: "host"},
+		{in: "u@host", user: "u", host: "host"},
+		{in: "u@host:2222", user: "u", host: "host", port: 2222},
+		{in: "ssh://u@10.0.0.1:22", user: "u", host: "10.0.0.1", port: 22},
+		{in: "[::1]:2200", host: "::1", port: 2200},
+		{in: "u@[::1]", user: "u", host: "::1"},
+		{in: "host:0", bad: true},
+		{in: "u@", bad: true},
+	} {
+		u, h, port, err := sshconn.ParseTarget(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("%q: no error", tc.in)
+			}
+			continue
+		}
+		if err != nil || u != tc.user || h != tc.host || port != tc.port {
+			t.Errorf("%q: got %q %q %d %v", tc.in, u, h, port, err)
+		}
+	}
+}
+
+func TestResolveSSHConfig(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	p := newPool(t, s)
+	ep, err := p.Resolve("host1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.Addr() != s.Addrs[1] || ep.User != sshtest.User || ep.IdentityFiles[0] != s.KeyPath || ep.KnownHostsFiles[0] != s.KnownHosts {
+		t.Fatalf("resolved %+v", ep)
+	}
+	ep, err = p.Resolve("other@host1:99")
+	if err != nil || ep.User != "other" || ep.Port != 99 {
+		t.Fatalf("explicit parts must win: %+v %v", ep, err)
+	}
+}
+
+func TestRunCommand(t *testing.T) {
+	s := sshtest.Start(t)
+	p := newPool(t, s)
+	dir := "/tmp/drove sshconn 'dir'"
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	out, st := run(t, p, "host0", &sshconn.Cmd{
+		Command: `pwd; echo "$A|$B"; cat; echo err >&2; exit 3`,
+		Dir:     dir,
+		Env:     []string{"A=x y", "B=$(id) 'q'\nz"},
+		Stdin:   strings.NewReader("input\n"),
+		Stderr:  &stderr,
+	})
+	want := dir + "\nx y|$(id) 'q'\nz\ninput\n"
+	if out != want || st.Code != 3 || stderr.String() != "err\n" {
+		t.Fatalf("out %q stderr %q status %+v", out, stderr.String(), st)
+	}
+	if _, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "true", Env: []string{"1BAD=x"}}); err == nil {
+		t.Fatal("bad env name accepted")
+	}
+}
+
+// TestTimeoutKillsProcessGroup checks that nothing the command started
+// survives a timeout, including background children.
+func TestTimeoutKillsProcessGroup(t *testing.T) {
+	s := sshtest.Start(t)
+	p := newPool(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	start := time.Now()
+	st, err := p.Run(ctx, "host0", &sshconn.Cmd{
+		Command: `sleep 3917 & (trap '' TERM; sleep 3918) & sleep 3919; wait`,
+	})
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !st.Killed {
+		t.Fatalf("Run: %+v %v", st, err)
+	}
+	if d := time.Since(start); d > 6*time.Second {
+		t.Errorf("took %v", d)
+	}
+	out, st2 := run(t, p, "host0", &sshconn.Cmd{Command: `pgrep -u drovetest -f 'sleep 391[789]'`})
+	if st2.Code != 1 {
+		ps, _ := run(t, p, "host0", &sshconn.Cmd{Command: "ps -u drovetest -o pid,ppid,pgid,sid,args"})
+		t.Fatalf("processes left behind (pgrep exit %d):\n%s\n%s", st2.Code, out, ps)
+	}
+}
+
+func TestMultiplexAndMoreConns(t *testing.T) {
+	s := sshtest.Start(t)
+	p := newPool(t, s)
+	var wg sync.WaitGroup
+	errs := make(chan error, 25)
+	for range 25 {
+		wg.Go(func() {
+			var out bytes.Buffer
+			st, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "sleep 0.5; echo $PPID", Stdout: &out})
+			if err == nil && st.Code != 0 {
+				err = fmt.Errorf("exit %d", st.Code)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := p.NumConns("host0"); n < 3 || n > 4 {
+		t.Errorf("connections = %d, want 3 (25 sessions, 10 per connection)", n)
+	}
+}
+
+func TestServerLowerMaxSessions(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithMaxSessions(2))
+	p := newPool(t, s)
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "sleep 0.3"}); err != nil {
+				failed.Store(i, err)
+			}
+		})
+	}
+	wg.Wait()
+	failed.Range(func(k, v any) bool { t.Errorf("run %v: %v", k, v); return true })
+}
+
+func TestUnknownHostKey(t *testing.T) {
+	s := sshtest.Start(t)
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	p := newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{empty} })
+	_, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "true"})
+	var hke *sshconn.HostKeyError
+	if !errors.As(err, &hke) || hke.Changed || hke.Host != "host0" {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(err.Error(), "host0") || !strings.Contains(err.Error(), "unknown host key") {
+		t.Errorf("message does not name the host: %v", err)
+	}
+}
+
+func TestChangedHostKey(t *testing.T) {
+	s := sshtest.Start(t)
+	other := sshtest.Start(t) // a different host key
+	p := newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{other.KnownHosts} })
+	// other's known_hosts lists other's addresses; write s's address with
+	// other's key.
+	kh := filepath.Join(t.TempDir(), "kh")
+	line, _ := os.ReadFile(other.KnownHosts)
+	_, port, _ := strings.Cut(s.Addrs[0], ":")
+	f := strings.Fields(string(line))
+	os.WriteFile(kh, []byte("[127.0.0.2]:"+port+" "+f[1]+" "+f[2]+"\n"), 0o600)
+	p = newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{kh} })
+	_, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "true"})
+	var hke *sshconn.HostKeyError
+	if !errors.As(err, &hke) || !hke.Changed {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.Contains(err.Error(), "CHANGED") {
+		t.Errorf("message: %v", err)
+	}
+}
+
+func TestAcceptNew(t *testing.T) {
+	s := sshtest.Start(t)
+	kh := filepath.Join(t.TempDir(), "sub", "known_hosts")
+	p := newPool(t, s, func(c *sshconn.Config) {
+		c.KnownHostsFiles = []string{kh}
+		c.HostKeyPolicy = sshconn.AcceptNew
+	})
+	if _, st := run(t, p, "host0", &sshconn.Cmd{Command: "true"}); st.Code != 0 {
+		t.Fatal(st)
+	}
+	data, err := os.ReadFile(kh)
+	if err != nil || !strings.Contains(string(data), "[127.0.0.2]:") {
+		t.Fatalf("known_hosts after accept-new: %q %v", data, err)
+	}
+	// A fresh strict pool now trusts the recorded key.
+	p2 := newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{kh} })
+	if _, st := run(t, p2, "host0", &sshconn.Cmd{Command: "true"}); st.Code != 0 {
+		t.Fatal(st)
+	}
+}
+
+func TestHostDown(t *testing.T) {
+	s := sshtest.Start(t)
+	p := newPool(t, s)
+	start := time.Now()
+	_, err := p.Run(t.Context(), "down", &sshconn.Cmd{Command: "true"})
+	var ce *sshconn.ConnError
+	if !errors.As(err, &ce) || ce.Host != "down" {
+		t.Fatalf("got %v", err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("took %v", time.Since(start))
+	}
+}
+
+func TestReconnectAfterLostConnection(t *testing.T) {
+	s := sshtest.Start(t)
+	p := newPool(t, s, func(c *sshconn.Config) { c.KeepaliveInterval = 100 * time.Millisecond })
+	// The command's parent is setsid -w, whose parent is sshd's
+	// per-connection process: killing that drops the connection.
+	_, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "kill -9 $(ps -o ppid= -p $PPID); sleep 5"})
+	var ce *sshconn.ConnError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v, want *ConnError", err)
+	}
+	if _, st := run(t, p, "host0", &sshconn.Cmd{Command: "true"}); st.Code != 0 {
+		t.Fatal(st)
+	}
+}
+
+func TestProxyJump(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	cfg, _ := os.ReadFile(s.SSHConfig)
+	_, port, _ := strings.Cut(s.Addrs[1], ":")
+	extra := fmt.Sprintf("\nHost jumped\n  HostName 127.0.0.3\n  Port %s\n  User drovetest\n  IdentityFile %s\n  UserKnownHostsFile %s\n  ProxyJump host0\n",
+		port, s.KeyPath, s.KnownHosts)
+	file := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(file, append([]byte(extra), cfg...), 0o600)
+	p := newPool(t, s, func(c *sshconn.Config) { c.SSHConfigFile = file })
+	out, st := run(t, p, "jumped", &sshconn.Cmd{Command: `echo "$SSH_CONNECTION"`})
+	// The connection to 127.0.0.3 comes from the jump host's sshd, which
+	// connects from a loopback address too; what matters is the target.
+	if st.Code != 0 || !strings.Contains(out, " 127.0.0.3 ") {
+		t.Fatalf("out %q status %+v", out, st)
+	}
+}
