@@ -5,10 +5,10 @@ import "strings"
 // Quote returns s as a single POSIX shell word. A string made only of
 // characters no shell treats specially (letters, digits, and / . _ - , : + @ %,
 // not starting with - or ~) is returned as is; any other is wrapped in single
-// quotes, each embedded single quote written as '\''. Inside single quotes a POSIX
+// quotes, each embedded single quote written as '\”. Inside single quotes a POSIX
 // shell treats every byte literally (newlines, $, `, \, ;, and bytes that are
 // not UTF-8 included), so the remote shell sees exactly s. The empty string
-// becomes ''.
+// becomes ”.
 //
 // A NUL byte cannot be passed through a shell; callers must reject it (see
 // [CheckArg]).
