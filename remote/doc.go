@@ -1,0 +1,42 @@
+// Package remote gives a Go program a remote machine as a value: its file
+// system and its processes, over nothing but SSH and the SFTP subsystem that
+// every OpenSSH server has.
+//
+//	h, err := remote.Dial(ctx, "user@host")
+//	if err != nil { … }
+//	defer h.Close()
+//	dir, err := h.TempDir(ctx, "", "job-*")
+//	err = h.Upload(ctx, "input/", dir+"/input")
+//	res, err := h.Run(ctx, &remote.Cmd{Command: "./analyse input > out", Dir: dir})
+//	err = h.Download(ctx, dir+"/out", "out")
+//
+// It is the Go counterpart of exec_proxy: every method of exec_proxy's proxy
+// (newdir, mkdir, chdir, …, upload, download, run) has a [Host] method, and
+// exec_proxy's sticky error model is available as [Sticky].
+//
+// # Paths
+//
+// Remote paths are slash-separated. A relative path is resolved against the
+// Host's own working directory, which starts as the login directory and is
+// changed by [Host.Chdir]; it is not shared with other Hosts nor with
+// commands other than those run by [Host.Run]. Names are passed to the server
+// byte for byte (spaces, newlines, quotes, "$(…)", a leading "-" and bytes
+// that are not UTF-8 are all fine); only NUL is refused. Nothing is ever
+// passed through a shell unquoted.
+//
+// # Errors
+//
+// File system methods return *fs.PathError whose Op starts with "remote: "
+// and whose Err matches the io/fs sentinels: errors.Is(err, fs.ErrNotExist),
+// fs.ErrExist, fs.ErrPermission. A host that cannot be reached yields an
+// error matching *ConnError; an unknown or changed host key a *HostKeyError.
+// [Host.Run] returns *ExitError for a command that exits non-zero.
+//
+// # Concurrency
+//
+// A Host is safe for use by many goroutines. They share one SSH connection:
+// file operations are multiplexed over one SFTP channel, and each Run uses a
+// session of its own (more connections are opened when the server's
+// MaxSessions is reached). A connection or SFTP server that dies is replaced
+// on the next call.
+package remote

@@ -1,0 +1,483 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+
+	"github.com/drove-dev/drove/internal/sshconn"
+)
+
+// TempDir creates a new directory with a unique name in dir (the remote
+// /tmp if dir is empty) and returns its absolute path. As with os.MkdirTemp,
+// a "*" in pattern is replaced by a random string, which is otherwise
+// appended. The directory has mode 0700. It is exec_proxy's newdir.
+func (h *Host) TempDir(ctx context.Context, dir, pattern string) (string, error) {
+	if dir == "" {
+		dir = "/tmp"
+	}
+	if strings.Contains(pattern, "/") {
+		return "", pathErr("tempdir", pattern, errors.New("pattern contains a path separator"))
+	}
+	prefix, suffix, _ := strings.Cut(pattern, "*")
+	if !strings.Contains(pattern, "*") {
+		prefix, suffix = pattern, ""
+	}
+	for try := 0; ; try++ {
+		name := path.Join(dir, prefix+randHex(6)+suffix)
+		err := h.Mkdir(ctx, name, 0o700)
+		if err == nil {
+			return h.Abs(name), nil
+		}
+		if !errors.Is(err, fs.ErrExist) || try > 10 {
+			return "", err
+		}
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Mkdir creates the directory name with mode perm, applied exactly (the
+// remote umask does not reduce it). An existing name is an error matching
+// fs.ErrExist.
+func (h *Host) Mkdir(ctx context.Context, name string, perm fs.FileMode) error {
+	p, sc, err := h.prep(ctx, "mkdir", name)
+	if err != nil {
+		return err
+	}
+	if err := sc.Mkdir(p); err != nil {
+		// SFTP v3 reports an existing name as a generic failure.
+		if _, serr := sc.Lstat(p); serr == nil {
+			return pathErr("mkdir", name, fs.ErrExist)
+		}
+		return pathErr("mkdir", name, err)
+	}
+	return pathErr("mkdir", name, sc.Chmod(p, perm&fs.ModePerm))
+}
+
+// MkdirAll creates name and any missing parents with mode perm, like
+// os.MkdirAll. It does nothing if name is already a directory.
+func (h *Host) MkdirAll(ctx context.Context, name string, perm fs.FileMode) error {
+	p, sc, err := h.prep(ctx, "mkdir", name)
+	if err != nil {
+		return err
+	}
+	if fi, err := sc.Stat(p); err == nil {
+		if fi.IsDir() {
+			return nil
+		}
+		return pathErr("mkdir", name, errNotDir)
+	}
+	if parent := path.Dir(p); parent != p {
+		if err := h.MkdirAll(ctx, parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := h.Mkdir(ctx, p, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return pathErr("mkdir", name, err)
+	}
+	return nil
+}
+
+// Rmdir removes the empty directory name.
+func (h *Host) Rmdir(ctx context.Context, name string) error {
+	p, sc, err := h.prep(ctx, "rmdir", name)
+	if err != nil {
+		return err
+	}
+	return pathErr("rmdir", name, sc.RemoveDirectory(p))
+}
+
+// Remove removes the file, symbolic link or empty directory name (exec_proxy's
+// unlink).
+func (h *Host) Remove(ctx context.Context, name string) error {
+	p, sc, err := h.prep(ctx, "remove", name)
+	if err != nil {
+		return err
+	}
+	return pathErr("remove", name, sc.Remove(p))
+}
+
+// RemoveAll removes name and everything below it, like os.RemoveAll: a
+// missing name is not an error, and symbolic links are removed, never
+// followed.
+func (h *Host) RemoveAll(ctx context.Context, name string) error {
+	p, sc, err := h.prep(ctx, "removeall", name)
+	if err != nil {
+		return err
+	}
+	if p == "/" {
+		return pathErr("removeall", name, fs.ErrInvalid)
+	}
+	return pathErr("removeall", name, removeAll(ctx, sc, p))
+}
+
+func removeAll(ctx context.Context, sc *sftp.Client, p string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fi, err := sc.Lstat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if !fi.IsDir() {
+		return ignoreNotExist(sc.Remove(p))
+	}
+	entries, err := sc.ReadDirContext(ctx, p)
+	if err != nil {
+		return ignoreNotExist(err)
+	}
+	for _, e := range entries {
+		if err := removeAll(ctx, sc, path.Join(p, e.Name())); err != nil {
+			return err
+		}
+	}
+	return ignoreNotExist(sc.RemoveDirectory(p))
+}
+
+func ignoreNotExist(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Stat returns the FileInfo of name, following symbolic links. Its Sys()
+// is a *sftp.FileStat. Stat never opens the file, so a FIFO does not block.
+func (h *Host) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
+	p, sc, err := h.prep(ctx, "stat", name)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := sc.Stat(p)
+	if err != nil {
+		return nil, pathErr("stat", name, err)
+	}
+	return fi, nil
+}
+
+// Lstat is like Stat but describes a symbolic link itself.
+func (h *Host) Lstat(ctx context.Context, name string) (fs.FileInfo, error) {
+	p, sc, err := h.prep(ctx, "lstat", name)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := sc.Lstat(p)
+	if err != nil {
+		return nil, pathErr("lstat", name, err)
+	}
+	return fi, nil
+}
+
+// Exists reports whether name exists, following symbolic links (a dangling
+// link does not exist). A missing name is (false, nil); any other failure is
+// an error.
+func (h *Host) Exists(ctx context.Context, name string) (bool, error) {
+	_, err := h.Stat(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// IsDir reports whether name is a directory (following symbolic links).
+// A missing name is (false, nil).
+func (h *Host) IsDir(ctx context.Context, name string) (bool, error) {
+	fi, err := h.Stat(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil && fi.IsDir(), err
+}
+
+// IsFile reports whether name is a regular file (following symbolic links).
+// A missing name is (false, nil).
+func (h *Host) IsFile(ctx context.Context, name string) (bool, error) {
+	fi, err := h.Stat(ctx, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil && fi.Mode().IsRegular(), err
+}
+
+// ReadDir returns the entries of directory name sorted by name, without
+// "." and "..".
+func (h *Host) ReadDir(ctx context.Context, name string) ([]fs.DirEntry, error) {
+	p, sc, err := h.prep(ctx, "readdir", name)
+	if err != nil {
+		return nil, err
+	}
+	infos, err := sc.ReadDirContext(ctx, p)
+	if err != nil {
+		return nil, pathErr("readdir", name, err)
+	}
+	out := make([]fs.DirEntry, 0, len(infos))
+	for _, fi := range infos {
+		if fi.Name() == "." || fi.Name() == ".." {
+			continue
+		}
+		out = append(out, fs.FileInfoToDirEntry(fi))
+	}
+	slices.SortFunc(out, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return out, nil
+}
+
+// Chmod changes the mode of name (following symbolic links).
+func (h *Host) Chmod(ctx context.Context, name string, mode fs.FileMode) error {
+	p, sc, err := h.prep(ctx, "chmod", name)
+	if err != nil {
+		return err
+	}
+	return pathErr("chmod", name, sc.Chmod(p, mode))
+}
+
+// Chown changes the numeric owner and group of name.
+func (h *Host) Chown(ctx context.Context, name string, uid, gid int) error {
+	p, sc, err := h.prep(ctx, "chown", name)
+	if err != nil {
+		return err
+	}
+	return pathErr("chown", name, sc.Chown(p, uid, gid))
+}
+
+// Chtimes changes the access and modification times of name (SFTP keeps
+// whole seconds).
+func (h *Host) Chtimes(ctx context.Context, name string, atime, mtime time.Time) error {
+	p, sc, err := h.prep(ctx, "chtimes", name)
+	if err != nil {
+		return err
+	}
+	return pathErr("chtimes", name, sc.Chtimes(p, atime, mtime))
+}
+
+// Symlink creates newname as a symbolic link to oldname. oldname is stored
+// as given: a relative target stays relative to the link's directory.
+func (h *Host) Symlink(ctx context.Context, oldname, newname string) error {
+	if strings.IndexByte(oldname, 0) >= 0 || oldname == "" {
+		return &os.LinkError{Op: "remote: symlink", Old: oldname, New: newname, Err: fs.ErrInvalid}
+	}
+	p, sc, err := h.prep(ctx, "symlink", newname)
+	if err != nil {
+		return err
+	}
+	if err := sc.Symlink(oldname, p); err != nil {
+		if _, serr := sc.Lstat(p); serr == nil {
+			err = fs.ErrExist
+		}
+		return &os.LinkError{Op: "remote: symlink", Old: oldname, New: newname, Err: unwrapPath(err)}
+	}
+	return nil
+}
+
+// Readlink returns the target of the symbolic link name.
+func (h *Host) Readlink(ctx context.Context, name string) (string, error) {
+	p, sc, err := h.prep(ctx, "readlink", name)
+	if err != nil {
+		return "", err
+	}
+	t, err := sc.ReadLink(p)
+	if err != nil {
+		return "", pathErr("readlink", name, err)
+	}
+	return t, nil
+}
+
+// Rename renames oldname to newname, replacing newname if it exists (with
+// the server's posix-rename extension, which OpenSSH has; otherwise SFTP's
+// plain rename, which fails if newname exists).
+func (h *Host) Rename(ctx context.Context, oldname, newname string) error {
+	op, sc, err := h.prep(ctx, "rename", oldname)
+	if err != nil {
+		return err
+	}
+	if strings.IndexByte(newname, 0) >= 0 || newname == "" {
+		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: fs.ErrInvalid}
+	}
+	np := h.Abs(newname)
+	if err := rename(sc, op, np); err != nil {
+		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: unwrapPath(err)}
+	}
+	return nil
+}
+
+func rename(sc *sftp.Client, oldp, newp string) error {
+	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
+		return sc.PosixRename(oldp, newp)
+	}
+	return sc.Rename(oldp, newp)
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}
+
+// Mkfifo creates the named pipe name with mode perm. SFTP has no such
+// request, so it runs mkfifo(1) on the host, with the name quoted.
+func (h *Host) Mkfifo(ctx context.Context, name string, perm fs.FileMode) error {
+	p, _, err := h.prep(ctx, "mkfifo", name)
+	if err != nil {
+		return err
+	}
+	var stderr strings.Builder
+	res, err := h.Run(ctx, &Cmd{
+		Args:   []string{"mkfifo", "-m", fmt.Sprintf("%04o", perm&fs.ModePerm), "--", p},
+		Stderr: &stderr,
+	})
+	if err != nil {
+		if res != nil && res.ExitCode > 0 {
+			if ok, _ := h.Exists(ctx, p); ok {
+				return pathErr("mkfifo", name, fs.ErrExist)
+			}
+			return pathErr("mkfifo", name, errors.New(strings.TrimSpace(stderr.String())))
+		}
+		return pathErr("mkfifo", name, err)
+	}
+	return nil
+}
+
+// File is an open remote file. It implements io.Reader, io.Writer,
+// io.ReaderAt, io.WriterAt, io.Seeker, io.Closer, io.ReaderFrom and
+// io.WriterTo; io.Copy to and from it uses SFTP's concurrent requests. A File
+// is not safe for concurrent use.
+type File struct {
+	*sftp.File
+	name string
+}
+
+// Name returns the name the file was opened with.
+func (f *File) Name() string { return f.name }
+
+// Stat returns the file's FileInfo.
+func (f *File) Stat() (fs.FileInfo, error) {
+	fi, err := f.File.Stat()
+	if err != nil {
+		return nil, pathErr("stat", f.name, err)
+	}
+	return fi, nil
+}
+
+// Open opens name for reading.
+func (h *Host) Open(ctx context.Context, name string) (*File, error) {
+	return h.OpenFile(ctx, name, os.O_RDONLY, 0)
+}
+
+// Create creates or truncates name for writing, with mode 0666 less the
+// remote umask when it is created, like os.Create.
+func (h *Host) Create(ctx context.Context, name string) (*File, error) {
+	return h.OpenFile(ctx, name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0)
+}
+
+// OpenFile opens name with the os.O_* flags. If perm is non-zero and the
+// file is created, perm is applied exactly.
+func (h *Host) OpenFile(ctx context.Context, name string, flag int, perm fs.FileMode) (*File, error) {
+	p, sc, err := h.prep(ctx, "open", name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := sc.OpenFile(p, flag)
+	if err != nil {
+		return nil, pathErr("open", name, err)
+	}
+	if perm != 0 && flag&os.O_CREATE != 0 {
+		if err := f.Chmod(perm & fs.ModePerm); err != nil {
+			f.Close()
+			return nil, pathErr("open", name, err)
+		}
+	}
+	return &File{File: f, name: name}, nil
+}
+
+// ReadFile returns the contents of name.
+func (h *Host) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	f, err := h.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(ctxWriter{ctx, &buf}); err != nil {
+		return nil, pathErr("read", name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteFile writes data to name, creating or truncating it, and sets its
+// mode to perm (exactly; pass 0 to leave the mode alone).
+func (h *Host) WriteFile(ctx context.Context, name string, data []byte, perm fs.FileMode) error {
+	f, err := h.OpenFile(ctx, name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.ReadFrom(&ctxReader{ctx: ctx, r: bytes.NewReader(data), size: int64(len(data))})
+	if perm != 0 && err == nil {
+		err = f.Chmod(perm & fs.ModePerm)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return pathErr("write", name, err)
+}
+
+// ctxReader stops a transfer when ctx ends and reports progress. Size lets
+// sftp's ReadFrom use concurrent writes.
+type ctxReader struct {
+	ctx      context.Context
+	r        io.Reader
+	size     int64
+	progress func(int64)
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := r.r.Read(p)
+	if r.progress != nil && n > 0 {
+		r.progress(int64(n))
+	}
+	return n, err
+}
+
+func (r *ctxReader) Size() int64 { return r.size }
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (w ctxWriter) Write(p []byte) (int, error) {
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return w.w.Write(p)
+}
+
+// quoteArgs is sshconn.Join, for Cmd.Args.
+func quoteArgs(args []string) string { return sshconn.Join(args...) }

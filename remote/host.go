@@ -1,0 +1,275 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+
+	"github.com/drove-dev/drove/internal/sshconn"
+)
+
+// ConnError reports a host that could not be reached or authenticated to,
+// or a connection lost while in use. It is never returned for a command that
+// ran and failed.
+type ConnError = sshconn.ConnError
+
+// HostKeyError reports a host key that is not in known_hosts (Changed is
+// false) or differs from the recorded one (Changed is true).
+type HostKeyError = sshconn.HostKeyError
+
+// ErrClosed is returned by the methods of a Host after Close.
+var ErrClosed = errors.New("remote: host closed")
+
+// Option configures [Dial].
+type Option func(*config)
+
+type config struct {
+	ssh       sshconn.Config
+	pool      *sshconn.Pool // shared, not owned
+	killGrace time.Duration
+}
+
+// WithSSHConfig reads Host aliases from file instead of ~/.ssh/config; "none"
+// disables ssh_config.
+func WithSSHConfig(file string) Option { return func(c *config) { c.ssh.SSHConfigFile = file } }
+
+// WithKnownHosts checks host keys against files instead of
+// ~/.ssh/known_hosts (or ssh_config's UserKnownHostsFile).
+func WithKnownHosts(files ...string) Option {
+	return func(c *config) { c.ssh.KnownHostsFiles = files }
+}
+
+// WithAcceptNew trusts the key of a host not yet in known_hosts and records
+// it there, like OpenSSH's StrictHostKeyChecking=accept-new. A changed key is
+// still refused. By default unknown keys are refused.
+func WithAcceptNew() Option { return func(c *config) { c.ssh.HostKeyPolicy = sshconn.AcceptNew } }
+
+// WithIdentityFiles adds private key files to try after those ssh_config
+// names. By default ~/.ssh/id_ed25519, id_ecdsa and id_rsa are tried.
+func WithIdentityFiles(files ...string) Option {
+	return func(c *config) { c.ssh.IdentityFiles = append(c.ssh.IdentityFiles, files...) }
+}
+
+// WithoutAgent disables ssh-agent, which is used by default when
+// SSH_AUTH_SOCK is set.
+func WithoutAgent() Option { return func(c *config) { c.ssh.NoAgent = true } }
+
+// WithConnectTimeout bounds connecting when ssh_config sets no
+// ConnectTimeout. The default is 10 seconds.
+func WithConnectTimeout(d time.Duration) Option {
+	return func(c *config) { c.ssh.ConnectTimeout = d }
+}
+
+// WithKillGrace sets how long a timed-out command's process group has
+// between SIGTERM and SIGKILL. The default is 2 seconds.
+func WithKillGrace(d time.Duration) Option { return func(c *config) { c.killGrace = d } }
+
+// WithLogger sets the logger for connection events. The default discards
+// them.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.ssh.Logger = l } }
+
+// withPool shares an existing connection pool (used by Pool).
+func withPool(p *sshconn.Pool) Option { return func(c *config) { c.pool = p } }
+
+// Host is a remote machine reached over SSH. Create it with [Dial]; it is
+// safe for concurrent use. Close releases its connection.
+type Host struct {
+	target    string
+	pool      *sshconn.Pool
+	ownPool   bool
+	killGrace time.Duration
+
+	mu     sync.Mutex
+	sc     *sftp.Client // nil until first use or after the SFTP server died
+	lease  *sshconn.Lease
+	cwd    string
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// Dial connects to target, "[user@]host[:port]" or an ssh_config Host alias,
+// and starts an SFTP session. ctx bounds only the dial.
+func Dial(ctx context.Context, target string, opts ...Option) (*Host, error) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	h := &Host{target: target, pool: c.pool, killGrace: c.killGrace}
+	if h.pool == nil {
+		p, err := sshconn.NewPool(c.ssh)
+		if err != nil {
+			return nil, err
+		}
+		h.pool, h.ownPool = p, true
+	}
+	sc, err := h.client(ctx)
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	wd, err := sc.Getwd()
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("remote: %s: getwd: %w", target, err)
+	}
+	h.mu.Lock()
+	h.cwd = wd
+	h.mu.Unlock()
+	return h, nil
+}
+
+// Target returns the target Dial was given.
+func (h *Host) Target() string { return h.target }
+
+// Close ends the SFTP session and, unless the Host shares a Pool's
+// connections, the SSH connection. It waits for the Host's goroutines.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	sc, lease := h.sc, h.lease
+	h.sc, h.lease = nil, nil
+	h.mu.Unlock()
+	if sc != nil {
+		sc.Close()
+		lease.Release()
+	}
+	h.wg.Wait()
+	if h.ownPool {
+		return h.pool.Close()
+	}
+	return nil
+}
+
+// client returns the SFTP client, starting one on a pooled connection if
+// there is none or the previous one died.
+func (h *Host) client(ctx context.Context) (*sftp.Client, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if h.sc != nil {
+		select {
+		case <-h.lease.Lost():
+			h.sc.Close()
+			h.lease.Release()
+			h.sc, h.lease = nil, nil
+		default:
+			return h.sc, nil
+		}
+	}
+	lease, err := h.pool.Acquire(ctx, h.target)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := sftp.NewClient(lease.Client(),
+		sftp.UseConcurrentReads(true),
+		sftp.UseConcurrentWrites(true),
+		sftp.MaxConcurrentRequestsPerFile(64),
+	)
+	if err != nil {
+		lease.Release()
+		return nil, &ConnError{Host: h.target, Addr: lease.Endpoint().Addr(), Err: fmt.Errorf("sftp subsystem: %w", err)}
+	}
+	h.sc, h.lease = sc, lease
+	h.wg.Add(1)
+	go func() {
+		// When the SFTP server goes away (killed, or the connection lost),
+		// forget the client so that the next call starts a new one.
+		defer h.wg.Done()
+		sc.Wait()
+		h.mu.Lock()
+		if h.sc == sc {
+			h.sc, h.lease = nil, nil
+			lease.Release()
+		}
+		h.mu.Unlock()
+	}()
+	return sc, nil
+}
+
+// Getwd returns the Host's working directory, against which relative paths
+// are resolved. It starts as the login directory.
+func (h *Host) Getwd() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cwd
+}
+
+// Abs returns name as a clean absolute remote path, resolving a relative
+// name against [Host.Getwd].
+func (h *Host) Abs(name string) string {
+	if path.IsAbs(name) {
+		return path.Clean(name)
+	}
+	return path.Join(h.Getwd(), name)
+}
+
+// Chdir changes the Host's working directory to dir, which must be an
+// existing directory.
+func (h *Host) Chdir(ctx context.Context, dir string) error {
+	p, sc, err := h.prep(ctx, "chdir", dir)
+	if err != nil {
+		return err
+	}
+	fi, err := sc.Stat(p)
+	if err != nil {
+		return pathErr("chdir", dir, err)
+	}
+	if !fi.IsDir() {
+		return pathErr("chdir", dir, errNotDir)
+	}
+	h.mu.Lock()
+	h.cwd = p
+	h.mu.Unlock()
+	return nil
+}
+
+var (
+	errNotDir = errors.New("not a directory")
+	errIsDir  = errors.New("is a directory")
+)
+
+// prep validates name, resolves it and returns the SFTP client.
+func (h *Host) prep(ctx context.Context, op, name string) (string, *sftp.Client, error) {
+	if strings.IndexByte(name, 0) >= 0 || name == "" {
+		return "", nil, pathErr(op, name, fs.ErrInvalid)
+	}
+	sc, err := h.client(ctx)
+	if err != nil {
+		return "", nil, pathErr(op, name, err)
+	}
+	return h.Abs(name), sc, nil
+}
+
+// pathErr builds the *fs.PathError every file method returns, keeping the
+// name as the caller gave it and unwrapping the sftp package's own PathError
+// so that only one op and path appear in the message.
+func pathErr(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, sftp.ErrSSHFxConnectionLost) {
+		err = fmt.Errorf("sftp connection lost: %w", err)
+	}
+	return &fs.PathError{Op: "remote: " + op, Path: name, Err: err}
+}

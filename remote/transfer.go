@@ -1,0 +1,326 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/sync/errgroup"
+)
+
+// TransferOption configures [Host.Upload] and [Host.Download].
+type TransferOption func(*transferConfig)
+
+type transferConfig struct {
+	progress func(int64)
+	parallel int
+}
+
+// WithProgress calls fn with the number of bytes moved since the previous
+// call, from several goroutines at once for a directory; fn must be safe for
+// concurrent use. The default reports nothing.
+func WithProgress(fn func(n int64)) TransferOption {
+	return func(c *transferConfig) { c.progress = fn }
+}
+
+// WithParallelFiles sets how many files of a directory are transferred at
+// once. The default is 4.
+func WithParallelFiles(n int) TransferOption {
+	return func(c *transferConfig) { c.parallel = n }
+}
+
+func newTransferConfig(opts []TransferOption) transferConfig {
+	c := transferConfig{parallel: 4}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.parallel < 1 {
+		c.parallel = 1
+	}
+	return c
+}
+
+// tempName returns a hidden temporary name in the directory of final. It
+// does not include the final name, which may be close to NAME_MAX already.
+func tempName(final string, join func(...string) string, dir func(string) string) string {
+	return join(dir(final), ".drove-"+randHex(8)+".part")
+}
+
+// Upload copies the local file or directory local to remote. A directory is
+// copied recursively, its symbolic links recreated as links; other special
+// files are skipped. Modes and modification times are kept. Each file is
+// written under a temporary name in its destination directory and renamed
+// into place when complete, so an interrupted upload never leaves a partial
+// file under the final name (the temporary file is removed when possible).
+// Cancelling ctx stops the transfer.
+func (h *Host) Upload(ctx context.Context, local, remote string, opts ...TransferOption) error {
+	cfg := newTransferConfig(opts)
+	dst, sc, err := h.prep(ctx, "upload", remote)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(local)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		if !fi.Mode().IsRegular() {
+			return pathErr("upload", local, errors.New("not a regular file or directory"))
+		}
+		return pathErr("upload", remote, uploadFile(ctx, sc, local, dst, fi, cfg))
+	}
+	type dirTime struct {
+		p    string
+		mode fs.FileMode
+		mt   time.Time
+	}
+	var dirs []dirTime
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.parallel)
+	walkErr := filepath.WalkDir(local, func(lp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if gctx.Err() != nil {
+			return gctx.Err()
+		}
+		rel, _ := filepath.Rel(local, lp)
+		rp := path.Join(dst, filepath.ToSlash(rel))
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if err := sc.Mkdir(rp); err != nil {
+				if st, serr := sc.Stat(rp); serr != nil || !st.IsDir() {
+					return pathErr("upload", rp, err)
+				}
+			}
+			// Writable while filling; the real mode is set at the end.
+			sc.Chmod(rp, 0o700)
+			dirs = append(dirs, dirTime{rp, info.Mode().Perm(), info.ModTime()})
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(lp)
+			if err != nil {
+				return err
+			}
+			sc.Remove(rp)
+			if err := sc.Symlink(target, rp); err != nil {
+				return pathErr("upload", rp, err)
+			}
+		case info.Mode().IsRegular():
+			g.Go(func() error {
+				if err := uploadFile(gctx, sc, lp, rp, info, cfg); err != nil {
+					return pathErr("upload", rp, err)
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if walkErr != nil {
+		return walkErr
+	}
+	// Deepest first, so that setting a parent's mtime is the last change in
+	// it.
+	for _, d := range slices.Backward(dirs) {
+		if err := sc.Chmod(d.p, d.mode); err != nil {
+			return pathErr("upload", d.p, err)
+		}
+		if err := sc.Chtimes(d.p, d.mt, d.mt); err != nil {
+			return pathErr("upload", d.p, err)
+		}
+	}
+	return nil
+}
+
+func uploadFile(ctx context.Context, sc *sftp.Client, local, dst string, fi fs.FileInfo, cfg transferConfig) (err error) {
+	src, err := os.Open(local)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp := tempName(dst, path.Join, path.Dir)
+	f, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			sc.Remove(tmp)
+		}
+	}()
+	_, err = f.ReadFrom(&ctxReader{ctx: ctx, r: src, size: fi.Size(), progress: cfg.progress})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := sc.Chmod(tmp, fi.Mode().Perm()); err != nil {
+		return err
+	}
+	if err := sc.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+		return err
+	}
+	return rename(sc, tmp, dst)
+}
+
+// Download copies the remote file or directory remote to local, with the
+// same guarantees as [Host.Upload]: recursive, modes and modification times
+// kept, each file written to a temporary name and renamed when complete.
+func (h *Host) Download(ctx context.Context, remote, local string, opts ...TransferOption) error {
+	cfg := newTransferConfig(opts)
+	src, sc, err := h.prep(ctx, "download", remote)
+	if err != nil {
+		return err
+	}
+	fi, err := sc.Stat(src)
+	if err != nil {
+		return pathErr("download", remote, err)
+	}
+	if !fi.IsDir() {
+		if !fi.Mode().IsRegular() {
+			return pathErr("download", remote, errors.New("not a regular file or directory"))
+		}
+		if err := downloadFile(ctx, sc, src, local, fi, cfg); err != nil {
+			return pathErr("download", remote, err)
+		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.parallel)
+	type dirTime struct {
+		p    string
+		mode fs.FileMode
+		mt   time.Time
+	}
+	var dirs []dirTime
+	var walk func(rp, lp string, info fs.FileInfo) error
+	walk = func(rp, lp string, info fs.FileInfo) error {
+		if err := gctx.Err(); err != nil {
+			return err
+		}
+		if err := os.Mkdir(lp, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		dirs = append(dirs, dirTime{lp, info.Mode().Perm(), info.ModTime()})
+		entries, err := sc.ReadDirContext(gctx, rp)
+		if err != nil {
+			return pathErr("download", rp, err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if name == "." || name == ".." {
+				continue
+			}
+			r, l := path.Join(rp, name), filepath.Join(lp, name)
+			switch {
+			case e.IsDir():
+				if err := walk(r, l, e); err != nil {
+					return err
+				}
+			case e.Mode()&fs.ModeSymlink != 0:
+				target, err := sc.ReadLink(r)
+				if err != nil {
+					return pathErr("download", r, err)
+				}
+				os.Remove(l)
+				if err := os.Symlink(target, l); err != nil {
+					return err
+				}
+			case e.Mode().IsRegular():
+				g.Go(func() error {
+					if err := downloadFile(gctx, sc, r, l, e, cfg); err != nil {
+						return pathErr("download", r, err)
+					}
+					return nil
+				})
+			}
+		}
+		return nil
+	}
+	walkErr := walk(src, local, fi)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if walkErr != nil {
+		return walkErr
+	}
+	for _, d := range slices.Backward(dirs) {
+		if err := os.Chmod(d.p, d.mode); err != nil {
+			return err
+		}
+		if err := os.Chtimes(d.p, d.mt, d.mt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func downloadFile(ctx context.Context, sc *sftp.Client, src, local string, fi fs.FileInfo, cfg transferConfig) (err error) {
+	f, err := sc.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tmp := tempName(local, filepath.Join, filepath.Dir)
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	var w io.Writer = ctxWriter{ctx, out}
+	if cfg.progress != nil {
+		w = progressWriter{w, cfg.progress}
+	}
+	n, err := f.WriteTo(w)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if n != fi.Size() {
+		// A server that died mid-transfer can look like an early EOF.
+		if st, serr := f.Stat(); serr != nil || st.Size() != n {
+			return fmt.Errorf("short read: got %d of %d bytes", n, fi.Size())
+		}
+	}
+	if err := os.Chmod(tmp, fi.Mode().Perm()); err != nil {
+		return err
+	}
+	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+		return err
+	}
+	return os.Rename(tmp, local)
+}
+
+type progressWriter struct {
+	w  io.Writer
+	fn func(int64)
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if n > 0 {
+		p.fn(int64(n))
+	}
+	return n, err
+}
