@@ -146,4 +146,3 @@ func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 	d.off += n
 	return slices.Clone(rest[:n]), nil
 }
-

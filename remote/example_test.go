@@ -1,0 +1,133 @@
+package remote_test
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log"
+	"os"
+	"time"
+
+	"github.com/drove-dev/drove/remote"
+)
+
+// Dial a host by its ssh_config alias, work in a fresh directory, run a
+// command there and fetch its output file.
+func ExampleDial() {
+	ctx := context.Background()
+	h, err := remote.Dial(ctx, "build-box") // or "user@host:2222"
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+
+	dir, err := h.TempDir(ctx, "", "job-*")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.RemoveAll(ctx, dir)
+	if err := h.Upload(ctx, "input", dir+"/input"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := h.Run(ctx, &remote.Cmd{Command: "sort input > output", Dir: dir}); err != nil {
+		log.Fatal(err)
+	}
+	if err := h.Download(ctx, dir+"/output", "output"); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Run a program with literal arguments, a timeout that kills its whole
+// process group, and its output collected.
+func ExampleHost_Run() {
+	ctx := context.Background()
+	h, err := remote.Dial(ctx, "alice@10.0.0.7")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+
+	cmd := remote.Command("grep", "-c", "$(not expanded)", "/etc/hosts")
+	cmd.Timeout = 30 * time.Second
+	res, err := h.Run(ctx, cmd)
+	if err != nil {
+		log.Fatal(err) // *remote.ExitError for a non-zero exit
+	}
+	fmt.Printf("%s", res.Stdout)
+}
+
+// exec_proxy's model: issue several calls, check once.
+func ExampleSticky() {
+	ctx := context.Background()
+	h, err := remote.Dial(ctx, "worker1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+
+	s := remote.NewSticky(h)
+	s.MkdirAll(ctx, "run/out", 0o755)
+	s.Chdir(ctx, "run")
+	s.WriteFile(ctx, "params", []byte("n=10\n"), 0o644)
+	s.Run(ctx, &remote.Cmd{Command: "./simulate params > out/result"})
+	if !s.OK() {
+		log.Printf("batch failed: %v", s.Err())
+		s.ResetErr()
+	}
+}
+
+// Exists distinguishes "missing" (false, nil) from a failure to check.
+func ExampleHost_Exists() {
+	ctx := context.Background()
+	h, err := remote.Dial(ctx, "worker1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+
+	ok, err := h.Exists(ctx, "/var/run/job.lock")
+	switch {
+	case err != nil:
+		log.Fatal(err)
+	case ok:
+		fmt.Println("busy")
+	}
+}
+
+// The io/fs view works with fs.WalkDir, fs.Glob, template.ParseFS, ….
+func ExampleHost_FS() {
+	ctx := context.Background()
+	h, err := remote.Dial(ctx, "worker1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+
+	logs, err := fs.Sub(h.FS(), "var/log")
+	if err != nil {
+		log.Fatal(err)
+	}
+	matches, _ := fs.Glob(logs, "*.log")
+	for _, m := range matches {
+		fmt.Println(m)
+	}
+}
+
+// Show a byte count while uploading a directory.
+func ExampleWithProgress() {
+	ctx := context.Background()
+	h, err := remote.Dial(ctx, "worker1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+
+	var total int64
+	err = h.Upload(ctx, "dataset", "/scratch/dataset", remote.WithProgress(func(n int64) {
+		total += n // called from several goroutines for a directory: use atomics in real code
+		fmt.Fprintf(os.Stderr, "\r%d bytes", total)
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+}
