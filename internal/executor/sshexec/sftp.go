@@ -1,0 +1,236 @@
+package sshexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/pkg/sftp"
+)
+
+// client returns the executor's SFTP client, opening one on its own pool
+// lease the first time and again after the connection was lost.
+func (e *Executor) client(ctx context.Context) (*sftp.Client, error) {
+	e.fmu.Lock()
+	defer e.fmu.Unlock()
+	if e.sftp != nil {
+		select {
+		case <-e.lease.Lost():
+			e.closeSFTPLocked()
+		default:
+			return e.sftp, nil
+		}
+	}
+	l, err := e.pool.Acquire(ctx, e.target)
+	if err != nil {
+		return nil, err
+	}
+	c, err := sftp.NewClient(l.Client(), sftp.UseConcurrentWrites(true))
+	if err != nil {
+		l.Release()
+		return nil, fmt.Errorf("sftp subsystem: %w", err)
+	}
+	e.sftp, e.lease = c, l
+	return c, nil
+}
+
+func (e *Executor) closeSFTP() {
+	e.fmu.Lock()
+	defer e.fmu.Unlock()
+	e.closeSFTPLocked()
+}
+
+func (e *Executor) closeSFTPLocked() {
+	if e.sftp != nil {
+		e.sftp.Close()
+		e.lease.Release()
+		e.sftp, e.lease = nil, nil
+		e.dirs = map[string]bool{}
+	}
+}
+
+// paths returns where file f lives remotely (relative to the login
+// directory unless absolute) and locally, for a job working in dir. A "/./"
+// in f marks the start of the part that is relative to dir, as in GNU
+// parallel; otherwise a relative f is relative to dir and an absolute one
+// stays where it is.
+func paths(dir, f string) (remote, local string) {
+	local = f
+	rel := f
+	if i := strings.Index(f, "/./"); i >= 0 {
+		rel = f[i+3:]
+	} else if path.IsAbs(f) {
+		return path.Clean(f), local
+	}
+	if dir != "" {
+		return path.Join(dir, rel), local
+	}
+	return path.Clean(rel), local
+}
+
+// mkdirAll creates dir on the host once per executor.
+func (e *Executor) mkdirAll(c *sftp.Client, dir string) error {
+	if dir == "" || dir == "." || dir == "/" {
+		return nil
+	}
+	e.fmu.Lock()
+	known := e.dirs[dir]
+	e.fmu.Unlock()
+	if known {
+		return nil
+	}
+	if err := c.MkdirAll(dir); err != nil {
+		return fmt.Errorf("mkdir %s: %w", dir, err)
+	}
+	e.fmu.Lock()
+	e.dirs[dir] = true
+	e.fmu.Unlock()
+	return nil
+}
+
+// transfer creates dir and copies the local files into it, returning the
+// bytes sent.
+func (e *Executor) transfer(ctx context.Context, dir string, files []string) (int64, error) {
+	c, err := e.client(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := e.mkdirAll(c, dir); err != nil {
+		return 0, err
+	}
+	var sent int64
+	for _, f := range files {
+		remote, local := paths(dir, f)
+		n, err := e.put(c, local, remote)
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+		if ctx.Err() != nil {
+			return sent, context.Cause(ctx)
+		}
+	}
+	return sent, nil
+}
+
+func (e *Executor) put(c *sftp.Client, local, remote string) (int64, error) {
+	src, err := os.Open(local)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if err := e.mkdirAll(c, path.Dir(remote)); err != nil {
+		return 0, err
+	}
+	dst, err := c.OpenFile(remote, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return 0, fmt.Errorf("create %s: %w", remote, err)
+	}
+	n, err := io.Copy(dst, src)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, fmt.Errorf("write %s: %w", remote, err)
+	}
+	if err := c.Chmod(remote, fi.Mode().Perm()); err != nil {
+		return n, fmt.Errorf("chmod %s: %w", remote, err)
+	}
+	return n, nil
+}
+
+// fetch copies the files back from the host, returning the bytes received.
+func (e *Executor) fetch(ctx context.Context, dir string, files []string) (int64, error) {
+	c, err := e.client(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var got int64
+	for _, f := range files {
+		remote, local := paths(dir, f)
+		if i := strings.Index(local, "/./"); i >= 0 {
+			local = local[i+3:]
+		}
+		n, err := get(c, remote, local)
+		got += n
+		if err != nil {
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+func get(c *sftp.Client, remote, local string) (int64, error) {
+	src, err := c.Open(remote)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", remote, err)
+	}
+	defer src.Close()
+	if d := filepath.Dir(local); d != "." {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return 0, err
+		}
+	}
+	// Write to a temporary file and rename it, so an interrupted copy never
+	// leaves a truncated file under the final name.
+	tmp, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".drove-*")
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(tmp, src)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if fi, serr := src.Stat(); serr == nil {
+			os.Chmod(tmp.Name(), fi.Mode().Perm())
+		}
+		err = os.Rename(tmp.Name(), local)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return n, fmt.Errorf("copy %s: %w", remote, err)
+	}
+	return n, nil
+}
+
+// remove deletes the files from the host; missing files are fine.
+func (e *Executor) remove(ctx context.Context, dir string, files []string) error {
+	c, err := e.client(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range files {
+		remote, _ := paths(dir, f)
+		if err := c.Remove(remote); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", remote, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeAll deletes dir and its contents from the host.
+func (e *Executor) removeAll(ctx context.Context, dir string) error {
+	c, err := e.client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	e.fmu.Lock()
+	delete(e.dirs, dir)
+	e.fmu.Unlock()
+	return nil
+}

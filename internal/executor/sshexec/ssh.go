@@ -1,0 +1,291 @@
+package sshexec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+
+	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshconn"
+)
+
+// Config configures an [Executor].
+type Config struct {
+	// Slots is how many commands run at once on the host. Zero means the
+	// host's CPU count, asked with nproc when the executor is made.
+	Slots int
+	// NonZeroIsResult makes a non-zero exit code an OK outcome carrying the
+	// code in Output, as the local program executor does, instead of a
+	// Failed one with a *joberr.ExitError. A death by signal still fails.
+	NonZeroIsResult bool
+	// KillGrace is how long a stopped command's process group has between
+	// SIGTERM and SIGKILL. Zero means sshconn's default (2 seconds).
+	KillGrace time.Duration
+	// BaseFiles are local files copied to the host when the executor is
+	// made, before any command runs (GNU parallel --basefile).
+	BaseFiles []string
+	// CleanupBase removes the BaseFiles from the host at Close.
+	CleanupBase bool
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Executor runs shell commands on one SSH host, each in a session of a
+// shared [sshconn.Pool] connection. It implements [sched.Executor].
+type Executor struct {
+	pool   *sshconn.Pool
+	target string
+	cfg    Config
+	rep    Reporter
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	runs   map[*sched.Run]context.CancelCauseFunc
+	slots  slotSet
+	closed bool
+	wg     sync.WaitGroup
+
+	fmu   sync.Mutex // guards the SFTP client and dirs
+	sftp  *sftp.Client
+	lease *sshconn.Lease
+	dirs  map[string]bool // directories known to exist
+}
+
+var _ sched.Executor = (*Executor)(nil)
+
+// New returns an executor for target ("[user@]host[:port]" or an ssh_config
+// alias) over pool, reporting to rep. It connects now, so an unreachable
+// host (a [*sshconn.ConnError]) or a refused host key (a
+// [*sshconn.HostKeyError]) is an error here; it also asks the host for its
+// CPU count when cfg.Slots is 0 and copies cfg.BaseFiles.
+func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep Reporter) (*Executor, error) {
+	if cfg.Slots < 0 {
+		return nil, fmt.Errorf("sshexec: %s: negative slot count %d", target, cfg.Slots)
+	}
+	e := &Executor{
+		pool:   pool,
+		target: target,
+		cfg:    cfg,
+		rep:    rep,
+		log:    cfg.Logger,
+		runs:   map[*sched.Run]context.CancelCauseFunc{},
+		dirs:   map[string]bool{},
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Slots == 0 {
+		n, err := e.nproc(ctx)
+		if err != nil {
+			return nil, err
+		}
+		e.cfg.Slots = n
+	} else {
+		l, err := pool.Acquire(ctx, target)
+		if err != nil {
+			return nil, err
+		}
+		l.Release()
+	}
+	if len(cfg.BaseFiles) > 0 {
+		if _, err := e.transfer(ctx, "", cfg.BaseFiles); err != nil {
+			e.closeSFTP()
+			return nil, fmt.Errorf("sshexec: %s: basefile: %w", target, err)
+		}
+	}
+	return e, nil
+}
+
+// nproc asks the host for its number of online CPUs.
+func (e *Executor) nproc(ctx context.Context) (int, error) {
+	s, err := e.pool.NewSession(ctx, e.target)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Session.Close() })
+	defer stop()
+	out, err := s.Output("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1")
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, &sshconn.ConnError{Host: e.target, Err: context.Cause(ctx)}
+		}
+		return 0, fmt.Errorf("sshexec: %s: counting CPUs: %w", e.target, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || n < 1 {
+		return 1, nil
+	}
+	return n, nil
+}
+
+// Slots returns the number of commands the host runs at once: Config.Slots,
+// or the CPU count found by New.
+func (e *Executor) Slots() int { return e.cfg.Slots }
+
+// Target returns the host as given to New.
+func (e *Executor) Target() string { return e.target }
+
+// Start begins r in its own goroutine.
+func (e *Executor) Start(r *sched.Run) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		go e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
+		return
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	e.runs[r] = cancel
+	slot := e.slots.take()
+	e.wg.Add(1)
+	e.mu.Unlock()
+	if c := r.Cause(); c != nil {
+		cancel(c)
+	}
+	go e.run(ctx, r, slot)
+}
+
+// Cancel stops r: its remote process group gets SIGTERM, then SIGKILL.
+func (e *Executor) Cancel(r *sched.Run) {
+	e.mu.Lock()
+	cancel := e.runs[r]
+	e.mu.Unlock()
+	if cancel != nil {
+		cause := r.Cause()
+		if cause == nil {
+			cause = sched.ErrCancelled
+		}
+		cancel(cause)
+	}
+}
+
+// Close stops all runs, removes the base files if asked to, and releases
+// the executor's SFTP channel. The pool stays open: it is shared.
+func (e *Executor) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	for _, cancel := range e.runs {
+		cancel(ErrClosed)
+	}
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("sshexec: %s: close: %w", e.target, ctx.Err())
+	}
+	if e.cfg.CleanupBase && len(e.cfg.BaseFiles) > 0 {
+		if cerr := e.remove(ctx, "", e.cfg.BaseFiles); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("sshexec: %s: removing basefiles: %w", e.target, cerr))
+		}
+	}
+	e.closeSFTP()
+	return err
+}
+
+func (e *Executor) run(ctx context.Context, r *sched.Run, slot int) {
+	defer e.wg.Done()
+	res := e.execute(ctx, r, slot)
+	e.mu.Lock()
+	cancel := e.runs[r]
+	delete(e.runs, r)
+	e.slots.put(slot)
+	e.mu.Unlock()
+	cause := context.Cause(ctx)
+	cancel(nil)
+	if res.Outcome == sched.Killed && errors.Is(cause, ErrClosed) && r.Cause() == nil {
+		res.Outcome = sched.Lost
+	}
+	e.rep.Done(r, res)
+	if res.Outcome == sched.Lost && !errors.Is(res.Err, ErrClosed) {
+		e.rep.NodeDown(r.Node, res.Err)
+	}
+}
+
+// execute runs r's job and returns its result.
+func (e *Executor) execute(ctx context.Context, r *sched.Run, slot int) sched.Result {
+	j := jobOf(r.Task)
+	stdout, stderr, collect := outputs(j)
+	res := sched.Result{Start: time.Now()}
+	fail := func(err error) sched.Result {
+		res.End = time.Now()
+		collect(&res)
+		switch {
+		case ctx.Err() != nil:
+			res.Outcome, res.Err = sched.Killed, stopped(context.Cause(ctx))
+		case isConnErr(err):
+			res.Outcome, res.Err = sched.Lost, fmt.Errorf("sshexec: %s: %w", e.target, err)
+		default:
+			res.Outcome, res.Err = sched.Failed, err
+		}
+		return res
+	}
+	if j.Dir != "" || len(j.Transfer) > 0 {
+		n, err := e.transfer(ctx, j.Dir, j.Transfer)
+		res.Sent += n
+		if err != nil {
+			return fail(fmt.Errorf("sshexec: %s: transfer: %w", e.target, err))
+		}
+	}
+	command := j.command(r.Node, slot)
+	res.Sent += int64(len(command) + len(j.Stdin))
+	cmd := &sshconn.Cmd{
+		Command:   command,
+		Dir:       j.Dir,
+		Env:       j.Env,
+		Stdout:    stdout,
+		Stderr:    stderr,
+		KillGrace: e.cfg.KillGrace,
+	}
+	if j.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(j.Stdin)
+	}
+	st, err := e.pool.Run(ctx, e.target, cmd)
+	res.End = time.Now()
+	if err != nil && !st.Killed {
+		return fail(err)
+	}
+	if st.Killed {
+		collect(&res)
+		res.Outcome, res.Err = sched.Killed, stopped(context.Cause(ctx))
+		return res
+	}
+	if len(j.Return) > 0 {
+		n, err := e.fetch(ctx, j.Dir, j.Return)
+		res.Received += n
+		if err != nil {
+			return fail(fmt.Errorf("sshexec: %s: return: %w", e.target, err))
+		}
+	}
+	if j.Cleanup && (len(j.Transfer) > 0 || len(j.Return) > 0) {
+		if err := e.remove(ctx, j.Dir, append(append([]string(nil), j.Transfer...), j.Return...)); err != nil {
+			e.log.Warn("sshexec: cleanup failed", "host", e.target, "err", err)
+		}
+	}
+	if j.RemoveDir && j.Dir != "" {
+		if err := e.removeAll(ctx, j.Dir); err != nil {
+			e.log.Warn("sshexec: removing workdir failed", "host", e.target, "err", err)
+		}
+	}
+	collect(&res)
+	exitResult(&res, st.Code, signalNum(st.Signal), e.cfg.NonZeroIsResult)
+	return res
+}
+
+// isConnErr reports whether err means the host is unusable rather than the
+// command failing.
+func isConnErr(err error) bool {
+	var ce *sshconn.ConnError
+	var he *sshconn.HostKeyError
+	return errors.As(err, &ce) || errors.As(err, &he) || errors.Is(err, sshconn.ErrClosed)
+}

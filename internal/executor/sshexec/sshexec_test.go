@@ -1,0 +1,414 @@
+package sshexec_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/drove-dev/drove/internal/executor/sshexec"
+	"github.com/drove-dev/drove/internal/joberr"
+	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/testutil/sshtest"
+	"github.com/drove-dev/drove/internal/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
+	t.Helper()
+	p, err := sshconn.NewPool(sshconn.Config{
+		SSHConfigFile:   s.SSHConfig,
+		KnownHostsFiles: []string{s.KnownHosts},
+		IdentityFiles:   []string{s.KeyPath},
+		NoAgent:         true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+type spec struct{ j *sshexec.Job }
+
+func (s spec) ShellJob() *sshexec.Job { return s.j }
+
+// cluster is a scheduler with one executor per host.
+func cluster(t *testing.T, s *sshtest.Server, pool *sshconn.Pool, slots int, hosts ...string) *sched.Scheduler {
+	t.Helper()
+	sc := sched.New(sched.Config{Reentrant: true})
+	for _, h := range hosts {
+		e, err := sshexec.New(context.Background(), pool, h, sshexec.Config{Slots: slots, KillGrace: 300 * time.Millisecond}, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sc.AddNode(h, e.Slots(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		sc.Close(ctx)
+	})
+	return sc
+}
+
+func run(t *testing.T, sc *sched.Scheduler, task *sched.Task) *sched.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sc.Submit(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return task.Result()
+}
+
+func exitCode(t *testing.T, res *sched.Result) int {
+	t.Helper()
+	c, err := wire.ParseExitCode(res.Output)
+	if err != nil {
+		t.Fatalf("output %q: %v (result %+v)", res.Output, err, res)
+	}
+	return c
+}
+
+func TestCommands(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	pool := newPool(t, s)
+	sc := cluster(t, s, pool, 2, s.Aliases[0], s.Target(1))
+	hostile := []string{
+		`it's "quoted" \ back`,
+		`$(echo no) ; echo no && echo no | cat; ` + "`echo no`",
+		"two\nlines\n\ttabbed",
+		`*.go ~ $HOME ${x:-y} !x #hash`,
+		"",
+	}
+	tests := []struct {
+		name       string
+		cmd        string
+		stdin      []byte
+		env        []string
+		wantOut    string
+		wantErr    string
+		wantCode   int
+		wantSignal bool
+	}{
+		{name: "ok", cmd: "echo hello", wantOut: "hello\n"},
+		{name: "stderr and code", cmd: "echo out; echo err >&2; exit 3", wantOut: "out\n", wantErr: "err\n", wantCode: 3},
+		// setsid -w, which puts the command in its own process group, turns
+		// a death by signal into a plain non-zero exit (util-linux gives the
+		// signal number): the job fails either way.
+		{name: "signal", cmd: "kill -KILL $$", wantCode: -2, wantErr: "\x00"},
+		{name: "stdin", cmd: "tr a-z A-Z", stdin: []byte("shout\n"), wantOut: "SHOUT\n"},
+		{name: "env", cmd: `printf %s "$GREETING"`, env: []string{"GREETING=hi $(there)"}, wantOut: "hi $(there)"},
+		{name: "shell is sh", cmd: "echo $0", wantOut: "/bin/sh\n"},
+	}
+	for i, h := range hostile {
+		tests = append(tests, struct {
+			name       string
+			cmd        string
+			stdin      []byte
+			env        []string
+			wantOut    string
+			wantErr    string
+			wantCode   int
+			wantSignal bool
+		}{name: fmt.Sprintf("hostile%d", i), cmd: "printf '%s' " + sshconn.Quote(h), wantOut: h})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			task := &sched.Task{Ref: spec{&sshexec.Job{Command: tt.cmd, Stdin: tt.stdin, Env: tt.env}}}
+			res := run(t, sc, task)
+			if got := exitCode(t, res); got != tt.wantCode && !(tt.wantCode == -2 && got != 0) {
+				t.Errorf("exit code %d, want %d (%v)", got, tt.wantCode, res.Err)
+			}
+			if tt.wantErr == "\x00" {
+				tt.wantErr = string(res.Stderr) // setsid's complaint
+			}
+			if string(res.Stdout) != tt.wantOut || string(res.Stderr) != tt.wantErr {
+				t.Errorf("stdout %q stderr %q, want %q %q", res.Stdout, res.Stderr, tt.wantOut, tt.wantErr)
+			}
+			var xe *joberr.ExitError
+			switch {
+			case tt.wantCode == 0:
+				if task.State() != sched.Finished || res.Err != nil {
+					t.Errorf("state %v err %v", task.State(), res.Err)
+				}
+			case !errors.As(res.Err, &xe):
+				t.Errorf("err %v, want *joberr.ExitError", res.Err)
+			case tt.wantSignal && xe.Signal == 0:
+				t.Errorf("signal %v, want signalled=%v", xe.Signal, tt.wantSignal)
+			}
+			if res.Start.IsZero() || res.End.Before(res.Start) || res.Sent == 0 {
+				t.Errorf("times %v %v sent %d", res.Start, res.End, res.Sent)
+			}
+		})
+	}
+}
+
+func TestInputIsCommand(t *testing.T) {
+	s := sshtest.Start(t)
+	pool := newPool(t, s)
+	sc := cluster(t, s, pool, 1, s.Aliases[0])
+	res := run(t, sc, &sched.Task{Input: []byte("echo plain")})
+	if string(res.Stdout) != "plain\n" {
+		t.Fatalf("stdout %q", res.Stdout)
+	}
+}
+
+func TestSlotsFromNproc(t *testing.T) {
+	s := sshtest.Start(t)
+	pool := newPool(t, s)
+	e, err := sshexec.New(context.Background(), pool, s.Aliases[0], sshexec.Config{}, sched.New(sched.Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	want := 0
+	if out, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		want = strings.Count(string(out), "processor\t:")
+	}
+	if e.Slots() < 1 || (want > 0 && e.Slots() > want) {
+		t.Fatalf("slots %d, cpus %d", e.Slots(), want)
+	}
+}
+
+func TestSlotNumbers(t *testing.T) {
+	s := sshtest.Start(t)
+	pool := newPool(t, s)
+	sc := cluster(t, s, pool, 3, s.Aliases[0])
+	var tasks []*sched.Task
+	for i := 0; i < 3; i++ {
+		tasks = append(tasks, &sched.Task{Ref: spec{&sshexec.Job{CommandFor: func(_ string, slot int) string { return fmt.Sprintf("sleep 0.3; echo %d", slot) }}}})
+	}
+	ctx := context.Background()
+	for _, task := range tasks {
+		sc.Submit(ctx, task)
+	}
+	seen := map[string]bool{}
+	for _, task := range tasks {
+		task.Wait(ctx)
+		seen[strings.TrimSpace(string(task.Result().Stdout))] = true
+	}
+	if len(seen) != 3 || !seen["1"] || !seen["2"] || !seen["3"] {
+		t.Fatalf("slots seen %v", seen)
+	}
+}
+
+// remoteCount counts the remote processes whose command line contains
+// marker, over a fresh session.
+func remoteCount(t *testing.T, pool *sshconn.Pool, host, marker string) int {
+	t.Helper()
+	var out bytes.Buffer
+	// The [x] trick keeps pgrep from matching the shell running it.
+	pat := "[" + marker[:1] + "]" + marker[1:]
+	_, err := pool.Run(context.Background(), host, &sshconn.Cmd{Command: "pgrep -f -c " + sshconn.Quote(pat) + " || true", Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	fmt.Sscan(out.String(), &n)
+	return n
+}
+
+func TestTimeoutAndCancelKillRemoteGroup(t *testing.T) {
+	s := sshtest.Start(t)
+	pool := newPool(t, s)
+	sc := cluster(t, s, pool, 4, s.Aliases[0])
+	for _, how := range []string{"timeout", "cancel"} {
+		t.Run(how, func(t *testing.T) {
+			marker := "drovemark" + how
+			// A child in the background and one in the foreground, and a
+			// trap that ignores SIGTERM: only a SIGKILL of the whole group
+			// ends them all.
+			cmd := fmt.Sprintf("trap '' TERM; sh -c 'sleep 300; : %s' & sh -c 'trap \"\" TERM; sleep 301; : %s'", marker, marker)
+			task := &sched.Task{Ref: spec{&sshexec.Job{Command: cmd}}}
+			if how == "timeout" {
+				task.Timeout = 500 * time.Millisecond
+			}
+			ctx := context.Background()
+			if err := sc.Submit(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for remoteCount(t, pool, s.Aliases[0], marker) < 2 {
+				if time.Now().After(deadline) {
+					t.Fatal("remote processes never started")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if how == "cancel" {
+				sc.Cancel(task)
+			}
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			if err := task.Wait(wctx); err != nil {
+				t.Fatal("task did not end")
+			}
+			res := task.Result()
+			want := sched.ErrTimeout
+			wantState := sched.Terminated
+			if how == "cancel" {
+				want, wantState = sched.ErrCancelled, sched.Cancelled
+			}
+			if !errors.Is(res.Err, want) || task.State() != wantState {
+				t.Errorf("state %v err %v, want %v %v", task.State(), res.Err, wantState, want)
+			}
+			if n := remoteCount(t, pool, s.Aliases[0], marker); n != 0 {
+				t.Errorf("%d remote processes left", n)
+			}
+		})
+	}
+}
+
+func TestUnreachableAndUnknownKey(t *testing.T) {
+	s := sshtest.Start(t)
+	pool := newPool(t, s)
+	_, err := sshexec.New(context.Background(), pool, "down", sshexec.Config{Slots: 1}, sched.New(sched.Config{}))
+	var ce *sshconn.ConnError
+	if !errors.As(err, &ce) {
+		t.Errorf("down host: %v, want *sshconn.ConnError", err)
+	}
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(empty, nil, 0o644)
+	strict, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: "none", KnownHostsFiles: []string{empty}, IdentityFiles: []string{s.KeyPath}, NoAgent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close()
+	_, err = sshexec.New(context.Background(), strict, s.Target(0), sshexec.Config{Slots: 1}, sched.New(sched.Config{}))
+	var he *sshconn.HostKeyError
+	if !errors.As(err, &he) || he.Changed {
+		t.Errorf("unknown key: %v, want *sshconn.HostKeyError", err)
+	}
+}
+
+func TestLostConnection(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	pool := newPool(t, s)
+	other := newPool(t, s)
+	var downs []string
+	events := make(chan sched.NodeEvent, 10)
+	sc := sched.New(sched.Config{Reentrant: true, OnNode: func(ev sched.NodeEvent) { events <- ev }})
+	defer sc.Close(context.Background())
+	e0, err := sshexec.New(context.Background(), pool, s.Aliases[0], sshexec.Config{Slots: 1}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.AddNode("a", 1, e0)
+	task := &sched.Task{Input: []byte("sleep 1; hostname; echo done")}
+	sc.Submit(context.Background(), task)
+	time.Sleep(300 * time.Millisecond)
+	pool.Close() // the connection to host0 is gone
+	e1, err := sshexec.New(context.Background(), other, s.Aliases[1], sshexec.Config{Slots: 1}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.AddNode("b", 1, e1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if task.State() != sched.Finished || task.NodeName() != "b" {
+		t.Errorf("state %v on %q, err %v", task.State(), task.NodeName(), task.Result().Err)
+	}
+	for len(events) > 0 {
+		if ev := <-events; ev.Kind == sched.NodeDown {
+			downs = append(downs, ev.Node)
+			var ce *sshconn.ConnError
+			if !errors.As(ev.Err, &ce) && !errors.Is(ev.Err, sshconn.ErrClosed) {
+				t.Errorf("node down error %v does not wrap *sshconn.ConnError", ev.Err)
+			}
+		}
+	}
+	if len(downs) != 1 || downs[0] != "a" {
+		t.Errorf("nodes down %v", downs)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	s := sshtest.Start(t)
+	pool := newPool(t, s)
+	local := t.TempDir()
+	t.Chdir(local)
+	os.WriteFile("in.txt", []byte("payload\n"), 0o640)
+	os.MkdirAll("sub", 0o755)
+	os.WriteFile("sub/base.txt", []byte("base\n"), 0o644)
+	sc := sched.New(sched.Config{})
+	e, err := sshexec.New(context.Background(), pool, s.Aliases[0], sshexec.Config{Slots: 2, BaseFiles: []string{"sub/base.txt"}, CleanupBase: true}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.AddNode("h", 2, e)
+	wd := fmt.Sprintf("drove-wd-%d", time.Now().UnixNano())
+	task := &sched.Task{Ref: spec{&sshexec.Job{
+		Command:  "cat in.txt ~/sub/base.txt > out.txt; stat -c %a in.txt; pwd",
+		Dir:      wd,
+		Transfer: []string{"in.txt"},
+		Return:   []string{"out.txt"},
+		Cleanup:  true,
+	}}}
+	res := run(t, sc, task)
+	if task.State() != sched.Finished {
+		t.Fatalf("state %v err %v stderr %s", task.State(), res.Err, res.Stderr)
+	}
+	if got := string(res.Stdout); !strings.HasPrefix(got, "640\n") || !strings.HasSuffix(got, "/"+wd+"\n") {
+		t.Errorf("stdout %q", got)
+	}
+	if b, _ := os.ReadFile("out.txt"); string(b) != "payload\nbase\n" {
+		t.Errorf("returned %q", b)
+	}
+	if res.Sent < 8 || res.Received < 13 {
+		t.Errorf("sent %d received %d", res.Sent, res.Received)
+	}
+	ls := run(t, sc, &sched.Task{Input: []byte("ls -A " + wd + "; ls sub")})
+	if string(ls.Stdout) != "base.txt\n" {
+		t.Errorf("left on host: %q", ls.Stdout)
+	}
+	sc.Close(context.Background())
+	var out bytes.Buffer
+	pool.Run(context.Background(), s.Aliases[0], &sshconn.Cmd{Command: "ls sub; rmdir " + wd + " sub", Stdout: &out})
+	if out.Len() != 0 {
+		t.Errorf("basefile not cleaned up: %q", out.String())
+	}
+}
+
+func TestLocal(t *testing.T) {
+	sc := sched.New(sched.Config{})
+	defer sc.Close(context.Background())
+	l := sshexec.NewLocal(sshexec.LocalConfig{Slots: 2, KillGrace: 200 * time.Millisecond}, sc)
+	sc.AddNode(":", l.Slots(), l)
+	res := run(t, sc, &sched.Task{Input: []byte("echo a; echo b >&2; exit 4")})
+	if exitCode(t, res) != 4 || string(res.Stdout) != "a\n" || string(res.Stderr) != "b\n" {
+		t.Errorf("result %+v", res)
+	}
+	var out bytes.Buffer
+	res = run(t, sc, &sched.Task{Ref: spec{&sshexec.Job{Command: "cat; echo $X; pwd", Stdin: []byte("in\n"), Env: []string{"X=y"}, Dir: t.TempDir(), Stdout: &out}}})
+	if !strings.HasPrefix(out.String(), "in\ny\n/") || res.Stdout != nil {
+		t.Errorf("streamed %q collected %q", out.String(), res.Stdout)
+	}
+	marker := fmt.Sprintf("drovelocal%d", time.Now().UnixNano())
+	task := &sched.Task{Timeout: 300 * time.Millisecond, Input: []byte("trap '' TERM; sh -c 'sleep 300; : " + marker + "' & sleep 301")}
+	res = run(t, sc, task)
+	if !errors.Is(res.Err, sched.ErrTimeout) {
+		t.Errorf("err %v", res.Err)
+	}
+	if out, _ := exec("pgrep", "-f", marker); out != "" {
+		t.Errorf("left running: %s", out)
+	}
+}

@@ -1,0 +1,709 @@
+// Package workqueue is the engine of `drove run`: GNU parallel's work queue
+// over SSH hosts and this machine, on top of the scheduling core.
+//
+// Inputs come from argument lists (:::), files or standard input, one
+// argument per line; each combination of inputs is one job whose command is
+// the template with its replacement strings filled in (see [render]), or the
+// input line itself when there is no template. Jobs go to the least-loaded
+// host with a free slot. The engine groups or line-buffers their output,
+// writes GNU parallel's joblog and a results directory, resumes from a
+// joblog, retries on other hosts, enforces timeouts and halts, and counts
+// failures into GNU parallel's exit status.
+package workqueue
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/drove-dev/drove/internal/executor/sshexec"
+	"github.com/drove-dev/drove/internal/joberr"
+	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshconn"
+)
+
+// Source is one input source: a fixed list of arguments (:::) or a reader
+// giving one argument per line (::::, -a, standard input).
+type Source struct {
+	Args  []string
+	Lines io.Reader
+}
+
+// Config configures a run. Zero values mean GNU parallel's defaults.
+type Config struct {
+	// Template is the command template; empty means every input is itself a
+	// command line.
+	Template string
+	// Sources are the input sources; several are combined as all their
+	// combinations, the first varying slowest. At least one is required.
+	Sources []Source
+	// Logins are the hosts (GNU parallel -S and --slf); empty means this
+	// machine only.
+	Logins []nodeset.Login
+	// Jobs is the slot count of hosts whose login has no "N/": zero means
+	// each host's CPU count.
+	Jobs int
+	// Pool connects to the SSH hosts. It is required when Logins names one.
+	Pool *sshconn.Pool
+
+	// Stdout and Stderr receive the jobs' output (and the engine's
+	// messages on Stderr).
+	Stdout, Stderr io.Writer
+	// Tag prefixes every output line with the job's arguments and a tab.
+	Tag bool
+	// KeepOrder prints outputs in input order.
+	KeepOrder bool
+	// LineBuffer prints whole lines as they arrive instead of whole jobs.
+	LineBuffer bool
+	// Results, if set, is a directory that gets <seq>/stdout, <seq>/stderr
+	// and <seq>/exitcode for every job that ran.
+	Results string
+	// JobLog, if set, is written in GNU parallel's joblog format.
+	JobLog string
+	// Resume skips the jobs JobLog lists; ResumeFailed skips only those it
+	// lists as successful.
+	Resume, ResumeFailed bool
+	// Retries is the number of attempts a failing job gets in all (GNU
+	// parallel --retries), each preferably on another host; 0 or 1 mean one.
+	Retries int
+	// Timeout kills a job (its whole process group) after this long.
+	Timeout time.Duration
+	// Halt stops the run early.
+	Halt Halt
+	// Transfer, Return: file name templates copied to the host before a job
+	// and back after it (GNU parallel --transferfile, --return).
+	Transfer, Return []string
+	// Cleanup removes transferred and returned files from the hosts.
+	Cleanup bool
+	// BaseFiles are copied to every SSH host before its first job.
+	BaseFiles []string
+	// Workdir is the remote working directory; "..." makes a fresh one per
+	// job under ~/.drove/tmp, removed afterwards.
+	Workdir string
+	// KillGrace is the time between SIGTERM and SIGKILL when a job is
+	// stopped. Zero means 2 seconds.
+	KillGrace time.Duration
+	// Progress, if set, gets a status line every ProgressEvery (--bar,
+	// --eta); Bar selects a bar rather than GNU parallel's --eta line.
+	Progress      io.Writer
+	Bar           bool
+	ProgressEvery time.Duration
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Summary is how a run went.
+type Summary struct {
+	Jobs        int  // jobs that ended (successfully or not)
+	Failed      int  // jobs that failed: non-zero exit, signal, timeout, lost host
+	Skipped     int  // jobs skipped by --resume
+	NotRun      int  // jobs never started because of a halt or interruption
+	Interrupted bool // the context ended (Ctrl-C) and running jobs were killed
+	Halted      bool // the --halt condition was met
+	HaltExit    int  // with Halted on failures: the exit value of the job that triggered it
+	HostsDown   []string
+}
+
+// ExitStatus returns GNU parallel's exit status for the run: the number of
+// failed jobs, 101 for more than 100, the failing job's exit value after a
+// halt on failure, and 130 after an interruption.
+func (s *Summary) ExitStatus() int {
+	switch {
+	case s.Interrupted:
+		return 130
+	case s.Halted && s.HaltExit > 0:
+		return s.HaltExit
+	case s.Failed > 100:
+		return 101
+	}
+	return s.Failed
+}
+
+// ErrNoHosts is returned when no host could be used.
+var ErrNoHosts = errors.New("workqueue: no usable host")
+
+type engine struct {
+	cfg   Config
+	sched *sched.Scheduler
+	out   *output
+	log   *slog.Logger
+	base  map[string]int // {%}: the slot numbers before each node's
+	quote bool
+
+	mu       sync.Mutex
+	sum      Summary
+	live     map[*sched.Task]struct{}
+	up       int
+	halted   bool
+	haltCh   chan struct{}
+	joblog   *os.File
+	done     int
+	failed   int
+	started  time.Time
+	runtimes time.Duration
+	total    int // inputs known so far
+	allDown  bool
+	tokens   chan struct{} // one per unfinished task: bounds the queue
+	progMu   sync.Mutex
+	progLen  int // length of the progress line on screen
+}
+
+// job is one input combination; it is the task's Ref.
+type job struct {
+	e      *engine
+	seq    int
+	args   []string
+	tag    string
+	sj     sshexec.Job
+	stdout *lineWriter
+	stderr *lineWriter
+
+	mu  sync.Mutex
+	cmd string // the command of the latest attempt
+}
+
+func (j *job) ShellJob() *sshexec.Job { return &j.sj }
+
+func (j *job) command(node string, slot int) string {
+	if j.stdout != nil {
+		j.stdout.reset()
+		j.stderr.reset()
+	}
+	var c string
+	if j.e.cfg.Template == "" {
+		c = strings.Join(j.args, " ")
+	} else {
+		c = render(j.e.cfg.Template, j.args, j.seq, j.e.base[node]+slot, true)
+	}
+	j.mu.Lock()
+	j.cmd = c
+	j.mu.Unlock()
+	return c
+}
+
+func (j *job) lastCommand() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.cmd == "" && j.e.cfg.Template == "" {
+		return strings.Join(j.args, " ")
+	}
+	if j.cmd == "" {
+		return render(j.e.cfg.Template, j.args, j.seq, 0, true)
+	}
+	return j.cmd
+}
+
+// Run runs every job and returns the summary. It returns an error only when
+// the run could not start (bad options, no usable host, an unwritable
+// joblog); failed jobs are counted in the summary. When ctx ends, running
+// jobs are killed (their remote process groups included) before Run
+// returns, and the summary says Interrupted.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	if len(cfg.Sources) == 0 {
+		return nil, errors.New("workqueue: no input source")
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
+	}
+	if (cfg.Resume || cfg.ResumeFailed) && cfg.JobLog == "" {
+		return nil, errors.New("workqueue: --resume and --resume-failed need --joblog")
+	}
+	if len(cfg.Logins) == 0 {
+		cfg.Logins = []nodeset.Login{{Host: nodeset.Local}}
+	}
+	if cfg.Template != "" && !hasReplacement(cfg.Template) {
+		cfg.Template += " {}"
+	}
+	e := &engine{
+		cfg:     cfg,
+		out:     newOutput(cfg.Stdout, cfg.Stderr, cfg.KeepOrder && !cfg.LineBuffer),
+		log:     cfg.Logger,
+		live:    map[*sched.Task]struct{}{},
+		haltCh:  make(chan struct{}),
+		started: time.Now(),
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	skip := map[int]bool{}
+	if cfg.JobLog != "" {
+		if cfg.Resume || cfg.ResumeFailed {
+			var err error
+			if skip, err = resumeSet(cfg.JobLog, cfg.ResumeFailed); err != nil {
+				return nil, fmt.Errorf("workqueue: %w", err)
+			}
+		}
+		f, err := openJobLog(cfg.JobLog, cfg.Resume || cfg.ResumeFailed)
+		if err != nil {
+			return nil, fmt.Errorf("workqueue: joblog: %w", err)
+		}
+		e.joblog = f
+		defer f.Close()
+	}
+	if cfg.Results != "" {
+		if err := os.MkdirAll(cfg.Results, 0o755); err != nil {
+			return nil, fmt.Errorf("workqueue: results: %w", err)
+		}
+	}
+	inputs, err := newInputs(cfg.Sources)
+	if err != nil {
+		return nil, err
+	}
+
+	e.sched = sched.New(sched.Config{
+		Reentrant: true,
+		OnTask:    e.onTask,
+		OnNode:    e.onNode,
+		Logger:    cfg.Logger,
+	})
+	total, err := e.connect(ctx)
+	if err != nil {
+		e.sched.Close(context.Background())
+		return &e.sum, err
+	}
+	stopProgress := func() {}
+	if cfg.Progress != nil {
+		stopProgress = e.progress(total)
+	}
+
+	// Enough queued work that a slot never waits for the producer, little
+	// enough that a huge input is never all in memory.
+	e.tokens = make(chan struct{}, 2*total+16)
+	e.produce(ctx, inputs, skip)
+
+	werr := e.sched.Wait(ctx)
+	if werr != nil {
+		e.mu.Lock()
+		e.sum.Interrupted = true
+		e.mu.Unlock()
+	}
+	// Close kills what still runs when ctx has ended (Ctrl-C), and waits
+	// for the executors to have stopped their remote process groups.
+	cerr := e.sched.Close(ctx)
+	stopProgress()
+	e.out.flushAll()
+	if cerr != nil && werr == nil {
+		e.log.Debug("workqueue: close", "err", cerr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return &e.sum, nil
+}
+
+// connect makes an executor per login, in parallel, and returns the total
+// slot count. Hosts that cannot be reached are reported and left out.
+func (e *engine) connect(ctx context.Context) (int, error) {
+	type made struct {
+		ex    sched.Executor
+		slots int
+		err   error
+	}
+	res := make([]made, len(e.cfg.Logins))
+	var wg sync.WaitGroup
+	for i, l := range e.cfg.Logins {
+		slots := l.Slots
+		if slots == 0 {
+			slots = e.cfg.Jobs
+		}
+		if l.IsLocal() {
+			lx := sshexec.NewLocal(sshexec.LocalConfig{Slots: slots, KillGrace: e.cfg.KillGrace, Logger: e.cfg.Logger}, e.sched)
+			res[i] = made{ex: lx, slots: lx.Slots()}
+			continue
+		}
+		if e.cfg.Pool == nil {
+			return 0, errors.New("workqueue: SSH hosts given without a connection pool")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x, err := sshexec.New(ctx, e.cfg.Pool, l.Host, sshexec.Config{
+				Slots:       slots,
+				KillGrace:   e.cfg.KillGrace,
+				BaseFiles:   e.cfg.BaseFiles,
+				CleanupBase: e.cfg.Cleanup,
+				Logger:      e.cfg.Logger,
+			}, e.sched)
+			if err != nil {
+				res[i] = made{err: err}
+				return
+			}
+			res[i] = made{ex: x, slots: x.Slots()}
+		}()
+	}
+	wg.Wait()
+	e.base = map[string]int{}
+	total := 0
+	var errs []error
+	for i, m := range res {
+		host := e.cfg.Logins[i].Host
+		if m.err != nil {
+			fmt.Fprintf(e.cfg.Stderr, "drove: %s: connection failed: %v\n", host, m.err)
+			e.sum.HostsDown = append(e.sum.HostsDown, host)
+			errs = append(errs, m.err)
+			continue
+		}
+		e.base[host] = total
+		total += m.slots
+		e.up++
+		if err := e.sched.AddNode(host, m.slots, m.ex); err != nil {
+			return 0, err
+		}
+	}
+	if e.up == 0 {
+		return 0, fmt.Errorf("%w: %w", ErrNoHosts, errors.Join(errs...))
+	}
+	return total, nil
+}
+
+// produce submits a task per input, at most window unfinished at a time.
+func (e *engine) produce(ctx context.Context, in *inputs, skip map[int]bool) {
+	tokens := e.tokens
+	for seq := 1; ; seq++ {
+		args, ok, err := in.next()
+		if err != nil {
+			fmt.Fprintf(e.cfg.Stderr, "drove: reading input: %v\n", err)
+		}
+		if !ok {
+			return
+		}
+		e.mu.Lock()
+		e.total = seq
+		if skip[seq] {
+			e.sum.Skipped++
+			e.mu.Unlock()
+			e.out.skip(seq)
+			continue
+		}
+		e.mu.Unlock()
+		select {
+		case tokens <- struct{}{}:
+		case <-ctx.Done():
+			e.notRun(seq)
+			return
+		case <-e.haltCh:
+			e.notRun(seq)
+			return
+		}
+		t := e.newTask(seq, args)
+		e.mu.Lock()
+		if e.halted || e.allDown {
+			e.mu.Unlock()
+			<-tokens
+			e.notRun(seq)
+			return
+		}
+		e.live[t] = struct{}{}
+		e.mu.Unlock()
+		if err := e.sched.Submit(ctx, t); err != nil {
+			e.mu.Lock()
+			delete(e.live, t)
+			e.mu.Unlock()
+			<-tokens
+			e.notRun(seq)
+			return
+		}
+	}
+}
+
+func (e *engine) notRun(seq int) {
+	e.mu.Lock()
+	e.sum.NotRun++
+	e.mu.Unlock()
+	e.out.skip(seq)
+}
+
+func (e *engine) newTask(seq int, args []string) *sched.Task {
+	j := &job{e: e, seq: seq, args: args}
+	if e.cfg.Tag {
+		j.tag = strings.Join(args, "\t") + "\t"
+	}
+	j.sj.CommandFor = j.command
+	j.sj.Env = []string{"PARALLEL_SEQ=" + strconv.Itoa(seq)}
+	if e.cfg.LineBuffer {
+		j.stdout = &lineWriter{o: e.out, w: &e.out.stdout, tag: j.tag}
+		j.stderr = &lineWriter{o: e.out, w: &e.out.stderr, tag: j.tag}
+		if e.cfg.Results != "" {
+			j.stdout.copy, j.stderr.copy = newBuf(), newBuf()
+		}
+		j.sj.Stdout, j.sj.Stderr = j.stdout, j.stderr
+	}
+	for _, f := range e.cfg.Transfer {
+		j.sj.Transfer = append(j.sj.Transfer, render(f, args, seq, 0, false))
+	}
+	for _, f := range e.cfg.Return {
+		j.sj.Return = append(j.sj.Return, render(f, args, seq, 0, false))
+	}
+	j.sj.Cleanup = e.cfg.Cleanup
+	switch e.cfg.Workdir {
+	case "":
+	case "...":
+		j.sj.Dir = fmt.Sprintf(".drove/tmp/%d-%d-%d", os.Getpid(), e.started.UnixNano(), seq)
+		j.sj.RemoveDir = true
+	default:
+		j.sj.Dir = e.cfg.Workdir
+	}
+	retries := 0
+	if e.cfg.Retries > 1 {
+		retries = e.cfg.Retries - 1
+	}
+	return &sched.Task{ID: int64(seq), Timeout: e.cfg.Timeout, Retries: retries, Ref: j}
+}
+
+func (e *engine) onNode(ev sched.NodeEvent) {
+	if ev.Kind != sched.NodeDown {
+		return
+	}
+	fmt.Fprintf(e.cfg.Stderr, "drove: %s: connection lost: %v\n", ev.Node, ev.Err)
+	e.mu.Lock()
+	e.sum.HostsDown = append(e.sum.HostsDown, ev.Node)
+	e.up--
+	var stop []*sched.Task
+	if e.up == 0 && !e.allDown {
+		// Nothing can run the remaining jobs: they fail rather than wait
+		// for ever.
+		e.allDown = true
+		for t := range e.live {
+			stop = append(stop, t)
+		}
+	}
+	e.mu.Unlock()
+	if stop != nil {
+		fmt.Fprintf(e.cfg.Stderr, "drove: no host left; %d jobs not run\n", len(stop))
+	}
+	for _, t := range stop {
+		e.sched.Cancel(t)
+	}
+}
+
+// outcome is how a job ended, as the joblog and exit status see it.
+type outcome struct {
+	exitval, signal int
+	failed, logged  bool
+	msg             string
+}
+
+func (e *engine) classify(t *sched.Task) outcome {
+	res := t.Result()
+	switch t.State() {
+	case sched.Finished:
+		return outcome{logged: true}
+	case sched.Cancelled:
+		e.mu.Lock()
+		allDown := e.allDown
+		e.mu.Unlock()
+		if allDown {
+			return outcome{exitval: 255, failed: true, msg: "no host left to run it"}
+		}
+		// Interrupted or halted: not logged, so --resume runs it again.
+		return outcome{}
+	case sched.Abandoned:
+		return outcome{exitval: 255, failed: true, logged: true, msg: fmt.Sprint(res.Err)}
+	}
+	o := outcome{failed: true, logged: true}
+	var xe *joberr.ExitError
+	switch {
+	case errors.Is(res.Err, sched.ErrTimeout):
+		o.exitval, o.signal = -1, int(syscall.SIGTERM)
+		o.msg = "timed out"
+	case errors.As(res.Err, &xe):
+		o.exitval, o.signal = xe.Code, int(xe.Signal)
+		if xe.Signal != 0 {
+			o.exitval = -1
+		}
+	default:
+		o.exitval, o.msg = 255, fmt.Sprint(res.Err)
+	}
+	return o
+}
+
+func (e *engine) onTask(ev sched.TaskEvent) {
+	if !ev.State.Final() {
+		return
+	}
+	t := ev.Task
+	j := t.Ref.(*job)
+	res := t.Result()
+	o := e.classify(t)
+
+	stdout, stderr := res.Stdout, res.Stderr
+	if j.stdout != nil {
+		j.stdout.flush()
+		j.stderr.flush()
+		stdout, stderr = j.stdout.saved(), j.stderr.saved()
+	} else {
+		e.out.done(j.seq, j.tag, stdout, stderr)
+	}
+	if o.msg != "" && o.failed {
+		e.out.mu.Lock()
+		fmt.Fprintf(e.cfg.Stderr, "drove: job %d (%s) on %s: %s\n", j.seq, j.lastCommand(), hostOf(t), o.msg)
+		e.out.mu.Unlock()
+	}
+	if o.logged && e.cfg.Results != "" {
+		if err := writeResults(e.cfg.Results, j.seq, stdout, stderr, o.exitval); err != nil {
+			fmt.Fprintf(e.cfg.Stderr, "drove: results: %v\n", err)
+		}
+	}
+
+	e.mu.Lock()
+	delete(e.live, t)
+	select {
+	case <-e.tokens:
+	default:
+	}
+	if o.logged && e.joblog != nil {
+		entry := LogEntry{
+			Seq: j.seq, Host: hostOf(t), Start: res.Start, Runtime: res.End.Sub(res.Start),
+			Send: res.Sent, Receive: res.Received, Exitval: o.exitval, Signal: o.signal, Command: j.lastCommand(),
+		}
+		if entry.Start.IsZero() {
+			entry.Start, entry.Runtime = time.Now(), 0
+		}
+		io.WriteString(e.joblog, entry.format())
+	}
+	if o.logged || o.failed {
+		e.sum.Jobs++
+		e.done++
+		e.runtimes += res.End.Sub(res.Start)
+	} else {
+		e.sum.NotRun++
+	}
+	if o.failed {
+		e.sum.Failed++
+		e.failed++
+	}
+	var stop []*sched.Task
+	if !e.halted && (o.logged || o.failed) && e.cfg.Halt.met(e.done, e.failed) {
+		e.halted = true
+		e.sum.Halted = true
+		if e.cfg.Halt.On == "fail" && o.failed {
+			e.sum.HaltExit = o.exitval
+			if o.exitval <= 0 {
+				e.sum.HaltExit = 0
+			}
+		}
+		close(e.haltCh)
+		for lt := range e.live {
+			if e.cfg.Halt.When == HaltNow || lt.State() == sched.Created {
+				stop = append(stop, lt)
+			}
+		}
+	}
+	e.mu.Unlock()
+	if len(stop) > 0 || (e.sum.Halted && len(e.live) == 0) {
+		e.out.mu.Lock()
+		if len(stop) > 0 {
+			fmt.Fprintf(e.cfg.Stderr, "drove: halting (--halt): stopping %d jobs\n", len(stop))
+		}
+		e.out.mu.Unlock()
+	}
+	for _, lt := range stop {
+		e.sched.Cancel(lt)
+	}
+}
+
+func hostOf(t *sched.Task) string {
+	if n := t.NodeName(); n != "" {
+		return n
+	}
+	return nodeset.Local
+}
+
+func writeResults(dir string, seq int, stdout, stderr []byte, exitval int) error {
+	d := filepath.Join(dir, strconv.Itoa(seq))
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{
+		"stdout":   stdout,
+		"stderr":   stderr,
+		"exitcode": []byte(strconv.Itoa(exitval) + "\n"),
+	} {
+		if err := os.WriteFile(filepath.Join(d, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inputs yields the argument lists of the jobs in order.
+type inputs struct {
+	stream  *bufio.Scanner // a single line source, read as jobs start
+	lists   [][]string     // otherwise: every source, materialised
+	idx     []int
+	started bool
+	done    bool
+}
+
+func newInputs(srcs []Source) (*inputs, error) {
+	if len(srcs) == 1 && srcs[0].Lines != nil {
+		sc := bufio.NewScanner(srcs[0].Lines)
+		sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+		return &inputs{stream: sc}, nil
+	}
+	in := &inputs{}
+	for _, s := range srcs {
+		list := s.Args
+		if s.Lines != nil {
+			sc := bufio.NewScanner(s.Lines)
+			sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+			for sc.Scan() {
+				list = append(list, sc.Text())
+			}
+			if err := sc.Err(); err != nil {
+				return nil, fmt.Errorf("workqueue: reading input: %w", err)
+			}
+		}
+		if len(list) == 0 {
+			in.done = true
+		}
+		in.lists = append(in.lists, list)
+	}
+	in.idx = make([]int, len(in.lists))
+	return in, nil
+}
+
+func (in *inputs) next() ([]string, bool, error) {
+	if in.stream != nil {
+		if !in.stream.Scan() {
+			return nil, false, in.stream.Err()
+		}
+		return []string{in.stream.Text()}, true, nil
+	}
+	if in.done {
+		return nil, false, nil
+	}
+	if in.started {
+		k := len(in.idx) - 1
+		for ; k >= 0; k-- {
+			in.idx[k]++
+			if in.idx[k] < len(in.lists[k]) {
+				break
+			}
+			in.idx[k] = 0
+		}
+		if k < 0 {
+			in.done = true
+			return nil, false, nil
+		}
+	}
+	in.started = true
+	args := make([]string, len(in.lists))
+	for k, i := range in.idx {
+		args[k] = in.lists[k][i]
+	}
+	return args, true, nil
+}
