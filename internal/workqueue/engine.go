@@ -281,8 +281,14 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 
 	// Enough queued work that a slot never waits for the producer, little
-	// enough that a huge input is never all in memory.
-	e.tokens = make(chan struct{}, 2*total+16)
+	// enough that a huge input is never all in memory. With --halt nothing
+	// is queued beyond the free slots, so that no job starts between the
+	// one that meets the condition and the halt taking effect.
+	window := 2*total + 16
+	if cfg.Halt.When != HaltNever {
+		window = total
+	}
+	e.tokens = make(chan struct{}, window)
 	e.produce(ctx, inputs, skip)
 
 	werr := e.sched.Wait(ctx)

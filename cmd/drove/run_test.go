@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/testutil/sshtest"
+	"github.com/drove-dev/drove/internal/workqueue"
+)
+
+// runSub runs one of this file's subcommands on its own, whether or not the
+// root command has it wired, and returns its exit code and output.
+func runSub(ctx context.Context, t *testing.T, newCmd func() *cobra.Command, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c := newCmd()
+	c.SetArgs(args)
+	c.SetIn(strings.NewReader(stdin))
+	c.SetOut(&out)
+	c.SetErr(&errb)
+	c.SilenceErrors = true
+	err := c.ExecuteContext(ctx)
+	return exitCode(err, &errb), out.String(), errb.String()
+}
+
+func drun(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	return runSub(t.Context(), t, newRunCmd, stdin, args...)
+}
+
+func sortedLines(s string) []string {
+	l := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	slices.Sort(l)
+	return l
+}
+
+func TestRunLocal(t *testing.T) {
+	tests := []struct {
+		name    string
+		stdin   string
+		args    []string
+		code    int
+		out     string // exact, or sorted lines when sorted
+		sorted  bool
+		errPart string
+	}{
+		{name: "stdin commands", stdin: "echo a\necho b\n", args: []string{"-j2", "-k"}, out: "a\nb\n"},
+		{name: "template appends {}", args: []string{"-k", "echo", ":::", "x", "y"}, out: "x\ny\n"},
+		{name: "replacements", args: []string{"-k", "-j1", "echo", "{#}", "{%}", "{.}", "{/}", "{//}", "{/.}", ":::", "d/f.tar.gz", "plain"},
+			out: "1 1 d/f.tar f.tar.gz d f.tar\n2 1 plain plain . plain\n"},
+		{name: "positional and combinations", args: []string{"-k", "echo {2}-{1}", ":::", "a", "b", ":::", "1", "2"}, out: "1-a\n2-a\n1-b\n2-b\n"},
+		{name: "arguments quoted", args: []string{"-k", "printf '[%s]\\n'", ":::", "a b", "$(id)", "it's"}, out: "[a b]\n[$(id)]\n[it's]\n"},
+		{name: "tag", args: []string{"-k", "--tag", "printf 'l1\\nl2'", ":::", "x"}, out: "x\tl1\nx\tl2\n"},
+		{name: "grouped, not interleaved", args: []string{"-j4", "sh -c 'for i in 1 2 3; do echo {}$i; sleep 0.01; done'", ":::", "a", "b", "c", "d"},
+			out: "a1\na2\na3\nb1\nb2\nb3\nc1\nc2\nc3\nd1\nd2\nd3", sorted: true},
+		{name: "line buffer", args: []string{"--line-buffer", "-j2", "echo", ":::", "p", "q"}, out: "p\nq", sorted: true},
+		{name: "exit status counts failures", args: []string{"exit", ":::", "0", "1", "2", "0", "3"}, code: 3},
+		{name: "more than 100 failed", stdin: strings.Repeat("false\n", 102), args: []string{"-j8"}, code: 101},
+		{name: "halt soon", args: []string{"-j1", "--halt", "soon,fail=1", "sh -c 'echo {}; exit {}'", ":::", "0", "5", "0", "0"}, code: 5, out: "0\n5\n"},
+		{name: "timeout", args: []string{"--timeout", "0.2", "--term-grace", "100ms", "sleep", ":::", "10"}, code: 1, errPart: "timed out"},
+		{name: "stdin not shared with jobs", stdin: "cat\n", out: ""},
+		{name: "resume needs joblog", args: []string{"--resume", "true", ":::", "1"}, code: 1, errPart: "--joblog"},
+		{name: "bad halt", args: []string{"--halt", "later", "true", ":::", "1"}, code: 1, errPart: "--halt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errs := drun(t, tt.stdin, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr %s", code, tt.code, errs)
+			}
+			if tt.sorted {
+				if got, want := sortedLines(out), sortedLines(tt.out); !slices.Equal(got, want) {
+					t.Errorf("output lines %q, want %q", got, want)
+				}
+				if tt.name == "grouped, not interleaved" {
+					for _, l := range []string{"a", "b", "c", "d"} {
+						if !strings.Contains(out, l+"1\n"+l+"2\n"+l+"3\n") {
+							t.Errorf("job %s interleaved:\n%s", l, out)
+						}
+					}
+				}
+			} else if out != tt.out {
+				t.Errorf("stdout %q, want %q", out, tt.out)
+			}
+			if !strings.Contains(errs, tt.errPart) {
+				t.Errorf("stderr %q lacks %q", errs, tt.errPart)
+			}
+		})
+	}
+}
+
+func TestRunArgFiles(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "in")
+	os.WriteFile(f, []byte("1\n2\n"), 0o644)
+	code, out, errs := drun(t, "s1\ns2\n", "-k", "echo", "{1}{2}", "::::", f, "-")
+	if code != 0 || out != "1s1\n1s2\n2s1\n2s2\n" {
+		t.Fatalf("exit %d out %q err %s", code, out, errs)
+	}
+	code, out, _ = drun(t, "", "-k", "-a", f, "echo")
+	if code != 0 || out != "1\n2\n" {
+		t.Fatalf("-a: exit %d out %q", code, out)
+	}
+}
+
+var joblogLine = regexp.MustCompile(`^(\d+)\t(\S+)\t(\d+\.\d{3})\t( *\d+\.\d{3})\t(\d+)\t(\d+)\t(-?\d+)\t(\d+)\t(.*)$`)
+
+func TestRunJobLogResultsResume(t *testing.T) {
+	dir := t.TempDir()
+	jl := filepath.Join(dir, "jobs.tsv")
+	res := filepath.Join(dir, "res")
+	code, _, errs := drun(t, "", "--joblog", jl, "--results", res, "-j3", "sh -c 'echo out{}; echo err{} >&2; exit {}'", ":::", "0", "1", "0")
+	if code != 1 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	b, _ := os.ReadFile(jl)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if lines[0] != strings.TrimSuffix(workqueue.JobLogHeader, "\n") || len(lines) != 4 {
+		t.Fatalf("joblog:\n%s", b)
+	}
+	exits := map[string]string{}
+	for _, l := range lines[1:] {
+		m := joblogLine.FindStringSubmatch(l)
+		if m == nil || m[2] != ":" || len(m[4]) != 10 {
+			t.Fatalf("joblog line %q", l)
+		}
+		exits[m[1]] = m[7]
+	}
+	if exits["1"] != "0" || exits["2"] != "1" || exits["3"] != "0" {
+		t.Errorf("exit values %v", exits)
+	}
+	for seq, want := range map[string][3]string{"1": {"out0\n", "err0\n", "0\n"}, "2": {"out1\n", "err1\n", "1\n"}} {
+		for i, name := range []string{"stdout", "stderr", "exitcode"} {
+			if got, _ := os.ReadFile(filepath.Join(res, seq, name)); string(got) != want[i] {
+				t.Errorf("results %s/%s = %q, want %q", seq, name, got, want[i])
+			}
+		}
+	}
+	// --resume-failed reruns job 2 only (and it fails again), --resume
+	// reruns nothing.
+	code, out, _ := drun(t, "", "--joblog", jl, "--resume-failed", "-k", "sh -c 'echo again{}; exit {}'", ":::", "0", "1", "0")
+	if code != 1 || out != "again1\n" {
+		t.Errorf("--resume-failed: exit %d out %q", code, out)
+	}
+	code, out, _ = drun(t, "", "--joblog", jl, "--resume", "echo", ":::", "0", "1", "0", "new")
+	if code != 0 || out != "new\n" {
+		t.Errorf("--resume: exit %d out %q", code, out)
+	}
+	b, _ = os.ReadFile(jl)
+	if n := strings.Count(string(b), "\n"); n != 6 || strings.Count(string(b), "Seq\t") != 1 {
+		t.Errorf("joblog after resumes:\n%s", b)
+	}
+}
+
+func TestRunRetriesLocal(t *testing.T) {
+	dir := t.TempDir()
+	// Fails on the first two attempts, then succeeds.
+	cmd := fmt.Sprintf(`n=$(cat %[1]s/c 2>/dev/null || echo 0); echo $((n+1)) > %[1]s/c; [ $n -ge 2 ] || exit 1; echo ok; : {}`, dir)
+	code, out, errs := drun(t, "", "--retries", "3", cmd, ":::", "x")
+	if code != 0 || out != "ok\n" {
+		t.Fatalf("exit %d out %q err %s", code, out, errs)
+	}
+	os.Remove(filepath.Join(dir, "c"))
+	code, _, _ = drun(t, "", "--retries", "2", cmd, ":::", "x")
+	if code != 1 {
+		t.Fatalf("two attempts: exit %d, want 1", code)
+	}
+}
+
+// sshArgs are the flags pointing drove at the test sshd.
+func sshArgs(s *sshtest.Server) []string {
+	return []string{"-F", s.SSHConfig, "--connect-timeout", "3s"}
+}
+
+func testPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
+	t.Helper()
+	p, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// remoteProcs counts processes of the test user whose command line
+// contains marker on host, asked over SSH.
+func remoteProcs(t *testing.T, p *sshconn.Pool, host, marker string) int {
+	t.Helper()
+	var out bytes.Buffer
+	pat := "[" + marker[:1] + "]" + marker[1:]
+	if _, err := p.Run(context.Background(), host, &sshconn.Cmd{Command: "pgrep -c -f " + sshconn.Quote(pat) + " || true", Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(out.String()))
+	return n
+}
+
+func TestRunSSH(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	ssh := sshArgs(s)
+	with := func(args ...string) []string { return append(append([]string{}, ssh...), args...) }
+
+	t.Run("spread over hosts and slots", func(t *testing.T) {
+		jl := filepath.Join(t.TempDir(), "log")
+		code, out, errs := drun(t, "", with("-S", "2/host0,2/host1", "--joblog", jl, "--tag", "sleep 0.2; echo {#}", ":::", "a", "b", "c", "d", "e", "f", "g", "h")...)
+		if code != 0 || len(sortedLines(out)) != 8 {
+			t.Fatalf("exit %d out %q err %s", code, out, errs)
+		}
+		b, _ := os.ReadFile(jl)
+		if !strings.Contains(string(b), "\thost0\t") || !strings.Contains(string(b), "\thost1\t") {
+			t.Errorf("jobs not spread over both hosts:\n%s", b)
+		}
+	})
+	t.Run("hostile commands reach the shell exactly", func(t *testing.T) {
+		hostile := []string{`a'b"c\d`, "$(touch /tmp/pwned) `id` ; echo no", "line1\nline2", "*", "-n", "", "tab\there ${x}"}
+		args := with("-S", "host0", "-k", "printf '<%s>\\n'", ":::")
+		args = append(args, hostile...)
+		code, out, errs := drun(t, "", args...)
+		var want strings.Builder
+		for _, h := range hostile {
+			want.WriteString("<" + h + ">\n")
+		}
+		if code != 0 || out != want.String() {
+			t.Fatalf("exit %d\n got %q\nwant %q\n%s", code, out, want.String(), errs)
+		}
+		// As whole command lines from standard input, too.
+		code, out, _ = drun(t, "printf '%s|' \"a  b\" '$(x)'; echo ';'\n", with("-S", "host1")...)
+		if code != 0 || out != "a  b|$(x)|;\n" {
+			t.Fatalf("stdin command: exit %d out %q", code, out)
+		}
+	})
+	t.Run("down host is a connection failure, others run its jobs", func(t *testing.T) {
+		code, out, errs := drun(t, "", with("-S", "1/down,1/host0", "echo", ":::", "1", "2", "3")...)
+		if code != 0 || len(sortedLines(out)) != 3 {
+			t.Fatalf("exit %d out %q err %s", code, out, errs)
+		}
+		if !strings.Contains(errs, "down: connection failed") {
+			t.Errorf("stderr %q", errs)
+		}
+		code, _, errs = drun(t, "", with("-S", "down", "echo", ":::", "1")...)
+		if code != 255 || !strings.Contains(errs, "no host could be used") {
+			t.Errorf("only host down: exit %d err %s", code, errs)
+		}
+	})
+	t.Run("unknown host key refused", func(t *testing.T) {
+		empty := filepath.Join(t.TempDir(), "known_hosts")
+		os.WriteFile(empty, nil, 0o644)
+		code, _, errs := drun(t, "", "-F", "none", "--known-hosts", empty, "--identity", s.KeyPath, "-S", s.Target(0), "echo", ":::", "1")
+		if code != 255 || !strings.Contains(errs, "unknown host key") {
+			t.Errorf("exit %d err %s", code, errs)
+		}
+		code, out, errs := drun(t, "", "-F", "none", "--known-hosts", empty, "--accept-new", "--identity", s.KeyPath, "-S", s.Target(0), "echo", ":::", "1")
+		if code != 0 || out != "1\n" {
+			t.Errorf("--accept-new: exit %d out %q err %s", code, out, errs)
+		}
+	})
+	t.Run("slots from nproc and -j", func(t *testing.T) {
+		code, out, _ := drun(t, "", with("-S", "host0", "-j", "3", "--tag", "sleep 0.3; echo {%}", ":::", "a", "b", "c")...)
+		got := sortedLines(out)
+		if code != 0 || !slices.Equal(got, []string{"a\t1", "b\t2", "c\t3"}) && len(got) != 3 {
+			t.Errorf("exit %d out %q", code, out)
+		}
+	})
+	t.Run("retries go to another host", func(t *testing.T) {
+		// Fails on host0 (127.0.0.2), succeeds on host1, which is free
+		// when the retry is placed.
+		jl := filepath.Join(t.TempDir(), "log")
+		code, out, errs := drun(t, "", with("-S", "1/host0,1/host1", "--retries", "2", "--joblog", jl,
+			`case "$SSH_CONNECTION" in *" 127.0.0.2 "*) exit 7;; esac; echo ok {}`, ":::", "a")...)
+		if code != 0 || out != "ok a\n" {
+			t.Fatalf("exit %d out %q err %s", code, out, errs)
+		}
+		b, _ := os.ReadFile(jl)
+		if strings.Count(string(b), "\thost1\t") != 1 {
+			t.Errorf("joblog:\n%s", b)
+		}
+		// Without retries the failure stands.
+		code, _, _ = drun(t, "", with("-S", "1/host0", `case "$SSH_CONNECTION" in *" 127.0.0.2 "*) exit 7;; esac; echo ok {}`, ":::", "a")...)
+		if code != 1 {
+			t.Errorf("no retries: exit %d", code)
+		}
+	})
+	t.Run("timeout kills the remote process group", func(t *testing.T) {
+		marker := fmt.Sprintf("drvto%d", time.Now().UnixNano())
+		code, _, errs := drun(t, "", with("-S", "host0", "--timeout", "0.5", "--term-grace", "300ms",
+			fmt.Sprintf("trap '' TERM; sh -c 'sleep 300; : %s' & sh -c 'trap \"\" TERM; sleep 301; : %s'; wait", marker, marker), ":::", "x")...)
+		if code != 1 || !strings.Contains(errs, "timed out") {
+			t.Errorf("exit %d err %s", code, errs)
+		}
+		if n := remoteProcs(t, testPool(t, s), "host0", marker); n != 0 {
+			t.Errorf("%d remote processes left", n)
+		}
+	})
+	t.Run("halt now kills the others", func(t *testing.T) {
+		marker := fmt.Sprintf("drvhalt%d", time.Now().UnixNano())
+		start := time.Now()
+		code, _, _ := drun(t, "", with("-S", "host0,host1", "-j", "2", "--halt", "now,fail=1", "--term-grace", "200ms",
+			fmt.Sprintf("[ {} = fail ] && exit 9; sleep 60; : %s", marker), ":::", "fail", "a", "b", "c")...)
+		if code != 9 || time.Since(start) > 20*time.Second {
+			t.Errorf("exit %d after %v", code, time.Since(start))
+		}
+		p := testPool(t, s)
+		if n := remoteProcs(t, p, "host0", marker) + remoteProcs(t, p, "host1", marker); n != 0 {
+			t.Errorf("%d remote processes left", n)
+		}
+	})
+	t.Run("transfer return cleanup basefile workdir", func(t *testing.T) {
+		local := t.TempDir()
+		t.Chdir(local)
+		os.WriteFile("a.txt", []byte("alpha\n"), 0o644)
+		os.WriteFile("b.txt", []byte("beta\n"), 0o644)
+		os.WriteFile("base.sh", []byte("tr a-z A-Z"), 0o644)
+		wd := fmt.Sprintf("drove-wd-%d", time.Now().UnixNano())
+		code, _, errs := drun(t, "", with("-S", "host0,host1", "--basefile", "base.sh", "--workdir", wd, "--transfer", "--return", "{.}.out", "--cleanup",
+			"sh ~/base.sh < {} > {.}.out", ":::", "a.txt", "b.txt")...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		for f, want := range map[string]string{"a.out": "ALPHA\n", "b.out": "BETA\n"} {
+			if b, _ := os.ReadFile(f); string(b) != want {
+				t.Errorf("%s = %q, want %q", f, b, want)
+			}
+		}
+		p := testPool(t, s)
+		for _, h := range []string{"host0", "host1"} {
+			var out bytes.Buffer
+			p.Run(context.Background(), h, &sshconn.Cmd{Command: "ls -A " + wd + " 2>/dev/null; ls base.sh 2>/dev/null; rmdir " + wd + " 2>/dev/null; true", Stdout: &out})
+			if out.Len() != 0 {
+				t.Errorf("%s: left behind: %q", h, out.String())
+			}
+		}
+		// --workdir ... uses a fresh directory per job and removes it.
+		code, out, errs := drun(t, "", with("-S", "host0", "--workdir", "...", "--trc", "{}.up", "tr a-z A-Z < {} > {}.up; pwd", ":::", "a.txt")...)
+		if code != 0 || !strings.Contains(out, "/.drove/tmp/") {
+			t.Fatalf("exit %d out %q err %s", code, out, errs)
+		}
+		if b, _ := os.ReadFile("a.txt.up"); string(b) != "ALPHA\n" {
+			t.Errorf("returned %q", b)
+		}
+		var ls bytes.Buffer
+		p.Run(context.Background(), "host0", &sshconn.Cmd{Command: "ls -A .drove/tmp", Stdout: &ls})
+		if ls.Len() != 0 {
+			t.Errorf("workdir left: %q", ls.String())
+		}
+	})
+	t.Run("interrupt kills remote jobs and resume finishes", func(t *testing.T) {
+		marker := fmt.Sprintf("drvint%d", time.Now().UnixNano())
+		jl := filepath.Join(t.TempDir(), "log")
+		args := with("-S", "2/host0,2/host1", "--joblog", jl, "--term-grace", "300ms",
+			fmt.Sprintf("[ {} -le 4 ] && exit 0; sleep 60; : %s {}", marker), ":::", "1", "2", "3", "4", "5", "6", "7", "8")
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan int)
+		go func() {
+			code, _, _ := runSub(ctx, t, newRunCmd, "", args...)
+			done <- code
+		}()
+		p := testPool(t, s)
+		deadline := time.Now().Add(15 * time.Second)
+		for remoteProcs(t, p, "host0", marker)+remoteProcs(t, p, "host1", marker) < 4 {
+			if time.Now().After(deadline) {
+				t.Fatal("jobs 5-8 never started")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel() // what SIGINT does through signal.NotifyContext in main
+		if code := <-done; code != 130 {
+			t.Errorf("exit %d, want 130", code)
+		}
+		if n := remoteProcs(t, p, "host0", marker) + remoteProcs(t, p, "host1", marker); n != 0 {
+			t.Errorf("%d remote processes left after interrupt", n)
+		}
+		b, _ := os.ReadFile(jl)
+		if n := strings.Count(string(b), "\n"); n != 5 {
+			t.Fatalf("joblog after interrupt (want header + jobs 1-4):\n%s", b)
+		}
+		// Resume with a command that no longer sleeps: only 5-8 run.
+		code, out, errs := drun(t, "", with("-S", "host0,host1", "--joblog", jl, "--resume", "-k", "echo", ":::", "1", "2", "3", "4", "5", "6", "7", "8")...)
+		if code != 0 || out != "5\n6\n7\n8\n" {
+			t.Errorf("resume: exit %d out %q err %s", code, out, errs)
+		}
+	})
+	t.Run("help explains flags", func(t *testing.T) {
+		code, out, _ := drun(t, "", "--help")
+		for _, f := range []string{"--sshlogin", "--slf", "--jobs", "--tag", "--keep-order", "--line-buffer", "--results", "--joblog", "--resume",
+			"--resume-failed", "--retries", "--timeout", "--halt", "--transfer", "--return", "--cleanup", "--basefile", "--workdir", "--bar", "--eta", "--accept-new"} {
+			if !strings.Contains(out, f) {
+				t.Errorf("--help lacks %s", f)
+			}
+		}
+		if code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	})
+}
+
+func TestRunSlf(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	slf := filepath.Join(t.TempDir(), "hosts")
+	os.WriteFile(slf, []byte("# test hosts\n2/host0\n\n1/host1\n:\n"), 0o644)
+	jl := filepath.Join(t.TempDir(), "log")
+	code, out, errs := drun(t, "", append(sshArgs(s), "--slf", slf, "--joblog", jl, "sleep 0.2; echo", ":::", "1", "2", "3", "4", "5", "6", "7", "8")...)
+	if code != 0 || len(sortedLines(out)) != 8 {
+		t.Fatalf("exit %d out %q err %s", code, out, errs)
+	}
+	b, _ := os.ReadFile(jl)
+	for _, h := range []string{"\thost0\t", "\thost1\t", "\t:\t"} {
+		if !strings.Contains(string(b), h) {
+			t.Errorf("no job on %q:\n%s", h, b)
+		}
+	}
+}
