@@ -182,7 +182,7 @@ func TestRunRetriesLocal(t *testing.T) {
 
 // sshArgs are the flags pointing drove at the test sshd.
 func sshArgs(s *sshtest.Server) []string {
-	return []string{"-F", s.SSHConfig, "--connect-timeout", "3s"}
+	return []string{"-F", s.SSHConfig, "--known-hosts", s.KnownHosts, "--identity", s.KeyPath, "--connect-timeout", "3s"}
 }
 
 func testPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
