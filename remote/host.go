@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -181,6 +182,7 @@ func (h *Host) client(ctx context.Context) (*sftp.Client, error) {
 		sftp.UseConcurrentReads(true),
 		sftp.UseConcurrentWrites(true),
 		sftp.MaxConcurrentRequestsPerFile(64),
+		sftp.MaxPacketUnchecked(packetSize(lease.Client().ServerVersion())),
 	)
 	if err != nil {
 		lease.Release()
@@ -272,4 +274,15 @@ func pathErr(op, name string, err error) error {
 		err = fmt.Errorf("sftp connection lost: %w", err)
 	}
 	return &fs.PathError{Op: "remote: " + op, Path: name, Err: err}
+}
+
+// packetSize picks the SFTP data size per request. The SFTP draft's safe
+// value is 32 KiB; OpenSSH's sftp-server has long accepted messages up to
+// 256 KiB and reads of 64 KiB, and 64 KiB requests download about 20% faster
+// on loopback (bench/remote.md).
+func packetSize(serverVersion []byte) int {
+	if bytes.Contains(serverVersion, []byte("OpenSSH")) {
+		return 64 << 10
+	}
+	return 32 << 10
 }
