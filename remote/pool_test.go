@@ -1,0 +1,144 @@
+package remote_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove/internal/testutil/sshtest"
+	"github.com/drove-dev/drove/remote"
+)
+
+func newPool(t *testing.T, s *sshtest.Server, targets []string, opts ...remote.PoolOption) *remote.Pool {
+	t.Helper()
+	opts = append([]remote.PoolOption{remote.WithHostOptions(remote.WithSSHConfig(s.SSHConfig), remote.WithoutAgent())}, opts...)
+	p, err := remote.NewPool(t.Context(), targets, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestPoolMap(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	p := newPool(t, s, []string{"host0", "host1", "down"}, remote.WithSlots(2))
+	if got := p.Hosts(); len(got) != 2 {
+		t.Fatalf("Hosts = %v", got)
+	}
+	if _, ok := p.Down()["down"]; !ok {
+		t.Fatalf("Down = %v", p.Down())
+	}
+	inputs := make([]int, 40)
+	for i := range inputs {
+		inputs[i] = i
+	}
+	results := remote.Map(t.Context(), p, inputs, func(ctx context.Context, h *remote.Host, in int) (int, error) {
+		out, err := h.Output(ctx, "sh", "-c", fmt.Sprintf("sleep 0.0%d; echo $((%d * %d))", in%5, in, in))
+		if err != nil {
+			return 0, err
+		}
+		return strconv.Atoi(strings.TrimSpace(string(out)))
+	})
+	used := map[string]int{}
+	for i, r := range results {
+		if r.Err != nil || r.Input != i || r.Output != i*i || r.Attempts != 1 {
+			t.Errorf("result %d: %+v", i, r)
+		}
+		used[r.Host]++
+	}
+	if used["host0"] == 0 || used["host1"] == 0 {
+		t.Errorf("work not spread: %v", used)
+	}
+}
+
+// TestPoolHostDies kills host0's connection during an evaluation: that
+// evaluation and all later work move to host1.
+func TestPoolHostDies(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	p := newPool(t, s, []string{"host0", "host1"}, remote.WithSlots(1))
+	var once sync.Once
+	results := remote.Map(t.Context(), p, []string{"a", "b", "c", "d", "e", "f"}, func(ctx context.Context, h *remote.Host, in string) (string, error) {
+		if h.Target() == "host0" {
+			var err error
+			killed := false
+			once.Do(func() {
+				killed = true
+				// setsid's parent is this connection's sshd process.
+				_, err = h.Run(ctx, &remote.Cmd{Command: "kill -9 $(ps -o ppid= -p $PPID); sleep 5"})
+			})
+			if killed {
+				return "", err
+			}
+		}
+		res, err := h.Run(ctx, &remote.Cmd{Command: "sleep 0.1; printf %s " + in})
+		if err != nil {
+			return "", err
+		}
+		return string(res.Stdout) + "@" + h.Target(), nil
+	})
+	for _, r := range results {
+		if r.Err != nil || !strings.HasPrefix(r.Output, r.Input+"@") {
+			t.Errorf("%+v", r)
+		}
+	}
+	if down := p.Down(); down["host0"] == nil {
+		t.Errorf("host0 not reported down: %v", down)
+	}
+	if got := p.Hosts(); len(got) != 1 || got[0] != "host1" {
+		t.Errorf("Hosts = %v", got)
+	}
+}
+
+func TestPoolRunAllAndCancel(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	p := newPool(t, s, []string{"host0", "host1"}, remote.WithSlots(1))
+	res := p.RunAll(t.Context(), []*remote.Cmd{{Command: "echo one"}, {Command: "exit 3"}, remote.Command("echo", "$(two)")})
+	if res[0].Err != nil || string(res[0].Output.Stdout) != "one\n" {
+		t.Errorf("0: %+v", res[0])
+	}
+	var ee *remote.ExitError
+	if !errors.As(res[1].Err, &ee) || ee.Code != 3 || res[1].Output == nil || res[1].Output.ExitCode != 3 {
+		t.Errorf("1: %+v", res[1])
+	}
+	if string(res[2].Output.Stdout) != "$(two)\n" {
+		t.Errorf("2: %+v", res[2])
+	}
+
+	// Cancelling ctx kills what runs and cancels what waits.
+	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
+	defer cancel()
+	cmds := make([]*remote.Cmd, 6)
+	for i := range cmds {
+		cmds[i] = &remote.Cmd{Command: "sleep 5931"}
+	}
+	start := time.Now()
+	res = p.RunAll(ctx, cmds)
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	for _, r := range res {
+		if !errors.Is(r.Err, context.DeadlineExceeded) {
+			t.Errorf("after cancel: %+v", r)
+		}
+	}
+	h := dial(t, s)
+	if r, _ := h.Run(t.Context(), remote.Command("pgrep", "-f", "sleep 593[1]")); r == nil || r.ExitCode != 1 {
+		t.Errorf("remote processes left: %+v", r)
+	}
+}
+
+func TestPoolNoHosts(t *testing.T) {
+	s := sshtest.Start(t)
+	_, err := remote.NewPool(t.Context(), []string{"down"},
+		remote.WithHostOptions(remote.WithSSHConfig(s.SSHConfig), remote.WithoutAgent()))
+	var ce *remote.ConnError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v", err)
+	}
+}
