@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/drove-dev/drove/remote"
@@ -122,12 +123,31 @@ func ExampleWithProgress() {
 	}
 	defer h.Close()
 
-	var total int64
+	var total atomic.Int64 // fn is called from several goroutines for a directory
 	err = h.Upload(ctx, "dataset", "/scratch/dataset", remote.WithProgress(func(n int64) {
-		total += n // called from several goroutines for a directory: use atomics in real code
-		fmt.Fprintf(os.Stderr, "\r%d bytes", total)
+		fmt.Fprintf(os.Stderr, "\r%d bytes", total.Add(n))
 	}))
 	if err != nil {
 		log.Fatal(err)
+	}
+}
+
+// Batchlib: evaluate a script for many parameter values over several hosts.
+// Idle hosts take the next value; a value whose host dies is run elsewhere.
+func ExampleMap() {
+	ctx := context.Background()
+	p, err := remote.NewPool(ctx, []string{"node1", "node2", "node3"}, remote.WithSlots(4))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	params := []string{"0.1", "0.2", "0.5", "1.0"}
+	results := remote.Map(ctx, p, params, func(ctx context.Context, h *remote.Host, x string) (string, error) {
+		out, err := h.Output(ctx, "./model", "--alpha", x)
+		return string(out), err
+	})
+	for _, r := range results {
+		fmt.Println(r.Input, r.Host, r.Output, r.Err)
 	}
 }

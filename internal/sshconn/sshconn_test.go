@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -341,5 +342,53 @@ func TestProxyJump(t *testing.T) {
 	// connects from a loopback address too; what matters is the target.
 	if st.Code != 0 || !strings.Contains(out, " 127.0.0.3 ") {
 		t.Fatalf("out %q status %+v", out, st)
+	}
+}
+
+func TestAgentAuth(t *testing.T) {
+	if _, err := exec.LookPath("ssh-agent"); err != nil {
+		t.Skip("no ssh-agent")
+	}
+	s := sshtest.Start(t)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatal("agent socket never appeared")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	add := exec.Command("ssh-add", s.KeyPath)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v: %s", err, out)
+	}
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	p, err := sshconn.NewPool(sshconn.Config{
+		SSHConfigFile:   "none",
+		KnownHostsFiles: []string{s.KnownHosts},
+		IdentityFiles:   []string{filepath.Join(t.TempDir(), "no-such-key")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, st := run(t, p, s.Target(0), &sshconn.Cmd{Command: "true"}); st.Code != 0 {
+		t.Fatal(st)
+	}
+	// Without the agent the same pool configuration has no key.
+	p2, _ := sshconn.NewPool(sshconn.Config{SSHConfigFile: "none", NoAgent: true,
+		KnownHostsFiles: []string{s.KnownHosts}, IdentityFiles: []string{filepath.Join(t.TempDir(), "no-such-key")}})
+	defer p2.Close()
+	var ce *sshconn.ConnError
+	if _, err := p2.Run(t.Context(), s.Target(0), &sshconn.Cmd{Command: "true"}); !errors.As(err, &ce) {
+		t.Fatalf("without agent: %v", err)
 	}
 }
