@@ -40,6 +40,7 @@ const (
 	Outcome_OUTCOME_FAILED      Outcome = 2
 	Outcome_OUTCOME_KILLED      Outcome = 3
 	Outcome_OUTCOME_LOST        Outcome = 4
+	Outcome_OUTCOME_NOT_STARTED Outcome = 5 // given back unstarted, after a recall
 )
 
 // Enum value maps for Outcome.
@@ -50,6 +51,7 @@ var (
 		2: "OUTCOME_FAILED",
 		3: "OUTCOME_KILLED",
 		4: "OUTCOME_LOST",
+		5: "OUTCOME_NOT_STARTED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED": 0,
@@ -57,6 +59,7 @@ var (
 		"OUTCOME_FAILED":      2,
 		"OUTCOME_KILLED":      3,
 		"OUTCOME_LOST":        4,
+		"OUTCOME_NOT_STARTED": 5,
 	}
 )
 
@@ -835,6 +838,9 @@ type CancelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ComputationId string                 `protobuf:"bytes,1,opt,name=computation_id,json=computationId,proto3" json:"computation_id,omitempty"`
 	RunIds        []uint64               `protobuf:"varint,2,rep,packed,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	// recall asks for jobs not started yet to be given back (reported
+	// OUTCOME_NOT_STARTED) instead of stopped; started ones go on.
+	Recall        bool `protobuf:"varint,3,opt,name=recall,proto3" json:"recall,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,6 +887,13 @@ func (x *CancelRequest) GetRunIds() []uint64 {
 		return x.RunIds
 	}
 	return nil
+}
+
+func (x *CancelRequest) GetRecall() bool {
+	if x != nil {
+		return x.Recall
+	}
+	return false
 }
 
 type CancelResponse struct {
@@ -1626,10 +1639,11 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\rSubmitRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12!\n" +
 	"\x04jobs\x18\x02 \x03(\v2\r.drove.v1.JobR\x04jobs\"\x10\n" +
-	"\x0eSubmitResponse\"O\n" +
+	"\x0eSubmitResponse\"g\n" +
 	"\rCancelRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x17\n" +
-	"\arun_ids\x18\x02 \x03(\x04R\x06runIds\"\x10\n" +
+	"\arun_ids\x18\x02 \x03(\x04R\x06runIds\x12\x16\n" +
+	"\x06recall\x18\x03 \x01(\bR\x06recall\"\x10\n" +
 	"\x0eCancelResponse\"I\n" +
 	"\x0eResultsRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x10\n" +
@@ -1671,14 +1685,15 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\fCloseRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x1c\n" +
 	"\tterminate\x18\x02 \x01(\bR\tterminate\"\x0f\n" +
-	"\rCloseResponse*l\n" +
+	"\rCloseResponse*\x85\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"OUTCOME_OK\x10\x01\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\x02\x12\x12\n" +
 	"\x0eOUTCOME_KILLED\x10\x03\x12\x10\n" +
-	"\fOUTCOME_LOST\x10\x04*\x7f\n" +
+	"\fOUTCOME_LOST\x10\x04\x12\x17\n" +
+	"\x13OUTCOME_NOT_STARTED\x10\x05*\x7f\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ERROR_KIND_REMOTE\x10\x01\x12\x14\n" +

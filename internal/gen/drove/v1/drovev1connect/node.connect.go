@@ -68,7 +68,7 @@ type NodeServiceClient interface {
 	Setup(context.Context, *connect.Request[v1.SetupRequest]) (*connect.Response[v1.SetupResponse], error)
 	// Submit queues jobs of a computation.
 	Submit(context.Context, *connect.Request[v1.SubmitRequest]) (*connect.Response[v1.SubmitResponse], error)
-	// Cancel stops jobs of a computation.
+	// Cancel stops jobs of a computation, or recalls jobs not started yet.
 	Cancel(context.Context, *connect.Request[v1.CancelRequest]) (*connect.Response[v1.CancelResponse], error)
 	// Results streams a computation's events from after the acknowledged
 	// sequence number, with heartbeats between them.
@@ -189,7 +189,7 @@ type NodeServiceHandler interface {
 	Setup(context.Context, *connect.Request[v1.SetupRequest]) (*connect.Response[v1.SetupResponse], error)
 	// Submit queues jobs of a computation.
 	Submit(context.Context, *connect.Request[v1.SubmitRequest]) (*connect.Response[v1.SubmitResponse], error)
-	// Cancel stops jobs of a computation.
+	// Cancel stops jobs of a computation, or recalls jobs not started yet.
 	Cancel(context.Context, *connect.Request[v1.CancelRequest]) (*connect.Response[v1.CancelResponse], error)
 	// Results streams a computation's events from after the acknowledged
 	// sequence number, with heartbeats between them.

@@ -1,0 +1,287 @@
+package nodeexec_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
+	"github.com/drove-dev/drove/internal/filesink"
+	"github.com/drove-dev/drove/internal/joberr"
+	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/registry"
+	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/worker"
+)
+
+func u64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+func enc(v uint64) []byte  { return binary.LittleEndian.AppendUint64(nil, v) }
+
+func init() {
+	registry.Register(&registry.Func{Name: "double", In: "u64", Out: "u64", Call: func(ctx context.Context, in []byte) ([]byte, error) {
+		return enc(2 * u64(in)), nil
+	}})
+	registry.Register(&registry.Func{Name: "sleep", In: "u64", Out: "u64", Call: func(ctx context.Context, in []byte) ([]byte, error) {
+		select {
+		case <-time.After(time.Duration(u64(in)) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return in, nil
+	}})
+	registry.Register(&registry.Func{Name: "fail", In: "u64", Out: "u64", Call: func(ctx context.Context, in []byte) ([]byte, error) {
+		if u64(in) == 1 {
+			panic("boom")
+		}
+		fmt.Fprintln(os.Stderr, "to stderr")
+		return nil, errors.New("job failed")
+	}})
+}
+
+func TestMain(m *testing.M) {
+	registry.Seal()
+	if worker.IsWorker() {
+		os.Exit(worker.Main())
+	}
+	os.Exit(m.Run())
+}
+
+type testNode struct {
+	*node.Node
+	addr string
+	stop func()
+}
+
+func startNode(t *testing.T, mut func(*node.Config)) *testNode {
+	t.Helper()
+	cfg := node.Config{
+		Hosts:          []string{"127.0.0.1"},
+		Dir:            t.TempDir(),
+		CPUs:           2,
+		PingInterval:   50 * time.Millisecond,
+		ZombieInterval: time.Minute,
+		Logger:         slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("node Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &testNode{Node: n, addr: n.Addr().String(), stop: stop}
+}
+
+func funcComp(t *testing.T, name string) *nodeexec.Computation {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := nodeexec.HashFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &nodeexec.Computation{Func: name, Fingerprint: registry.Fingerprint(), Executable: f, Grace: 200 * time.Millisecond}
+}
+
+func dial(t *testing.T, s *sched.Scheduler, cfg nodeexec.Config, comp *nodeexec.Computation) *nodeexec.Executor {
+	t.Helper()
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 50 * time.Millisecond
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "test"
+	}
+	ex, err := nodeexec.Dial(t.Context(), cfg, comp, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex.SetName(ex.Name() + "@" + ex.Addr())
+	if err := s.AddNode(ex.Name(), ex.Slots(), ex); err != nil {
+		t.Fatal(err)
+	}
+	return ex
+}
+
+func submit(t *testing.T, s *sched.Scheduler, n int, in func(i int) []byte) []*sched.Task {
+	t.Helper()
+	ts := make([]*sched.Task, n)
+	for i := range ts {
+		ts[i] = &sched.Task{ID: int64(i + 1), Input: in(i)}
+		if err := s.Submit(t.Context(), ts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ts
+}
+
+func TestRoundTrip(t *testing.T) {
+	n := startNode(t, nil)
+	s := sched.New(sched.Config{})
+	ex := dial(t, s, nodeexec.Config{Addr: n.addr}, funcComp(t, "double"))
+	ts := submit(t, s, 500, func(i int) []byte { return enc(uint64(i)) })
+	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range ts {
+		if tk.State() != sched.Finished {
+			t.Fatalf("task %d: %v %v", i, tk.State(), tk.Result().Err)
+		}
+		if got := u64(tk.Result().Output); got != 2*uint64(i) {
+			t.Fatalf("task %d: got %d", i, got)
+		}
+	}
+	st := s.Stats()
+	if st.Nodes[0].Jobs != 500 || st.Nodes[0].Sent == 0 || st.Nodes[0].Received == 0 {
+		t.Errorf("stats %+v", st.Nodes[0])
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sent, _ := ex.Bytes()
+	// A second computation ships no blob: the node has the executable.
+	s2 := sched.New(sched.Config{})
+	ex2 := dial(t, s2, nodeexec.Config{Addr: n.addr}, funcComp(t, "double"))
+	submit(t, s2, 1, func(i int) []byte { return enc(1) })
+	if err := s2.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sent2, _ := ex2.Bytes()
+	if sent2 != 8 || sent < 1<<20 {
+		t.Errorf("sent %d then %d bytes; want the executable once, then only the input", sent, sent2)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	n := startNode(t, nil)
+	s := sched.New(sched.Config{})
+	dial(t, s, nodeexec.Config{Addr: n.addr}, funcComp(t, "fail"))
+	ts := submit(t, s, 2, func(i int) []byte { return enc(uint64(i)) })
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var re *joberr.RemoteError
+	if r := ts[0].Result(); ts[0].State() != sched.Terminated || !errors.As(r.Err, &re) || re.Msg != "job failed" || string(r.Stderr) != "to stderr\n" {
+		t.Errorf("task 1: %v %v %q", ts[0].State(), r.Err, r.Stderr)
+	}
+	var pe *joberr.PanicError
+	if r := ts[1].Result(); !errors.As(r.Err, &pe) || pe.Value != "boom" || !strings.Contains(pe.Stack, "panic") {
+		t.Errorf("task 2: %v %v", ts[1].State(), r.Err)
+	}
+}
+
+func TestCancelAndTimeout(t *testing.T) {
+	n := startNode(t, nil)
+	s := sched.New(sched.Config{})
+	dial(t, s, nodeexec.Config{Addr: n.addr}, funcComp(t, "sleep"))
+	ts := submit(t, s, 6, func(i int) []byte { return enc(10_000) })
+	tmo := &sched.Task{ID: 100, Input: enc(10_000), Timeout: 300 * time.Millisecond}
+	if err := s.Submit(t.Context(), tmo); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, tk := range ts {
+		s.Cancel(tk)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range ts {
+		if tk.State() != sched.Cancelled {
+			t.Errorf("task %d: %v %v", tk.ID, tk.State(), tk.Result().Err)
+		}
+	}
+	if tmo.State() != sched.Terminated || !errors.Is(tmo.Result().Err, sched.ErrTimeout) {
+		t.Errorf("timeout task: %v %v", tmo.State(), tmo.Result().Err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNodeDies(t *testing.T) {
+	n := startNode(t, nil)
+	m := startNode(t, nil)
+	s := sched.New(sched.Config{Reentrant: true})
+	dial(t, s, nodeexec.Config{Addr: n.addr}, funcComp(t, "sleep"))
+	dial(t, s, nodeexec.Config{Addr: m.addr}, funcComp(t, "sleep"))
+	ts := submit(t, s, 40, func(i int) []byte { return enc(20) })
+	time.Sleep(100 * time.Millisecond)
+	t0 := time.Now()
+	n.stop()
+	t.Logf("node stopped in %v", time.Since(t0))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := s.Wait(ctx); err != nil {
+		for _, tk := range ts {
+			t.Log(tk.ID, tk.State(), tk.NodeName())
+		}
+		t.Fatalf("%v %+v", err, s.Stats())
+	}
+	for _, tk := range ts {
+		if tk.State() != sched.Finished {
+			t.Errorf("task %d: %v %v", tk.ID, tk.State(), tk.Result().Err)
+		}
+	}
+	down := 0
+	for _, ns := range s.Stats().Nodes {
+		if ns.Down {
+			down++
+		}
+	}
+	if down != 1 {
+		t.Errorf("%d nodes down, want 1", down)
+	}
+	_ = s.Close(t.Context())
+}
+
+func TestWrongSecret(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.Secret = "right" })
+	s := sched.New(sched.Config{})
+	defer s.Close(t.Context())
+	_, err := nodeexec.Dial(t.Context(), nodeexec.Config{Addr: n.addr, Secret: "wrong", ClientID: "x"}, funcComp(t, "double"), s)
+	if err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	_, err = nodeexec.Dial(t.Context(), nodeexec.Config{Addr: n.addr, ClientID: "x"}, funcComp(t, "double"), s)
+	if err == nil {
+		t.Fatal("no secret accepted")
+	}
+	dial(t, s, nodeexec.Config{Addr: n.addr, Secret: "right"}, funcComp(t, "double"))
+	ts := submit(t, s, 3, func(i int) []byte { return enc(uint64(i)) })
+	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if ts[2].State() != sched.Finished {
+		t.Fatal(ts[2].Result().Err)
+	}
+}
+
+func TestSendFile(t *testing.T) {
+	_ = filesink.ErrBadName
+	_ = filepath.Join
+}

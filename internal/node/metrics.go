@@ -1,0 +1,56 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the node's Prometheus metrics, in a registry of its own so
+// that several nodes in one process (tests) do not collide.
+type metrics struct {
+	reg          *prometheus.Registry
+	jobsStarted  prometheus.Counter
+	jobsDone     *prometheus.CounterVec
+	computations prometheus.Gauge
+	streams      prometheus.Gauge
+	blobBytesIn  prometheus.Counter
+	blobBytesOut prometheus.Counter
+	authFailures prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		jobsStarted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drove_node_jobs_started_total", Help: "Jobs started on the node.",
+		}),
+		jobsDone: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drove_node_jobs_done_total", Help: "Jobs ended on the node, by outcome.",
+		}, []string{"outcome"}),
+		computations: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "drove_node_computations", Help: "Computations open on the node.",
+		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "drove_node_result_streams", Help: "Clients connected for results.",
+		}),
+		blobBytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drove_node_blob_received_bytes_total", Help: "Bytes of blobs received.",
+		}),
+		blobBytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drove_node_blob_sent_bytes_total", Help: "Bytes of blobs sent.",
+		}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drove_node_refused_requests_total", Help: "Requests refused for authentication.",
+		}),
+	}
+	m.reg.MustRegister(m.jobsStarted, m.jobsDone, m.computations, m.streams, m.blobBytesIn, m.blobBytesOut, m.authFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}

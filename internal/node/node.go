@@ -1,0 +1,400 @@
+// Package node is the drove node daemon (drove node): it runs the jobs of
+// any number of clients' computations on this machine's CPUs, with the same
+// local executor an embedded cluster uses, and serves everything on one TCP
+// port with one net/http server:
+//
+//   - the control API (proto/drove/v1, connect-go): Info, Setup, Submit,
+//     Cancel, Results (a server stream that is also the node's heartbeat),
+//     Heartbeat and Close;
+//   - /blobs/{sum}: content-addressed files over plain HTTP (HEAD, PUT, GET):
+//     executables, programs and depends going in, files sent back by jobs
+//     coming out; a blob the node holds is never sent again;
+//   - /healthz and /metrics (Prometheus, the node's own registry).
+//
+// Every request is authenticated before its body is read: with a cluster
+// secret by an HMAC header (package nodeauth), with mutual TLS by the
+// handshake, or both. With neither, only loopback clients are served unless
+// Config.Insecure is set.
+//
+// The node's CPUs are shared between computations: each computation may run
+// up to its slots at once, and free CPUs go round-robin to the computations
+// with queued jobs, so two clients get half each. Events a client has not
+// acknowledged outlive its connection (on disk while it is away) and are
+// delivered when it comes back; a computation whose client stays away for
+// Config.ZombieInterval is closed and its files removed.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/drove-dev/drove/internal/blob"
+	"github.com/drove-dev/drove/internal/executor/local"
+	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
+	"github.com/drove-dev/drove/internal/nodeauth"
+)
+
+// DefaultPort is the node's TCP port, dispy's node port.
+const DefaultPort = 9701
+
+// Config configures a Node. The zero value serves all CPUs on an
+// OS-chosen port of every interface, to loopback clients only.
+type Config struct {
+	// Hosts are the addresses to listen on; none means every interface.
+	Hosts []string
+	// Port is the TCP port; 0 lets the system pick one (see Node.Addr).
+	Port int
+	// ExtHost is the address announced to clients (behind NAT); "" means
+	// the listening address.
+	ExtHost string
+	// Name is the node's name; "" means the host name.
+	Name string
+	// CPUs is how many CPUs to use: 0 all, a negative n leaves n free.
+	CPUs int
+	// Dir holds blobs and computation directories (per client and
+	// computation); "" means drove/node under os.TempDir.
+	Dir string
+	// Clean removes what Dir holds from an earlier run before starting.
+	Clean bool
+	// Secret is the cluster secret clients must sign requests with; "" means
+	// none.
+	Secret string
+	// TLS, if set, serves TLS with it; set ClientAuth and ClientCAs in it
+	// for mutual TLS (see ServerTLS).
+	TLS *tls.Config
+	// Insecure serves clients from any address with neither a secret nor
+	// TLS. Without it such a node serves loopback clients only.
+	Insecure bool
+	// MaxFileSize bounds any file received or sent back (blobs included); 0
+	// means no bound.
+	MaxFileSize int64
+	// MaxMessage bounds one control message; default 64 MiB.
+	MaxMessage int
+	// Serve is how many computations to serve before Run returns; 0 means
+	// no limit.
+	Serve int
+	// ZombieInterval is how long a computation's client may stay away
+	// before the computation is closed; default 60 minutes.
+	ZombieInterval time.Duration
+	// PingInterval is the default heartbeat interval on Results streams
+	// (clients may ask for another); default 2s.
+	PingInterval time.Duration
+	// ShutdownTimeout bounds how long Run drains after ctx ends; default 10s.
+	ShutdownTimeout time.Duration
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+	// OnListen, if set, is called by Run once it serves (tests use it).
+	OnListen func()
+}
+
+// Node is a drove node daemon. Create it with New and start it with Run.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	lns    []net.Listener
+	srv    *http.Server
+	blobs  blob.Store
+	verify *nodeauth.Verifier
+	bootID string
+	cpus   int
+	met    *metrics
+	info   *infoSampler
+
+	mu       sync.Mutex
+	comps    map[string]*computation
+	order    []*computation // round-robin order of dispatch
+	rr       int
+	busy     int
+	served   int
+	serveEnd chan struct{} // closed when Serve computations have ended
+}
+
+// New validates cfg, prepares the directory and binds the listeners: every
+// start-up failure is returned here.
+func New(cfg Config) (*Node, error) {
+	if cfg.Name == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		cfg.Name = h
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = filepath.Join(os.TempDir(), "drove", "node")
+	}
+	if cfg.ZombieInterval <= 0 {
+		cfg.ZombieInterval = 60 * time.Minute
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 2 * time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = 64 << 20
+	}
+	if cfg.MaxFileSize < 0 {
+		return nil, fmt.Errorf("drove: node: negative maximum file size %d", cfg.MaxFileSize)
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("drove: node: port %d out of range", cfg.Port)
+	}
+	if cfg.Clean {
+		if err := os.RemoveAll(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("drove: node: cleaning %s: %w", cfg.Dir, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "comp"), 0o700); err != nil {
+		return nil, fmt.Errorf("drove: node: %w", err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	n := &Node{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		blobs:  blob.Store{Dir: filepath.Join(cfg.Dir, "blobs")},
+		bootID: hex.EncodeToString(b[:]),
+		cpus:   local.Slots(cfg.CPUs, runtime.NumCPU()),
+		comps:  map[string]*computation{},
+		met:    newMetrics(),
+		info:   newInfoSampler(cfg.Dir),
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Serve > 0 {
+		n.serveEnd = make(chan struct{})
+	}
+	if cfg.Secret != "" {
+		n.verify = nodeauth.NewVerifier(cfg.Secret)
+	}
+	if err := n.listen(); err != nil {
+		return nil, err
+	}
+	n.srv = n.newServer()
+	return n, nil
+}
+
+func (n *Node) listen() error {
+	hosts := n.cfg.Hosts
+	if len(hosts) == 0 {
+		hosts = []string{""}
+	}
+	port := n.cfg.Port
+	for _, h := range hosts {
+		ln, err := net.Listen("tcp", net.JoinHostPort(h, strconv.Itoa(port)))
+		if err != nil {
+			for _, l := range n.lns {
+				l.Close()
+			}
+			return fmt.Errorf("drove: node: %w", err)
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.Equal(net.IPv4(127, 0, 1, 1)) {
+			n.log.Warn("listening on 127.0.1.1, which other machines cannot reach: the host name resolves to it (Debian's /etc/hosts); pass --host with this machine's LAN address", "addr", ln.Addr())
+		}
+		// With port 0, the other addresses share the first one's port, so
+		// the node has one port as documented.
+		port = ln.Addr().(*net.TCPAddr).Port
+		n.lns = append(n.lns, ln)
+	}
+	return nil
+}
+
+// Addr returns the address of the first listener, with the bound port.
+func (n *Node) Addr() net.Addr { return n.lns[0].Addr() }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// CPUs returns how many CPUs the node shares between computations.
+func (n *Node) CPUs() int { return n.cpus }
+
+func (n *Node) newServer() *http.Server {
+	mux := http.NewServeMux()
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(n.cfg.MaxMessage)}
+	path, h := drovev1connect.NewNodeServiceHandler(&service{n: n}, opts...)
+	mux.Handle(path, h)
+	mux.HandleFunc("HEAD /blobs/{sum}", n.blobHead)
+	mux.HandleFunc("GET /blobs/{sum}", n.blobGet)
+	mux.HandleFunc("PUT /blobs/{sum}", n.blobPut)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", n.met.handler())
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           n.authMiddleware(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         n.cfg.TLS,
+		Protocols:         &protos,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// errAuth is what an unauthenticated request is told.
+var errNotLoopback = errors.New("drove: this node has neither a cluster secret nor TLS configured and serves loopback clients only (start it with --secret, --tls-* or --insecure)")
+
+// authMiddleware authenticates every request before any body is read.
+func (n *Node) authMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		loop := isLoopback(r.RemoteAddr)
+		if n.cfg.TLS != nil && n.cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+			// The handshake enforces this; a plain-text request on a TLS
+			// server never gets here. Belt and braces.
+			n.refuse(w, r, http.StatusUnauthorized, errors.New("drove: client certificate required"))
+			return
+		}
+		switch {
+		case n.verify != nil:
+			if r.URL.Path == "/metrics" && loop {
+				break
+			}
+			nonce, err := n.verify.Verify(r, time.Now())
+			if err != nil {
+				n.refuse(w, r, http.StatusUnauthorized, err)
+				return
+			}
+			w.Header().Set(nodeauth.ReplyHeader, nodeauth.Reply(n.cfg.Secret, nonce))
+		case n.cfg.TLS != nil, n.cfg.Insecure, loop:
+		default:
+			n.refuse(w, r, http.StatusForbidden, errNotLoopback)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (n *Node) refuse(w http.ResponseWriter, r *http.Request, code int, err error) {
+	n.met.authFailures.Inc()
+	n.log.Warn("request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+	// Connect clients read errors from this JSON shape; others see the text.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	cerr := connect.NewError(connect.CodeUnauthenticated, err)
+	if code == http.StatusForbidden {
+		cerr = connect.NewError(connect.CodePermissionDenied, err)
+	}
+	fmt.Fprintf(w, `{"code":%q,"message":%q}`, cerr.Code().String(), err.Error())
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Run serves until ctx is done (or Config.Serve computations have been
+// served), then stops taking requests, closes every computation and waits
+// for it within Config.ShutdownTimeout. A clean stop returns nil.
+func (n *Node) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, ln := range n.lns {
+		g.Go(func() error {
+			var err error
+			if n.cfg.TLS != nil {
+				err = n.srv.ServeTLS(ln, "", "")
+			} else {
+				err = n.srv.Serve(ln)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("drove: node: serving %s: %w", ln.Addr(), err)
+		})
+	}
+	g.Go(func() error { n.reapZombies(gctx); return nil })
+	n.log.Info("node serving", "name", n.cfg.Name, "addr", n.Addr().String(), "cpus", n.cpus, "dir", n.cfg.Dir)
+	if n.cfg.OnListen != nil {
+		n.cfg.OnListen()
+	}
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+		case <-n.serveEnd: // nil without Serve: blocks forever
+			n.log.Info("served the requested number of computations; exiting", "serve", n.cfg.Serve)
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
+		defer cancel()
+		n.closeAll(sctx)
+		err := n.srv.Shutdown(sctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Streams never end by themselves: cut them.
+			err = n.srv.Close()
+		}
+		return err
+	})
+	err := g.Wait()
+	if ctx.Err() != nil && err == nil {
+		return nil
+	}
+	return err
+}
+
+// closeAll closes every computation, stopping their jobs.
+func (n *Node) closeAll(ctx context.Context) {
+	n.mu.Lock()
+	comps := make([]*computation, 0, len(n.comps))
+	for _, c := range n.comps {
+		comps = append(comps, c)
+	}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range comps {
+		wg.Go(func() { c.close(ctx, true, "node stopping") })
+	}
+	wg.Wait()
+}
+
+// reapZombies closes computations whose client has been away too long.
+func (n *Node) reapZombies(ctx context.Context) {
+	tick := max(n.cfg.ZombieInterval/4, 50*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		n.mu.Lock()
+		var zombies []*computation
+		for _, c := range n.comps {
+			if c.zombie(now, n.cfg.ZombieInterval) {
+				zombies = append(zombies, c)
+			}
+		}
+		n.mu.Unlock()
+		for _, c := range zombies {
+			n.log.Info("closing zombie computation: its client has been away too long", "computation", c.id, "client", c.clientID, "zombie_interval", n.cfg.ZombieInterval)
+			c.close(ctx, true, "zombie")
+		}
+	}
+}

@@ -1,0 +1,284 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/drove-dev/drove/internal/executor/local"
+	"github.com/drove-dev/drove/internal/filesink"
+	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
+	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
+)
+
+// Protocol is the version of the node API; clients refuse another.
+const Protocol = 1
+
+// service implements the connect API.
+type service struct {
+	n *Node
+}
+
+var _ drovev1connect.NodeServiceHandler = (*service)(nil)
+
+func (n *Node) infoProto() *drovev1.InfoResponse {
+	n.mu.Lock()
+	busy, comps := n.busy, len(n.comps)
+	n.mu.Unlock()
+	return &drovev1.InfoResponse{
+		Name:         n.cfg.Name,
+		BootId:       n.bootID,
+		Goos:         runtime.GOOS,
+		Goarch:       runtime.GOARCH,
+		Cpus:         int32(n.cpus),
+		Busy:         int32(busy),
+		Computations: int32(comps),
+		Avail:        n.info.sample(),
+		Protocol:     Protocol,
+		MaxFileSize:  uint64(n.cfg.MaxFileSize),
+	}
+}
+
+func (s *service) Info(ctx context.Context, req *connect.Request[drovev1.InfoRequest]) (*connect.Response[drovev1.InfoResponse], error) {
+	return connect.NewResponse(s.n.infoProto()), nil
+}
+
+func invalid(format string, args ...any) error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("drove: "+format, args...))
+}
+
+func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupRequest]) (*connect.Response[drovev1.SetupResponse], error) {
+	n := s.n
+	m := req.Msg
+	if !validClientID(m.ClientId) {
+		return nil, invalid("bad client id %q", m.ClientId)
+	}
+	if (m.FuncName == "") == (m.Program == nil) {
+		return nil, invalid("a computation needs exactly one of a function and a program")
+	}
+	if m.FuncName != "" {
+		if m.Goos != runtime.GOOS || m.Goarch != runtime.GOARCH {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: node %s is %s/%s, the client's executable is %s/%s: build the client for the node's platform or use nodes of the same one", n.cfg.Name, runtime.GOOS, runtime.GOARCH, m.Goos, m.Goarch))
+		}
+		if m.Executable == nil {
+			return nil, invalid("a function computation needs the client's executable")
+		}
+	}
+	blobs := []*drovev1.Blob{m.Executable, m.Program}
+	for _, d := range m.Depends {
+		if d.Blob == nil || !filepath.IsLocal(d.Name) {
+			return nil, invalid("depends name %q must be a relative path inside the job directory", d.Name)
+		}
+		blobs = append(blobs, d.Blob)
+	}
+	for _, b := range blobs {
+		if b != nil && (!validSum(b.Sum) || !n.blobs.Has(b.Sum)) {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: blob %q missing: upload it first", b.Sum))
+		}
+	}
+	slots := n.cpus
+	if m.Cpus > 0 {
+		slots = min(slots, int(m.Cpus))
+	}
+	hb := time.Duration(m.HeartbeatIntervalMs) * time.Millisecond
+	if hb <= 0 {
+		hb = n.cfg.PingInterval
+	}
+	hb = max(hb, 10*time.Millisecond)
+	c := &computation{
+		n:        n,
+		id:       newID(),
+		clientID: m.ClientId,
+		slots:    slots,
+		hb:       hb,
+		runs:     map[uint64]*nrun{},
+		done:     make(chan struct{}),
+	}
+	c.dir = filepath.Join(n.cfg.Dir, "comp", m.ClientId, c.id)
+	if err := c.prepare(ctx, m); err != nil {
+		_ = os.RemoveAll(c.dir)
+		return nil, err
+	}
+	n.mu.Lock()
+	n.comps[c.id] = c
+	n.order = append(n.order, c)
+	n.mu.Unlock()
+	n.met.computations.Inc()
+	n.log.Info("computation set up", "computation", c.id, "client", c.clientID, "func", m.FuncName, "program", m.ProgramName, "slots", slots, "remote", req.Peer().Addr)
+	return connect.NewResponse(&drovev1.SetupResponse{ComputationId: c.id, Slots: int32(slots), BootId: n.bootID}), nil
+}
+
+// prepare stages the computation's files and starts its executor.
+func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) error {
+	n := c.n
+	for _, d := range []string{"jobs", "out"} {
+		if err := os.MkdirAll(filepath.Join(c.dir, d), 0o700); err != nil {
+			return connect.NewError(connect.CodeInternal, err)
+		}
+	}
+	var err error
+	if c.files, err = filesink.Open(filepath.Join(c.dir, "out"), n.cfg.MaxFileSize); err != nil {
+		return connect.NewError(connect.CodeInternal, err)
+	}
+	root, err := os.OpenRoot(filepath.Join(c.dir, "out"))
+	if err != nil {
+		c.files.Close()
+		return connect.NewError(connect.CodeInternal, err)
+	}
+	c.out = newOutbox(filepath.Join(c.dir, "events.spool"), func(err error) {
+		n.log.Warn("event spool", "computation", c.id, "err", err)
+	})
+	lcfg := local.Config{
+		Slots:       c.slots,
+		Func:        m.FuncName,
+		Setup:       m.Setup,
+		Fingerprint: m.Fingerprint,
+		Env:         m.Env,
+		Dir:         filepath.Join(c.dir, "jobs"),
+		Blobs:       n.blobs,
+		Files:       &fileForwarder{c: c, dir: filepath.Join(c.dir, "out"), root: root},
+		Grace:       time.Duration(m.GraceMs) * time.Millisecond,
+		Logger:      n.log.With("computation", c.id),
+	}
+	for _, d := range m.Depends {
+		lcfg.Depends = append(lcfg.Depends, local.Depend{Name: filepath.Clean(d.Name), Sum: d.Blob.Sum, Mode: os.FileMode(d.Blob.Mode).Perm()})
+	}
+	if m.FuncName != "" {
+		lcfg.Executable = filepath.Join(c.dir, "exe")
+		if err := n.blobs.Link(m.Executable.Sum, lcfg.Executable, 0o700); err != nil {
+			c.files.Close()
+			return connect.NewError(connect.CodeInternal, err)
+		}
+	} else {
+		name := filepath.Base(filepath.Clean(m.ProgramName))
+		if name == "." || name == "/" || name == ".." {
+			name = "program"
+		}
+		lcfg.Program = filepath.Join(c.dir, "bin", name)
+		if err := n.blobs.Link(m.Program.Sum, lcfg.Program, os.FileMode(m.Program.Mode).Perm()|0o500); err != nil {
+			c.files.Close()
+			return connect.NewError(connect.CodeInternal, err)
+		}
+	}
+	c.ex, err = local.New(ctx, lcfg, c)
+	if err == nil {
+		c.prefetch = c.ex.Prefetch()
+	}
+	if err != nil {
+		c.files.Close()
+		code := connect.CodeFailedPrecondition
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			code = connect.CodeCanceled
+		}
+		return connect.NewError(code, err)
+	}
+	return nil
+}
+
+func (n *Node) comp(id string) (*computation, error) {
+	n.mu.Lock()
+	c := n.comps[id]
+	n.mu.Unlock()
+	if c == nil {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("drove: node %s has no computation %q (closed, or the node restarted)", n.cfg.Name, id))
+	}
+	c.out.touch()
+	return c, nil
+}
+
+func (s *service) Submit(ctx context.Context, req *connect.Request[drovev1.SubmitRequest]) (*connect.Response[drovev1.SubmitResponse], error) {
+	c, err := s.n.comp(req.Msg.ComputationId)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.submit(req.Msg.Jobs); err != nil {
+		return nil, connect.NewError(connect.CodeNotFound, err)
+	}
+	return connect.NewResponse(&drovev1.SubmitResponse{}), nil
+}
+
+func (s *service) Cancel(ctx context.Context, req *connect.Request[drovev1.CancelRequest]) (*connect.Response[drovev1.CancelResponse], error) {
+	c, err := s.n.comp(req.Msg.ComputationId)
+	if err != nil {
+		return nil, err
+	}
+	c.cancel(req.Msg.RunIds, req.Msg.Recall)
+	return connect.NewResponse(&drovev1.CancelResponse{}), nil
+}
+
+func (s *service) Heartbeat(ctx context.Context, req *connect.Request[drovev1.HeartbeatRequest]) (*connect.Response[drovev1.HeartbeatResponse], error) {
+	c, err := s.n.comp(req.Msg.ComputationId)
+	if err != nil {
+		return nil, err
+	}
+	c.out.ack(req.Msg.Ack)
+	return connect.NewResponse(&drovev1.HeartbeatResponse{}), nil
+}
+
+func (s *service) Close(ctx context.Context, req *connect.Request[drovev1.CloseRequest]) (*connect.Response[drovev1.CloseResponse], error) {
+	c, err := s.n.comp(req.Msg.ComputationId)
+	if err != nil {
+		return nil, err
+	}
+	c.close(ctx, req.Msg.Terminate, "closed by client")
+	return connect.NewResponse(&drovev1.CloseResponse{}), nil
+}
+
+// maxBatch bounds the events in one Results message.
+const maxBatch = 1024
+
+func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.ResultsRequest], stream *connect.ServerStream[drovev1.ResultsResponse]) error {
+	n := s.n
+	c, err := n.comp(req.Msg.ComputationId)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	gen, notify := c.out.attach(req.Msg.Ack, cancel)
+	defer c.out.detach(gen)
+	n.met.streams.Inc()
+	defer n.met.streams.Dec()
+	cursor := req.Msg.Ack
+	tick := time.NewTicker(c.hb)
+	defer tick.Stop()
+	// The first message tells the client the stream is up.
+	if err := stream.Send(n.heartbeat()); err != nil {
+		return err
+	}
+	for {
+		if evs := c.out.after(cursor, maxBatch); len(evs) > 0 {
+			msg := n.heartbeat()
+			msg.Events = evs
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			cursor = evs[len(evs)-1].Seq
+			continue
+		}
+		select {
+		case <-notify:
+		case <-tick.C:
+			if err := stream.Send(n.heartbeat()); err != nil {
+				return err
+			}
+		case <-c.done:
+			return connect.NewError(connect.CodeNotFound, fmt.Errorf("drove: computation %s closed", c.id))
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (n *Node) heartbeat() *drovev1.ResultsResponse {
+	n.mu.Lock()
+	busy := n.busy
+	n.mu.Unlock()
+	return &drovev1.ResultsResponse{Busy: int32(busy), Avail: n.info.cached()}
+}
