@@ -215,7 +215,7 @@ func TestCancelGracefulReturnsBest(t *testing.T) {
 func TestCancelEscalatesToKill(t *testing.T) {
 	c := newCluster(t, stubborn, drove.WithCPUs(1))
 	j := submit(t, c, time.Hour)
-	waitStatus(t, j, drove.Running)
+	waitStatus(t, j, drove.ProvisionalResult)
 	start := time.Now()
 	_ = c.Cancel(j)
 	if _, err := result(t, j); !errors.Is(err, drove.ErrCancelled) {

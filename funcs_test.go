@@ -16,9 +16,6 @@ var (
 	square = drove.Func("test.square", func(ctx context.Context, n int) (int, error) {
 		return n * n, nil
 	})
-	noop = drove.Func("test.noop", func(ctx context.Context, n int) (int, error) {
-		return n, nil
-	})
 	talk = drove.Func("test.talk", func(ctx context.Context, s string) (string, error) {
 		fmt.Println("out:", s)
 		fmt.Fprintln(os.Stderr, "err:", s)
@@ -53,7 +50,7 @@ var (
 				return best, nil
 			case <-time.After(time.Millisecond):
 				best = i
-				if i%20 == 0 {
+				if i%20 == 19 {
 					_ = drove.Provisional(ctx, best)
 				}
 			}
@@ -61,6 +58,7 @@ var (
 	})
 	// stubborn ignores cancellation entirely.
 	stubborn = drove.Func("test.stubborn", func(ctx context.Context, d time.Duration) (int, error) {
+		_ = drove.Provisional(ctx, 0) // tells the test it runs
 		time.Sleep(d)
 		return 1, nil
 	})
@@ -103,9 +101,6 @@ var (
 			return 0, fmt.Errorf("no key %q", key)
 		}
 		return v, nil
-	})
-	pid = drove.Func("test.pid", func(ctx context.Context, _ int) (int, error) {
-		return os.Getpid(), nil
 	})
 )
 

@@ -37,6 +37,27 @@ type Executor interface {
 	Close(ctx context.Context) error
 }
 
+// Prefetcher is implemented by executors that queue runs ahead of their
+// slots, to hide the latency between one job's end and the next one's start
+// (a worker that has its next job already in its pipe never waits for the
+// scheduler). The scheduler gives such a node up to slots+Prefetch() runs;
+// the extra ones stay Created until the executor calls [Scheduler.Started],
+// and the executor still runs at most slots of them at once. A run cancelled
+// before it started is reported Killed; one the executor gives back unstarted
+// (say, its worker died, or it was recalled) is reported NotStarted and
+// queued again.
+//
+// Queueing ahead would let a job overtake a more urgent one submitted later,
+// so the scheduler does it only while every unfinished task has the same
+// priority; when priorities mix, it recalls the runs waiting ahead and
+// dispatches by slots alone, and priorities are honoured exactly.
+type Prefetcher interface {
+	Prefetch() int
+	// Recall asks for a run queued ahead to be given back unstarted (as
+	// NotStarted). A run that has started meanwhile just goes on.
+	Recall(r *Run)
+}
+
 // Config configures a Scheduler. The zero value is usable.
 type Config struct {
 	// MaxPending bounds the unfinished tasks: Submit blocks while that many
@@ -111,6 +132,7 @@ type Scheduler struct {
 	queue      taskHeap
 	seq        uint64
 	unfinished int
+	priorities map[int]int   // unfinished tasks by priority
 	idle       chan struct{} // closed while unfinished == 0
 	closed     bool
 
@@ -123,25 +145,36 @@ type Scheduler struct {
 type node struct {
 	name      string
 	slots     int
+	prefetch  int
 	busy      int
 	ex        Executor
 	pinned    taskHeap
 	runs      map[*Run]struct{}
+	waiting   []*Run // runs queued ahead, not started yet
 	down      bool
 	removed   bool
 	allocated bool
 	stats     NodeStats
 }
 
-func (n *node) free() bool { return !n.down && n.allocated && n.busy < n.slots }
+// free reports whether n can take another run: up to its slots, plus its
+// prefetch when queueing ahead is allowed (see recallLocked).
+func (n *node) free(ahead bool) bool {
+	capacity := n.slots
+	if ahead {
+		capacity += n.prefetch
+	}
+	return !n.down && n.allocated && n.busy < capacity
+}
 
 // New returns a Scheduler with no nodes.
 func New(cfg Config) *Scheduler {
 	s := &Scheduler{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		byName: map[string]*node{},
-		idle:   make(chan struct{}),
+		byName:     map[string]*node{},
+		priorities: map[int]int{},
+		idle:       make(chan struct{}),
 		begin:  time.Now(),
 	}
 	if s.log == nil {
@@ -181,6 +214,9 @@ func (s *Scheduler) AddNode(name string, slots int, ex Executor) error {
 		s.dropNodeLocked(old)
 	}
 	n := &node{name: name, slots: slots, ex: ex, runs: map[*Run]struct{}{}, allocated: true}
+	if p, ok := ex.(Prefetcher); ok {
+		n.prefetch = max(0, p.Prefetch())
+	}
 	n.stats.Name = name
 	s.nodes = append(s.nodes, n)
 	s.byName[name] = n
@@ -279,10 +315,34 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
 	} else {
 		heap.Push(&s.queue, t)
 	}
+	s.priorities[t.Priority]++
 	runs := s.dispatchLocked()
+	recall := s.recallLocked()
 	s.mu.Unlock()
 	startAll(runs)
+	for _, r := range recall {
+		r.ex.(Prefetcher).Recall(r)
+	}
 	return nil
+}
+
+// recallLocked returns the runs queued ahead at nodes that must give them
+// back: while unfinished tasks have different priorities, no run waits
+// ahead at a node, so a slot that frees always takes the most urgent task.
+func (s *Scheduler) recallLocked() []*Run {
+	if len(s.priorities) < 2 {
+		return nil
+	}
+	var rs []*Run
+	for _, n := range s.nodes {
+		for _, r := range n.waiting {
+			if !r.recalled {
+				r.recalled = true
+				rs = append(rs, r)
+			}
+		}
+	}
+	return rs
 }
 
 func (s *Scheduler) release() {
@@ -370,12 +430,15 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 	}
 	n := r.node
 	delete(n.runs, r)
+	if !r.started {
+		n.unwait(r)
+	}
 	n.busy--
 	t := r.Task
 	t.run = nil
 	n.stats.Sent += res.Sent
 	n.stats.Received += res.Received
-	if !res.Start.IsZero() && !res.End.IsZero() {
+	if !res.Start.IsZero() && !res.End.IsZero() && res.Outcome != NotStarted {
 		n.stats.Jobs++
 		n.stats.Time += res.End.Sub(res.Start)
 	}
@@ -387,6 +450,8 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 	}
 	cause := r.Cause()
 	switch {
+	case res.Outcome == NotStarted && cause == nil:
+		s.requeueLocked(t, n)
 	case res.Outcome == OK:
 		s.finishLocked(t, Finished, res)
 	case errors.Is(cause, ErrCancelled):
@@ -449,6 +514,9 @@ func (s *Scheduler) finishLocked(t *Task, st State, res Result) {
 	s.unfinished--
 	if s.unfinished == 0 {
 		close(s.idle)
+	}
+	if s.priorities[t.Priority]--; s.priorities[t.Priority] == 0 {
+		delete(s.priorities, t.Priority)
 	}
 	s.emitLocked(TaskEvent{Task: t, State: st, Output: res.Output, Node: t.NodeName()})
 	s.release()
@@ -618,16 +686,17 @@ func (s *Scheduler) cancelAll() {
 // start once the lock is released.
 func (s *Scheduler) dispatchLocked() []*Run {
 	var runs []*Run
+	ahead := len(s.priorities) < 2
 	for {
 		progress := false
 		for _, n := range s.nodes {
-			if n.pinned.Len() > 0 && n.free() && (s.queue.Len() == 0 || !s.queue.less(s.queue.items[0], n.pinned.items[0])) {
+			if n.pinned.Len() > 0 && n.free(ahead) && (s.queue.Len() == 0 || !s.queue.less(s.queue.items[0], n.pinned.items[0])) {
 				runs = append(runs, s.assignLocked(n, heap.Pop(&n.pinned).(*Task)))
 				progress = true
 			}
 		}
 		if s.queue.Len() > 0 {
-			if n := s.pickLocked(s.queue.items[0]); n != nil {
+			if n := s.pickLocked(s.queue.items[0], ahead); n != nil {
 				runs = append(runs, s.assignLocked(n, heap.Pop(&s.queue).(*Task)))
 				progress = true
 			}
@@ -640,10 +709,10 @@ func (s *Scheduler) dispatchLocked() []*Run {
 
 // pickLocked returns the least-loaded node with a free slot, preferring one
 // other than the node t last failed on.
-func (s *Scheduler) pickLocked(t *Task) *node {
+func (s *Scheduler) pickLocked(t *Task, ahead bool) *node {
 	var best, fallback *node
 	for _, n := range s.nodes {
-		if !n.free() {
+		if !n.free(ahead) {
 			continue
 		}
 		if n.name == t.lastNode {
@@ -666,14 +735,45 @@ func (s *Scheduler) assignLocked(n *node, t *Task) *Run {
 	n.busy++
 	n.runs[r] = struct{}{}
 	t.run = r
-	t.start.Store(time.Now().UnixNano())
 	t.nodeName.Store(&n.name)
+	if n.prefetch == 0 {
+		s.startLocked(r, time.Now())
+	} else {
+		n.waiting = append(n.waiting, r)
+	}
+	return r
+}
+
+func (n *node) unwait(r *Run) {
+	for i, w := range n.waiting {
+		if w == r {
+			n.waiting = append(n.waiting[:i], n.waiting[i+1:]...)
+			return
+		}
+	}
+}
+
+// Started reports that a run queued ahead by a Prefetcher has begun.
+func (s *Scheduler) Started(r *Run, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !r.over && !r.started {
+		s.startLocked(r, at)
+	}
+}
+
+func (s *Scheduler) startLocked(r *Run, at time.Time) {
+	r.started = true
+	if r.node.prefetch > 0 {
+		r.node.unwait(r)
+	}
+	t := r.Task
+	t.start.Store(at.UnixNano())
 	t.state.Store(uint32(Running))
 	if t.Timeout > 0 {
 		r.timer = time.AfterFunc(t.Timeout, func() { s.timeout(r) })
 	}
-	s.emitLocked(TaskEvent{Task: t, State: Running, Node: n.name})
-	return r
+	s.emitLocked(TaskEvent{Task: t, State: Running, Node: r.Node})
 }
 
 func startAll(runs []*Run) {

@@ -27,6 +27,7 @@ type testExec struct {
 	slots int
 	plan  func(r *Run) behaviour
 
+	report   func(*Run, Result) // default: s.Done
 	mu       sync.Mutex
 	running  map[*Run]chan struct{}
 	overflow error
@@ -73,7 +74,11 @@ func (e *testExec) Start(r *Run) {
 		e.mu.Lock()
 		delete(e.running, r)
 		e.mu.Unlock()
-		e.s.Done(r, res)
+		if e.report != nil {
+			e.report(r, res)
+		} else {
+			e.s.Done(r, res)
+		}
 	}()
 	if r.Cause() != nil {
 		e.Cancel(r)
@@ -105,6 +110,73 @@ func (e *testExec) Close(ctx context.Context) error {
 	e.wg.Wait()
 	return nil
 }
+
+// queueExec is a test executor that queues runs ahead (a Prefetcher): it
+// takes up to slots+depth runs and runs at most slots of them at once.
+type queueExec struct {
+	*testExec
+	depth int
+
+	qmu     sync.Mutex
+	queue   []*Run
+	running int
+}
+
+func (q *queueExec) Prefetch() int { return q.depth }
+
+func (q *queueExec) Start(r *Run) {
+	q.qmu.Lock()
+	q.queue = append(q.queue, r)
+	q.qmu.Unlock()
+	q.pump()
+}
+
+func (q *queueExec) pump() {
+	for {
+		q.qmu.Lock()
+		if q.running >= q.slots || len(q.queue) == 0 {
+			q.qmu.Unlock()
+			return
+		}
+		r := q.queue[0]
+		q.queue = q.queue[1:]
+		q.running++
+		q.qmu.Unlock()
+		q.s.Started(r, time.Now())
+		q.testExec.Start(r)
+	}
+}
+
+// done is the inner executor's report hook: it frees a slot first.
+func (q *queueExec) done(r *Run, res Result) {
+	q.qmu.Lock()
+	q.running--
+	q.qmu.Unlock()
+	q.s.Done(r, res)
+	q.pump()
+}
+
+func (q *queueExec) takeBack(r *Run, res Result) bool {
+	q.qmu.Lock()
+	for i, x := range q.queue {
+		if x == r {
+			q.queue = append(q.queue[:i], q.queue[i+1:]...)
+			q.qmu.Unlock()
+			q.s.Done(r, res)
+			return true
+		}
+	}
+	q.qmu.Unlock()
+	return false
+}
+
+func (q *queueExec) Cancel(r *Run) {
+	if !q.takeBack(r, Result{Outcome: Killed}) {
+		q.testExec.Cancel(r)
+	}
+}
+
+func (q *queueExec) Recall(r *Run) { q.takeBack(r, Result{Outcome: NotStarted}) }
 
 func TestPropertyInvariants(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
@@ -139,7 +211,13 @@ func TestPropertyInvariants(t *testing.T) {
 			e := newTestExec(rapid.IntRange(1, 3).Draw(rt, "slots"), plan)
 			e.s = s
 			execs = append(execs, e)
-			if err := s.AddNode(fmt.Sprintf("n%d", i), e.slots, e); err != nil {
+			var ex Executor = e
+			if depth := rapid.IntRange(0, 2).Draw(rt, "prefetch"); depth > 0 {
+				q := &queueExec{testExec: e, depth: depth}
+				e.report = q.done
+				ex = q
+			}
+			if err := s.AddNode(fmt.Sprintf("n%d", i), e.slots, ex); err != nil {
 				rt.Fatal(err)
 			}
 		}
@@ -237,6 +315,12 @@ func TestPropertyInvariants(t *testing.T) {
 }
 
 func TestPropertyPriorityOrder(t *testing.T) {
+	for _, depth := range []int{0, 1, 2} {
+		t.Run(fmt.Sprint("prefetch=", depth), func(t *testing.T) { checkPriorityOrder(t, depth) })
+	}
+}
+
+func checkPriorityOrder(t *testing.T, depth int) {
 	rapid.Check(t, func(rt *rapid.T) {
 		var mu sync.Mutex
 		var started []*Task
@@ -253,7 +337,13 @@ func TestPropertyPriorityOrder(t *testing.T) {
 			return behaviour{outcome: OK}
 		})
 		e.s = s
-		if err := s.AddNode("n", 1, e); err != nil {
+		var ex Executor = e
+		if depth > 0 {
+			q := &queueExec{testExec: e, depth: depth}
+			e.report = q.done
+			ex = q
+		}
+		if err := s.AddNode("n", 1, ex); err != nil {
 			rt.Fatal(err)
 		}
 		blocker := &Task{ID: 0}

@@ -113,9 +113,11 @@ type Run struct {
 
 	ex    Executor
 	node  *node
-	cause atomic.Pointer[error]
-	timer *time.Timer
-	over  bool // guarded by the scheduler's lock
+	cause   atomic.Pointer[error]
+	timer   *time.Timer
+	over    bool // guarded by the scheduler's lock
+	started  bool // likewise
+	recalled bool // likewise
 }
 
 // Cause returns why the run is being stopped (ErrCancelled or ErrTimeout),
@@ -141,6 +143,9 @@ const (
 	Killed
 	// Lost: the node failed or went away; the job may not have completed.
 	Lost
+	// NotStarted: a run queued ahead (see Prefetcher) is given back without
+	// having started, and is queued again as it was.
+	NotStarted
 )
 
 // Result is what an executor reports at the end of a run, and what a task

@@ -63,6 +63,7 @@ const (
 	ResultOK    ResultKind = iota // the function returned a nil error
 	ResultError                   // the function returned an error
 	ResultPanic                   // the function panicked; Stack is set
+	ResultSkipped                 // cancelled before it started: never run
 )
 
 // Result is a finished job.
@@ -192,7 +193,7 @@ func (m *Result) append(b []byte) []byte {
 func (m *Result) decode(d *decoder) {
 	m.ID = d.uvarint()
 	m.Kind = ResultKind(d.byte())
-	if m.Kind > ResultPanic {
+	if m.Kind > ResultSkipped {
 		d.fail("unknown result kind")
 	}
 	m.Output = d.bytes()

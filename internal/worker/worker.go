@@ -62,6 +62,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, stdout, stderr *os.
 		w:      wire.NewWriter(out),
 		stdout: captureOf(stdout),
 		stderr: captureOf(stderr),
+		skip:   map[uint64]bool{},
 	}
 	if err := s.send(&wire.Hello{Version: wire.Version, Fingerprint: registry.Fingerprint(), PID: uint64(os.Getpid())}); err != nil {
 		return err
@@ -126,6 +127,7 @@ type server struct {
 	mu      sync.Mutex
 	current uint64
 	cancel  context.CancelFunc
+	skip    map[uint64]bool // runs cancelled while queued
 }
 
 func captureOf(f *os.File) *os.File {
@@ -147,7 +149,10 @@ func (s *server) send(m wire.Message) error {
 // loop reads frames on its own goroutine, so a Cancel can reach a running
 // job, and runs jobs one at a time on this one.
 func (s *server) loop(ctx context.Context, fn *registry.Func) error {
-	runs := make(chan *wire.Run, 1)
+	// The executor queues at most a couple of runs per worker; the buffer
+	// only keeps the reader from blocking behind a long job, so Cancel
+	// frames are always seen.
+	runs := make(chan *wire.Run, 64)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(runs)
@@ -166,6 +171,8 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 				s.mu.Lock()
 				if s.current == m.ID && s.cancel != nil {
 					s.cancel()
+				} else {
+					s.skip[m.ID] = true // still queued: never start it
 				}
 				s.mu.Unlock()
 			default:
@@ -175,6 +182,16 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 		}
 	}()
 	for run := range runs {
+		s.mu.Lock()
+		skip := s.skip[run.ID]
+		delete(s.skip, run.ID)
+		s.mu.Unlock()
+		if skip {
+			if err := s.send(&wire.Result{ID: run.ID, Kind: wire.ResultSkipped}); err != nil {
+				return err
+			}
+			continue
+		}
 		res, panicked := s.runJob(ctx, fn, run)
 		if err := s.send(res); err != nil {
 			return err

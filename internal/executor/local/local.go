@@ -2,8 +2,8 @@
 // in warm worker processes started from an executable that calls drove.Main
 // (one per slot, reused across jobs), or a program started once per job.
 //
-// The drove node daemon runs jobs with this same executor; the embedded
-// cluster of drove.NewCluster is one scheduler driving one of these.
+// The embedded cluster of drove.NewCluster is one scheduler driving one of
+// these; a drove node daemon runs its jobs with the same executor.
 package local
 
 import (
@@ -36,6 +36,7 @@ func Slots(n, total int) int {
 
 // Reporter receives what runs produce; *sched.Scheduler implements it.
 type Reporter interface {
+	Started(r *sched.Run, at time.Time)
 	Done(r *sched.Run, res sched.Result)
 	Provisional(r *sched.Run, output []byte)
 }
@@ -89,22 +90,31 @@ type FileSink interface {
 	WriteChunk(name string, mode os.FileMode, offset int64, data []byte, last bool) error
 }
 
-// Executor runs jobs on this machine. It implements sched.Executor.
+// Executor runs jobs on this machine. It implements sched.Executor, and for
+// functions sched.Prefetcher: each worker holds its running job and the
+// next one, already in its pipe.
 type Executor struct {
 	cfg Config
 	rep Reporter
 	log *slog.Logger
 
 	mu      sync.Mutex
-	idle    []*slot
-	count   int // slots in use or starting, bounded by cfg.Slots
 	nextDir int
-	running map[*sched.Run]*slot
 	closed  bool
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // goroutines reading workers, starting slots, running programs
+
+	// Functions: the worker slots, live or starting.
+	workers []*slot
+	// Programs: idle slots and how many exist.
+	idle    []*slot
+	count   int
+	running map[*sched.Run]*slot
 }
 
-var _ sched.Executor = (*Executor)(nil)
+var (
+	_ sched.Executor   = (*Executor)(nil)
+	_ sched.Prefetcher = (*Executor)(nil)
+)
 
 // ErrClosed is reported for runs started after Close.
 var ErrClosed = errors.New("drove: executor closed")
@@ -139,32 +149,20 @@ func New(ctx context.Context, cfg Config, rep Reporter) (*Executor, error) {
 	if cfg.Func == "" {
 		return e, nil
 	}
-	type started struct {
-		s   *slot
-		err error
-	}
-	ch := make(chan started, cfg.Slots)
-	for range cfg.Slots {
-		go func() {
-			s, err := e.newSlot(ctx)
-			ch <- started{s, err}
-		}()
-	}
-	var errs []error
-	for range cfg.Slots {
-		st := <-ch
-		if st.err != nil {
-			errs = append(errs, st.err)
-			continue
-		}
-		e.idle = append(e.idle, st.s)
-	}
-	e.count = len(e.idle)
-	if len(errs) > 0 {
+	if err := e.startWorkers(ctx); err != nil {
 		_ = e.Close(ctx)
-		return nil, errs[0]
+		return nil, err
 	}
 	return e, nil
+}
+
+// Prefetch implements sched.Prefetcher: one job queued behind each worker's
+// running one. Programs start on demand and queue nothing.
+func (e *Executor) Prefetch() int {
+	if e.cfg.Func == "" {
+		return 0
+	}
+	return e.cfg.Slots
 }
 
 // slot is one place a job runs: a job directory and its output files, plus
@@ -174,12 +172,11 @@ type slot struct {
 	stdout, stderr *os.File
 	w              *workerProc // nil for programs
 	proc           *os.Process // the running program, for programs
-	stop           *escalation
+	stop           *escalation // stopping the running job, if asked to
 }
 
-// newSlot makes a job directory with the depends staged and, for a
-// function, starts its worker.
-func (e *Executor) newSlot(ctx context.Context) (*slot, error) {
+// newDir makes a job directory with the depends staged and its output files.
+func (e *Executor) newDir() (*slot, error) {
 	e.mu.Lock()
 	e.nextDir++
 	dir := filepath.Join(e.cfg.Dir, fmt.Sprintf("slot-%d", e.nextDir))
@@ -200,12 +197,6 @@ func (e *Executor) newSlot(ctx context.Context) (*slot, error) {
 	if s.stderr, err = openCapture(dir, ".stderr"); err != nil {
 		s.stdout.Close()
 		return nil, err
-	}
-	if e.cfg.Func != "" {
-		if s.w, err = e.startWorker(ctx, s); err != nil {
-			s.release()
-			return nil, err
-		}
 	}
 	return s, nil
 }
@@ -242,6 +233,10 @@ func takeOutput(f *os.File) []byte {
 
 // Start implements sched.Executor.
 func (e *Executor) Start(r *sched.Run) {
+	if e.cfg.Func != "" {
+		e.startFunc(r)
+		return
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -260,20 +255,14 @@ func (e *Executor) Start(r *sched.Run) {
 		return
 	}
 	e.running[r] = s
-	if s != nil && s.w != nil {
-		e.mu.Unlock()
-		e.send(s, r)
-		return
-	}
 	e.wg.Add(1)
 	e.mu.Unlock()
-
-	// A new slot takes a process start (and a handshake for a worker): do
-	// it off the caller's goroutine, which is the scheduler's.
+	// A program start forks: keep it off the caller's goroutine, which is
+	// the scheduler's.
 	go func() {
 		defer e.wg.Done()
 		if s == nil {
-			ns, err := e.newSlot(context.Background())
+			ns, err := e.newDir()
 			if err != nil {
 				e.mu.Lock()
 				e.count--
@@ -287,46 +276,46 @@ func (e *Executor) Start(r *sched.Run) {
 			e.running[r] = s
 			e.mu.Unlock()
 		}
-		if s.w != nil {
-			e.send(s, r)
-			return
-		}
 		e.runProgram(s, r)
 	}()
 }
 
 // Cancel implements sched.Executor.
 func (e *Executor) Cancel(r *sched.Run) {
+	if e.cfg.Func != "" {
+		e.cancelFunc(r)
+		return
+	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	s, ok := e.running[r]
 	if !ok || s == nil || s.stop != nil {
-		e.mu.Unlock()
-		return // not started yet (Start checks r.Cause), or already stopping
+		return // not started yet (runProgram checks r.Cause), or already stopping
 	}
 	s.stop = e.newEscalation(s, r)
-	e.mu.Unlock()
 }
 
-// finish returns a slot to the idle list (or retires it) and reports r.
-func (e *Executor) finish(s *slot, r *sched.Run, res sched.Result, keep bool) {
+// finishProgram returns a program slot to the idle list and reports r.
+func (e *Executor) finishProgram(s *slot, r *sched.Run, res sched.Result) {
 	e.mu.Lock()
 	delete(e.running, r)
 	if s.stop != nil {
 		s.stop.halt()
 		s.stop = nil
 	}
-	if keep && !e.closed {
-		e.idle = append(e.idle, s)
-	} else {
+	if e.closed {
 		e.count--
 		defer s.release()
+	} else {
+		e.idle = append(e.idle, s)
 	}
 	e.mu.Unlock()
 	e.rep.Done(r, res)
 }
 
 // Close implements sched.Executor: it stops the workers (they run their
-// cleanup), waits for them, and kills those still alive when ctx ends.
+// cleanup), waits for them and for running programs, and kills what is
+// still alive when ctx ends.
 func (e *Executor) Close(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
@@ -337,33 +326,24 @@ func (e *Executor) Close(ctx context.Context) error {
 	idle := e.idle
 	e.idle = nil
 	e.count -= len(idle)
-	var busy []*slot
 	for r, s := range e.running {
-		if s != nil {
-			busy = append(busy, s)
-			if s.stop == nil {
-				s.stop = e.newEscalation(s, r)
-			}
+		if s == nil || s.stop != nil {
+			continue
+		}
+		if s.w == nil || (s.w.ready && s.w.head() == r) {
+			s.stop = e.newEscalation(s, r)
+		}
+	}
+	workers := append([]*slot(nil), e.workers...)
+	for _, s := range workers {
+		if w := s.w; w.ready && !w.dead && len(w.queue) == 0 {
+			w.cleanExit = true
+			w.in.Close() // the worker runs its cleanup and exits
 		}
 	}
 	e.mu.Unlock()
-	// Workers run their cleanup as they stop: stop them all at once.
-	errc := make(chan error, len(idle))
 	for _, s := range idle {
-		go func() {
-			var err error
-			if s.w != nil {
-				err = s.w.shutdown(ctx)
-			}
-			s.release()
-			errc <- err
-		}()
-	}
-	var errs []error
-	for range idle {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
-		}
+		s.release()
 	}
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
@@ -371,11 +351,23 @@ func (e *Executor) Close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		e.mu.Lock()
-		for _, s := range busy {
+		for _, s := range e.running {
+			if s != nil {
+				s.kill()
+			}
+		}
+		for _, s := range e.workers {
 			s.kill()
 		}
 		e.mu.Unlock()
 		<-done
+		return ctx.Err()
+	}
+	var errs []error
+	for _, s := range workers {
+		if err := s.w.waitErr; err != nil && s.w.cleanExit {
+			errs = append(errs, fmt.Errorf("drove: worker %d: %w", s.w.pid, err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -404,8 +396,9 @@ func (e *Executor) newEscalation(s *slot, r *sched.Run) *escalation {
 	var signal func(syscall.Signal)
 	var ask func()
 	if w := s.w; w != nil {
+		id := w.idOf(r)
 		signal = w.signal
-		ask = func() { w.cancel(r) }
+		ask = func() { w.sendCancel(id) }
 	} else {
 		if s.proc == nil {
 			return nil

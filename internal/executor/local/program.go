@@ -18,7 +18,7 @@ import (
 func (e *Executor) runProgram(s *slot, r *sched.Run) {
 	args, err := wire.ParseStrings(r.Task.Input)
 	if err != nil {
-		e.finish(s, r, sched.Result{Outcome: sched.Failed, Err: fmt.Errorf("drove: program arguments: %w", err)}, true)
+		e.finishProgram(s, r, sched.Result{Outcome: sched.Failed, Err: fmt.Errorf("drove: program arguments: %w", err)})
 		return
 	}
 	cmd := exec.Command(e.cfg.Program, args...)
@@ -29,7 +29,7 @@ func (e *Executor) runProgram(s *slot, r *sched.Run) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		e.finish(s, r, sched.Result{Outcome: sched.Failed, Err: fmt.Errorf("drove: starting %s: %w", e.cfg.Program, err), Start: start, End: time.Now()}, true)
+		e.finishProgram(s, r, sched.Result{Outcome: sched.Failed, Err: fmt.Errorf("drove: starting %s: %w", e.cfg.Program, err), Start: start, End: time.Now()})
 		return
 	}
 	e.mu.Lock()
@@ -62,7 +62,7 @@ func (e *Executor) runProgram(s *slot, r *sched.Run) {
 		if r.Cause() != nil {
 			res.Outcome = sched.Killed
 		}
-		res.Err = exitError(waitErr, cmd.ProcessState, res.Stderr)
+		res.Err = exitError(cmd.ProcessState, res.Stderr)
 	}
-	e.finish(s, r, res, true)
+	e.finishProgram(s, r, res)
 }

@@ -24,36 +24,174 @@ var ErrFingerprint = errors.New("drove: worker registry fingerprint mismatch")
 
 // workerProc is a warm worker process serving one slot.
 type workerProc struct {
-	e    *Executor
-	cmd  *exec.Cmd
-	wmu  sync.Mutex
-	w    *wire.Writer
-	in   *os.File // our end of its fd 3
-	r    *wire.Reader
-	out  *os.File // our end of its fd 4
-	pid  int
-	runs uint64 // run ids, guarded by e.mu
+	e   *Executor
+	cmd *exec.Cmd
+	wmu sync.Mutex
+	w   *wire.Writer
+	in  *os.File // our end of its fd 3
+	r   *wire.Reader
+	out *os.File // our end of its fd 4
+	pid int
+
+	// Guarded by e.mu. The worker runs its queue in order: the head is
+	// running (once ready), the rest wait in its pipe.
+	queue  []*entry
+	nextID uint64
+	ready  bool // handshake done: runs may be sent
+	dead   bool
 
 	// exited is closed by the reader once the process has been waited for;
 	// only the reader waits, as os/exec allows one Wait.
-	exited  chan struct{}
-	waitErr error
-
-	// Guarded by e.mu.
-	run   *sched.Run
-	runID uint64
+	exited    chan struct{}
+	waitErr   error
+	cleanExit bool // it was asked to stop, not killed
 }
 
-func (e *Executor) startWorker(ctx context.Context, s *slot) (*workerProc, error) {
+// entry is a run queued at a worker.
+type entry struct {
+	r  *sched.Run
+	id uint64
+	// cancelled: it was cancelled before it started and has been reported;
+	// the worker skips it.
+	cancelled bool
+}
+
+// head returns the run at the head of the queue, or nil. The caller holds
+// e.mu.
+func (w *workerProc) head() *sched.Run {
+	if len(w.queue) == 0 || w.queue[0].cancelled {
+		return nil
+	}
+	return w.queue[0].r
+}
+
+// idOf returns the wire id of r's entry. The caller holds e.mu.
+func (w *workerProc) idOf(r *sched.Run) uint64 {
+	for _, ent := range w.queue {
+		if ent.r == r {
+			return ent.id
+		}
+	}
+	return 0
+}
+
+// active counts the queued runs not cancelled. The caller holds e.mu.
+func (w *workerProc) active() int {
+	n := 0
+	for _, ent := range w.queue {
+		if !ent.cancelled {
+			n++
+		}
+	}
+	return n
+}
+
+// startWorkers starts every slot's worker at once.
+func (e *Executor) startWorkers(ctx context.Context) error {
+	errc := make(chan error, e.cfg.Slots)
+	e.mu.Lock()
+	for range e.cfg.Slots {
+		s := e.addWorkerLocked()
+		go func() { errc <- e.bringUp(ctx, s) }()
+	}
+	e.mu.Unlock()
+	var errs []error
+	for range e.cfg.Slots {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errs[0]
+	}
+	return nil
+}
+
+// addWorkerLocked adds a slot whose worker is not started yet; bringUp
+// starts it. The caller holds e.mu.
+func (e *Executor) addWorkerLocked() *slot {
+	s := &slot{w: &workerProc{e: e, exited: make(chan struct{})}}
+	e.workers = append(e.workers, s)
+	return s
+}
+
+// bringUp makes the slot's directory, starts its worker and sends it the
+// runs queued meanwhile. On failure the slot is dropped and its runs fail.
+func (e *Executor) bringUp(ctx context.Context, s *slot) error {
+	err := e.startWorker(ctx, s)
+	e.mu.Lock()
+	w := s.w
+	if err != nil {
+		w.dead = true
+		e.dropWorkerLocked(s)
+		queued := w.queue
+		w.queue = nil
+		for _, ent := range queued {
+			if !ent.cancelled {
+				delete(e.running, ent.r)
+			}
+		}
+		e.mu.Unlock()
+		close(w.exited)
+		for _, ent := range queued {
+			if !ent.cancelled {
+				e.rep.Done(ent.r, sched.Result{Outcome: sched.Failed, Err: err})
+			}
+		}
+		return err
+	}
+	w.ready = true
+	var send []*entry
+	for _, ent := range w.queue {
+		if !ent.cancelled {
+			send = append(send, ent)
+		}
+	}
+	w.queue = send
+	head := w.head()
+	if head != nil && head.Cause() != nil && s.stop == nil {
+		s.stop = e.newEscalation(s, head)
+	}
+	if e.closed && len(w.queue) == 0 {
+		w.in.Close()
+	}
+	e.mu.Unlock()
+	for _, ent := range send {
+		w.sendRun(ent)
+	}
+	if head != nil {
+		e.rep.Started(head, time.Now())
+	}
+	return nil
+}
+
+func (e *Executor) dropWorkerLocked(s *slot) {
+	for i, x := range e.workers {
+		if x == s {
+			e.workers = append(e.workers[:i], e.workers[i+1:]...)
+			return
+		}
+	}
+}
+
+func (e *Executor) startWorker(ctx context.Context, s *slot) error {
+	d, err := e.newDir()
+	if err != nil {
+		return err
+	}
+	s.dir, s.stdout, s.stderr = d.dir, d.stdout, d.stderr
+	w := s.w
 	jobsR, jobsW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		s.release()
+		return err
 	}
 	resR, resW, err := os.Pipe()
 	if err != nil {
 		jobsR.Close()
 		jobsW.Close()
-		return nil, err
+		s.release()
+		return err
 	}
 	cmd := exec.Command(e.cfg.Executable)
 	cmd.Dir = s.dir
@@ -75,19 +213,23 @@ func (e *Executor) startWorker(ctx context.Context, s *slot) (*workerProc, error
 	if err != nil {
 		jobsW.Close()
 		resR.Close()
-		return nil, fmt.Errorf("drove: starting worker %s: %w", e.cfg.Executable, err)
+		s.release()
+		return fmt.Errorf("drove: starting worker %s: %w", e.cfg.Executable, err)
 	}
-	w := &workerProc{e: e, cmd: cmd, in: jobsW, w: wire.NewWriter(jobsW), out: resR, r: wire.NewReader(resR, 0), pid: cmd.Process.Pid, exited: make(chan struct{})}
+	e.mu.Lock()
+	w.cmd, w.in, w.w, w.out, w.r, w.pid = cmd, jobsW, wire.NewWriter(jobsW), resR, wire.NewReader(resR, 0), cmd.Process.Pid
+	e.mu.Unlock()
 	if err := w.handshake(ctx, s); err != nil {
 		w.signal(syscall.SIGKILL)
 		w.in.Close()
 		w.out.Close()
 		_ = cmd.Wait()
-		return nil, err
+		s.release()
+		return err
 	}
 	e.wg.Add(1)
 	go w.read(s)
-	return w, nil
+	return nil
 }
 
 func (w *workerProc) handshake(ctx context.Context, s *slot) error {
@@ -157,56 +299,126 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-// send hands r to the worker.
-func (e *Executor) send(s *slot, r *sched.Run) {
-	w := s.w
+// startFunc queues r at the least busy worker and, if the worker is
+// ready, sends it at once: a busy worker reads it as soon as it is free.
+func (e *Executor) startFunc(r *sched.Run) {
 	e.mu.Lock()
-	w.runs++
-	w.run, w.runID = r, w.runs
-	id := w.runID
-	if r.Cause() != nil && s.stop == nil {
-		s.stop = e.newEscalation(s, r)
+	if e.closed {
+		e.mu.Unlock()
+		go e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
+		return
 	}
+	var s *slot
+	live := 0
+	for _, x := range e.workers {
+		if x.w.dead {
+			continue
+		}
+		live++
+		if s == nil || x.w.active() < s.w.active() {
+			s = x
+		}
+	}
+	if (s == nil || s.w.active() > 0) && live < e.cfg.Slots {
+		// A worker died: start its replacement and queue r there.
+		s = e.addWorkerLocked()
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			_ = e.bringUp(context.Background(), s)
+		}()
+	}
+	w := s.w
+	w.nextID++
+	ent := &entry{r: r, id: w.nextID}
+	w.queue = append(w.queue, ent)
+	e.running[r] = s
+	ready := w.ready
+	isHead := w.head() == r
 	e.mu.Unlock()
+	if !ready {
+		return // bringUp sends it
+	}
+	w.sendRun(ent)
+	if isHead {
+		e.rep.Started(r, time.Now())
+	}
+	if r.Cause() != nil {
+		e.cancelFunc(r)
+	}
+}
+
+// cancelFunc stops r: the running head of a worker through the escalation;
+// a run still waiting in a worker's queue at once, telling the worker to
+// skip it.
+func (e *Executor) cancelFunc(r *sched.Run) {
+	e.mu.Lock()
+	s, ok := e.running[r]
+	if !ok {
+		e.mu.Unlock()
+		return // not queued yet: startFunc checks r.Cause
+	}
+	w := s.w
+	if w.ready && w.head() == r {
+		if s.stop == nil {
+			s.stop = e.newEscalation(s, r)
+		}
+		e.mu.Unlock()
+		return
+	}
+	e.takeBack(s, r, sched.Result{Outcome: sched.Killed, Err: sched.ErrCancelled})
+}
+
+// takeBack removes r, which waits unstarted in s's queue, tells the worker
+// to skip it, and reports res. The caller holds e.mu; takeBack releases it.
+func (e *Executor) takeBack(s *slot, r *sched.Run, res sched.Result) {
+	w := s.w
+	id := w.idOf(r)
+	for _, ent := range w.queue {
+		if ent.r == r {
+			ent.cancelled = true
+		}
+	}
+	delete(e.running, r)
+	ready := w.ready
+	e.mu.Unlock()
+	if ready {
+		w.sendCancel(id)
+	}
+	e.rep.Done(r, res)
+}
+
+// Recall implements sched.Prefetcher: a run still waiting in a worker's
+// queue is taken back unstarted, and the worker told to skip it.
+func (e *Executor) Recall(r *sched.Run) {
+	e.mu.Lock()
+	s, ok := e.running[r]
+	if !ok || (s.w.ready && s.w.head() == r) {
+		e.mu.Unlock()
+		return // started (or gone) meanwhile
+	}
+	e.takeBack(s, r, sched.Result{Outcome: sched.NotStarted})
+}
+
+func (w *workerProc) sendRun(ent *entry) {
 	w.wmu.Lock()
-	err := w.w.Send(&wire.Run{ID: id, Input: r.Task.Input})
+	err := w.w.Send(&wire.Run{ID: ent.id, Input: ent.r.Task.Input})
 	w.wmu.Unlock()
 	if err != nil {
-		// The reader sees the worker die and reports the run.
+		// The reader sees the worker die and reports its runs.
 		w.signal(syscall.SIGKILL)
 	}
 }
 
-func (w *workerProc) cancel(r *sched.Run) {
-	w.e.mu.Lock()
-	id, cur := w.runID, w.run
-	w.e.mu.Unlock()
-	if cur != r {
-		return
-	}
+func (w *workerProc) sendCancel(id uint64) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	_ = w.w.Send(&wire.Cancel{ID: id})
 }
 
 func (w *workerProc) signal(sig syscall.Signal) {
-	_ = syscall.Kill(-w.pid, sig)
-}
-
-// shutdown ends an idle worker: closing its input makes it run its cleanup
-// and exit.
-func (w *workerProc) shutdown(ctx context.Context) error {
-	w.in.Close()
-	select {
-	case <-w.exited:
-		if w.waitErr != nil {
-			return fmt.Errorf("drove: worker %d: %w", w.pid, w.waitErr)
-		}
-		return nil
-	case <-ctx.Done():
-		w.signal(syscall.SIGKILL)
-		<-w.exited
-		return ctx.Err()
+	if w.pid > 0 {
+		_ = syscall.Kill(-w.pid, sig)
 	}
 }
 
@@ -229,34 +441,17 @@ func (w *workerProc) read(s *slot) {
 		}
 		switch m := m.(type) {
 		case *wire.Result:
-			e.mu.Lock()
-			r := w.run
-			ok := r != nil && m.ID == w.runID
-			w.run = nil
-			e.mu.Unlock()
-			if !ok {
+			if !w.result(s, m) {
 				w.signal(syscall.SIGKILL)
-				continue // died() reports whatever is running
-			}
-			res := resultOf(m)
-			res.Sent = int64(len(r.Task.Input))
-			res.Received = int64(len(m.Output) + len(m.Stdout) + len(m.Stderr))
-			keep := m.Kind != wire.ResultPanic
-			if !keep {
-				// The worker exits after a panic; replace it.
-				w.in.Close()
-			}
-			e.finish(s, r, res, keep)
-			if !keep {
-				w.reap()
-				return
 			}
 		case *wire.Provisional:
 			e.mu.Lock()
-			r := w.run
-			ok := r != nil && m.ID == w.runID
+			var r *sched.Run
+			if len(w.queue) > 0 && w.queue[0].id == m.ID && !w.queue[0].cancelled {
+				r = w.queue[0].r
+			}
 			e.mu.Unlock()
-			if ok {
+			if r != nil {
 				e.rep.Provisional(r, m.Output)
 			}
 		case *wire.File:
@@ -270,6 +465,57 @@ func (w *workerProc) read(s *slot) {
 	}
 }
 
+// result handles the worker's result for the head of its queue and starts
+// the next; false means the worker broke the protocol.
+func (w *workerProc) result(s *slot, m *wire.Result) bool {
+	e := w.e
+	e.mu.Lock()
+	if len(w.queue) == 0 || w.queue[0].id != m.ID {
+		e.mu.Unlock()
+		return false
+	}
+	ent := w.queue[0]
+	w.queue = w.queue[1:]
+	if s.stop != nil {
+		s.stop.halt()
+		s.stop = nil
+	}
+	if !ent.cancelled {
+		delete(e.running, ent.r)
+	}
+	panicked := m.Kind == wire.ResultPanic
+	var next *sched.Run
+	if panicked {
+		// The worker exits after a panic: its queue is given back when the
+		// reader sees it go, and a new worker replaces it.
+		w.dead = true
+		w.in.Close()
+	} else if next = w.head(); next != nil && next.Cause() != nil {
+		s.stop = e.newEscalation(s, next)
+	}
+	if e.closed && len(w.queue) == 0 {
+		w.cleanExit = true
+		w.in.Close()
+	}
+	e.mu.Unlock()
+	if next != nil {
+		e.rep.Started(next, time.Now())
+	}
+	if ent.cancelled {
+		return true // reported when it was cancelled
+	}
+	if m.Kind == wire.ResultSkipped {
+		// The cancel reached the worker before the run did: it never ran.
+		e.rep.Done(ent.r, sched.Result{Outcome: sched.Killed, Err: sched.ErrCancelled})
+		return true
+	}
+	res := resultOf(m)
+	res.Sent = int64(len(ent.r.Task.Input))
+	res.Received = int64(len(m.Output) + len(m.Stdout) + len(m.Stderr))
+	e.rep.Done(ent.r, res)
+	return true
+}
+
 func (e *Executor) receiveFile(m *wire.File) error {
 	if e.cfg.Files == nil {
 		return errors.New("this cluster takes no files")
@@ -280,13 +526,9 @@ func (e *Executor) receiveFile(m *wire.File) error {
 	return e.cfg.Files.WriteChunk(m.Name, os.FileMode(m.Mode)&os.ModePerm, int64(m.Offset), m.Data, m.Last)
 }
 
-func (w *workerProc) reap() {
-	_, _ = io.Copy(io.Discard, w.out)
-	w.wait()
-}
-
 // died handles the end of the worker's frame stream: the process exited or
-// was killed, or sent garbage.
+// was killed, or sent garbage. The running job fails with the exit status
+// and the output it left; the jobs queued behind it go back unstarted.
 func (w *workerProc) died(s *slot, readErr error) {
 	e := w.e
 	if !errors.Is(readErr, io.EOF) && !errors.Is(readErr, os.ErrClosed) {
@@ -294,40 +536,45 @@ func (w *workerProc) died(s *slot, readErr error) {
 	}
 	w.in.Close()
 	w.wait()
-	waitErr := w.waitErr
 	e.mu.Lock()
-	r := w.run
-	w.run = nil
-	e.mu.Unlock()
-	if r == nil {
-		// Idle worker died (or Close shut it down): retire the slot.
-		e.mu.Lock()
-		for i, is := range e.idle {
-			if is == s {
-				e.idle = append(e.idle[:i], e.idle[i+1:]...)
-				e.count--
-				s.release()
-				break
-			}
+	w.dead = true
+	e.dropWorkerLocked(s)
+	queued := w.queue
+	w.queue = nil
+	if s.stop != nil {
+		s.stop.halt()
+		s.stop = nil
+	}
+	for _, ent := range queued {
+		if !ent.cancelled {
+			delete(e.running, ent.r)
 		}
-		e.mu.Unlock()
-		return
 	}
+	e.mu.Unlock()
 	stdout, stderr := takeOutput(s.stdout), takeOutput(s.stderr)
-	res := sched.Result{Outcome: sched.Failed, Stdout: stdout, Stderr: stderr, End: time.Now(), Sent: int64(len(r.Task.Input))}
-	xe := exitError(waitErr, w.cmd.ProcessState, stderr)
-	if errors.Is(readErr, wire.ErrMalformed) || errors.Is(readErr, wire.ErrTooLarge) {
-		res.Err = fmt.Errorf("drove: worker protocol error: %w", readErr)
-	} else {
-		res.Err = xe
+	s.release()
+	for i, ent := range queued {
+		if ent.cancelled {
+			continue
+		}
+		if i > 0 {
+			e.rep.Done(ent.r, sched.Result{Outcome: sched.NotStarted})
+			continue
+		}
+		res := sched.Result{Outcome: sched.Failed, Stdout: stdout, Stderr: stderr, End: time.Now(), Sent: int64(len(ent.r.Task.Input))}
+		if errors.Is(readErr, wire.ErrMalformed) || errors.Is(readErr, wire.ErrTooLarge) {
+			res.Err = fmt.Errorf("drove: worker protocol error: %w", readErr)
+		} else {
+			res.Err = exitError(w.cmd.ProcessState, stderr)
+		}
+		if ent.r.Cause() != nil {
+			res.Outcome = sched.Killed
+		}
+		e.rep.Done(ent.r, res)
 	}
-	if r.Cause() != nil {
-		res.Outcome = sched.Killed
-	}
-	e.finish(s, r, res, false)
 }
 
-func exitError(waitErr error, ps *os.ProcessState, stderr []byte) *joberr.ExitError {
+func exitError(ps *os.ProcessState, stderr []byte) *joberr.ExitError {
 	xe := &joberr.ExitError{Code: -1, Stderr: tail(stderr, 4096)}
 	if ps == nil {
 		return xe
