@@ -170,12 +170,12 @@ func (n *node) free(ahead bool) bool {
 // New returns a Scheduler with no nodes.
 func New(cfg Config) *Scheduler {
 	s := &Scheduler{
-		cfg:    cfg,
-		log:    cfg.Logger,
+		cfg:        cfg,
+		log:        cfg.Logger,
 		byName:     map[string]*node{},
 		priorities: map[int]int{},
 		idle:       make(chan struct{}),
-		begin:  time.Now(),
+		begin:      time.Now(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -111,11 +111,11 @@ type Run struct {
 	Node    string
 	Attempt int // 0 for the first
 
-	ex    Executor
-	node  *node
-	cause   atomic.Pointer[error]
-	timer   *time.Timer
-	over    bool // guarded by the scheduler's lock
+	ex       Executor
+	node     *node
+	cause    atomic.Pointer[error]
+	timer    *time.Timer
+	over     bool // guarded by the scheduler's lock
 	started  bool // likewise
 	recalled bool // likewise
 }

@@ -60,10 +60,10 @@ type ResultKind uint8
 
 // Result kinds.
 const (
-	ResultOK    ResultKind = iota // the function returned a nil error
-	ResultError                   // the function returned an error
-	ResultPanic                   // the function panicked; Stack is set
-	ResultSkipped                 // cancelled before it started: never run
+	ResultOK      ResultKind = iota // the function returned a nil error
+	ResultError                     // the function returned an error
+	ResultPanic                     // the function panicked; Stack is set
+	ResultSkipped                   // cancelled before it started: never run
 )
 
 // Result is a finished job.
