@@ -394,12 +394,21 @@ func (h *Host) Create(ctx context.Context, name string) (*File, error) {
 	return h.OpenFile(ctx, name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0)
 }
 
-// OpenFile opens name with the os.O_* flags. If perm is non-zero and the
+var errSpecial = errors.New("not a regular file (named pipe, socket or device): opening it over SFTP could block the server")
+
+// OpenFile opens name with the os.O_* flags. Named pipes, sockets and
+// devices are refused, since opening one could block the SFTP server. If perm is non-zero and the
 // file is created, perm is applied exactly.
 func (h *Host) OpenFile(ctx context.Context, name string, flag int, perm fs.FileMode) (*File, error) {
 	p, sc, err := h.prep(ctx, "open", name)
 	if err != nil {
 		return nil, err
+	}
+	// sftp-server handles one request at a time, and opening a FIFO blocks
+	// until the other end is opened: that would stall every call sharing
+	// this Host's SFTP channel. Refuse instead.
+	if fi, err := sc.Stat(p); err == nil && fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice) != 0 {
+		return nil, pathErr("open", name, errSpecial)
 	}
 	f, err := sc.OpenFile(p, flag)
 	if err != nil {

@@ -343,6 +343,16 @@ func TestFIFOStatDoesNotBlock(t *testing.T) {
 	if ok, err := h.IsFile(ctx, p); ok || err != nil {
 		t.Errorf("IsFile(fifo) = %v %v", ok, err)
 	}
+	// Opening it would block the single-threaded sftp-server: refused.
+	if _, err := h.ReadFile(ctx, p); err == nil {
+		t.Error("ReadFile(fifo) succeeded")
+	}
+	if _, err := fs.ReadFile(h.FS(), strings.TrimPrefix(p, "/")); err == nil {
+		t.Error("FS ReadFile(fifo) succeeded")
+	}
+	if ok, err := h.Exists(ctx, p); !ok || err != nil {
+		t.Errorf("the SFTP channel is stuck: %v %v", ok, err)
+	}
 	entries, err := h.ReadDir(ctx, dir)
 	must(t, err)
 	if len(entries) != 1 || entries[0].Type() != fs.ModeNamedPipe {
@@ -380,6 +390,9 @@ func TestRun(t *testing.T) {
 	res, err = h.Run(ctx, &remote.Cmd{Command: "sleep 4711 & sleep 4712 & wait", Timeout: 500 * time.Millisecond})
 	if !errors.Is(err, context.DeadlineExceeded) || !res.Killed {
 		t.Fatalf("timeout: %v %+v", err, res)
+	}
+	if _, err := h.Run(ctx, &remote.Cmd{Command: "true", Env: []string{"BAD NAME=x"}}); err == nil || strings.Contains(err.Error(), "%!") {
+		t.Errorf("bad env: %v", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("timeout took %v", d)

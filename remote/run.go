@@ -3,7 +3,6 @@ package remote
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -116,11 +115,10 @@ func (h *Host) Run(ctx context.Context, c *Cmd) (*Result, error) {
 		res.Stderr = errBuf.Bytes()
 	}
 	if err != nil {
-		var ce *ConnError
-		if errors.As(err, &ce) && !st.Killed {
-			return nil, err
+		if !st.Killed {
+			return nil, err // *ConnError, or a bad Cmd (NUL byte, bad Env name)
 		}
-		return res, fmt.Errorf("remote: %s: %q: %w", h.target, command, errors.Unwrap(err))
+		return res, fmt.Errorf("remote: %s: %q killed: %w", h.target, command, context.Cause(ctx))
 	}
 	if st.Code != 0 {
 		return res, &ExitError{Host: h.target, Command: command, Code: st.Code, Signal: st.Signal, Stderr: res.Stderr}
