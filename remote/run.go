@@ -59,6 +59,7 @@ type ExitError struct {
 	Stderr  []byte // the tail of stderr when Run collected it
 }
 
+// Error names the host, the command, its status and the tail of its stderr.
 func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("remote: %s: command %q exited with status %d", e.Host, e.Command, e.Code)
 	if e.Signal != "" {

@@ -22,6 +22,7 @@ type ConnError struct {
 	Err  error
 }
 
+// Error names the host, the address and the cause.
 func (e *ConnError) Error() string {
 	if e.Addr != "" && !strings.Contains(e.Host, e.Addr) {
 		return fmt.Sprintf("sshconn: %s (%s): %v", e.Host, e.Addr, e.Err)
@@ -29,6 +30,7 @@ func (e *ConnError) Error() string {
 	return fmt.Sprintf("sshconn: %s: %v", e.Host, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *ConnError) Unwrap() error { return e.Err }
 
 // HostKeyError reports that a host's key is not in known_hosts (Changed is
@@ -43,6 +45,7 @@ type HostKeyError struct {
 	Err     error         // the underlying *knownhosts.KeyError, if any
 }
 
+// Error names the host, the key fingerprint and the known_hosts files.
 func (e *HostKeyError) Error() string {
 	fp := ""
 	if e.Key != nil {
@@ -57,4 +60,5 @@ func (e *HostKeyError) Error() string {
 		e.Host, e.Addr, fp, files)
 }
 
+// Unwrap returns the known_hosts check error, if any.
 func (e *HostKeyError) Unwrap() error { return e.Err }
