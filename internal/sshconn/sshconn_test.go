@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,5 +391,46 @@ func TestAgentAuth(t *testing.T) {
 	var ce *sshconn.ConnError
 	if _, err := p2.Run(t.Context(), s.Target(0), &sshconn.Cmd{Command: "true"}); !errors.As(err, &ce) {
 		t.Fatalf("without agent: %v", err)
+	}
+}
+
+// TestKeepaliveDetectsHungServer freezes the server side of the connection
+// while a command runs: unanswered keepalives must close the connection, so
+// the command fails with a *ConnError instead of hanging, and the next
+// command reconnects.
+func TestKeepaliveDetectsHungServer(t *testing.T) {
+	s := sshtest.Start(t)
+	p := newPool(t, s, func(c *sshconn.Config) {
+		c.KeepaliveInterval = 100 * time.Millisecond
+		c.KeepaliveCountMax = 3
+	})
+	out, _ := run(t, p, "host0", &sshconn.Cmd{Command: "ps -o ppid= -p $PPID"})
+	var pid int
+	if _, err := fmt.Sscan(out, &pid); err != nil || pid <= 1 {
+		t.Fatalf("sshd pid %q: %v", out, err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.Run(context.Background(), "host0", &sshconn.Cmd{Command: "sleep 2"})
+		errc <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// Freeze this connection's sshd child (the harness runs sshd as root,
+	// as the test is).
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	start := time.Now()
+	err := <-errc
+	var ce *sshconn.ConnError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v, want *ConnError", err)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("detection took %v", d)
+	}
+	if _, st := run(t, p, "host0", &sshconn.Cmd{Command: "true"}); st.Code != 0 {
+		t.Fatal(st)
 	}
 }

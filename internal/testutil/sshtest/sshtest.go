@@ -211,6 +211,7 @@ Subsystem sftp %s
 	s.cmd = exec.Command(sshdPath, "-D", "-e", "-f", cfgPath)
 	s.cmd.Stdout = s.out
 	s.cmd.Stderr = s.out
+	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("sshtest: start sshd: %v", err)
 	}
