@@ -45,6 +45,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/drove-dev/drove/internal/blob"
+	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
 	"github.com/drove-dev/drove/internal/nodeauth"
@@ -99,6 +100,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+	// Discovery answers clients' UDP discovery pings on the node's port and
+	// announces the node to clients when it starts.
+	Discovery bool
+	// Multicast uses the IPv4 multicast group instead of broadcast.
+	Multicast bool
+	// AnnounceTo overrides where the start-up announcement goes (tests);
+	// default the LAN's broadcast addresses on the clients' port.
+	AnnounceTo []*net.UDPAddr
 	// OnListen, if set, is called by Run once it serves (tests use it).
 	OnListen func()
 }
@@ -115,6 +124,7 @@ type Node struct {
 	cpus   int
 	met    *metrics
 	info   *infoSampler
+	disc   *discovery.Responder
 
 	mu       sync.Mutex
 	comps    map[string]*computation
@@ -187,6 +197,18 @@ func New(cfg Config) (*Node, error) {
 	}
 	if err := n.listen(); err != nil {
 		return nil, err
+	}
+	if cfg.Discovery {
+		port := n.Addr().(*net.TCPAddr).Port
+		d, err := discovery.Listen(context.Background(), discovery.NodeConfig{
+			Secret: cfg.Secret, Name: cfg.Name, Host: cfg.ExtHost, Port: port, Multicast: cfg.Multicast, Logger: n.log,
+		})
+		if err != nil {
+			// Explicit addresses still work; say why discovery will not.
+			n.log.Warn("discovery disabled: cannot bind its UDP port", "port", port, "err", err)
+		} else {
+			n.disc = d
+		}
 	}
 	n.srv = n.newServer()
 	return n, nil
@@ -330,6 +352,14 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { n.reapZombies(gctx); return nil })
+	if n.disc != nil {
+		g.Go(func() error { return n.disc.Serve(gctx) })
+		targets := n.cfg.AnnounceTo
+		if targets == nil {
+			targets = discovery.Targets(discovery.ClientPort, n.cfg.Multicast)
+		}
+		n.disc.Announce(targets)
+	}
 	n.log.Info("node serving", "name", n.cfg.Name, "addr", n.Addr().String(), "cpus", n.cpus, "dir", n.cfg.Dir)
 	if n.cfg.OnListen != nil {
 		n.cfg.OnListen()

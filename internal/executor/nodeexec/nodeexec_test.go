@@ -23,7 +23,7 @@ import (
 )
 
 func u64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
-func enc(v uint64) []byte  { return binary.LittleEndian.AppendUint64(nil, v) }
+func enc(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 
 func init() {
 	registry.Register(&registry.Func{Name: "double", In: "u64", Out: "u64", Call: func(ctx context.Context, in []byte) ([]byte, error) {

@@ -1,0 +1,434 @@
+package drove
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drove-dev/drove/internal/discovery"
+	"github.com/drove-dev/drove/internal/executor/local"
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
+	"github.com/drove-dev/drove/internal/registry"
+	"github.com/drove-dev/drove/internal/sched"
+)
+
+// defaultNodePort is the port of a node address given without one.
+const defaultNodePort = 9701
+
+// remoteConfig is what a cluster of drove node daemons needs.
+type remoteConfig struct {
+	Nodes     []string // host[:port], "*" or patterns such as 192.168.1.*
+	Secret    string   // "" means $DROVE_SECRET
+	TLS       *tls.Config
+	Func      string
+	Setup     string
+	Program   string // absolute path
+	Depends   []string
+	Env       []string
+	CPUs      int // per node; 0 all
+	Grace     time.Duration
+	Files     local.FileSink
+	Logger    *slog.Logger
+	Heartbeat time.Duration // default 1s
+	Misses    int           // default 5
+	// Retry is how often a node that is down or unreachable is tried
+	// again; default 5s.
+	Retry time.Duration
+	// Discovery configures finding nodes for patterns ("*"); its Secret is
+	// set from Secret.
+	Discovery discovery.ClientConfig
+}
+
+// remoteNodes keeps a cluster's drove nodes in its scheduler: it dials
+// them, and when one goes down (or was unreachable), keeps trying it and
+// adds it again once it answers, so a restarted node is picked up.
+type remoteNodes struct {
+	s        *sched.Scheduler
+	cfg      remoteConfig
+	comp     *nodeexec.Computation
+	clientID string
+	log      *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	nodes map[string]*remoteNode // by address
+}
+
+type remoteNode struct {
+	addr string
+	name string
+	ex   *nodeexec.Executor // nil while not connected
+	err  error              // why it is not connected
+}
+
+// nodeAddr adds the default port to a node address without one.
+func nodeAddr(s string) string {
+	if _, _, err := net.SplitHostPort(s); err == nil {
+		return s
+	}
+	return net.JoinHostPort(strings.Trim(s, "[]"), strconv.Itoa(defaultNodePort))
+}
+
+// isPattern reports whether a node entry asks for discovery.
+func isPattern(s string) bool { return strings.Contains(s, "*") }
+
+// newComputation describes the cluster's computation for the nodes,
+// hashing the files it ships once for all nodes.
+func newComputation(cfg remoteConfig) (*nodeexec.Computation, error) {
+	comp := &nodeexec.Computation{Func: cfg.Func, Setup: cfg.Setup, Env: cfg.Env, Grace: cfg.Grace}
+	if cfg.Func != "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("drove: finding this executable to ship to nodes: %w", err)
+		}
+		if comp.Executable, err = nodeexec.HashFile(exe); err != nil {
+			return nil, err
+		}
+		comp.Fingerprint = registry.Fingerprint()
+	} else {
+		f, err := nodeexec.HashFile(cfg.Program)
+		if err != nil {
+			return nil, fmt.Errorf("drove: program: %w", err)
+		}
+		comp.Program = f
+		comp.ProgramName = filepath.Base(cfg.Program)
+	}
+	for _, p := range cfg.Depends {
+		f, err := nodeexec.HashFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("drove: depends: %w", err)
+		}
+		name := filepath.Clean(p)
+		if !filepath.IsLocal(name) {
+			name = filepath.Base(name)
+		}
+		comp.Depends = append(comp.Depends, nodeexec.Depend{Name: name, File: f})
+	}
+	return comp, nil
+}
+
+// startRemoteNodes adds the configured nodes to s. Nodes given by address
+// are dialled now; it fails only if none of them can be used (a node of
+// another platform, a wrong secret or an unreachable node is in the error),
+// and keeps trying the unreachable ones in the background. Patterns start
+// discovery.
+func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig) (*remoteNodes, error) {
+	if cfg.Secret == "" {
+		cfg.Secret = os.Getenv("DROVE_SECRET")
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 5 * time.Second
+	}
+	cfg.Discovery.Secret = cfg.Secret
+	comp, err := newComputation(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	host, _ := os.Hostname()
+	r := &remoteNodes{
+		s:        s,
+		cfg:      cfg,
+		comp:     comp,
+		clientID: clientIDFor(host, hex.EncodeToString(b[:])),
+		log:      cfg.Logger,
+		nodes:    map[string]*remoteNode{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	var addrs, patterns []string
+	for _, n := range cfg.Nodes {
+		if isPattern(n) {
+			patterns = append(patterns, n)
+		} else {
+			addrs = append(addrs, nodeAddr(n))
+		}
+	}
+	errs := make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Go(func() { errs[i] = r.add(ctx, a) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	if len(patterns) > 0 {
+		if err := r.discover(ctx, patterns...); err != nil {
+			r.log.Warn("discovery", "err", err)
+		}
+		ok += r.count()
+		// Nodes that start later announce themselves.
+		r.wg.Go(func() {
+			err := discovery.Watch(r.ctx, r.cfg.Discovery, func(f discovery.Found) {
+				if matchAny(patterns, f.Addr) {
+					go func() { _ = r.add(r.ctx, f.Addr) }()
+				}
+			})
+			if err != nil {
+				r.log.Warn("not listening for nodes that start later", "err", err)
+			}
+		})
+	}
+	if ok == 0 && len(patterns) == 0 {
+		r.close()
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("drove: no node found for %q", cfg.Nodes)
+		}
+		return nil, fmt.Errorf("drove: no usable node: %w", errors.Join(errs...))
+	}
+	for i, err := range errs {
+		if err != nil {
+			r.log.Warn("node not available; will retry", "addr", addrs[i], "err", err)
+		}
+	}
+	return r, nil
+}
+
+// clientIDFor makes the client id a node files this client under: the
+// host name for people reading the node's directory, made safe.
+func clientIDFor(host, random string) string {
+	var b strings.Builder
+	for _, c := range host {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' {
+			b.WriteRune(c)
+		}
+		if b.Len() >= 40 {
+			break
+		}
+	}
+	return b.String() + "-" + random
+}
+
+func (r *remoteNodes) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, rn := range r.nodes {
+		if rn.ex != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// add dials the node at addr and adds it to the scheduler, then watches it.
+// A node already known is left alone. Errors that retrying cannot fix (a
+// wrong platform, a refused secret) are returned and not retried; an
+// unreachable node is retried in the background.
+func (r *remoteNodes) add(ctx context.Context, addr string) error {
+	r.mu.Lock()
+	if _, ok := r.nodes[addr]; ok {
+		r.mu.Unlock()
+		return nil
+	}
+	rn := &remoteNode{addr: addr}
+	r.nodes[addr] = rn
+	r.mu.Unlock()
+	err := r.connect(ctx, rn)
+	if err != nil && !permanent(err) {
+		r.wg.Go(func() { r.watch(rn) })
+	} else if err == nil {
+		r.wg.Go(func() { r.watch(rn) })
+	}
+	return err
+}
+
+// permanent reports errors that retrying a node will not fix.
+func permanent(err error) bool {
+	return errors.Is(err, nodeexec.ErrPlatform) || strings.Contains(err.Error(), "secret") ||
+		strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "fingerprint")
+}
+
+func (r *remoteNodes) connect(ctx context.Context, rn *remoteNode) error {
+	ex, err := nodeexec.Dial(ctx, nodeexec.Config{
+		Addr:      rn.addr,
+		Secret:    r.cfg.Secret,
+		TLS:       r.cfg.TLS,
+		ClientID:  r.clientID,
+		CPUs:      r.cfg.CPUs,
+		Heartbeat: r.cfg.Heartbeat,
+		Misses:    r.cfg.Misses,
+		Files:     r.cfg.Files,
+		Logger:    r.log.With("node", rn.addr),
+	}, r.comp, r.s)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		rn.err = err
+		return err
+	}
+	if r.ctx.Err() != nil {
+		go func() { _ = ex.Close(context.Background()) }()
+		return errors.New("drove: cluster closing")
+	}
+	if rn.name == "" {
+		rn.name = ex.Name()
+		for _, o := range r.nodes {
+			if o != rn && o.name == rn.name {
+				// Two nodes of one name (say, two on one host): the
+				// address tells them apart.
+				rn.name = ex.Name() + "@" + rn.addr
+				break
+			}
+		}
+	}
+	ex.SetName(rn.name)
+	if err := r.s.AddNode(rn.name, ex.Slots(), ex); err != nil {
+		go func() { _ = ex.Close(context.Background()) }()
+		rn.err = err
+		return err
+	}
+	rn.ex, rn.err = ex, nil
+	r.log.Info("node added", "node", rn.name, "addr", rn.addr, "slots", ex.Slots())
+	return nil
+}
+
+// watch waits for the node to go down (or starts out down) and tries it
+// again every Retry until it is back, for as long as the cluster runs.
+func (r *remoteNodes) watch(rn *remoteNode) {
+	for {
+		r.mu.Lock()
+		ex := rn.ex
+		r.mu.Unlock()
+		if ex != nil {
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-ex.Down():
+			}
+			// The node may be alive after all (a cut link): stop what the
+			// old computation still runs there; its jobs were requeued.
+			cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
+			ex.CloseStale(cctx)
+			cancel()
+			r.mu.Lock()
+			rn.ex, rn.err = nil, ex.Err()
+			r.mu.Unlock()
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(r.cfg.Retry):
+		}
+		cctx, cancel := context.WithTimeout(r.ctx, 2*r.cfg.Retry)
+		err := r.connect(cctx, rn)
+		cancel()
+		if err != nil && permanent(err) {
+			r.log.Warn("node refused; giving up on it", "addr", rn.addr, "err", err)
+			return
+		}
+	}
+}
+
+// remove forgets the node of the given scheduler name (CloseNode).
+func (r *remoteNodes) remove(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for a, rn := range r.nodes {
+		if rn.name == name {
+			delete(r.nodes, a)
+		}
+	}
+}
+
+// close stops reconnecting; the scheduler closes the executors.
+func (r *remoteNodes) close() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// discover finds nodes matching the patterns on the LAN and adds them; an
+// entry without "*" is an address, added as such.
+func (r *remoteNodes) discover(ctx context.Context, patterns ...string) error {
+	var pats []string
+	var errs []error
+	for _, p := range patterns {
+		if isPattern(p) {
+			pats = append(pats, p)
+		} else if err := r.add(ctx, nodeAddr(p)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(pats) == 0 {
+		return errors.Join(errs...)
+	}
+	found, err := discovery.Discover(ctx, r.cfg.Discovery)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	var wg sync.WaitGroup
+	for _, f := range found {
+		if !matchAny(pats, f.Addr) {
+			continue
+		}
+		wg.Go(func() {
+			if err := r.add(ctx, f.Addr); err != nil {
+				r.log.Warn("discovered node not usable", "node", f.Name, "addr", f.Addr, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// matchAny reports whether the host of addr matches one of the patterns.
+func matchAny(patterns []string, addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	for _, p := range patterns {
+		if h, _, err := net.SplitHostPort(p); err == nil {
+			p = h
+		}
+		if discovery.Match(p, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllocateNode lets the named node take jobs again after DeallocateNode.
+// It returns an error wrapping ErrNoNode for an unknown node.
+func (c *Cluster[In, Out]) AllocateNode(name string) error { return c.s.Allocate(name) }
+
+// DeallocateNode stops giving the named node new jobs; its running jobs go
+// on. Use it to take a misbehaving node out of rotation (dispy #155).
+func (c *Cluster[In, Out]) DeallocateNode(name string) error { return c.s.Deallocate(name) }
+
+// CloseNode removes the named node from the cluster: its pinned queued jobs
+// are cancelled and, with terminate, so are its running ones; otherwise
+// they finish first. The node's computation is closed on the node.
+func (c *Cluster[In, Out]) CloseNode(ctx context.Context, name string, terminate bool) error {
+	return c.s.RemoveNode(ctx, name, terminate)
+}
+
+// SetNodeCPUs sets how many jobs the named node runs at once for this
+// cluster. It cannot exceed what the node granted the computation.
+func (c *Cluster[In, Out]) SetNodeCPUs(name string, cpus int) error {
+	if cpus < 0 {
+		return fmt.Errorf("drove: SetNodeCPUs(%q, %d): must not be negative", name, cpus)
+	}
+	return c.s.SetSlots(name, cpus)
+}

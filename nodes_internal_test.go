@@ -1,0 +1,157 @@
+package drove
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove/internal/discovery"
+	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/sched"
+)
+
+// startTestNode runs a node daemon in this process on a loopback port.
+func startTestNode(t *testing.T, name string, mut func(*node.Config)) *node.Node {
+	t.Helper()
+	cfg := node.Config{
+		Hosts:        []string{"127.0.0.1"},
+		Name:         name,
+		Dir:          t.TempDir(),
+		CPUs:         2,
+		PingInterval: 50 * time.Millisecond,
+		Logger:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node: %v", err)
+		}
+	})
+	return n
+}
+
+func squareTasks(t *testing.T, s *sched.Scheduler, n int) []*sched.Task {
+	t.Helper()
+	var ts []*sched.Task
+	for i := range n {
+		in, err := gobEncode(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk := &sched.Task{ID: int64(i), Input: in}
+		if err := s.Submit(t.Context(), tk); err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, tk)
+	}
+	return ts
+}
+
+func checkSquares(t *testing.T, ts []*sched.Task) {
+	t.Helper()
+	for i, tk := range ts {
+		if tk.State() != sched.Finished {
+			t.Fatalf("task %d: %v %v", i, tk.State(), tk.Result().Err)
+		}
+		got, err := gobDecode[int](tk.Result().Output)
+		if err != nil || got != i*i {
+			t.Fatalf("task %d: %d %v", i, got, err)
+		}
+	}
+}
+
+func TestRemoteNodes(t *testing.T) {
+	a := startTestNode(t, "a", nil)
+	b := startTestNode(t, "b", nil)
+	s := sched.New(sched.Config{})
+	r, err := startRemoteNodes(t.Context(), s, remoteConfig{
+		Nodes:     []string{a.Addr().String(), b.Addr().String()},
+		Func:      "test.square",
+		Heartbeat: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := squareTasks(t, s, 200)
+	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checkSquares(t, ts)
+	st := s.Stats()
+	if len(st.Nodes) != 2 || st.Nodes[0].Jobs == 0 || st.Nodes[1].Jobs == 0 {
+		t.Errorf("jobs not spread over both nodes: %+v", st.Nodes)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r.close()
+}
+
+func TestRemoteNodesUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := sched.New(sched.Config{})
+	defer s.Close(t.Context())
+	_, err = startRemoteNodes(t.Context(), s, remoteConfig{Nodes: []string{addr}, Func: "test.square"})
+	if err == nil {
+		t.Fatal("no error for an unreachable node")
+	}
+	t.Log(err)
+}
+
+func TestRemoteNodesDiscovery(t *testing.T) {
+	n := startTestNode(t, "disc", func(c *node.Config) {
+		c.Discovery = true
+		c.Secret = "cluster-1"
+		c.AnnounceTo = []*net.UDPAddr{}
+	})
+	// A node of another cluster on the same LAN never joins.
+	other := startTestNode(t, "other", func(c *node.Config) {
+		c.Discovery = true
+		c.Secret = "cluster-2"
+		c.AnnounceTo = []*net.UDPAddr{}
+	})
+	port := n.Addr().(*net.TCPAddr).Port
+	oport := other.Addr().(*net.TCPAddr).Port
+	s := sched.New(sched.Config{})
+	r, err := startRemoteNodes(t.Context(), s, remoteConfig{
+		Nodes:  []string{"127.0.0.*"},
+		Secret: "cluster-1",
+		Func:   "test.square",
+		Discovery: discovery.ClientConfig{
+			Targets:    []*net.UDPAddr{{IP: net.IPv4(127, 0, 0, 1), Port: port}, {IP: net.IPv4(127, 0, 0, 1), Port: oport}},
+			Wait:       300 * time.Millisecond,
+			ListenAddr: "127.0.0.1:0",
+		},
+		Heartbeat: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if len(st.Nodes) != 1 || st.Nodes[0].Name != "disc" {
+		t.Fatalf("discovered %+v, want node disc only", st.Nodes)
+	}
+	ts := squareTasks(t, s, 10)
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checkSquares(t, ts)
+	r.close()
+}
