@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
 )
@@ -15,6 +18,10 @@ import (
 // code as main would compute it.
 func fsRun(t *testing.T, s *sshtest.Server, stdin string, args ...string) (int, string, string) {
 	t.Helper()
+	return fsRunCtx(t.Context(), s, stdin, args...)
+}
+
+func fsRunCtx(ctx context.Context, s *sshtest.Server, stdin string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	cmd := newFSCmd()
 	cmd.SetArgs(append([]string{"-F", s.SSHConfig}, args...))
@@ -22,7 +29,7 @@ func fsRun(t *testing.T, s *sshtest.Server, stdin string, args ...string) (int, 
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)
 	cmd.SilenceErrors, cmd.SilenceUsage = true, true
-	err := cmd.ExecuteContext(t.Context())
+	err := cmd.ExecuteContext(ctx)
 	code := exitCode(err, &errb)
 	return code, out.String(), errb.String()
 }
@@ -37,8 +44,9 @@ func TestFSCommands(t *testing.T) {
 		}
 		return out
 	}
-	dir := "/tmp/drove-fs-test-" + filepath.Base(t.TempDir())
-	t.Cleanup(func() { fsRun(t, s, "", "host0", "rm", "-r", "-f", dir) })
+	dir := fmt.Sprintf("/tmp/drove-fs-test-%d", time.Now().UnixNano())
+	// t.Context() is already cancelled when cleanups run.
+	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
 
 	ok("host0", "mkdir", "-p", dir+"/a/b")
 	ok("host0", "mkdir", "-m", "0700", dir+"/priv")
