@@ -3,6 +3,7 @@ package drove_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -488,5 +489,39 @@ func waitStatus[Out any](t *testing.T, j *drove.Job[Out], s drove.Status) {
 			t.Fatalf("job %d stuck in %s waiting for %s", j.ID(), j.Status(), s)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Many producers at once: every job must finish with its own result. This
+// caught frames sent to a worker out of its queue's order.
+func TestConcurrentSubmitters(t *testing.T) {
+	c := newCluster(t, square)
+	const producers, each = 8, 2500
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	for p := range producers {
+		wg.Go(func() {
+			jobs := make([]*drove.Job[int], 0, each)
+			for i := range each {
+				j, err := c.Submit(t.Context(), p*each+i)
+				if err != nil {
+					errs <- err
+					return
+				}
+				jobs = append(jobs, j)
+			}
+			for i, j := range jobs {
+				n := p*each + i
+				if got, err := j.Result(t.Context()); err != nil || got != n*n {
+					errs <- fmt.Errorf("job for %d: got %d, %v (%s)", n, got, err, j.Status())
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

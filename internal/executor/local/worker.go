@@ -155,10 +155,12 @@ func (e *Executor) bringUp(ctx context.Context, s *slot) error {
 	if e.closed && len(w.queue) == 0 {
 		w.in.Close()
 	}
+	w.wmu.Lock() // before any Start can send behind these: see startFunc
 	e.mu.Unlock()
 	for _, ent := range send {
-		w.sendRun(ent)
+		w.sendRunLocked(ent)
 	}
+	w.wmu.Unlock()
 	if head != nil {
 		e.rep.Started(head, time.Now())
 	}
@@ -333,13 +335,17 @@ func (e *Executor) startFunc(r *sched.Run) {
 	ent := &entry{r: r, id: w.nextID}
 	w.queue = append(w.queue, ent)
 	e.running[r] = s
-	ready := w.ready
-	isHead := w.head() == r
-	e.mu.Unlock()
-	if !ready {
+	if !w.ready {
+		e.mu.Unlock()
 		return // bringUp sends it
 	}
-	w.sendRun(ent)
+	isHead := w.head() == r
+	// The worker runs frames in the order they arrive, which must be the
+	// queue's: take the write lock before letting another Start queue.
+	w.wmu.Lock()
+	e.mu.Unlock()
+	w.sendRunLocked(ent)
+	w.wmu.Unlock()
 	if isHead {
 		e.rep.Started(r, time.Now())
 	}
@@ -400,10 +406,9 @@ func (e *Executor) Recall(r *sched.Run) {
 	e.takeBack(s, r, sched.Result{Outcome: sched.NotStarted})
 }
 
-func (w *workerProc) sendRun(ent *entry) {
-	w.wmu.Lock()
+// sendRunLocked sends ent's run; the caller holds w.wmu.
+func (w *workerProc) sendRunLocked(ent *entry) {
 	err := w.w.Send(&wire.Run{ID: ent.id, Input: ent.r.Task.Input})
-	w.wmu.Unlock()
 	if err != nil {
 		// The reader sees the worker die and reports its runs.
 		w.signal(syscall.SIGKILL)
