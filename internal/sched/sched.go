@@ -508,7 +508,8 @@ func (s *Scheduler) requeueLocked(t *Task, from *node) {
 }
 
 func (s *Scheduler) finishLocked(t *Task, st State, res Result) {
-	t.res = res
+	t.res = &res
+	t.Input = nil // not needed again; a finished job holds only its result
 	t.state.Store(uint32(st))
 	close(t.done)
 	s.unfinished--

@@ -65,7 +65,10 @@ type Task struct {
 	run      *Run
 	lastNode string
 
-	res Result // written once, before done is closed
+	// res is written once, before done is closed. A pointer, so a queued
+	// task does not carry an empty result: a million queued tasks must fit
+	// in little memory.
+	res *Result
 }
 
 // State returns the task's current state.
@@ -75,7 +78,7 @@ func (t *Task) State() State { return State(t.state.Load()) }
 func (t *Task) Done() <-chan struct{} { return t.done }
 
 // Result returns how the task ended. It is only valid after Done is closed.
-func (t *Task) Result() *Result { return &t.res }
+func (t *Task) Result() *Result { return t.res }
 
 // StartTime is when the task last started running, or zero.
 func (t *Task) StartTime() time.Time {
