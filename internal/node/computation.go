@@ -35,6 +35,10 @@ type computation struct {
 	out      *outbox
 	done     chan struct{} // closed by close
 	once     sync.Once
+	// startMu serialises Start calls: the local executor queues a run at
+	// a worker under its lock but writes it to the worker's pipe after,
+	// so two concurrent Starts could reach one worker out of order.
+	startMu sync.Mutex
 
 	// Guarded by n.mu.
 	queue    []*nrun
@@ -183,7 +187,9 @@ func (n *Node) startAll(starts []start) {
 			// and does not report Started.
 			s.c.out.push(&drovev1.Event{RunId: s.nr.id, Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: now}})
 		}
+		s.c.startMu.Lock()
 		s.c.ex.Start(s.nr.r)
+		s.c.startMu.Unlock()
 	}
 }
 

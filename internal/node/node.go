@@ -250,7 +250,9 @@ func (n *Node) CPUs() int { return n.cpus }
 
 func (n *Node) newServer() *http.Server {
 	mux := http.NewServeMux()
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(n.cfg.MaxMessage)}
+	// Large messages only are compressed (if the client asks): small ones
+	// cost more CPU to compress than they save on a LAN.
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(n.cfg.MaxMessage), connect.WithCompressMinBytes(64 << 10)}
 	path, h := drovev1connect.NewNodeServiceHandler(&service{n: n}, opts...)
 	mux.Handle(path, h)
 	mux.HandleFunc("HEAD /blobs/{sum}", n.blobHead)

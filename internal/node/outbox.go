@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"os"
+	"sort"
 	"sync"
 	"time"
 
@@ -140,11 +141,8 @@ func (o *outbox) ackLocked(seq uint64) {
 		return
 	}
 	o.acked = seq
-	i := 0
-	for i < len(o.mem) && o.mem[i].Seq <= seq {
-		o.mem[i] = nil
-		i++
-	}
+	i := sort.Search(len(o.mem), func(i int) bool { return o.mem[i].Seq > seq })
+	clear(o.mem[:i])
 	o.mem = o.mem[i:]
 }
 
@@ -152,10 +150,9 @@ func (o *outbox) ackLocked(seq uint64) {
 func (o *outbox) after(seq uint64, max int) []*drovev1.Event {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	i := 0
-	for i < len(o.mem) && o.mem[i].Seq <= seq {
-		i++
-	}
+	// mem is sorted by seq: find the first event after seq without a
+	// scan, which would make a stream's reads quadratic between acks.
+	i := sort.Search(len(o.mem), func(i int) bool { return o.mem[i].Seq > seq })
 	end := min(len(o.mem), i+max)
 	return append([]*drovev1.Event(nil), o.mem[i:end]...)
 }
