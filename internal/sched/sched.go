@@ -25,7 +25,9 @@ import (
 // runs on an executor than the slots it registered the node with.
 //
 // Start must not block for long (no network round trips): it hands the run
-// to the executor's own goroutines. Every started run must be reported
+// to the executor's own goroutines. The scheduler calls Start from one
+// goroutine at a time, in dispatch order, so an executor sees each node's
+// runs in the order they were dispatched. Every started run must be reported
 // exactly once through [Scheduler.Done] (or be covered by
 // [Scheduler.NodeDown]). Cancel asks for a run to stop, escalating as the
 // executor sees fit (context, SIGINT, SIGTERM, SIGKILL); it may come before
@@ -135,6 +137,8 @@ type Scheduler struct {
 	priorities map[int]int   // unfinished tasks by priority
 	idle       chan struct{} // closed while unfinished == 0
 	closed     bool
+	toStart    []*Run // dispatched, not yet handed to executors
+	starting   bool   // a goroutine is in startPending
 
 	events    []any // TaskEvent or NodeEvent, delivered in order
 	eventCond *sync.Cond
@@ -221,9 +225,9 @@ func (s *Scheduler) AddNode(name string, slots int, ex Executor) error {
 	s.nodes = append(s.nodes, n)
 	s.byName[name] = n
 	s.emitLocked(NodeEvent{Node: name, Kind: NodeUp, Slots: slots})
-	runs := s.dispatchLocked()
+	s.dispatchLocked()
 	s.mu.Unlock()
-	startAll(runs)
+	s.startPending()
 	return nil
 }
 
@@ -250,9 +254,9 @@ func (s *Scheduler) SetSlots(name string, slots int) error {
 		return fmt.Errorf("%w: %s", ErrNoNode, name)
 	}
 	n.slots = slots
-	runs := s.dispatchLocked()
+	s.dispatchLocked()
 	s.mu.Unlock()
-	startAll(runs)
+	s.startPending()
 	return nil
 }
 
@@ -270,9 +274,9 @@ func (s *Scheduler) setAllocated(name string, on bool) error {
 		return fmt.Errorf("%w: %s", ErrNoNode, name)
 	}
 	n.allocated = on
-	runs := s.dispatchLocked()
+	s.dispatchLocked()
 	s.mu.Unlock()
-	startAll(runs)
+	s.startPending()
 	return nil
 }
 
@@ -316,10 +320,10 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
 		heap.Push(&s.queue, t)
 	}
 	s.priorities[t.Priority]++
-	runs := s.dispatchLocked()
+	s.dispatchLocked()
 	recall := s.recallLocked()
 	s.mu.Unlock()
-	startAll(runs)
+	s.startPending()
 	for _, r := range recall {
 		r.ex.(Prefetcher).Recall(r)
 	}
@@ -333,14 +337,28 @@ func (s *Scheduler) recallLocked() []*Run {
 	if len(s.priorities) < 2 {
 		return nil
 	}
-	var rs []*Run
+	var rs, unhanded []*Run
 	for _, n := range s.nodes {
 		for _, r := range n.waiting {
-			if !r.recalled {
+			switch {
+			case r.recalled:
+			case !r.handed:
+				unhanded = append(unhanded, r)
+			default:
 				r.recalled = true
 				rs = append(rs, r)
 			}
 		}
+	}
+	// A run not yet handed to its executor is simply taken back.
+	for _, r := range unhanded {
+		for i, x := range s.toStart {
+			if x == r {
+				s.toStart = append(s.toStart[:i], s.toStart[i+1:]...)
+				break
+			}
+		}
+		s.endRunLocked(r, Result{Outcome: NotStarted})
 	}
 	return rs
 }
@@ -418,9 +436,9 @@ func (s *Scheduler) Done(r *Run, res Result) {
 		return
 	}
 	s.endRunLocked(r, res)
-	runs := s.dispatchLocked()
+	s.dispatchLocked()
 	s.mu.Unlock()
-	startAll(runs)
+	s.startPending()
 }
 
 func (s *Scheduler) endRunLocked(r *Run, res Result) {
@@ -545,9 +563,9 @@ func (s *Scheduler) NodeDown(name string, err error) {
 		s.finishLocked(t, Abandoned, Result{Outcome: Lost, Err: fmt.Errorf("%w: %s: %w", ErrNodeLost, name, err)})
 	}
 	s.emitLocked(NodeEvent{Node: name, Kind: NodeDown, Err: err})
-	runs := s.dispatchLocked()
+	s.dispatchLocked()
 	s.mu.Unlock()
-	startAll(runs)
+	s.startPending()
 }
 
 // RemoveNode closes a node on request: it takes no new tasks, its queued
@@ -683,27 +701,26 @@ func (s *Scheduler) cancelAll() {
 	}
 }
 
-// dispatchLocked assigns queued tasks to free slots and returns the runs to
-// start once the lock is released.
-func (s *Scheduler) dispatchLocked() []*Run {
-	var runs []*Run
+// dispatchLocked assigns queued tasks to free slots and queues the runs for
+// startPending, which hands them to executors once the lock is released.
+func (s *Scheduler) dispatchLocked() {
 	ahead := len(s.priorities) < 2
 	for {
 		progress := false
 		for _, n := range s.nodes {
 			if n.pinned.Len() > 0 && n.free(ahead) && (s.queue.Len() == 0 || !s.queue.less(s.queue.items[0], n.pinned.items[0])) {
-				runs = append(runs, s.assignLocked(n, heap.Pop(&n.pinned).(*Task)))
+				s.toStart = append(s.toStart, s.assignLocked(n, heap.Pop(&n.pinned).(*Task)))
 				progress = true
 			}
 		}
 		if s.queue.Len() > 0 {
 			if n := s.pickLocked(s.queue.items[0], ahead); n != nil {
-				runs = append(runs, s.assignLocked(n, heap.Pop(&s.queue).(*Task)))
+				s.toStart = append(s.toStart, s.assignLocked(n, heap.Pop(&s.queue).(*Task)))
 				progress = true
 			}
 		}
 		if !progress {
-			return runs
+			return
 		}
 	}
 }
@@ -777,10 +794,36 @@ func (s *Scheduler) startLocked(r *Run, at time.Time) {
 	s.emitLocked(TaskEvent{Task: t, State: Running, Node: r.Node})
 }
 
-func startAll(runs []*Run) {
-	for _, r := range runs {
-		r.ex.Start(r)
+// startPending hands dispatched runs to their executors in dispatch order.
+// Several goroutines dispatch (Submit, Done, AddNode…); one of them at a
+// time drains the list and the others leave their runs to it, so a node
+// never sees its runs out of order, and an executor that reports from
+// inside Start does not recurse into another Start.
+func (s *Scheduler) startPending() {
+	s.mu.Lock()
+	if s.starting {
+		s.mu.Unlock()
+		return
 	}
+	s.starting = true
+	for len(s.toStart) > 0 {
+		batch := s.toStart
+		s.toStart = nil
+		for _, r := range batch {
+			r.handed = true
+		}
+		s.mu.Unlock()
+		for i, r := range batch {
+			r.ex.Start(r)
+			batch[i] = nil
+		}
+		s.mu.Lock()
+		if s.toStart == nil {
+			s.toStart = batch[:0] // reuse the slice
+		}
+	}
+	s.starting = false
+	s.mu.Unlock()
 }
 
 func (s *Scheduler) emitLocked(ev any) {

@@ -16,7 +16,8 @@ import (
 type behaviour struct {
 	outcome Outcome
 	delay   time.Duration
-	hang    bool // run until cancelled
+	hang    bool            // run until cancelled
+	hold    <-chan struct{} // if set, run until it is closed
 }
 
 // testExec is an in-memory executor. Like Nomad's mock driver, it lets the
@@ -57,6 +58,9 @@ func (e *testExec) Start(r *Run) {
 	go func() {
 		defer e.wg.Done()
 		res := Result{Outcome: b.outcome, Start: time.Now()}
+		if b.hold != nil {
+			<-b.hold
+		}
 		if b.hang {
 			<-stop
 			res.Outcome = Killed
@@ -332,7 +336,8 @@ func checkPriorityOrder(t *testing.T, depth int) {
 			first := len(started) == 1
 			mu.Unlock()
 			if first {
-				<-release // hold the only slot until every task is queued
+				// Hold the only slot until every task is queued.
+				return behaviour{outcome: OK, hold: release}
 			}
 			return behaviour{outcome: OK}
 		})
@@ -347,7 +352,9 @@ func checkPriorityOrder(t *testing.T, depth int) {
 			rt.Fatal(err)
 		}
 		blocker := &Task{ID: 0}
-		go func() { _ = s.Submit(context.Background(), blocker) }()
+		if err := s.Submit(context.Background(), blocker); err != nil {
+			rt.Fatal(err)
+		}
 		for {
 			mu.Lock()
 			n := len(started)

@@ -121,6 +121,7 @@ type Run struct {
 	over     bool // guarded by the scheduler's lock
 	started  bool // likewise
 	recalled bool // likewise
+	handed   bool // likewise: given to the executor's Start
 }
 
 // Cause returns why the run is being stopped (ErrCancelled or ErrTimeout),

@@ -157,13 +157,13 @@ func (e *Executor) bringUp(ctx context.Context, s *slot) error {
 	}
 	w.wmu.Lock() // before any Start can send behind these: see startFunc
 	e.mu.Unlock()
+	if head != nil {
+		e.rep.Started(head, time.Now())
+	}
 	for _, ent := range send {
 		w.sendRunLocked(ent)
 	}
 	w.wmu.Unlock()
-	if head != nil {
-		e.rep.Started(head, time.Now())
-	}
 	return nil
 }
 
@@ -344,11 +344,12 @@ func (e *Executor) startFunc(r *sched.Run) {
 	// queue's: take the write lock before letting another Start queue.
 	w.wmu.Lock()
 	e.mu.Unlock()
-	w.sendRunLocked(ent)
-	w.wmu.Unlock()
 	if isHead {
+		// Before the frame goes: the job's own reports may follow at once.
 		e.rep.Started(r, time.Now())
 	}
+	w.sendRunLocked(ent)
+	w.wmu.Unlock()
 	if r.Cause() != nil {
 		e.cancelFunc(r)
 	}
