@@ -242,6 +242,9 @@ func (n *Node) listen() error {
 // Addr returns the address of the first listener, with the bound port.
 func (n *Node) Addr() net.Addr { return n.lns[0].Addr() }
 
+// Dir returns the node's directory.
+func (n *Node) Dir() string { return n.cfg.Dir }
+
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 

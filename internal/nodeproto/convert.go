@@ -88,6 +88,9 @@ func ErrorFromProto(p *drovev1.JobError) error {
 
 // ResultFromProto converts a result from the wire for the scheduler.
 func ResultFromProto(p *drovev1.Result) sched.Result {
+	if p == nil {
+		return sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: the node sent an empty result", sched.ErrNodeLost)}
+	}
 	res := sched.Result{Output: p.Output, Stdout: p.Stdout, Stderr: p.Stderr, Err: ErrorFromProto(p.Error)}
 	if p.StartUnixNano != 0 {
 		res.Start = time.Unix(0, p.StartUnixNano)
