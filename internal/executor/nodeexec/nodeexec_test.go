@@ -37,6 +37,21 @@ func init() {
 		}
 		return in, nil
 	}})
+	registry.Register(&registry.Func{Name: "files", In: "u64", Out: "u64", Call: func(ctx context.Context, in []byte) ([]byte, error) {
+		j := worker.FromContext(ctx)
+		if err := j.Provisional([]byte("half way")); err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("out%d.txt", u64(in))
+		if err := os.WriteFile(name, fmt.Appendf(nil, "result %d", u64(in)), 0o644); err != nil {
+			return nil, err
+		}
+		if err := j.SendFile(name, "sub/"+name); err != nil {
+			return nil, err
+		}
+		_ = j.SendFile(name, "../escape.txt") // refused by the node
+		return in, nil
+	}})
 	registry.Register(&registry.Func{Name: "fail", In: "u64", Out: "u64", Call: func(ctx context.Context, in []byte) ([]byte, error) {
 		if u64(in) == 1 {
 			panic("boom")
@@ -281,7 +296,63 @@ func TestWrongSecret(t *testing.T) {
 	}
 }
 
-func TestSendFile(t *testing.T) {
-	_ = filesink.ErrBadName
-	_ = filepath.Join
+func TestFilesAndProvisional(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.MaxFileSize = 256 << 20 })
+	dest := t.TempDir()
+	sink, err := filesink.Open(dest, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	var mu sync.Mutex
+	var prov []string
+	s := sched.New(sched.Config{OnTask: func(ev sched.TaskEvent) {
+		if ev.State == sched.ProvisionalResult {
+			mu.Lock()
+			prov = append(prov, string(ev.Output))
+			mu.Unlock()
+		}
+	}})
+	dial(t, s, nodeexec.Config{Addr: n.addr, Files: sink}, funcComp(t, "files"))
+	ts := submit(t, s, 3, func(i int) []byte { return enc(uint64(i)) })
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range ts {
+		if tk.State() != sched.Finished {
+			t.Fatalf("task %d: %v %v", tk.ID, tk.State(), tk.Result().Err)
+		}
+	}
+	for i := range 3 {
+		b, err := os.ReadFile(filepath.Join(dest, "sub", fmt.Sprintf("out%d.txt", i)))
+		if err != nil || string(b) != fmt.Sprintf("result %d", i) {
+			t.Errorf("file %d: %q %v", i, b, err)
+		}
+	}
+	// The name that climbs out was refused on the node; nothing escaped.
+	for _, dir := range []string{filepath.Dir(dest), n.Dir()} {
+		if _, err := os.Stat(filepath.Join(dir, "escape.txt")); err == nil {
+			t.Errorf("escape.txt written in %s", dir)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(prov) != 3 || prov[0] != "half way" {
+		t.Errorf("provisional results %q", prov)
+	}
+}
+
+// spooled counts bytes of event spools on the node's disk.
+func spooled(t *testing.T, n *testNode) int64 {
+	t.Helper()
+	var total int64
+	_ = filepath.WalkDir(n.Dir(), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "events.spool" {
+			if fi, err := d.Info(); err == nil {
+				total += fi.Size()
+			}
+		}
+		return nil
+	})
+	return total
 }
