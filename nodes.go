@@ -432,3 +432,20 @@ func (c *Cluster[In, Out]) SetNodeCPUs(name string, cpus int) error {
 	}
 	return c.s.SetSlots(name, cpus)
 }
+
+// remoteConfig builds what startRemoteNodes needs from the cluster's
+// options. The secret comes from $DROVE_SECRET unless set otherwise.
+func (c *Cluster[In, Out]) remoteConfig() remoteConfig {
+	return remoteConfig{
+		Nodes:   c.cfg.nodes,
+		Func:    c.fn.name,
+		Setup:   c.cfg.setup,
+		Program: c.fn.program,
+		Depends: c.cfg.depends,
+		Env:     c.cfg.env,
+		CPUs:    max(0, c.cfg.cpus),
+		Grace:   c.cfg.grace,
+		Files:   c.files,
+		Logger:  c.log,
+	}
+}

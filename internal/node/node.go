@@ -342,6 +342,9 @@ func isLoopback(remote string) bool {
 // for it within Config.ShutdownTimeout. A clean stop returns nil.
 func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
+	// Serving the requested number of computations ends Run too.
+	gctx, stop := context.WithCancel(gctx)
+	defer stop()
 	for _, ln := range n.lns {
 		g.Go(func() error {
 			var err error
@@ -375,21 +378,22 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-n.serveEnd: // nil without Serve: blocks forever
 			n.log.Info("served the requested number of computations; exiting", "serve", n.cfg.Serve)
 		}
+		defer stop()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
 		defer cancel()
 		n.closeAll(sctx)
-		err := n.srv.Shutdown(sctx)
+		// The computations are closed, so what is left are answers in
+		// flight and idle HTTP/2 connections, which Shutdown would wait
+		// on until its deadline: give the answers a moment, then cut.
+		hctx, hcancel := context.WithTimeout(sctx, 200*time.Millisecond)
+		defer hcancel()
+		err := n.srv.Shutdown(hctx)
 		if errors.Is(err, context.DeadlineExceeded) {
-			// Streams never end by themselves: cut them.
 			err = n.srv.Close()
 		}
 		return err
 	})
-	err := g.Wait()
-	if ctx.Err() != nil && err == nil {
-		return nil
-	}
-	return err
+	return g.Wait()
 }
 
 // closeAll closes every computation, stopping their jobs.

@@ -1,0 +1,397 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/gob"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
+	"github.com/drove-dev/drove/internal/nodeauth"
+	"github.com/drove-dev/drove/internal/registry"
+	"github.com/drove-dev/drove/internal/sched"
+)
+
+// buildDrove builds the drove binary for tests that need real processes.
+func buildDrove(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "drove")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "node", "--help").CombinedOutput(); err != nil && strings.Contains(string(out), "unknown command") {
+		t.Skip("drove node is not registered in root.go yet (add newNodeCmd and newCertCmd to newRootCmd)")
+	}
+	return bin
+}
+
+type nodeProc struct {
+	cmd  *exec.Cmd
+	addr string
+	out  *bytes.Buffer
+	done chan error
+}
+
+var servingRE = regexp.MustCompile(`serving \d+ CPUs on (\S+)`)
+
+// startNodeProc runs "drove node" on a loopback port and waits until it
+// serves.
+func startNodeProc(t *testing.T, bin string, env []string, args ...string) *nodeProc {
+	t.Helper()
+	args = append([]string{"node", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(), "--ping-interval", "100ms", "--log-level", "warn"}, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &nodeProc{cmd: cmd, out: &stderr, done: make(chan error, 1)}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		_ = cmd.Wait()
+		t.Fatalf("drove node %v did not start: %s", args, stderr.String())
+	}
+	m := servingRE.FindStringSubmatch(lines.Text())
+	if m == nil {
+		t.Fatalf("unexpected first line %q", lines.Text())
+	}
+	p.addr = m[1]
+	go func() { _, _ = io.Copy(io.Discard, stdout); p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("drove node did not stop on SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("node %s stderr:\n%s", p.addr, stderr.String())
+		}
+	})
+	return p
+}
+
+func demoComputation(t *testing.T) *nodeexec.Computation {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := nodeexec.HashFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &nodeexec.Computation{Func: "drove.demo", Fingerprint: registry.Fingerprint(), Executable: f, Grace: 200 * time.Millisecond}
+}
+
+func addNode(t *testing.T, s *sched.Scheduler, cfg nodeexec.Config) {
+	t.Helper()
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 100 * time.Millisecond
+	}
+	cfg.ClientID = "cmdtest"
+	ex, err := nodeexec.Dial(t.Context(), cfg, demoComputation(t), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddNode(ex.Name(), ex.Slots(), ex); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func demoInput(t *testing.T, n int) []byte {
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(DemoArgs{N: n, Unit: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestNodeProcesses runs the demo computation on two real drove node
+// processes, then kills one with SIGKILL during 1,000 reentrant jobs: all
+// finish, each exactly once, on the survivor.
+func TestNodeProcesses(t *testing.T) {
+	bin := buildDrove(t)
+	env := []string{"DROVE_SECRET=cmd-test"}
+	a := startNodeProc(t, bin, env, "--name", "nodeA", "--cpus", "2")
+	b := startNodeProc(t, bin, env, "--name", "nodeB", "--cpus", "2")
+
+	var mu sync.Mutex
+	finals := map[int64]int{}
+	s := sched.New(sched.Config{Reentrant: true, OnTask: func(ev sched.TaskEvent) {
+		if ev.State.Final() {
+			mu.Lock()
+			finals[ev.Task.ID]++
+			mu.Unlock()
+		}
+	}})
+	addNode(t, s, nodeexec.Config{Addr: a.addr, Secret: "cmd-test"})
+	addNode(t, s, nodeexec.Config{Addr: b.addr, Secret: "cmd-test"})
+
+	ctx := t.Context()
+	hosts := map[string]int{}
+	var first []*sched.Task
+	for i := range 20 {
+		tk := &sched.Task{ID: int64(i + 1), Input: demoInput(t, 1+i%3)}
+		if err := s.Submit(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		first = append(first, tk)
+	}
+	if err := s.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range first {
+		var r DemoResult
+		if tk.State() != sched.Finished {
+			t.Fatalf("job %d: %v %v", tk.ID, tk.State(), tk.Result().Err)
+		}
+		if err := gob.NewDecoder(bytes.NewReader(tk.Result().Output)).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		hosts[tk.NodeName()]++
+	}
+	if hosts["nodeA"] == 0 || hosts["nodeB"] == 0 {
+		t.Errorf("jobs per node %v: want both nodes used", hosts)
+	}
+
+	var ts []*sched.Task
+	for i := range 1000 {
+		tk := &sched.Task{ID: int64(1000 + i), Input: demoInput(t, 1)}
+		if err := s.Submit(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, tk)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := s.Wait(wctx); err != nil {
+		t.Fatalf("%v: %+v", err, s.Stats())
+	}
+	for _, tk := range ts {
+		if tk.State() != sched.Finished {
+			t.Fatalf("job %d: %v %v", tk.ID, tk.State(), tk.Result().Err)
+		}
+	}
+	mu.Lock()
+	for id, n := range finals {
+		if n != 1 {
+			t.Errorf("job %d ended %d times", id, n)
+		}
+	}
+	if len(finals) != 1020 {
+		t.Errorf("%d jobs ended, want 1020", len(finals))
+	}
+	mu.Unlock()
+	st := s.Stats()
+	for _, n := range st.Nodes {
+		if n.Name == "nodeA" && !n.Down {
+			t.Errorf("killed node not reported down: %+v", n)
+		}
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNodeSecretRefused: a client with the wrong secret gets a clear error
+// and the node goes on serving the right one.
+func TestNodeSecretRefused(t *testing.T) {
+	bin := buildDrove(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("right\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startNodeProc(t, bin, nil, "--secret-file", secret, "--serve", "1")
+	s := sched.New(sched.Config{})
+	_, err := nodeexec.Dial(t.Context(), nodeexec.Config{Addr: p.addr, Secret: "wrong", ClientID: "x"}, demoComputation(t), s)
+	if err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	addNode(t, s, nodeexec.Config{Addr: p.addr, Secret: "right"})
+	tk := &sched.Task{ID: 1, Input: demoInput(t, 1)}
+	if err := s.Submit(t.Context(), tk); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if tk.State() != sched.Finished {
+		t.Fatal(tk.Result().Err)
+	}
+	// --serve 1: the node exits by itself after its one computation.
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("node exit: %v", err)
+		}
+		p.done <- err
+	case <-time.After(10 * time.Second):
+		t.Error("node with --serve 1 still running after its computation closed")
+	}
+}
+
+// TestNodeTLS sets up mutual TLS with drove cert and runs a job through it.
+func TestNodeTLS(t *testing.T) {
+	bin := buildDrove(t)
+	dir := t.TempDir()
+	for _, args := range [][]string{{"ca"}, {"node", "n1", "127.0.0.1"}, {"client", "c1"}} {
+		cmd := newCertCmd()
+		cmd.SetArgs(append(args, "--dir", dir))
+		cmd.SetOut(io.Discard)
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("cert %v: %v", args, err)
+		}
+	}
+	cmd := newCertCmd()
+	cmd.SetArgs([]string{"ca", "--dir", dir})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	if err := cmd.Execute(); err == nil {
+		t.Error("drove cert ca overwrote the CA")
+	}
+	f := func(n string) string { return filepath.Join(dir, n) }
+	p := startNodeProc(t, bin, nil, "--tls-cert", f("n1.pem"), "--tls-key", f("n1-key.pem"), "--tls-ca", f("ca.pem"))
+	tlsCfg, err := nodeauth.ClientTLS(f("c1.pem"), f("c1-key.pem"), f("ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sched.New(sched.Config{})
+	noCert, _ := nodeauth.ClientTLS("", "", f("ca.pem"))
+	if _, err := nodeexec.Dial(t.Context(), nodeexec.Config{Addr: p.addr, TLS: noCert, ClientID: "x"}, demoComputation(t), s); err == nil {
+		t.Error("client without a certificate accepted")
+	}
+	addNode(t, s, nodeexec.Config{Addr: p.addr, TLS: tlsCfg})
+	tk := &sched.Task{ID: 1, Input: demoInput(t, 1)}
+	if err := s.Submit(t.Context(), tk); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if tk.State() != sched.Finished {
+		t.Fatal(tk.Result().Err)
+	}
+}
+
+func TestNodeFlags(t *testing.T) {
+	run := func(args ...string) error {
+		cmd := newNodeCmd()
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		cmd.SetContext(t.Context())
+		return cmd.Execute()
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--zombie-interval", "0s"}, "--zombie-interval"},
+		{[]string{"--max-file-size", "10x"}, "--max-file-size"},
+		{[]string{"--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.pem"}, "TLS certificate"},
+		{[]string{"--secret-file", "/nonexistent"}, "--secret-file"},
+		{[]string{"--config", "/nonexistent"}, "--config"},
+		{[]string{"--port", "70000"}, "port"},
+	} {
+		err := run(tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error about %s", tc.args, err, tc.want)
+		}
+	}
+	cfgFile := filepath.Join(t.TempDir(), "node.conf")
+	if err := os.WriteFile(cfgFile, []byte("[DEFAULT]\n# comment\nmax_file_size = 12q\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("--config", cfgFile); err == nil || !strings.Contains(err.Error(), "--max-file-size") {
+		t.Errorf("config value not applied: %v", err)
+	}
+	if err := os.WriteFile(cfgFile, []byte("bogus = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("--config", cfgFile); err == nil || !strings.Contains(err.Error(), "unknown option") {
+		t.Errorf("unknown config option: %v", err)
+	}
+	var help bytes.Buffer
+	cmd := newNodeCmd()
+	cmd.SetArgs([]string{"--help"})
+	cmd.SetOut(&help)
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"--cpus", "--host", "--ext-host", "--port", "--name", "--dest-path", "--secret", "--secret-file", "--tls-cert", "--tls-key", "--tls-ca", "--max-file-size", "--serve", "--zombie-interval", "--ping-interval", "--scheduler-host", "--clean", "--config", "--insecure"} {
+		if !strings.Contains(help.String(), f) {
+			t.Errorf("--help does not explain %s", f)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "10": 10, "4k": 4096, "2M": 2 << 20, "1g": 1 << 30, "1t": 1 << 40} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "-1", "k", "1x", "99999999999t"} {
+		if _, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"0", "4k", "1t", "-1", "9223372036854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseSize(s)
+		if err == nil && n < 0 {
+			t.Fatalf("parseSize(%q) = %d", s, n)
+		}
+	})
+}
+
+var _ = fmt.Sprint
+
+// TestDemoNodes runs "drove demo --nodes" against two drove node
+// processes: the seed example on a real two-node cluster.
+func TestDemoNodes(t *testing.T) {
+	bin := buildDrove(t)
+	a := startNodeProc(t, bin, nil, "--name", "nodeA", "--cpus", "2")
+	b := startNodeProc(t, bin, nil, "--name", "nodeB", "--cpus", "2")
+	code, out, errs := runCmd(t, "", "demo", "--unit", "1ms", "--jobs", "12", "--nodes", a.addr+","+b.addr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	line := regexp.MustCompile(`(?m)^\S+ executed job \d+ at .* with ([1-9]|10)$`)
+	if got := len(line.FindAllString(out, -1)); got != 12 {
+		t.Errorf("%d job lines in\n%s", got, out)
+	}
+	for _, n := range []string{"nodeA", "nodeB"} {
+		if !regexp.MustCompile(`(?m)^\s+` + n + ` \|\s+2 \|\s+[1-9]\d* \|`).MatchString(out) {
+			t.Errorf("no stats line with jobs for %s in\n%s", n, out)
+		}
+	}
+}

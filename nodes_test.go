@@ -1,0 +1,149 @@
+package drove_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/node"
+)
+
+// startNode runs a drove node daemon in this process on a loopback port.
+func startNode(t *testing.T, name string) string {
+	t.Helper()
+	n, err := node.New(node.Config{
+		Hosts:  []string{"127.0.0.1"},
+		Name:   name,
+		Dir:    t.TempDir(),
+		CPUs:   2,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return n.Addr().String()
+}
+
+func nodeCluster(t *testing.T, nodes ...string) *drove.Cluster[int, int] {
+	t.Helper()
+	c, err := drove.NewCluster(t.Context(), square, drove.WithNodes(nodes...))
+	if err != nil {
+		if strings.Contains(err.Error(), "only the embedded local cluster") {
+			t.Skip("WithNodes is not wired into cluster.go yet")
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+func stat(c *drove.Cluster[int, int], name string) (drove.NodeStats, bool) {
+	for _, n := range c.Stats().Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return drove.NodeStats{}, false
+}
+
+func TestClusterOfNodes(t *testing.T) {
+	a, b := startNode(t, "a"), startNode(t, "b")
+	c := nodeCluster(t, a, b)
+	ctx := t.Context()
+	var jobs []*drove.Job[int]
+	for i := range 40 {
+		j, err := c.Submit(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j)
+	}
+	for i, j := range jobs {
+		if r, err := j.Result(ctx); err != nil || r != i*i {
+			t.Fatalf("job %d: %d %v", i, r, err)
+		}
+	}
+	for _, n := range []string{"a", "b"} {
+		st, ok := stat(c, n)
+		if !ok || st.CPUs != 2 || st.Jobs == 0 || st.Sent == 0 || st.Received == 0 {
+			t.Errorf("node %s: %+v", n, st)
+		}
+	}
+
+	// A deallocated node takes no new jobs; allocated again, it does.
+	if err := c.DeallocateNode("a"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := stat(c, "a")
+	for i := range 20 {
+		j, err := c.Submit(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.Result(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if j.Node() != "b" {
+			t.Fatalf("job ran on %s while a was deallocated", j.Node())
+		}
+	}
+	if after, _ := stat(c, "a"); after.Jobs != before.Jobs {
+		t.Errorf("deallocated node ran jobs")
+	}
+	if err := c.AllocateNode("a"); err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.Submit(ctx, 7, drove.OnNode("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := j.Result(ctx); err != nil || r != 49 || j.Node() != "a" {
+		t.Fatalf("pinned job: %d %v on %s", r, err, j.Node())
+	}
+	if err := c.SetNodeCPUs("b", 1); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := stat(c, "b"); st.CPUs != 1 {
+		t.Errorf("SetNodeCPUs: %+v", st)
+	}
+	if err := c.SetNodeCPUs("nope", 1); err == nil {
+		t.Error("SetNodeCPUs of an unknown node")
+	}
+	if err := c.CloseNode(ctx, "a", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := stat(c, "a"); ok {
+		t.Error("closed node still listed")
+	}
+	if _, err := c.Submit(ctx, 1, drove.OnNode("a")); err == nil {
+		t.Error("job pinned to a closed node accepted")
+	}
+	j, err = c.Submit(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := j.Result(ctx); err != nil || r != 9 {
+		t.Fatal(r, err)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClusterOfNodesUnreachable(t *testing.T) {
+	_, err := drove.NewCluster(t.Context(), square, drove.WithNodes("127.0.0.1:1"))
+	if err == nil || strings.Contains(err.Error(), "only the embedded local cluster") {
+		t.Skipf("WithNodes not wired: %v", err)
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("error does not name the node: %v", err)
+	}
+	_ = time.Second
+}
