@@ -525,3 +525,27 @@ func TestConcurrentSubmitters(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Jobs queued ahead at a worker busy with a long job move to workers that
+// go idle: short jobs never wait for the long one.
+func TestShortJobsDoNotWaitBehindALongOne(t *testing.T) {
+	c := newCluster(t, sleep, drove.WithCPUs(2))
+	long := submit(t, c, 3*time.Second)
+	var short []*drove.Job[time.Duration]
+	for range 12 {
+		short = append(short, submit(t, c, 20*time.Millisecond))
+	}
+	start := time.Now()
+	for _, j := range short {
+		if _, err := result(t, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("short jobs took %v: some waited behind the long job", d)
+	}
+	if long.Status().Final() {
+		t.Errorf("the long job ended before the short ones: %s", long.Status())
+	}
+	_ = c.Cancel(long)
+}

@@ -156,13 +156,16 @@ func New(ctx context.Context, cfg Config, rep Reporter) (*Executor, error) {
 	return e, nil
 }
 
-// Prefetch implements sched.Prefetcher: one job queued behind each worker's
-// running one. Programs start on demand and queue nothing.
+// Prefetch implements sched.Prefetcher: two jobs queued behind each
+// worker's running one, so a worker never waits for the scheduler. A worker
+// that runs out of work takes back a job still waiting at another (see
+// steal), so a short job does not wait behind a long one. Programs start on
+// demand and queue nothing.
 func (e *Executor) Prefetch() int {
 	if e.cfg.Func == "" {
 		return 0
 	}
-	return e.cfg.Slots
+	return 2 * e.cfg.Slots
 }
 
 // slot is one place a job runs: a job directory and its output files, plus

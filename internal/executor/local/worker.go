@@ -376,6 +376,36 @@ func (e *Executor) cancelFunc(r *sched.Run) {
 	e.takeBack(s, r, sched.Result{Outcome: sched.Killed, Err: sched.ErrCancelled})
 }
 
+// steal gives a job waiting behind another worker's running one back to
+// the scheduler, which hands it to the worker that just went idle. Without
+// it, a job queued ahead at a worker busy with a long job would wait for it
+// while other workers sit idle.
+func (e *Executor) steal() {
+	e.mu.Lock()
+	var victim *slot
+	var r *sched.Run
+	for _, s := range e.workers {
+		w := s.w
+		if !w.ready || w.dead {
+			continue
+		}
+		for i := len(w.queue) - 1; i >= 1; i-- {
+			if ent := w.queue[i]; !ent.cancelled {
+				victim, r = s, ent.r
+				break
+			}
+		}
+		if victim != nil {
+			break
+		}
+	}
+	if victim == nil {
+		e.mu.Unlock()
+		return
+	}
+	e.takeBack(victim, r, sched.Result{Outcome: sched.NotStarted})
+}
+
 // takeBack removes r, which waits unstarted in s's queue, tells the worker
 // to skip it, and reports res. The caller holds e.mu; takeBack releases it.
 func (e *Executor) takeBack(s *slot, r *sched.Run, res sched.Result) {
@@ -503,9 +533,13 @@ func (w *workerProc) result(s *slot, m *wire.Result) bool {
 		w.cleanExit = true
 		w.in.Close()
 	}
+	idle := len(w.queue) == 0 && !w.dead && !e.closed
 	e.mu.Unlock()
 	if next != nil {
 		e.rep.Started(next, time.Now())
+	}
+	if idle {
+		defer e.steal()
 	}
 	if ent.cancelled {
 		return true // reported when it was cancelled
