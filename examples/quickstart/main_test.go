@@ -43,4 +43,3 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("no stats in\n%s", b)
 	}
 }
-
