@@ -341,17 +341,6 @@ func (r *remoteNodes) watch(rn *remoteNode) {
 	}
 }
 
-// remove forgets the node of the given scheduler name (CloseNode).
-func (r *remoteNodes) remove(name string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for a, rn := range r.nodes {
-		if rn.name == name {
-			delete(r.nodes, a)
-		}
-	}
-}
-
 // close stops reconnecting; the scheduler closes the executors.
 func (r *remoteNodes) close() {
 	r.cancel()

@@ -76,11 +76,10 @@ func TestRemoteNodes(t *testing.T) {
 	a := startTestNode(t, "a", nil)
 	b := startTestNode(t, "b", nil)
 	s := sched.New(sched.Config{})
-	r, err := startRemoteNodes(t.Context(), s, remoteConfig{
-		Nodes:     []string{a.Addr().String(), b.Addr().String()},
-		Func:      "test.square",
-		Heartbeat: 50 * time.Millisecond,
-	})
+	c := &Cluster[int, int]{fn: &Function[int, int]{name: "test.square"}, cfg: config{nodes: []string{a.Addr().String(), b.Addr().String()}}}
+	rc := c.remoteConfig()
+	rc.Heartbeat = 50 * time.Millisecond
+	r, err := startRemoteNodes(t.Context(), s, rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,4 +153,59 @@ func TestRemoteNodesDiscovery(t *testing.T) {
 	}
 	checkSquares(t, ts)
 	r.close()
+}
+
+// TestRemoteNodeRestart: a node that stops is reported down; started again
+// on its address, running clients pick it up again.
+func TestRemoteNodeRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(port int) node.Config {
+		return node.Config{Hosts: []string{"127.0.0.1"}, Port: port, Name: "phoenix", Dir: dir, CPUs: 1, PingInterval: 50 * time.Millisecond}
+	}
+	run := func(n *node.Node) func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- n.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	n1, err := node.New(cfg(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := n1.Addr().(*net.TCPAddr).Port
+	stop1 := run(n1)
+	s := sched.New(sched.Config{Reentrant: true})
+	defer s.Close(context.Background())
+	r, err := startRemoteNodes(t.Context(), s, remoteConfig{
+		Nodes: []string{n1.Addr().String()}, Func: "test.square",
+		Heartbeat: 50 * time.Millisecond, Misses: 3, Retry: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	stop1()
+	waitFor(t, func() bool { st := s.Stats(); return len(st.Nodes) == 1 && st.Nodes[0].Down })
+	ts := squareTasks(t, s, 5) // queued while no node is up
+	n2, err := node.New(cfg(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run(n2)()
+	waitFor(t, func() bool { st := s.Stats(); return len(st.Nodes) == 1 && !st.Nodes[0].Down })
+	if err := s.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checkSquares(t, ts)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
