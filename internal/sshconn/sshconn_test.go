@@ -260,7 +260,6 @@ func TestUnknownHostKey(t *testing.T) {
 func TestChangedHostKey(t *testing.T) {
 	s := sshtest.Start(t)
 	other := sshtest.Start(t) // a different host key
-	p := newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{other.KnownHosts} })
 	// other's known_hosts lists other's addresses; write s's address with
 	// other's key.
 	kh := filepath.Join(t.TempDir(), "kh")
@@ -268,7 +267,7 @@ func TestChangedHostKey(t *testing.T) {
 	_, port, _ := strings.Cut(s.Addrs[0], ":")
 	f := strings.Fields(string(line))
 	os.WriteFile(kh, []byte("[127.0.0.2]:"+port+" "+f[1]+" "+f[2]+"\n"), 0o600)
-	p = newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{kh} })
+	p := newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{kh} })
 	_, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "true"})
 	var hke *sshconn.HostKeyError
 	if !errors.As(err, &hke) || !hke.Changed {
