@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -124,3 +125,16 @@ var (
 type Point struct{ X, Y int }
 
 func (p Point) String() string { return fmt.Sprintf("(%d, %d)", p.X, p.Y) }
+
+// counted's cleanup leaves a file per worker in $DROVE_TEST_CLEANUP_DIR.
+var (
+	counted = drove.NewSetup("test.counted", func(ctx context.Context) (int, error) {
+		return os.Getpid(), nil
+	}, func(ctx context.Context, pid int) error {
+		dir := os.Getenv("DROVE_TEST_CLEANUP_DIR")
+		return os.WriteFile(filepath.Join(dir, fmt.Sprintf("cleanup-%d", pid)), nil, 0o600)
+	})
+	whichWorker = drove.Func("test.whichworker", func(ctx context.Context, _ int) (int, error) {
+		return counted.State(ctx), nil
+	})
+)

@@ -124,3 +124,21 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseStrings: program arguments decode or fail, never panic, and
+// what decodes survives a round trip (varints may arrive in a longer form
+// than the encoder writes, so the bytes themselves may differ).
+func FuzzParseStrings(f *testing.F) {
+	f.Add(AppendStrings(nil, []string{"a", "b c", ""}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ss, err := ParseStrings(b)
+		if err != nil {
+			return
+		}
+		again, err := ParseStrings(AppendStrings(nil, ss))
+		if err != nil || !reflect.DeepEqual(again, ss) && !(len(again) == 0 && len(ss) == 0) {
+			t.Fatalf("%q round-trips to %q, %v", ss, again, err)
+		}
+	})
+}
