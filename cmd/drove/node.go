@@ -31,6 +31,7 @@ func newNodeCmd() *cobra.Command {
 		configFile string
 		schedHost  []string
 		logLevel   string
+		noDisc     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -85,6 +86,7 @@ its files deleted.`,
 			if cfg.TLS == nil && cfg.Secret == "" && !cfg.Insecure {
 				cfg.Logger.Warn("no --secret and no TLS: serving clients on this machine only (loopback); use --insecure to serve any client")
 			}
+			cfg.Discovery = !noDisc
 			n, err := node.New(cfg)
 			if err != nil {
 				return err
@@ -114,6 +116,8 @@ its files deleted.`,
 	f.BoolVar(&cfg.Clean, "clean", false, "delete what --dest-path holds from an earlier run before starting")
 	f.StringVar(&configFile, "config", "", `file of "flag = value" lines (dispynode's --config; [DEFAULT] headers and # comments are ignored); command-line flags win`)
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&noDisc, "no-discovery", false, "do not answer UDP discovery (clients then list this node by address)")
+	f.BoolVar(&cfg.Multicast, "udp-multicast", false, "discovery over IPv4 multicast group 239.255.61.59 instead of broadcast")
 	return cmd
 }
 
