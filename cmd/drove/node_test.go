@@ -50,7 +50,7 @@ var servingRE = regexp.MustCompile(`serving \d+ CPUs on (\S+)`)
 // serves.
 func startNodeProc(t *testing.T, bin string, env []string, args ...string) *nodeProc {
 	t.Helper()
-	args = append([]string{"node", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(), "--ping-interval", "100ms", "--log-level", "warn"}, args...)
+	args = append([]string{"node", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(), "--ping-interval", "100ms", "--log-level", "warn", "--no-discovery"}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
