@@ -17,6 +17,7 @@ import (
 	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshconn"
 )
 
 // Cluster runs jobs of one computation. Create it with NewCluster; its
@@ -31,6 +32,7 @@ type Cluster[In, Out any] struct {
 	nextID  atomic.Int64
 	workDir string // removed by Close when we made it
 	files   *filesink.Dir
+	ssh     *sshconn.Pool // shell clusters' SSH connections
 
 	closeOnce sync.Once
 	closeErr  error
@@ -80,7 +82,11 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 
 func (c *Cluster[In, Out]) validate() error {
 	fn := c.fn
-	if fn.program != "" {
+	if fn.shell {
+		if c.cfg.setup != "" || len(c.cfg.depends) > 0 {
+			return errors.New("drove: WithSetup and WithDepends are for functions and programs, not shell commands")
+		}
+	} else if fn.program != "" {
 		path, err := exec.LookPath(fn.program)
 		if err != nil {
 			return fmt.Errorf("drove: program %s: %w", fn.program, err)
@@ -116,7 +122,7 @@ func (c *Cluster[In, Out]) validate() error {
 	if c.cfg.maxPending < 0 {
 		return fmt.Errorf("drove: WithMaxPending(%d): must not be negative", c.cfg.maxPending)
 	}
-	if len(c.cfg.nodes) > 0 {
+	if len(c.cfg.nodes) > 0 && !fn.shell {
 		return fmt.Errorf("drove: node %q: only the embedded local cluster is available in this build (remote nodes and SSH hosts come with drove node and drove run)", c.cfg.nodes[0])
 	}
 	return nil
@@ -145,6 +151,9 @@ func (c *Cluster[In, Out]) makeWorkDir() error {
 }
 
 func (c *Cluster[In, Out]) cleanup() {
+	if c.ssh != nil {
+		_ = c.ssh.Close()
+	}
 	if c.files != nil {
 		c.files.Close()
 	}
@@ -154,6 +163,9 @@ func (c *Cluster[In, Out]) cleanup() {
 }
 
 func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
+	if c.fn.shell {
+		return c.startShellNodes(ctx)
+	}
 	blobs := blob.Store{Dir: filepath.Join(c.workDir, "blobs")}
 	deps, err := stageDepends(blobs, c.cfg.depends)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 type Function[In, Out any] struct {
 	name    string
 	program string
+	shell   bool
 	encode  func(In) ([]byte, error)
 	decode  func([]byte) (Out, error)
 }
@@ -24,8 +25,11 @@ type Function[In, Out any] struct {
 // Name returns the name the function was registered under, or the program's
 // path.
 func (f *Function[In, Out]) Name() string {
-	if f.program != "" {
+	switch {
+	case f.program != "":
 		return f.program
+	case f.shell:
+		return "shell"
 	}
 	return f.name
 }

@@ -29,6 +29,7 @@ type config struct {
 	grace      time.Duration
 	logger     *slog.Logger
 	maxFile    int64
+	ssh        SSHConfig
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is

@@ -1,0 +1,81 @@
+package drove_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/testutil/sshtest"
+)
+
+func TestShellOnSSHHosts(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.WithHosts(2))
+	ssh := drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig})
+	c := newCluster(t, drove.Shell(), ssh, drove.WithNodes("ssh://"+srv.Aliases[0], "ssh://"+srv.Aliases[1]))
+	tests := []struct {
+		cmd    string
+		code   int
+		stdout string
+	}{
+		{"echo hello", 0, "hello\n"},
+		{"exit 3", 3, ""},
+		{`printf '%s|' "a b" '$(x)' "it's"`, 0, "a b|$(x)|it's|"},
+		{"whoami", 0, srv.User + "\n"},
+	}
+	for _, tt := range tests {
+		j := submit(t, c, tt.cmd)
+		code, err := result(t, j)
+		if err != nil || code != tt.code || string(j.Stdout()) != tt.stdout {
+			t.Errorf("%q: exit %d, %v, stdout %q; want %d, %q", tt.cmd, code, err, j.Stdout(), tt.code, tt.stdout)
+		}
+	}
+	// Many at once spread over both hosts (least loaded first).
+	var jobs []*drove.Job[int]
+	for range 8 {
+		jobs = append(jobs, submit(t, c, "sleep 0.2"))
+	}
+	nodes := map[string]bool{}
+	for _, j := range jobs {
+		if code, err := result(t, j); err != nil || code != 0 {
+			t.Errorf("sleep: %d %v", code, err)
+		}
+		nodes[j.Node()] = true
+	}
+	if len(nodes) != 2 {
+		t.Errorf("jobs ran on %v, want both hosts", nodes)
+	}
+	st := c.Stats()
+	if len(st.Nodes) != 2 || st.Nodes[0].CPUs < 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestShellErrors(t *testing.T) {
+	srv := sshtest.Start(t)
+	_, err := drove.NewCluster(t.Context(), drove.Shell(),
+		drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), drove.WithNodes("ssh://down"))
+	var ce *drove.SSHConnError
+	if !errors.As(err, &ce) {
+		t.Errorf("down host: %v, want an SSHConnError", err)
+	}
+	// known_hosts that does not list the host: refused, naming it.
+	_, err = drove.NewCluster(t.Context(), drove.Shell(), drove.WithSSH(drove.SSHConfig{
+		ConfigFile: "none", KnownHosts: []string{t.TempDir() + "/known_hosts"}, IdentityFiles: []string{srv.KeyPath},
+	}), drove.WithNodes("ssh://"+srv.User+"@"+srv.Addrs[0]))
+	var he *drove.SSHHostKeyError
+	if !errors.As(err, &he) || !strings.Contains(err.Error(), strings.Split(srv.Addrs[0], ":")[0]) {
+		t.Errorf("unknown host key: %v, want an SSHHostKeyError naming the host", err)
+	}
+	if _, err := drove.NewCluster(t.Context(), drove.Shell(), drove.WithNodes("host-without-scheme")); err == nil {
+		t.Error("a node without ssh:// was accepted")
+	}
+}
+
+func TestShellLocal(t *testing.T) {
+	c := newCluster(t, drove.Shell())
+	j := submit(t, c, "echo local; exit 5")
+	if code, err := result(t, j); err != nil || code != 5 || string(j.Stdout()) != "local\n" {
+		t.Errorf("exit %d, %v, %q", code, err, j.Stdout())
+	}
+}
