@@ -101,3 +101,63 @@ func BenchmarkNodeRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNodeDependsTransfer ships a 256 MiB depends file to a fresh node
+// (so nothing is deduplicated) and reports the transfer rate; then ships
+// the same computation again and reports the blob bytes that took (0).
+func BenchmarkNodeDependsTransfer(b *testing.B) {
+	const size = 256 << 20
+	path := b.TempDir() + "/big.bin"
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for i := range size / len(buf) {
+		buf[0] = byte(i)
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f.Close()
+	dep, err := nodeexec.HashFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prog, err := nodeexec.HashFile("/bin/true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	comp := &nodeexec.Computation{Program: prog, ProgramName: "true", Depends: []nodeexec.Depend{{Name: "big.bin", File: dep}}}
+	var elapsed time.Duration
+	var again int64
+	for range b.N {
+		n, err := node.New(node.Config{Hosts: []string{"127.0.0.1"}, Dir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- n.Run(ctx) }()
+		s := sched.New(sched.Config{})
+		start := time.Now()
+		ex, err := nodeexec.Dial(ctx, nodeexec.Config{Addr: n.Addr().String(), ClientID: "bench"}, comp, s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		elapsed += time.Since(start)
+		_ = ex.Close(ctx)
+		ex2, err := nodeexec.Dial(ctx, nodeexec.Config{Addr: n.Addr().String(), ClientID: "bench"}, comp, s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sent, _ := ex2.Bytes()
+		again += sent
+		_ = ex2.Close(ctx)
+		_ = s.Close(ctx)
+		cancel()
+		<-done
+	}
+	b.ReportMetric(float64(size)*float64(b.N)/elapsed.Seconds()/1e6, "MB/s")
+	b.ReportMetric(float64(again)/float64(b.N), "resubmit-bytes")
+}

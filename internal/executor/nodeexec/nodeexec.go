@@ -156,6 +156,7 @@ type Executor struct {
 	rep    Reporter
 	log    *slog.Logger
 	hc     *http.Client
+	bulk   *http.Client // blobs: HTTP/1.1, no HTTP/2 flow control on big files
 	base   string
 	api    drovev1connect.NodeServiceClient
 	info   *drovev1.InfoResponse
@@ -223,6 +224,26 @@ func NewHTTPClient(secret string, tlsCfg *tls.Config) *http.Client {
 	return &http.Client{Transport: rt}
 }
 
+// newBulkClient returns the client for blob transfers: HTTP/1.1, one TCP
+// connection per transfer, whose throughput is not bounded by HTTP/2's
+// per-stream flow-control window.
+func newBulkClient(secret string, tlsCfg *tls.Config) *http.Client {
+	tr := &http.Transport{
+		DialContext:     (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		TLSClientConfig: tlsCfg,
+		WriteBufferSize: 256 << 10,
+		ReadBufferSize:  256 << 10,
+	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	tr.Protocols = &p
+	var rt http.RoundTripper = tr
+	if secret != "" {
+		rt = &nodeauth.Transport{Secret: secret, Base: tr}
+	}
+	return &http.Client{Transport: rt}
+}
+
 func baseURL(addr string, tlsCfg *tls.Config) string {
 	if tlsCfg != nil {
 		return "https://" + addr
@@ -276,6 +297,7 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 		rep:    rep,
 		log:    cfg.Logger,
 		hc:     NewHTTPClient(cfg.Secret, cfg.TLS),
+		bulk:   newBulkClient(cfg.Secret, cfg.TLS),
 		base:   baseURL(cfg.Addr, cfg.TLS),
 		runs:   map[uint64]*run{},
 		byRun:  map[*sched.Run]uint64{},
@@ -385,7 +407,7 @@ func (e *Executor) upload(ctx context.Context, f *File) error {
 		return err
 	}
 	req.ContentLength = f.Size
-	resp, err = e.hc.Do(req)
+	resp, err = e.bulk.Do(req)
 	if err != nil {
 		return fmt.Errorf("sending %s: %w", f.Path, err)
 	}
@@ -667,7 +689,7 @@ func (e *Executor) fetchFile(f *drovev1.File) error {
 	if err != nil {
 		return err
 	}
-	resp, err := e.hc.Do(req)
+	resp, err := e.bulk.Do(req)
 	if err != nil {
 		return err
 	}
@@ -782,6 +804,7 @@ func (e *Executor) Close(ctx context.Context) error {
 		e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s", ErrClosed, e.cfg.Addr)})
 	}
 	e.hc.CloseIdleConnections()
+	e.bulk.CloseIdleConnections()
 	return err
 }
 
