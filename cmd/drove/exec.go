@@ -241,7 +241,7 @@ func runOnHost(ctx context.Context, pool *sshconn.Pool, h nodeset.Host, name, co
 		ctx, cancel = context.WithTimeoutCause(ctx, timeout, errTimedOut)
 		defer cancel()
 	}
-	st, err := pool.Run(ctx, h.Target(), c)
+	st, err := pool.RunLeader(ctx, h.Target(), c)
 	if live {
 		lo.flush()
 		le.flush()

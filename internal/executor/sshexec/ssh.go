@@ -250,7 +250,7 @@ func (e *Executor) execute(ctx context.Context, r *sched.Run, slot int) sched.Re
 	if j.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(j.Stdin)
 	}
-	st, err := e.pool.Run(ctx, e.target, cmd)
+	st, err := e.pool.RunLeader(ctx, e.target, cmd)
 	res.End = time.Now()
 	if err != nil && !st.Killed {
 		return fail(err)
