@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -420,5 +421,45 @@ func TestRunSlf(t *testing.T) {
 		if !strings.Contains(string(b), h) {
 			t.Errorf("no job on %q:\n%s", h, b)
 		}
+	}
+}
+
+// TestRunSIGINT sends a real SIGINT to a built drove binary: main's signal
+// handling must reach the remote process groups.
+func TestRunSIGINT(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	bin := filepath.Join(t.TempDir(), "drove")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	marker := fmt.Sprintf("drvsigint%d", time.Now().UnixNano())
+	args := append([]string{"run"}, sshArgs(s)...)
+	args = append(args, "-S", "host0,host1", "-j", "2", "--term-grace", "300ms", "sleep 60; : "+marker, ":::", "1", "2", "3", "4")
+	cmd := exec.Command(bin, args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := testPool(t, s)
+	deadline := time.Now().Add(15 * time.Second)
+	for remoteProcs(t, p, "host0", marker) < 4 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("jobs never started: %s", errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if cmd.ProcessState.ExitCode() != 130 {
+		t.Errorf("exit %v, want 130; stderr %s", err, errb.String())
+	}
+	if n := remoteProcs(t, p, "host0", marker); n != 0 {
+		t.Errorf("%d remote processes left after SIGINT", n)
 	}
 }

@@ -1,0 +1,321 @@
+// Package ssh benchmarks drove run against GNU parallel -S, parallel -S -M,
+// pssh and raw x/crypto/ssh sessions: 200 × true over two loopback sshd
+// hosts with four slots each. Run it with bench/ssh.sh; a plain go test
+// skips it.
+package ssh
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/testutil/sshtest"
+	"github.com/drove-dev/drove/internal/workqueue"
+)
+
+var (
+	outFile    = flag.String("out", "", "write the results table (markdown) to this file")
+	jobs       = flag.Int("jobs", 200, "number of jobs")
+	slots      = flag.Int("slots", 4, "slots per host")
+	rounds     = flag.Int("rounds", 7, "runs of drove and the raw floor, interleaved; the medians count")
+	slowRounds = flag.Int("slow-rounds", 1, "runs of GNU parallel and pssh (each takes seconds)")
+	drove      = flag.String("drove", "", "drove binary with the run command (default: build ./cmd/drove, else the engine in process)")
+)
+
+type contender struct {
+	name string
+	how  string
+	slow bool
+	run  func(t *testing.T) error
+}
+
+func TestSSHBench(t *testing.T) {
+	if os.Getenv("DROVE_BENCH") != "1" {
+		t.Skip("set DROVE_BENCH=1 (bench/ssh.sh does)")
+	}
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	dir := t.TempDir()
+	var args []string
+	for i := 1; i <= *jobs; i++ {
+		args = append(args, strconv.Itoa(i))
+	}
+	logins := fmt.Sprintf("%d/host0,%d/host1", *slots, *slots)
+	sshCmd := "ssh -F " + s.SSHConfig
+
+	// pssh runs one command per hosts-file line: 200 lines, half per host,
+	// with -p 8, is the same 200 jobs on 2 × 4 slots.
+	psshHosts := filepath.Join(dir, "pssh-hosts")
+	var hb strings.Builder
+	for i := 0; i < *jobs; i++ {
+		fmt.Fprintf(&hb, "host%d\n", i%2)
+	}
+	os.WriteFile(psshHosts, []byte(hb.String()), 0o644)
+
+	droveBin := droveBinary(t, dir)
+	var cs []contender
+	cs = append(cs, contender{name: "raw x/crypto/ssh (floor)", how: "2 connections, 4 goroutines per host, session.Run(\"true\")", run: func(t *testing.T) error {
+		return rawFloor(s, *jobs, *slots)
+	}})
+	if droveBin != "" {
+		cs = append(cs, contender{name: "drove run", how: "drove run -F cfg -S " + logins + " true ::: 1…" + strconv.Itoa(*jobs), run: func(t *testing.T) error {
+			return command(droveBin, append([]string{"run", "-F", s.SSHConfig, "-S", logins, "true", ":::"}, args...)...)
+		}})
+	} else {
+		cs = append(cs, contender{name: "drove run (engine in process)", how: "workqueue.Run, -S " + logins + " (drove binary lacks the run command)", run: func(t *testing.T) error {
+			return droveInProcess(s, logins, args)
+		}})
+	}
+	if _, err := exec.LookPath("parallel"); err == nil {
+		cs = append(cs,
+			contender{name: "GNU parallel -S", slow: true, how: "parallel --ssh 'ssh -F cfg' -S " + logins + " true ::: …", run: func(t *testing.T) error {
+				return gnuParallel(t, sshCmd, logins, args)
+			}},
+			contender{name: "GNU parallel -S -M", slow: true, how: "the same with -M (ssh ControlMaster)", run: func(t *testing.T) error {
+				return gnuParallel(t, sshCmd, logins, args, "-M")
+			}},
+		)
+	}
+	if p, err := exec.LookPath("parallel-ssh"); err == nil {
+		cs = append(cs, contender{name: "pssh", slow: true, how: "parallel-ssh -p 8 -h (200 lines, half per host) -x '-F cfg' true", run: func(t *testing.T) error {
+			return command(p, "-p", strconv.Itoa(2**slots), "-h", psshHosts, "-x", "-F "+s.SSHConfig, "true")
+		}})
+	}
+
+	type result struct {
+		c      contender
+		median time.Duration
+		all    []time.Duration
+	}
+	// Interleave the rounds, so that load from elsewhere on the machine
+	// falls on every contender alike.
+	times := make([][]time.Duration, len(cs))
+	for r := 0; r < *rounds; r++ {
+		for i, c := range cs {
+			if c.slow && r >= *slowRounds {
+				continue
+			}
+			start := time.Now()
+			if err := c.run(t); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			times[i] = append(times[i], time.Since(start))
+		}
+	}
+	var results []result
+	for i, c := range cs {
+		ds := times[i]
+		sorted := append([]time.Duration(nil), ds...)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+		results = append(results, result{c: c, median: sorted[len(sorted)/2], all: ds})
+		t.Logf("%-32s median %8.3fs  runs %v", c.name, sorted[len(sorted)/2].Seconds(), ds)
+	}
+	floor := results[0].median
+	var droveT, parallelM time.Duration
+	for _, r := range results {
+		switch {
+		case strings.HasPrefix(r.c.name, "drove"):
+			droveT = r.median
+		case r.c.name == "GNU parallel -S -M":
+			parallelM = r.median
+		}
+	}
+	var md strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&md, `# SSH work queue benchmark
+
+%d × `+"`true`"+` over 2 loopback sshd hosts (127.0.0.2, 127.0.0.3; one OpenSSH sshd, the
+internal/testutil/sshtest harness) × %d slots each, every contender logging in
+as the harness's clean-shell test user (login shell /bin/sh, no rc files).
+Produced by `+"`bench/ssh.sh`"+` on %s, %d CPUs, %s. Rounds of drove and of the floor
+are interleaved and the median counts (the machine is shared; single runs
+vary by ±30%%); GNU parallel and pssh take seconds per run, so they run %d
+time(s).
+
+`, *jobs, *slots, host, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), *slowRounds)
+	fmt.Fprintf(&md, "| contender | how | runs | median wall time | per job | vs raw floor |\n|---|---|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		fmt.Fprintf(&md, "| %s | `%s` | %d | %.3f s | %.2f ms | %.2f× |\n", r.c.name, r.c.how, len(r.all), r.median.Seconds(),
+			float64(r.median.Microseconds())/1000/float64(*jobs), float64(r.median)/float64(floor))
+	}
+	if droveT > 0 {
+		fmt.Fprintf(&md, "\ndrove vs raw floor: **%.2f×** (target ≤ 1.5×)", float64(droveT)/float64(floor))
+		if parallelM > 0 {
+			fmt.Fprintf(&md, "; GNU parallel -S -M vs drove: **%.1f×** (target ≥ 20×)", float64(parallelM)/float64(droveT))
+		}
+		md.WriteString("\n")
+	}
+	md.WriteString(`
+Why: GNU parallel and pssh pay an ssh login (key exchange, authentication, a
+fresh sshd child) per job, parallel -S also starts a Perl wrapper on the remote
+side per job, and -M's ControlMaster setup does not win that back for jobs
+this short. drove keeps one connection per host and opens a session per job
+on it — the same work as the raw floor — plus one "echo $$" in the job's
+shell (the process group to kill on timeout or Ctrl-C), the scheduler, and
+the start-up of the drove binary itself, which the floor does not pay.
+`)
+	t.Logf("\n%s", md.String())
+	if *outFile != "" {
+		if err := os.WriteFile(*outFile, []byte(md.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// droveBinary returns a drove binary whose run command exists, or "".
+func droveBinary(t *testing.T, dir string) string {
+	bin := *drove
+	if bin == "" {
+		bin = filepath.Join(dir, "drove")
+		build := exec.Command("go", "build", "-o", bin, "github.com/drove-dev/drove/cmd/drove")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Logf("building drove: %v\n%s", err, out)
+			return ""
+		}
+	}
+	if err := exec.Command(bin, "run", "--help").Run(); err != nil {
+		t.Logf("%s has no run command yet; measuring the engine in process", bin)
+		return ""
+	}
+	return bin
+}
+
+// gnuParallel runs GNU parallel with a fresh $TMPDIR (where -M keeps its
+// control sockets: a stale one from an earlier run silently loses jobs) and
+// checks in its joblog that every job ran and succeeded.
+func gnuParallel(t *testing.T, sshCmd, logins string, args []string, extra ...string) error {
+	tmp := t.TempDir()
+	jl := filepath.Join(tmp, "joblog")
+	a := append([]string{"--will-cite", "--tmpdir", tmp, "--joblog", jl}, extra...)
+	a = append(a, "--ssh", sshCmd, "-S", logins, "true", ":::")
+	t.Setenv("TMPDIR", tmp)
+	if err := command("parallel", append(a, args...)...); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(jl)
+	if err != nil {
+		return err
+	}
+	ok := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Split(l, "\t"); len(f) == 9 && f[6] == "0" && f[7] == "0" {
+			ok++
+		}
+	}
+	if ok != len(args) {
+		return fmt.Errorf("parallel %v: %d of %d jobs succeeded:\n%s", extra, ok, len(args), b)
+	}
+	return nil
+}
+
+func command(name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// Output goes to a file, not a pipe: parallel -M leaves its ssh
+	// ControlMaster running in the background with the pipe open.
+	out, err := os.CreateTemp("", "bench-out-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	// parallel -M leaves a process behind that keeps its ControlMasters;
+	// it stays in the command's process group, which goes when it is done.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Run()
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	}
+	if err != nil {
+		b, _ := os.ReadFile(out.Name())
+		return fmt.Errorf("%s: %w\n%s", name, err, b)
+	}
+	return nil
+}
+
+func droveInProcess(s *sshtest.Server, logins string, args []string) error {
+	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	ls, err := nodeset.ParseLogins(logins)
+	if err != nil {
+		return err
+	}
+	sum, err := workqueue.Run(context.Background(), workqueue.Config{
+		Template: "true",
+		Sources:  []workqueue.Source{{Args: args}},
+		Logins:   ls,
+		Pool:     pool,
+	})
+	if err != nil {
+		return err
+	}
+	if sum.ExitStatus() != 0 {
+		return fmt.Errorf("exit status %d", sum.ExitStatus())
+	}
+	return nil
+}
+
+// rawFloor runs the jobs as bare sessions over one connection per host:
+// what any SSH work queue must at least pay.
+func rawFloor(s *sshtest.Server, jobs, slots int) error {
+	work := make(chan int, jobs)
+	for i := 0; i < jobs; i++ {
+		work <- i
+	}
+	close(work)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.Addrs)*slots)
+	for _, addr := range s.Addrs {
+		c, err := ssh.Dial("tcp", addr, s.ClientConfig())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for k := 0; k < slots; k++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range work {
+					sess, err := c.NewSession()
+					if err != nil {
+						errs <- err
+						return
+					}
+					err = sess.Run("true " + strconv.Itoa(i))
+					sess.Close()
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
