@@ -1,0 +1,262 @@
+package drove
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/sched"
+)
+
+// The network-namespace tests build a small LAN: three hosts (network
+// namespaces) on one bridge, in a fourth. Two run a drove node, the third a
+// client that finds them by UDP broadcast. They need root (CAP_NET_ADMIN)
+// and ip(8); without them they skip.
+
+const netnsRole = "DROVE_NETNS_ROLE"
+
+type lan struct {
+	t      *testing.T
+	prefix string // 10.77.N.
+	ns     []string
+}
+
+func (l *lan) ip(args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func newLAN(t *testing.T, hosts int) *lan {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network-namespace tests need root (CAP_NET_ADMIN) to create namespaces, veths and a bridge")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("network-namespace tests need ip(8) (Debian package iproute2)")
+	}
+	id := os.Getpid() % 100000
+	l := &lan{t: t, prefix: fmt.Sprintf("10.77.%d.", id%250)}
+	hub := fmt.Sprintf("drv%dhub", id)
+	l.ip("netns", "add", hub)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", hub).Run() })
+	l.ip("-n", hub, "link", "add", "br0", "type", "bridge")
+	l.ip("-n", hub, "link", "set", "br0", "up")
+	for i := 1; i <= hosts; i++ {
+		ns := fmt.Sprintf("drv%dh%d", id, i)
+		l.ip("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		l.ip("link", "add", "name", "eth0", "netns", ns, "type", "veth", "peer", "name", fmt.Sprintf("p%d", i), "netns", hub)
+		l.ip("-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", l.prefix, i), "dev", "eth0")
+		l.ip("-n", ns, "link", "set", "eth0", "up")
+		l.ip("-n", ns, "link", "set", "lo", "up")
+		l.ip("-n", hub, "link", "set", fmt.Sprintf("p%d", i), "master", "br0")
+		l.ip("-n", hub, "link", "set", fmt.Sprintf("p%d", i), "up")
+		l.ns = append(l.ns, ns)
+	}
+	return l
+}
+
+// helper runs this test binary as a helper in host i's namespace.
+type helper struct {
+	cmd   *exec.Cmd
+	lines chan string
+	out   strings.Builder
+	mu    sync.Mutex
+}
+
+func (l *lan) start(i int, env ...string) *helper {
+	l.t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", l.ns[i-1], exe, "-test.run", "^TestNetnsHelper$", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env, "DROVE_NETNS_PREFIX="+l.prefix, fmt.Sprintf("DROVE_NETNS_HOST=%d", i), "TMPDIR="+l.t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	h := &helper{cmd: cmd, lines: make(chan string, 100)}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			h.mu.Lock()
+			h.out.WriteString(sc.Text() + "\n")
+			h.mu.Unlock()
+			if strings.HasPrefix(sc.Text(), "DROVE ") {
+				h.lines <- strings.TrimPrefix(sc.Text(), "DROVE ")
+			}
+		}
+		close(h.lines)
+		_ = cmd.Wait()
+	}()
+	l.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if l.t.Failed() {
+			h.mu.Lock()
+			l.t.Logf("helper %d output:\n%s", i, h.out.String())
+			h.mu.Unlock()
+		}
+	})
+	return h
+}
+
+func (h *helper) expect(t *testing.T, prefix string) string {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case l, ok := <-h.lines:
+			if !ok {
+				t.Fatalf("helper exited before %q", prefix)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return strings.TrimSpace(strings.TrimPrefix(l, prefix))
+			}
+		case <-timeout:
+			t.Fatalf("no %q from helper in 60s", prefix)
+		}
+	}
+}
+
+// TestNetnsDiscoveryAndKill: a client on host 3 discovers the nodes of
+// hosts 1 and 2 by broadcast, then runs 1,000 reentrant jobs; host 1's node
+// is killed with SIGKILL in the middle. All 1,000 jobs finish, each once.
+func TestNetnsDiscoveryAndKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network-namespace test skipped in -short mode")
+	}
+	l := newLAN(t, 3)
+	n1 := l.start(1, netnsRole+"=node")
+	n2 := l.start(2, netnsRole+"=node")
+	n1.expect(t, "READY")
+	n2.expect(t, "READY")
+	c := l.start(3, netnsRole+"=client")
+	if found := c.expect(t, "FOUND"); found != "2" {
+		t.Fatalf("client discovered %s nodes, want 2", found)
+	}
+	c.expect(t, "PROGRESS")
+	if err := n1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var res netnsResult
+	if err := json.Unmarshal([]byte(c.expect(t, "RESULT")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Finished != 1000 || res.Ended != 1000 || res.Twice != 0 || res.Down != 1 {
+		t.Errorf("result %+v: want 1000 finished, each ended once, one node down", res)
+	}
+}
+
+type netnsResult struct {
+	Finished, Ended, Twice, Down int
+}
+
+// TestNetnsHelper is the node or client inside a namespace; it does nothing
+// in a normal test run.
+func TestNetnsHelper(t *testing.T) {
+	role := os.Getenv(netnsRole)
+	if role == "" {
+		t.Skip("helper for the network-namespace tests")
+	}
+	prefix, host := os.Getenv("DROVE_NETNS_PREFIX"), os.Getenv("DROVE_NETNS_HOST")
+	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	switch role {
+	case "node":
+		n, err := node.New(node.Config{
+			Hosts: []string{prefix + host}, Port: node.DefaultPort, Name: "h" + host, Dir: t.TempDir(),
+			CPUs: 2, Secret: "netns", Discovery: true, PingInterval: 100 * time.Millisecond, Logger: log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("DROVE READY")
+		if err := n.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	case "client":
+		var mu sync.Mutex
+		ended := map[int64]int{}
+		down := 0
+		s := sched.New(sched.Config{Reentrant: true,
+			OnTask: func(ev sched.TaskEvent) {
+				if ev.State.Final() {
+					mu.Lock()
+					ended[ev.Task.ID]++
+					mu.Unlock()
+				}
+			},
+			OnNode: func(ev sched.NodeEvent) {
+				if ev.Kind == sched.NodeDown {
+					mu.Lock()
+					down++
+					mu.Unlock()
+				}
+			},
+		})
+		r, err := startRemoteNodes(t.Context(), s, remoteConfig{
+			Nodes: []string{prefix + "*"}, Secret: "netns", Func: "test.sleep",
+			Heartbeat: 100 * time.Millisecond, Misses: 5, Logger: log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.close()
+		fmt.Println("DROVE FOUND", len(s.Stats().Nodes))
+		in, err := gobEncode(3 * time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ts []*sched.Task
+		for i := range 1000 {
+			tk := &sched.Task{ID: int64(i + 1), Input: in}
+			if err := s.Submit(t.Context(), tk); err != nil {
+				t.Fatal(err)
+			}
+			ts = append(ts, tk)
+		}
+		for ts[150].State() != sched.Finished {
+			time.Sleep(time.Millisecond)
+		}
+		fmt.Println("DROVE PROGRESS")
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		if err := s.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close(ctx)
+		var res netnsResult
+		mu.Lock()
+		for _, tk := range ts {
+			if tk.State() == sched.Finished {
+				res.Finished++
+			}
+		}
+		for _, n := range ended {
+			res.Ended++
+			if n > 1 {
+				res.Twice++
+			}
+		}
+		res.Down = down
+		mu.Unlock()
+		b, _ := json.Marshal(res)
+		fmt.Println("DROVE RESULT", string(b))
+	}
+}
