@@ -27,6 +27,7 @@ const netnsRole = "DROVE_NETNS_ROLE"
 type lan struct {
 	t      *testing.T
 	prefix string // 10.77.N.
+	hub    string
 	ns     []string
 }
 
@@ -48,6 +49,7 @@ func newLAN(t *testing.T, hosts int) *lan {
 	id := os.Getpid() % 100000
 	l := &lan{t: t, prefix: fmt.Sprintf("10.77.%d.", id%250)}
 	hub := fmt.Sprintf("drv%dhub", id)
+	l.hub = hub
 	l.ip("netns", "add", hub)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", hub).Run() })
 	l.ip("-n", hub, "link", "add", "br0", "type", "bridge")
@@ -135,37 +137,62 @@ func (h *helper) expect(t *testing.T, prefix string) string {
 	}
 }
 
-// TestNetnsDiscoveryAndKill: a client on host 3 discovers the nodes of
-// hosts 1 and 2 by broadcast, then runs 1,000 reentrant jobs; host 1's node
-// is killed with SIGKILL in the middle. All 1,000 jobs finish, each once.
-func TestNetnsDiscoveryAndKill(t *testing.T) {
+// TestNetnsDiscoveryAndFailures: a client on host 3 discovers the nodes of
+// hosts 1 and 2 by broadcast, then runs 1,000 jobs while host 1 fails:
+//
+//   - kill -9 of its node, reentrant jobs: all 1,000 finish, each once;
+//   - the same, not reentrant: the jobs it held end Abandoned, the rest
+//     Finished, each once;
+//   - its link cut for 10 s: no job lost or ended twice.
+func TestNetnsDiscoveryAndFailures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("network-namespace test skipped in -short mode")
 	}
-	l := newLAN(t, 3)
-	n1 := l.start(1, netnsRole+"=node")
-	n2 := l.start(2, netnsRole+"=node")
-	n1.expect(t, "READY")
-	n2.expect(t, "READY")
-	c := l.start(3, netnsRole+"=client")
-	if found := c.expect(t, "FOUND"); found != "2" {
-		t.Fatalf("client discovered %s nodes, want 2", found)
-	}
-	c.expect(t, "PROGRESS")
-	if err := n1.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	var res netnsResult
-	if err := json.Unmarshal([]byte(c.expect(t, "RESULT")), &res); err != nil {
-		t.Fatal(err)
-	}
-	if res.Finished != 1000 || res.Ended != 1000 || res.Twice != 0 || res.Down != 1 {
-		t.Errorf("result %+v: want 1000 finished, each ended once, one node down", res)
+	for _, tc := range []struct {
+		name      string
+		reentrant bool
+		fail      func(l *lan, node *helper)
+	}{
+		{"kill reentrant", true, func(l *lan, n *helper) { _ = n.cmd.Process.Kill() }},
+		{"kill", false, func(l *lan, n *helper) { _ = n.cmd.Process.Kill() }},
+		{"link cut", true, func(l *lan, n *helper) {
+			l.ip("-n", l.hub, "link", "set", "p1", "down")
+			time.Sleep(10 * time.Second)
+			l.ip("-n", l.hub, "link", "set", "p1", "up")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLAN(t, 3)
+			n1 := l.start(1, netnsRole+"=node")
+			n2 := l.start(2, netnsRole+"=node")
+			n1.expect(t, "READY")
+			n2.expect(t, "READY")
+			c := l.start(3, netnsRole+"=client", fmt.Sprintf("DROVE_NETNS_REENTRANT=%v", tc.reentrant))
+			if found := c.expect(t, "FOUND"); found != "2" {
+				t.Fatalf("client discovered %s nodes, want 2", found)
+			}
+			c.expect(t, "PROGRESS")
+			tc.fail(l, n1)
+			var res netnsResult
+			if err := json.Unmarshal([]byte(c.expect(t, "RESULT")), &res); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", res)
+			if res.Ended != 1000 || res.Twice != 0 || res.Down != 1 {
+				t.Errorf("result %+v: want 1000 jobs ended, each once, one node down", res)
+			}
+			switch {
+			case tc.reentrant && res.Finished != 1000:
+				t.Errorf("%d finished, want 1000", res.Finished)
+			case !tc.reentrant && (res.Abandoned < 1 || res.Abandoned > 2+2*2+16 || res.Finished+res.Abandoned != 1000):
+				t.Errorf("finished %d, abandoned %d: want the killed node's jobs (at most its slots and prefetch) abandoned, the rest finished", res.Finished, res.Abandoned)
+			}
+		})
 	}
 }
 
 type netnsResult struct {
-	Finished, Ended, Twice, Down int
+	Finished, Abandoned, Ended, Twice, Down int
 }
 
 // TestNetnsHelper is the node or client inside a namespace; it does nothing
@@ -194,7 +221,7 @@ func TestNetnsHelper(t *testing.T) {
 		var mu sync.Mutex
 		ended := map[int64]int{}
 		down := 0
-		s := sched.New(sched.Config{Reentrant: true,
+		s := sched.New(sched.Config{Reentrant: os.Getenv("DROVE_NETNS_REENTRANT") == "true",
 			OnTask: func(ev sched.TaskEvent) {
 				if ev.State.Final() {
 					mu.Lock()
@@ -212,7 +239,7 @@ func TestNetnsHelper(t *testing.T) {
 		})
 		r, err := startRemoteNodes(t.Context(), s, remoteConfig{
 			Nodes: []string{prefix + "*"}, Secret: "netns", Func: "test.sleep",
-			Heartbeat: 100 * time.Millisecond, Misses: 5, Logger: log,
+			Heartbeat: 100 * time.Millisecond, Misses: 5, Retry: 300 * time.Millisecond, Logger: log,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -231,7 +258,7 @@ func TestNetnsHelper(t *testing.T) {
 			}
 			ts = append(ts, tk)
 		}
-		for ts[150].State() != sched.Finished {
+		for !ts[150].State().Final() {
 			time.Sleep(time.Millisecond)
 		}
 		fmt.Println("DROVE PROGRESS")
@@ -244,8 +271,11 @@ func TestNetnsHelper(t *testing.T) {
 		var res netnsResult
 		mu.Lock()
 		for _, tk := range ts {
-			if tk.State() == sched.Finished {
+			switch tk.State() {
+			case sched.Finished:
 				res.Finished++
+			case sched.Abandoned:
+				res.Abandoned++
 			}
 		}
 		for _, n := range ended {
