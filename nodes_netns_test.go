@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/sched"
 )
@@ -191,6 +192,20 @@ func TestNetnsDiscoveryAndFailures(t *testing.T) {
 	}
 }
 
+// TestNetnsLoopbackOnly: a node with neither a secret nor TLS refuses a
+// client on another host, with an error that says what to do.
+func TestNetnsLoopbackOnly(t *testing.T) {
+	l := newLAN(t, 2)
+	n := l.start(1, netnsRole+"=node", "DROVE_NETNS_NOSECRET=1")
+	n.expect(t, "READY")
+	p := l.start(2, netnsRole+"=probe")
+	got := p.expect(t, "PROBE")
+	if !strings.Contains(got, "loopback clients only") {
+		t.Errorf("probe from another host: %s", got)
+	}
+	t.Log(got)
+}
+
 type netnsResult struct {
 	Finished, Abandoned, Ended, Twice, Down int
 }
@@ -205,10 +220,17 @@ func TestNetnsHelper(t *testing.T) {
 	prefix, host := os.Getenv("DROVE_NETNS_PREFIX"), os.Getenv("DROVE_NETNS_HOST")
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	switch role {
+	case "probe":
+		_, err := nodeexec.Info(t.Context(), nodeexec.NewHTTPClient("", nil), prefix+"1:9701", nil)
+		fmt.Println("DROVE PROBE", err)
 	case "node":
+		secret := "netns"
+		if os.Getenv("DROVE_NETNS_NOSECRET") != "" {
+			secret = ""
+		}
 		n, err := node.New(node.Config{
 			Hosts: []string{prefix + host}, Port: node.DefaultPort, Name: "h" + host, Dir: t.TempDir(),
-			CPUs: 2, Secret: "netns", Discovery: true, PingInterval: 100 * time.Millisecond, Logger: log,
+			CPUs: 2, Secret: secret, Discovery: true, PingInterval: 100 * time.Millisecond, Logger: log,
 		})
 		if err != nil {
 			t.Fatal(err)
