@@ -609,11 +609,9 @@ func (e *engine) onTask(ev sched.TaskEvent) {
 		}
 	}
 	e.mu.Unlock()
-	if len(stop) > 0 || (e.sum.Halted && len(e.live) == 0) {
+	if len(stop) > 0 {
 		e.out.mu.Lock()
-		if len(stop) > 0 {
-			fmt.Fprintf(e.cfg.Stderr, "drove: halting (--halt): stopping %d jobs\n", len(stop))
-		}
+		fmt.Fprintf(e.cfg.Stderr, "drove: halting (--halt): stopping %d jobs\n", len(stop))
 		e.out.mu.Unlock()
 	}
 	for _, lt := range stop {
