@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -339,6 +340,47 @@ func (r *remoteNodes) watch(rn *remoteNode) {
 			return
 		}
 	}
+}
+
+// NodeInfo is the state of one drove node of a cluster, with what it last
+// reported about its resources (dispy's DispyNodeAvailInfo).
+type NodeInfo struct {
+	Name            string
+	Addr            string
+	Up              bool  // connected and serving the cluster
+	Err             error // why it is not up
+	CPUs            int   // slots the node granted the cluster
+	Busy            int   // jobs it holds, for all its clients
+	FreeCPUPercent  float64
+	MemoryAvailable uint64 // bytes
+	DiskAvailable   uint64 // bytes
+	SwapUsedPercent float64
+}
+
+// status describes the nodes, sorted by address.
+func (r *remoteNodes) status() []NodeInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]NodeInfo, 0, len(r.nodes))
+	for _, rn := range r.nodes {
+		ni := NodeInfo{Name: rn.name, Addr: rn.addr, Err: rn.err}
+		if ex := rn.ex; ex != nil {
+			ni.Up = ex.Err() == nil
+			if !ni.Up {
+				ni.Err = ex.Err()
+			}
+			ni.CPUs = ex.Slots()
+			busy, a := ex.Avail()
+			ni.Busy = busy
+			ni.FreeCPUPercent = a.GetCpuFreePercent()
+			ni.MemoryAvailable = a.GetMemoryAvailable()
+			ni.DiskAvailable = a.GetDiskAvailable()
+			ni.SwapUsedPercent = a.GetSwapUsedPercent()
+		}
+		out = append(out, ni)
+	}
+	slices.SortFunc(out, func(a, b NodeInfo) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
 }
 
 // close stops reconnecting; the scheduler closes the executors.

@@ -92,6 +92,15 @@ func TestRemoteNodes(t *testing.T) {
 	if len(st.Nodes) != 2 || st.Nodes[0].Jobs == 0 || st.Nodes[1].Jobs == 0 {
 		t.Errorf("jobs not spread over both nodes: %+v", st.Nodes)
 	}
+	ns := r.status()
+	if len(ns) != 2 {
+		t.Fatalf("status %+v", ns)
+	}
+	for _, n := range ns {
+		if !n.Up || n.CPUs != 2 || n.MemoryAvailable == 0 || n.DiskAvailable == 0 || (n.Name != "a" && n.Name != "b") {
+			t.Errorf("node status %+v", n)
+		}
+	}
 	if err := s.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}

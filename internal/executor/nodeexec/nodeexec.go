@@ -173,6 +173,7 @@ type Executor struct {
 	totalReceived  atomic.Int64
 	lastHeard      atomic.Int64 // Unix nanoseconds
 	lastSeq        atomic.Uint64
+	pulse          atomic.Pointer[drovev1.ResultsResponse] // latest heartbeat, events stripped
 
 	mu       sync.Mutex
 	runs     map[uint64]*run
@@ -441,6 +442,15 @@ func (e *Executor) NodeInfo() *drovev1.InfoResponse { return e.info }
 // BootID identifies the node's daemon process.
 func (e *Executor) BootID() string { return e.info.BootId }
 
+// Avail returns what the node last said about its load: the jobs it holds
+// for all its clients and its free resources (dispy's DispyNodeAvailInfo).
+func (e *Executor) Avail() (busy int, avail *drovev1.AvailInfo) {
+	if p := e.pulse.Load(); p != nil {
+		return int(p.Busy), p.Avail
+	}
+	return int(e.info.Busy), e.info.Avail
+}
+
 // Down is closed once the executor has reported its node down.
 func (e *Executor) Down() <-chan struct{} { return e.downCh }
 
@@ -623,6 +633,7 @@ func (e *Executor) stream() error {
 	defer st.Close()
 	for st.Receive() {
 		e.lastHeard.Store(time.Now().UnixNano())
+		e.pulse.Store(&drovev1.ResultsResponse{Busy: st.Msg().Busy, Avail: st.Msg().Avail})
 		for _, ev := range st.Msg().Events {
 			if ev.Seq <= e.lastSeq.Load() {
 				continue // sent again after a reconnect
