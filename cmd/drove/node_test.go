@@ -195,7 +195,18 @@ func TestNodeProcesses(t *testing.T) {
 			t.Fatalf("job %d: %v %v", tk.ID, tk.State(), tk.Result().Err)
 		}
 	}
+	st := s.Stats()
+	for _, n := range st.Nodes {
+		if n.Name == "nodeA" && !n.Down {
+			t.Errorf("killed node not reported down: %+v", n)
+		}
+	}
+	// Close delivers the last events.
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
+	defer mu.Unlock()
 	for id, n := range finals {
 		if n != 1 {
 			t.Errorf("job %d ended %d times", id, n)
@@ -203,16 +214,6 @@ func TestNodeProcesses(t *testing.T) {
 	}
 	if len(finals) != 1020 {
 		t.Errorf("%d jobs ended, want 1020", len(finals))
-	}
-	mu.Unlock()
-	st := s.Stats()
-	for _, n := range st.Nodes {
-		if n.Name == "nodeA" && !n.Down {
-			t.Errorf("killed node not reported down: %+v", n)
-		}
-	}
-	if err := s.Close(ctx); err != nil {
-		t.Fatal(err)
 	}
 }
 

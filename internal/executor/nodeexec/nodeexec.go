@@ -204,6 +204,9 @@ var (
 // TLS, or cleartext with prior knowledge), requests signed with secret if
 // it is not empty.
 func NewHTTPClient(secret string, tlsCfg *tls.Config) *http.Client {
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone() // the transport sets its ALPN protocols in it
+	}
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
 		TLSClientConfig:     tlsCfg,
@@ -229,6 +232,11 @@ func NewHTTPClient(secret string, tlsCfg *tls.Config) *http.Client {
 // connection per transfer, whose throughput is not bounded by HTTP/2's
 // per-stream flow-control window.
 func newBulkClient(secret string, tlsCfg *tls.Config) *http.Client {
+	if tlsCfg != nil {
+		// Offer only HTTP/1.1 in ALPN, or the node picks h2.
+		tlsCfg = tlsCfg.Clone()
+		tlsCfg.NextProtos = []string{"http/1.1"}
+	}
 	tr := &http.Transport{
 		DialContext:     (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
 		TLSClientConfig: tlsCfg,
