@@ -89,6 +89,14 @@ func TestSSHBench(t *testing.T) {
 			contender{name: "GNU parallel -S -M", slow: true, how: "the same with -M (ssh ControlMaster)", run: func(t *testing.T) error {
 				return gnuParallel(t, sshCmd, logins, args, "-M")
 			}},
+			contender{name: "GNU parallel -S, ControlMaster in ssh_config", slow: true, how: "parallel -S with ControlMaster auto, ControlPersist in ssh_config (what -M is meant to do)", run: func(t *testing.T) error {
+				cfg, stop, err := controlMasterConfig(s)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				return gnuParallel(t, "ssh -F "+cfg, logins, args)
+			}},
 		)
 	}
 	if p, err := exec.LookPath("parallel-ssh"); err == nil {
@@ -101,18 +109,27 @@ func TestSSHBench(t *testing.T) {
 		c      contender
 		median time.Duration
 		all    []time.Duration
+		err    error
 	}
 	// Interleave the rounds, so that load from elsewhere on the machine
 	// falls on every contender alike.
 	times := make([][]time.Duration, len(cs))
+	errs := make([]error, len(cs))
 	for r := 0; r < *rounds; r++ {
 		for i, c := range cs {
-			if c.slow && r >= *slowRounds {
+			if (c.slow && r >= *slowRounds) || errs[i] != nil {
 				continue
 			}
 			start := time.Now()
 			if err := c.run(t); err != nil {
-				t.Fatalf("%s: %v", c.name, err)
+				// drove and the floor must work; a broken competitor is
+				// recorded as such.
+				if !c.slow {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				t.Logf("%s: %v", c.name, err)
+				errs[i] = err
+				continue
 			}
 			times[i] = append(times[i], time.Since(start))
 		}
@@ -120,19 +137,20 @@ func TestSSHBench(t *testing.T) {
 	var results []result
 	for i, c := range cs {
 		ds := times[i]
+		if len(ds) == 0 {
+			results = append(results, result{c: c, err: errs[i]})
+			continue
+		}
 		sorted := append([]time.Duration(nil), ds...)
 		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-		results = append(results, result{c: c, median: sorted[len(sorted)/2], all: ds})
+		results = append(results, result{c: c, median: sorted[len(sorted)/2], all: ds, err: errs[i]})
 		t.Logf("%-32s median %8.3fs  runs %v", c.name, sorted[len(sorted)/2].Seconds(), ds)
 	}
 	floor := results[0].median
-	var droveT, parallelM time.Duration
+	var droveT time.Duration
 	for _, r := range results {
-		switch {
-		case strings.HasPrefix(r.c.name, "drove"):
+		if strings.HasPrefix(r.c.name, "drove") {
 			droveT = r.median
-		case r.c.name == "GNU parallel -S -M":
-			parallelM = r.median
 		}
 	}
 	var md strings.Builder
@@ -150,24 +168,43 @@ time(s).
 `, *jobs, *slots, host, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), *slowRounds)
 	fmt.Fprintf(&md, "| contender | how | runs | median wall time | per job | vs raw floor |\n|---|---|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&md, "| %s | `%s` | %d | %.3f s | %.2f ms | %.2f× |\n", r.c.name, r.c.how, len(r.all), r.median.Seconds(),
+		if r.median == 0 {
+			fmt.Fprintf(&md, "| %s | `%s` | 0 | failed: %v | | |\n", r.c.name, r.c.how, r.err)
+			continue
+		}
+		note := ""
+		if r.err != nil {
+			note = fmt.Sprintf(" (a later run failed: %v)", r.err)
+		}
+		fmt.Fprintf(&md, "| %s | `%s` | %d | %.3f s%s | %.2f ms | %.2f× |\n", r.c.name, r.c.how, len(r.all), r.median.Seconds(), note,
 			float64(r.median.Microseconds())/1000/float64(*jobs), float64(r.median)/float64(floor))
 	}
 	if droveT > 0 {
-		fmt.Fprintf(&md, "\ndrove vs raw floor: **%.2f×** (target ≤ 1.5×)", float64(droveT)/float64(floor))
-		if parallelM > 0 {
-			fmt.Fprintf(&md, "; GNU parallel -S -M vs drove: **%.1f×** (target ≥ 20×)", float64(parallelM)/float64(droveT))
+		fmt.Fprintf(&md, "\ndrove vs raw floor: **%.2f×** (target ≤ 1.5×).\n\nHow much slower than drove the others are (target for GNU parallel -M: ≥ 20×):\n\n", float64(droveT)/float64(floor))
+		for _, r := range results {
+			if strings.HasPrefix(r.c.name, "drove") || r.median == 0 {
+				continue
+			}
+			fmt.Fprintf(&md, "* %s: **%.1f×**\n", r.c.name, float64(r.median)/float64(droveT))
 		}
-		md.WriteString("\n")
 	}
 	md.WriteString(`
-Why: GNU parallel and pssh pay an ssh login (key exchange, authentication, a
-fresh sshd child) per job, parallel -S also starts a Perl wrapper on the remote
-side per job, and -M's ControlMaster setup does not win that back for jobs
-this short. drove keeps one connection per host and opens a session per job
-on it — the same work as the raw floor — plus one "echo $$" in the job's
-shell (the process group to kill on timeout or Ctrl-C), the scheduler, and
-the start-up of the drove binary itself, which the floor does not pay.
+Why: GNU parallel -S and pssh pay an ssh login (key exchange, authentication,
+a fresh sshd child) per job, and GNU parallel also starts a Perl wrapper on the
+remote side per job. With ssh's ControlMaster the login goes away but a local
+ssh client process, a mux round trip and the remote Perl wrapper remain per
+job. drove keeps one connection per host and opens a session per job on it —
+the same work as the raw floor — plus one "echo $$" in the job's shell (the
+process group to kill on timeout or Ctrl-C), the scheduler, and the start-up
+of the drove binary, which the floor does not pay.
+
+GNU parallel's own -M (Debian 12's GNU parallel 20221122) does not work here:
+it exits 0 after running only a handful of the 200 jobs (its joblog lists
+them), with a short --tmpdir for the control sockets or without. The row
+"ControlMaster in ssh_config" is what -M is meant to give: every ssh
+multiplexed over one master connection per host; drove's lead over it (the
+list above) is what the ≥ 20× target against -M measures, and on this
+machine it falls short of 20×.
 `)
 	t.Logf("\n%s", md.String())
 	if *outFile != "" {
@@ -199,31 +236,66 @@ func droveBinary(t *testing.T, dir string) string {
 // control sockets: a stale one from an earlier run silently loses jobs) and
 // checks in its joblog that every job ran and succeeded.
 func gnuParallel(t *testing.T, sshCmd, logins string, args []string, extra ...string) error {
-	tmp := t.TempDir()
+	// Short, because ssh's control socket path must fit in 108 bytes.
+	tmp, err := os.MkdirTemp("/tmp", "gp")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
 	jl := filepath.Join(tmp, "joblog")
 	a := append([]string{"--will-cite", "--tmpdir", tmp, "--joblog", jl}, extra...)
 	a = append(a, "--ssh", sshCmd, "-S", logins, "true", ":::")
-	t.Setenv("TMPDIR", tmp)
-	if err := command("parallel", append(a, args...)...); err != nil {
+	if err := commandEnv([]string{"TMPDIR=" + tmp}, "parallel", append(a, args...)...); err != nil {
 		return err
 	}
 	b, err := os.ReadFile(jl)
 	if err != nil {
 		return err
 	}
-	ok := 0
+	ok := map[string]bool{}
+	lines := 0
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Split(l, "\t"); len(f) == 9 && f[6] == "0" && f[7] == "0" {
-			ok++
+		if f := strings.Split(l, "\t"); len(f) == 9 && f[0] != "Seq" {
+			lines++
+			if f[6] == "0" && f[7] == "0" {
+				ok[f[0]] = true
+			}
 		}
 	}
-	if ok != len(args) {
-		return fmt.Errorf("parallel %v: %d of %d jobs succeeded:\n%s", extra, ok, len(args), b)
+	if len(ok) != len(args) {
+		return fmt.Errorf("only %d of %d jobs in its joblog succeeded (%d joblog lines), yet it exited 0", len(ok), len(args), lines)
 	}
 	return nil
 }
 
-func command(name string, args ...string) error {
+// controlMasterConfig writes an ssh_config that multiplexes every ssh over
+// one master connection per host; stop ends the masters.
+func controlMasterConfig(s *sshtest.Server) (string, func(), error) {
+	dir, err := os.MkdirTemp("/tmp", "cm")
+	if err != nil {
+		return "", nil, err
+	}
+	orig, err := os.ReadFile(s.SSHConfig)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg := filepath.Join(dir, "ssh_config")
+	head := "Host *\n  ControlMaster auto\n  ControlPath " + dir + "/%C\n  ControlPersist 60\n\n"
+	if err := os.WriteFile(cfg, append([]byte(head), orig...), 0o644); err != nil {
+		return "", nil, err
+	}
+	stop := func() {
+		for _, h := range s.Aliases {
+			exec.Command("ssh", "-F", cfg, "-O", "exit", h).Run()
+		}
+		os.RemoveAll(dir)
+	}
+	return cfg, stop, nil
+}
+
+func command(name string, args ...string) error { return commandEnv(nil, name, args...) }
+
+func commandEnv(env []string, name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// Output goes to a file, not a pipe: parallel -M leaves its ssh
@@ -236,6 +308,9 @@ func command(name string, args ...string) error {
 	defer out.Close()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdout, cmd.Stderr = out, out
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// parallel -M leaves a process behind that keeps its ControlMasters;
 	// it stays in the command's process group, which goes when it is done.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
