@@ -181,7 +181,7 @@ time(s).
 	}
 	if droveT > 0 {
 		fmt.Fprintf(&md, "\ndrove vs raw floor: **%.2f×** (target ≤ 1.5×).\n\nHow much slower than drove the others are (target for GNU parallel -M: ≥ 20×):\n\n", float64(droveT)/float64(floor))
-		for _, r := range results {
+		for _, r := range results[1:] {
 			if strings.HasPrefix(r.c.name, "drove") || r.median == 0 {
 				continue
 			}
