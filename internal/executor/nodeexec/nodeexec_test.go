@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/filesink"
+	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
+	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
 	"github.com/drove-dev/drove/internal/joberr"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/registry"
@@ -355,4 +361,36 @@ func spooled(t *testing.T, n *testNode) int64 {
 		return nil
 	})
 	return total
+}
+
+// plan9Node is a node that says it runs on another platform.
+type plan9Node struct {
+	drovev1connect.UnimplementedNodeServiceHandler
+}
+
+func (plan9Node) Info(context.Context, *connect.Request[drovev1.InfoRequest]) (*connect.Response[drovev1.InfoResponse], error) {
+	return connect.NewResponse(&drovev1.InfoResponse{Name: "p9", Goos: "plan9", Goarch: "mips", Cpus: 1, Protocol: nodeexec.Protocol}), nil
+}
+
+func TestOtherPlatform(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle(drovev1connect.NewNodeServiceHandler(plan9Node{}))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	p.SetHTTP1(true)
+	srv.Config.Protocols = &p
+	srv.Start()
+	defer srv.Close()
+	s := sched.New(sched.Config{})
+	defer s.Close(t.Context())
+	_, err := nodeexec.Dial(t.Context(), nodeexec.Config{Addr: srv.Listener.Addr().String(), ClientID: "x"}, funcComp(t, "double"), s)
+	if !errors.Is(err, nodeexec.ErrPlatform) || !strings.Contains(err.Error(), "plan9/mips") {
+		t.Fatalf("got %v, want ErrPlatform naming plan9/mips", err)
+	}
+	var ce *nodeexec.ConnError
+	if !errors.As(err, &ce) || ce.Addr != srv.Listener.Addr().String() {
+		t.Errorf("not a *ConnError with the address: %v", err)
+	}
 }
