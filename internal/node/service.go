@@ -42,6 +42,7 @@ func (n *Node) infoProto() *drovev1.InfoResponse {
 		Avail:        n.info.sample(),
 		Protocol:     Protocol,
 		MaxFileSize:  uint64(n.cfg.MaxFileSize),
+		MaxMessage:   uint64(n.cfg.MaxMessage),
 	}
 }
 

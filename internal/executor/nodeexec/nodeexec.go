@@ -65,6 +65,9 @@ var (
 	// ErrGone is wrapped when the node no longer has the computation (it
 	// restarted, or closed it as a zombie).
 	ErrGone = errors.New("drove: node lost the computation")
+	// ErrTooLarge is wrapped by the error of a job whose input is too large
+	// for the node's message limit.
+	ErrTooLarge = errors.New("drove: job input too large")
 	// ErrClosed is reported for runs started after Close.
 	ErrClosed = errors.New("drove: node executor closed")
 )
@@ -543,6 +546,11 @@ func (e *Executor) stop(r *sched.Run, recall bool) {
 func (e *Executor) sender() {
 	defer e.wg.Done()
 	const maxJobs = 4096
+	// Batches stay well under the node's message limit.
+	maxBytes := 16 << 20
+	if m := int(e.info.MaxMessage); m > 0 {
+		maxBytes = min(maxBytes, m/2)
+	}
 	for {
 		select {
 		case <-e.ctx.Done():
@@ -551,16 +559,37 @@ func (e *Executor) sender() {
 		}
 		for {
 			e.mu.Lock()
-			jobs := e.pending
-			if len(jobs) > maxJobs {
-				jobs = jobs[:maxJobs:maxJobs]
-				e.pending = e.pending[maxJobs:]
-			} else {
+			var jobs []*drovev1.Job
+			var tooBig []*run
+			size := 0
+			for len(e.pending) > 0 && len(jobs) < maxJobs {
+				j := e.pending[0]
+				if len(j.Input) > maxBytes {
+					// It can never be sent: fail it rather than retry.
+					if r := e.runs[j.RunId]; r != nil {
+						delete(e.runs, j.RunId)
+						delete(e.byRun, r.r)
+						tooBig = append(tooBig, r)
+					}
+					e.pending = e.pending[1:]
+					continue
+				}
+				if len(jobs) > 0 && size+len(j.Input) > maxBytes {
+					break
+				}
+				size += len(j.Input)
+				jobs = append(jobs, j)
+				e.pending = e.pending[1:]
+			}
+			if len(e.pending) == 0 {
 				e.pending = nil
 			}
 			cancels, recalls := e.cancels, e.recalls
 			e.cancels, e.recalls = nil, nil
 			e.mu.Unlock()
+			for _, r := range tooBig {
+				e.rep.Done(r.r, sched.Result{Outcome: sched.Failed, Err: fmt.Errorf("%w: input of %d bytes over the limit of %d for node %s", ErrTooLarge, len(r.r.Task.Input), maxBytes, e.Name())})
+			}
 			if len(jobs) == 0 && len(cancels) == 0 && len(recalls) == 0 {
 				break
 			}

@@ -394,3 +394,25 @@ func TestOtherPlatform(t *testing.T) {
 		t.Errorf("not a *ConnError with the address: %v", err)
 	}
 }
+
+func TestInputTooLarge(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.MaxMessage = 64 << 10 })
+	s := sched.New(sched.Config{})
+	dial(t, s, nodeexec.Config{Addr: n.addr}, funcComp(t, "double"))
+	big := &sched.Task{ID: 1, Input: make([]byte, 100<<10)}
+	small := &sched.Task{ID: 2, Input: enc(21)}
+	for _, tk := range []*sched.Task{big, small} {
+		if err := s.Submit(t.Context(), tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if big.State() != sched.Terminated || !errors.Is(big.Result().Err, nodeexec.ErrTooLarge) {
+		t.Errorf("big input: %v %v", big.State(), big.Result().Err)
+	}
+	if small.State() != sched.Finished || u64(small.Result().Output) != 42 {
+		t.Errorf("small input: %v %v", small.State(), small.Result().Err)
+	}
+}

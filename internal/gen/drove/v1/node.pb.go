@@ -264,6 +264,7 @@ type InfoResponse struct {
 	Avail         *AvailInfo `protobuf:"bytes,8,opt,name=avail,proto3" json:"avail,omitempty"`
 	Protocol      uint32     `protobuf:"varint,9,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	MaxFileSize   uint64     `protobuf:"varint,10,opt,name=max_file_size,json=maxFileSize,proto3" json:"max_file_size,omitempty"`
+	MaxMessage    uint64     `protobuf:"varint,11,opt,name=max_message,json=maxMessage,proto3" json:"max_message,omitempty"` // largest control message the node reads
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -364,6 +365,13 @@ func (x *InfoResponse) GetProtocol() uint32 {
 func (x *InfoResponse) GetMaxFileSize() uint64 {
 	if x != nil {
 		return x.MaxFileSize
+	}
+	return 0
+}
+
+func (x *InfoResponse) GetMaxMessage() uint64 {
+	if x != nil {
+		return x.MaxMessage
 	}
 	return 0
 }
@@ -1591,7 +1599,7 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x10cpu_free_percent\x18\x01 \x01(\x01R\x0ecpuFreePercent\x12)\n" +
 	"\x10memory_available\x18\x02 \x01(\x04R\x0fmemoryAvailable\x12%\n" +
 	"\x0edisk_available\x18\x03 \x01(\x04R\rdiskAvailable\x12*\n" +
-	"\x11swap_used_percent\x18\x04 \x01(\x01R\x0fswapUsedPercent\"\x9e\x02\n" +
+	"\x11swap_used_percent\x18\x04 \x01(\x01R\x0fswapUsedPercent\"\xbf\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\aboot_id\x18\x02 \x01(\tR\x06bootId\x12\x12\n" +
@@ -1603,7 +1611,9 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x05avail\x18\b \x01(\v2\x13.drove.v1.AvailInfoR\x05avail\x12\x1a\n" +
 	"\bprotocol\x18\t \x01(\rR\bprotocol\x12\"\n" +
 	"\rmax_file_size\x18\n" +
-	" \x01(\x04R\vmaxFileSize\"@\n" +
+	" \x01(\x04R\vmaxFileSize\x12\x1f\n" +
+	"\vmax_message\x18\v \x01(\x04R\n" +
+	"maxMessage\"@\n" +
 	"\x04Blob\x12\x10\n" +
 	"\x03sum\x18\x01 \x01(\tR\x03sum\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
