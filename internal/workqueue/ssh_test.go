@@ -1,0 +1,52 @@
+package workqueue
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/testutil/sshtest"
+)
+
+// TestHostLost closes the only host's connection in the middle of a run:
+// the lost host is reported, and the jobs nobody can run any more count as
+// failed instead of waiting for ever.
+func TestHostLost(t *testing.T) {
+	s := sshtest.Start(t)
+	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	time.AfterFunc(500*time.Millisecond, func() { pool.Close() })
+	var out, errb bytes.Buffer
+	start := time.Now()
+	sum, err := Run(context.Background(), Config{
+		Template: "sleep 0.2; echo",
+		Sources:  []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
+		Logins:   []nodeset.Login{{Host: s.Aliases[0], Slots: 2}},
+		Pool:     pool,
+		Stdout:   &out,
+		Stderr:   &errb,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 15*time.Second {
+		t.Errorf("took %v", time.Since(start))
+	}
+	done := len(strings.Fields(out.String()))
+	if done == 0 || done == 20 || sum.Failed == 0 || sum.ExitStatus() == 0 {
+		t.Errorf("%d jobs printed, summary %+v", done, sum)
+	}
+	if !strings.Contains(errb.String(), "connection lost") || !strings.Contains(errb.String(), "no host left") {
+		t.Errorf("stderr %q", errb.String())
+	}
+	if len(sum.HostsDown) != 1 || sum.HostsDown[0] != s.Aliases[0] {
+		t.Errorf("hosts down %v", sum.HostsDown)
+	}
+}
