@@ -365,6 +365,11 @@ func (n *Node) Run(ctx context.Context) error {
 		targets := n.cfg.AnnounceTo
 		if targets == nil {
 			targets = discovery.Targets(discovery.ClientPort, n.cfg.Multicast)
+			if len(targets) == 1 && !n.cfg.Multicast {
+				// Only 255.255.255.255: no interface that is up has a
+				// broadcast address (dispy #98/#117).
+				n.log.Warn("no network interface with a broadcast address is up: clients on other machines cannot discover this node; they can still list it by address")
+			}
 		}
 		n.disc.Announce(targets)
 	}
