@@ -17,9 +17,12 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
+	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
 )
@@ -255,10 +258,22 @@ func (r *remoteNodes) add(ctx context.Context, addr string) error {
 	return err
 }
 
-// permanent reports errors that retrying a node will not fix.
+// permanent reports errors that retrying a node will not fix: another
+// platform, a refused secret or certificate, a computation the node cannot
+// run (a fingerprint mismatch, a failing setup).
 func permanent(err error) bool {
-	return errors.Is(err, nodeexec.ErrPlatform) || strings.Contains(err.Error(), "secret") ||
-		strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "fingerprint")
+	var cve *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, nodeexec.ErrPlatform), errors.Is(err, nodeauth.ErrUnauthenticated), errors.As(err, &cve):
+		return true
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied, connect.CodeFailedPrecondition, connect.CodeInvalidArgument:
+		return true
+	}
+	// A TLS alert from the node (it refused our certificate) arrives as
+	// text only.
+	return strings.Contains(err.Error(), "remote error: tls:")
 }
 
 func (r *remoteNodes) connect(ctx context.Context, rn *remoteNode) error {

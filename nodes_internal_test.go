@@ -218,3 +218,17 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestPermanent(t *testing.T) {
+	a := startTestNode(t, "sec", func(c *node.Config) { c.Secret = "k" })
+	s := sched.New(sched.Config{})
+	defer s.Close(context.Background())
+	_, err := startRemoteNodes(t.Context(), s, remoteConfig{Nodes: []string{a.Addr().String()}, Secret: "wrong", Func: "test.square"})
+	if err == nil || !permanent(err) {
+		t.Errorf("wrong secret not permanent: %v", err)
+	}
+	_, err = startRemoteNodes(t.Context(), s, remoteConfig{Nodes: []string{"127.0.0.1:1"}, Func: "test.square"})
+	if err == nil || permanent(err) {
+		t.Errorf("unreachable node permanent: %v", err)
+	}
+}
