@@ -130,6 +130,9 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	if len(hosts) == 0 {
 		return errors.New("exec: no hosts (use -w NODESET or -h HOSTSFILE)")
 	}
+	// Output names are taken before -l fills in users: pssh names a host
+	// with its user only when the entry gave one.
+	names := nodeset.OutputNames(hosts)
 	for i := range hosts {
 		if hosts[i].User == "" {
 			hosts[i].User = fl.user
@@ -163,7 +166,6 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	defer pool.Close()
 
 	command := strings.Join(args, " ")
-	names := nodeset.OutputNames(hosts)
 	results := make([]*hostResult, len(hosts))
 	var mu sync.Mutex // serialises printing
 	live := !fl.inline && !fl.gather

@@ -463,3 +463,42 @@ func TestRunSIGINT(t *testing.T) {
 		t.Errorf("%d remote processes left after SIGINT", n)
 	}
 }
+
+// TestRunFlagAliases covers the alias and SSH option flags the other tests
+// do not: --tf, --transferfile, --bf, --wd, --sshloginfile, --login-user,
+// --max-sessions, --group.
+func TestRunFlagAliases(t *testing.T) {
+	s := sshtest.Start(t)
+	local := t.TempDir()
+	t.Chdir(local)
+	os.WriteFile("in.txt", []byte("data\n"), 0o644)
+	os.WriteFile("base.txt", []byte("base\n"), 0o644)
+	slf := filepath.Join(local, "slf")
+	os.WriteFile(slf, []byte("2/"+s.Addrs[0]+"\n"), 0o644)
+	wd := fmt.Sprintf("drove-alias-%d", time.Now().UnixNano())
+	for _, tf := range []string{"--tf", "--transferfile"} {
+		t.Run(tf, func(t *testing.T) {
+			args := []string{"--known-hosts", s.KnownHosts, "--identity", s.KeyPath, "-F", "none", "--login-user", s.User,
+				"--max-sessions", "1", "--group", "--sshloginfile", slf, "--bf", "base.txt", "--wd", wd, "--cleanup", tf, "{}",
+				"cat {} ~/base.txt; pwd", ":::", "in.txt"}
+			code, out, errs := drun(t, "", args...)
+			if code != 0 || !strings.HasPrefix(out, "data\nbase\n/") || !strings.HasSuffix(out, "/"+wd+"\n") {
+				t.Fatalf("exit %d out %q err %s", code, out, errs)
+			}
+		})
+	}
+	// --max-sessions 1 forces a connection per running job; the jobs still
+	// all run.
+	code, out, errs := drun(t, "", "-F", s.SSHConfig, "--max-sessions", "1", "-S", "3/host0", "echo", ":::", "a", "b", "c")
+	if code != 0 || len(sortedLines(out)) != 3 {
+		t.Fatalf("exit %d out %q err %s", code, out, errs)
+	}
+}
+
+func TestExecLoginUser(t *testing.T) {
+	s := sshtest.Start(t)
+	code, out, errs := dexec(t, "", "-F", "none", "--known-hosts", s.KnownHosts, "--identity", s.KeyPath, "-l", s.User, "-w", s.Addrs[0], "id -un")
+	if code != 0 || out != s.Addrs[0]+": "+s.User+"\n" {
+		t.Fatalf("exit %d out %q err %s", code, out, errs)
+	}
+}
