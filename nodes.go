@@ -337,6 +337,9 @@ func (r *remoteNodes) watch(rn *remoteNode) {
 			// old computation still runs there; its jobs were requeued.
 			cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
 			ex.CloseStale(cctx)
+			// The scheduler drops a down node when it is added again, without
+			// closing its executor: release its connections here.
+			_ = ex.Close(cctx)
 			cancel()
 			r.mu.Lock()
 			rn.ex, rn.err = nil, ex.Err()
