@@ -129,3 +129,13 @@ func TestExec(t *testing.T) {
 		}
 	})
 }
+
+func TestExecUnknownHostKey(t *testing.T) {
+	s := sshtest.Start(t)
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(empty, nil, 0o644)
+	code, out, errs := dexec(t, "", "-F", "none", "--known-hosts", empty, "--identity", s.KeyPath, "-w", s.Target(0), "echo no")
+	if code != 255 || out != "" || !strings.Contains(errs, "unknown host key") {
+		t.Fatalf("exit %d out %q err %s", code, out, errs)
+	}
+}
