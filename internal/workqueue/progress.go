@@ -42,8 +42,9 @@ func (e *engine) progress(slots int) (stopProgress func()) {
 }
 
 func (e *engine) drawProgress(slots int) {
+	running := e.sched.Stats().Running
 	e.mu.Lock()
-	done, failed, total, running := e.done, e.failed, e.total-e.sum.Skipped, len(e.live)
+	done, failed, total := e.done, e.failed, e.total-e.sum.Skipped
 	var avg time.Duration
 	if done > 0 {
 		avg = e.runtimes / time.Duration(done)
