@@ -45,6 +45,7 @@ func (f *Function[In, Out]) Name() string {
 // text reaches the client); a panic does too, with a *[PanicError]. What fn
 // writes to os.Stdout and os.Stderr is captured into the job.
 func Func[In, Out any](name string, fn func(context.Context, In) (Out, error)) *Function[In, Out] {
+	var outCodec gobCodec[Out]
 	registry.Register(&registry.Func{
 		Name: name,
 		In:   typeName[In](),
@@ -54,18 +55,19 @@ func Func[In, Out any](name string, fn func(context.Context, In) (Out, error)) *
 			if err != nil {
 				return nil, fmt.Errorf("drove: decoding the job's input: %w", err)
 			}
-			out, err := fn(ctx, v)
+			res, err := fn(ctx, v)
 			if err != nil {
 				return nil, err
 			}
-			b, err := gobEncode(out)
+			b, err := outCodec.encode(res)
 			if err != nil {
 				return nil, fmt.Errorf("drove: encoding the job's result: %w", err)
 			}
 			return b, nil
 		},
 	})
-	return &Function[In, Out]{name: name, encode: gobEncode[In], decode: gobDecode[Out]}
+	var in gobCodec[In]
+	return &Function[In, Out]{name: name, encode: in.encode, decode: gobDecode[Out]}
 }
 
 // Program returns a computation that runs the executable at path once per

@@ -18,13 +18,15 @@ if ! $py -c 'import distributed' 2>/dev/null; then
 fi
 
 echo "== drove (go test -bench, embedded cluster, $cpus CPUs)"
-bench=$(go test -run XXX -bench 'Throughput|RoundTrip|ProgramTrue' -benchtime 3s ./bench/ | tee /dev/stderr)
+bench=$(go test -run XXX -bench '^Benchmark(Throughput|RoundTrip|ProgramTrue)$' -benchtime 3s ./bench/)
+echo "$bench"
 drove_tput=$(awk '/^BenchmarkThroughput/ {for (i=1;i<=NF;i++) if ($(i+1)=="jobs/s") print $i}' <<<"$bench")
 drove_rt_ns=$(awk '/^BenchmarkRoundTrip/ {print $3}' <<<"$bench")
 drove_true=$(awk '/^BenchmarkProgramTrue/ {for (i=1;i<=NF;i++) if ($(i+1)=="jobs/s") print $i}' <<<"$bench")
 
 echo "== Dask distributed (LocalCluster, 2 processes x 1 thread)"
-dask=$($py bench/peers/dask_local.py 10000 200 2>/dev/null | tee /dev/stderr)
+dask=$($py bench/peers/dask_local.py 10000 200 2>/dev/null)
+echo "$dask"
 dask_tput=$(awk '/dask_map_tasks_per_s/ {print $2}' <<<"$dask")
 dask_rt_us=$(awk '/dask_roundtrip_us/ {print $2}' <<<"$dask")
 
@@ -38,7 +40,8 @@ echo "xargs: $xargs_rate jobs/s"
 
 echo "== drove: a million no-op jobs"
 go build -o /tmp/drove-million ./bench/million
-million=$(/tmp/drove-million -n 1000000 | tee /dev/stderr)
+million=$(/tmp/drove-million -n 1000000)
+echo "$million"
 
 echo
 echo "== ratios"
