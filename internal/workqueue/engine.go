@@ -139,7 +139,6 @@ type engine struct {
 	out   *output
 	log   *slog.Logger
 	base  map[string]int // {%}: the slot numbers before each node's
-	quote bool
 
 	mu       sync.Mutex
 	sum      Summary
