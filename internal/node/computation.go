@@ -110,10 +110,12 @@ func (c *computation) Done(r *sched.Run, res sched.Result) {
 		// the job, which may run again elsewhere.
 		res = sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s stopped the job: %s", sched.ErrNodeLost, n.cfg.Name, c.closeWhy)}
 	}
+	// Pushed under the node's lock, so that a heartbeat's pending count and
+	// last sequence number agree (a returning client relies on that).
+	c.out.push(&drovev1.Event{RunId: id, JobId: jobID(r), Kind: &drovev1.Event_Result{Result: nodeproto.ResultProto(res)}})
 	starts := n.dispatchLocked()
 	n.mu.Unlock()
 	n.met.jobsDone.WithLabelValues(outcomeName(res.Outcome)).Inc()
-	c.out.push(&drovev1.Event{RunId: id, Kind: &drovev1.Event_Result{Result: nodeproto.ResultProto(res)}})
 	n.startAll(starts)
 }
 
@@ -124,12 +126,18 @@ func (c *computation) Started(r *sched.Run, at time.Time) {
 		nr.begun = true
 	}
 	c.n.mu.Unlock()
-	c.out.push(&drovev1.Event{RunId: uint64(r.Task.ID), Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: at.UnixNano()}})
+	c.out.push(&drovev1.Event{RunId: uint64(r.Task.ID), JobId: jobID(r), Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: at.UnixNano()}})
 }
 
 // Provisional implements local.Reporter.
 func (c *computation) Provisional(r *sched.Run, output []byte) {
-	c.out.push(&drovev1.Event{RunId: uint64(r.Task.ID), Kind: &drovev1.Event_Provisional{Provisional: output}})
+	c.out.push(&drovev1.Event{RunId: uint64(r.Task.ID), JobId: jobID(r), Kind: &drovev1.Event_Provisional{Provisional: output}})
+}
+
+// jobID is the user's job id of a run.
+func jobID(r *sched.Run) int64 {
+	id, _ := r.Task.Ref.(int64)
+	return id
 }
 
 type start struct {
@@ -185,7 +193,7 @@ func (n *Node) startAll(starts []start) {
 		if s.c.prefetch == 0 {
 			// An executor that queues nothing ahead starts runs at once
 			// and does not report Started.
-			s.c.out.push(&drovev1.Event{RunId: s.nr.id, Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: now}})
+			s.c.out.push(&drovev1.Event{RunId: s.nr.id, JobId: jobID(s.nr.r), Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: now}})
 		}
 		s.c.startMu.Lock()
 		s.c.ex.Start(s.nr.r)
@@ -207,7 +215,9 @@ func (c *computation) submit(jobs []*drovev1.Job) error {
 			continue
 		}
 		c.maxRunID = j.RunId
-		nr := &nrun{id: j.RunId, r: &sched.Run{Task: &sched.Task{ID: int64(j.RunId), Input: j.Input}, Node: n.cfg.Name}}
+		// The run id is the task's ID for the executor; the user's job id
+		// rides along in Ref, for events a returning client can match.
+		nr := &nrun{id: j.RunId, r: &sched.Run{Task: &sched.Task{ID: int64(j.RunId), Input: j.Input, Ref: j.JobId}, Node: n.cfg.Name}}
 		c.runs[j.RunId] = nr
 		c.queue = append(c.queue, nr)
 	}
@@ -225,7 +235,7 @@ var errCompClosed = errors.New("drove: computation closed")
 func (c *computation) cancel(ids []uint64, recall bool) {
 	n := c.n
 	var stop []*sched.Run
-	var killed []uint64
+	var killed []*nrun
 	n.mu.Lock()
 	for _, id := range ids {
 		nr := c.runs[id]
@@ -246,10 +256,9 @@ func (c *computation) cancel(ids []uint64, recall bool) {
 				break
 			}
 		}
-		killed = append(killed, id)
+		killed = append(killed, nr)
 	}
-	n.mu.Unlock()
-	for _, id := range killed {
+	for _, k := range killed {
 		res := &drovev1.Result{
 			Outcome: drovev1.Outcome_OUTCOME_KILLED,
 			Error:   &drovev1.JobError{Kind: drovev1.ErrorKind_ERROR_KIND_OTHER, Message: "drove: job cancelled before it started"},
@@ -257,8 +266,9 @@ func (c *computation) cancel(ids []uint64, recall bool) {
 		if recall {
 			res = &drovev1.Result{Outcome: drovev1.Outcome_OUTCOME_NOT_STARTED}
 		}
-		c.out.push(&drovev1.Event{RunId: id, Kind: &drovev1.Event_Result{Result: res}})
+		c.out.push(&drovev1.Event{RunId: k.id, JobId: jobID(k.r), Kind: &drovev1.Event_Result{Result: res}})
 	}
+	n.mu.Unlock()
 	for _, r := range stop {
 		if recall {
 			c.ex.Recall(r)

@@ -157,6 +157,13 @@ func (o *outbox) after(seq uint64, max int) []*drovev1.Event {
 	return append([]*drovev1.Event(nil), o.mem[i:end]...)
 }
 
+// last returns the sequence number of the latest event.
+func (o *outbox) last() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.seq
+}
+
 // touch records contact from the client.
 func (o *outbox) touch() {
 	o.mu.Lock()

@@ -250,12 +250,12 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 	tick := time.NewTicker(c.hb)
 	defer tick.Stop()
 	// The first message tells the client the stream is up.
-	if err := stream.Send(n.heartbeat()); err != nil {
+	if err := stream.Send(c.heartbeat()); err != nil {
 		return err
 	}
 	for {
 		if evs := c.out.after(cursor, maxBatch); len(evs) > 0 {
-			msg := n.heartbeat()
+			msg := c.heartbeat()
 			msg.Events = evs
 			if err := stream.Send(msg); err != nil {
 				return err
@@ -266,7 +266,7 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 		select {
 		case <-notify:
 		case <-tick.C:
-			if err := stream.Send(n.heartbeat()); err != nil {
+			if err := stream.Send(c.heartbeat()); err != nil {
 				return err
 			}
 		case <-c.done:
@@ -277,9 +277,25 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 	}
 }
 
-func (n *Node) heartbeat() *drovev1.ResultsResponse {
+// heartbeat is a Results message without events: the node's load and the
+// computation's progress.
+func (c *computation) heartbeat() *drovev1.ResultsResponse {
+	n := c.n
 	n.mu.Lock()
-	busy := n.busy
+	busy, pending, last := n.busy, len(c.runs), c.out.last()
 	n.mu.Unlock()
-	return &drovev1.ResultsResponse{Busy: int32(busy), Avail: n.info.cached()}
+	return &drovev1.ResultsResponse{Busy: int32(busy), Avail: n.info.cached(), Pending: int32(pending), LastSeq: last}
+}
+
+func (s *service) Computations(ctx context.Context, req *connect.Request[drovev1.ComputationsRequest]) (*connect.Response[drovev1.ComputationsResponse], error) {
+	n := s.n
+	resp := &drovev1.ComputationsResponse{}
+	n.mu.Lock()
+	for id, c := range n.comps {
+		if c.clientID == req.Msg.ClientId {
+			resp.ComputationIds = append(resp.ComputationIds, id)
+		}
+	}
+	n.mu.Unlock()
+	return connect.NewResponse(resp), nil
 }

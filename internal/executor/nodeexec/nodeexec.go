@@ -490,7 +490,7 @@ func (e *Executor) Start(r *sched.Run) {
 	id := e.nextID
 	e.runs[id] = &run{r: r, sent: int64(len(r.Task.Input))}
 	e.byRun[r] = id
-	e.pending = append(e.pending, &drovev1.Job{RunId: id, Input: r.Task.Input})
+	e.pending = append(e.pending, &drovev1.Job{RunId: id, Input: r.Task.Input, JobId: r.Task.ID})
 	e.mu.Unlock()
 	e.poke()
 }
@@ -861,4 +861,72 @@ func (e *Executor) Close(ctx context.Context) error {
 // node's zombie reaper gets it otherwise.
 func (e *Executor) CloseStale(ctx context.Context) {
 	_, _ = e.api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: e.compID, Terminate: true}))
+}
+
+// Recovered is the result of a job that a client which went away left on a
+// node.
+type Recovered struct {
+	JobID  int64 // the job's ID in the client that submitted it
+	Result sched.Result
+}
+
+// Recover comes back, as client cfg.ClientID, for the results a node kept
+// for that client after it went away (it crashed, or its process ended
+// without closing its cluster): it waits for the client's jobs still queued
+// or running on the node, collects every result, and closes those
+// computations. It returns every result the client had not acknowledged:
+// one delivered just before the client went away may also have reached it.
+func Recover(ctx context.Context, cfg Config) ([]Recovered, error) {
+	hc := NewHTTPClient(cfg.Secret, cfg.TLS)
+	defer hc.CloseIdleConnections()
+	api := newAPI(hc, baseURL(cfg.Addr, cfg.TLS))
+	list, err := api.Computations(ctx, connect.NewRequest(&drovev1.ComputationsRequest{ClientId: cfg.ClientID}))
+	if err != nil {
+		return nil, &ConnError{Addr: cfg.Addr, Err: err}
+	}
+	var out []Recovered
+	for _, id := range list.Msg.ComputationIds {
+		rs, err := recoverComputation(ctx, api, id)
+		out = append(out, rs...)
+		if err != nil {
+			return out, &ConnError{Addr: cfg.Addr, Err: err}
+		}
+		if _, err := api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: id})); err != nil {
+			return out, &ConnError{Addr: cfg.Addr, Err: err}
+		}
+	}
+	return out, nil
+}
+
+func recoverComputation(ctx context.Context, api drovev1connect.NodeServiceClient, id string) ([]Recovered, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := api.Results(ctx, connect.NewRequest(&drovev1.ResultsRequest{ComputationId: id}))
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	var out []Recovered
+	var cursor uint64
+	for st.Receive() {
+		m := st.Msg()
+		for _, ev := range m.Events {
+			if ev.Seq <= cursor {
+				continue
+			}
+			cursor = ev.Seq
+			if r, ok := ev.Kind.(*drovev1.Event_Result); ok && r.Result.GetOutcome() != drovev1.Outcome_OUTCOME_NOT_STARTED {
+				out = append(out, Recovered{JobID: ev.JobId, Result: nodeproto.ResultFromProto(r.Result)})
+			}
+		}
+		// Every message says how far the node's events go and what is
+		// still to come: done when nothing is pending and all is read.
+		if m.Pending == 0 && cursor >= m.LastSeq {
+			return out, nil
+		}
+	}
+	if err := st.Err(); err != nil {
+		return out, err
+	}
+	return out, io.ErrUnexpectedEOF
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -72,7 +73,49 @@ func TestMain(m *testing.M) {
 	if worker.IsWorker() {
 		os.Exit(worker.Main())
 	}
+	if addr := os.Getenv("NODEEXEC_CRASHY_CLIENT"); addr != "" {
+		crashyClient(addr)
+	}
 	os.Exit(m.Run())
+}
+
+// crashyClient submits 20 jobs as client "crashy", prints the IDs of the
+// first results it gets and exits without closing anything.
+func crashyClient(addr string) {
+	exe, _ := os.Executable()
+	f, err := nodeexec.HashFile(exe)
+	if err != nil {
+		panic(err)
+	}
+	var mu sync.Mutex
+	got := 0
+	done := make(chan struct{})
+	s := sched.New(sched.Config{OnTask: func(ev sched.TaskEvent) {
+		if ev.State == sched.Finished {
+			mu.Lock()
+			fmt.Printf("GOT %d\n", ev.Task.ID)
+			if got++; got == 5 {
+				close(done)
+			}
+			mu.Unlock()
+		}
+	}})
+	ex, err := nodeexec.Dial(context.Background(), nodeexec.Config{Addr: addr, ClientID: "crashy", Heartbeat: 50 * time.Millisecond},
+		&nodeexec.Computation{Func: "sleep", Fingerprint: registry.Fingerprint(), Executable: f}, s)
+	if err != nil {
+		panic(err)
+	}
+	if err := s.AddNode(ex.Name(), ex.Slots(), ex); err != nil {
+		panic(err)
+	}
+	for i := range 20 {
+		if err := s.Submit(context.Background(), &sched.Task{ID: int64(100 + i), Input: enc(50)}); err != nil {
+			panic(err)
+		}
+	}
+	<-done
+	mu.Lock() // no more output
+	os.Exit(0)
 }
 
 type testNode struct {
@@ -414,5 +457,55 @@ func TestInputTooLarge(t *testing.T) {
 	}
 	if small.State() != sched.Finished || u64(small.Result().Output) != 42 {
 		t.Errorf("small input: %v %v", small.State(), small.Result().Err)
+	}
+}
+
+// TestClientComesBack: a client process exits without closing its cluster
+// while its jobs run on the node; a new process, as the same client, gets
+// every result it had not received, and the node is left clean.
+func TestClientComesBack(t *testing.T) {
+	n := startNode(t, nil)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "NODEEXEC_CRASHY_CLIENT="+n.addr)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	seen := map[int64]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var id int64
+		if _, err := fmt.Sscanf(l, "GOT %d", &id); err == nil {
+			seen[id] = true
+		}
+	}
+	if len(seen) != 5 {
+		t.Fatalf("client output %q", out)
+	}
+	rs, err := nodeexec.Recover(t.Context(), nodeexec.Config{Addr: n.addr, ClientID: "crashy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Result.Outcome != sched.OK || u64(r.Result.Output) != 50 {
+			t.Errorf("job %d: %+v", r.JobID, r.Result)
+		}
+		seen[r.JobID] = true
+	}
+	for i := range 20 {
+		if !seen[int64(100+i)] {
+			t.Errorf("job %d neither received nor recovered", 100+i)
+		}
+	}
+	if len(rs) < 15 {
+		t.Errorf("recovered %d results, want at least the 15 the client never got", len(rs))
+	}
+	// Recovered and closed: nothing is left for that client.
+	rs, err = nodeexec.Recover(t.Context(), nodeexec.Config{Addr: n.addr, ClientID: "crashy"})
+	if err != nil || len(rs) != 0 {
+		t.Errorf("second recovery: %d results, %v", len(rs), err)
 	}
 }

@@ -706,6 +706,7 @@ type Job struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         uint64                 `protobuf:"varint,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // chosen by the client, unique in the computation
 	Input         []byte                 `protobuf:"bytes,2,opt,name=input,proto3" json:"input,omitempty"`
+	JobId         int64                  `protobuf:"varint,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"` // the user's job id, given back in events
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -752,6 +753,13 @@ func (x *Job) GetInput() []byte {
 		return x.Input
 	}
 	return nil
+}
+
+func (x *Job) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
+	}
+	return 0
 }
 
 type SubmitRequest struct {
@@ -1226,6 +1234,7 @@ type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	RunId uint64                 `protobuf:"varint,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	JobId int64                  `protobuf:"varint,7,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Event_StartedUnixNano
@@ -1277,6 +1286,13 @@ func (x *Event) GetSeq() uint64 {
 func (x *Event) GetRunId() uint64 {
 	if x != nil {
 		return x.RunId
+	}
+	return 0
+}
+
+func (x *Event) GetJobId() int64 {
+	if x != nil {
+		return x.JobId
 	}
 	return 0
 }
@@ -1356,8 +1372,12 @@ type ResultsResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Set on heartbeats (and on every message): the node's state.
-	Busy          int32      `protobuf:"varint,2,opt,name=busy,proto3" json:"busy,omitempty"`
-	Avail         *AvailInfo `protobuf:"bytes,3,opt,name=avail,proto3" json:"avail,omitempty"`
+	Busy  int32      `protobuf:"varint,2,opt,name=busy,proto3" json:"busy,omitempty"`
+	Avail *AvailInfo `protobuf:"bytes,3,opt,name=avail,proto3" json:"avail,omitempty"`
+	// pending is how many of the computation's jobs are queued or running.
+	Pending int32 `protobuf:"varint,4,opt,name=pending,proto3" json:"pending,omitempty"`
+	// last_seq is the sequence number of the latest event so far.
+	LastSeq       uint64 `protobuf:"varint,5,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1413,6 +1433,108 @@ func (x *ResultsResponse) GetAvail() *AvailInfo {
 	return nil
 }
 
+func (x *ResultsResponse) GetPending() int32 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *ResultsResponse) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+type ComputationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ComputationsRequest) Reset() {
+	*x = ComputationsRequest{}
+	mi := &file_drove_v1_node_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComputationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComputationsRequest) ProtoMessage() {}
+
+func (x *ComputationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drove_v1_node_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComputationsRequest.ProtoReflect.Descriptor instead.
+func (*ComputationsRequest) Descriptor() ([]byte, []int) {
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ComputationsRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+type ComputationsResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ComputationIds []string               `protobuf:"bytes,1,rep,name=computation_ids,json=computationIds,proto3" json:"computation_ids,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ComputationsResponse) Reset() {
+	*x = ComputationsResponse{}
+	mi := &file_drove_v1_node_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComputationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComputationsResponse) ProtoMessage() {}
+
+func (x *ComputationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drove_v1_node_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComputationsResponse.ProtoReflect.Descriptor instead.
+func (*ComputationsResponse) Descriptor() ([]byte, []int) {
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ComputationsResponse) GetComputationIds() []string {
+	if x != nil {
+		return x.ComputationIds
+	}
+	return nil
+}
+
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ComputationId string                 `protobuf:"bytes,1,opt,name=computation_id,json=computationId,proto3" json:"computation_id,omitempty"`
@@ -1423,7 +1545,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[18]
+	mi := &file_drove_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1557,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[18]
+	mi := &file_drove_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1570,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HeartbeatRequest) GetComputationId() string {
@@ -1473,7 +1595,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[19]
+	mi := &file_drove_v1_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1607,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[19]
+	mi := &file_drove_v1_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1620,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
 type CloseRequest struct {
@@ -1511,7 +1633,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[20]
+	mi := &file_drove_v1_node_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1645,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[20]
+	mi := &file_drove_v1_node_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1658,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{20}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CloseRequest) GetComputationId() string {
@@ -1561,7 +1683,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[21]
+	mi := &file_drove_v1_node_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1695,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[21]
+	mi := &file_drove_v1_node_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1708,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{21}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{23}
 }
 
 var File_drove_v1_node_proto protoreflect.FileDescriptor
@@ -1642,10 +1764,11 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\rSetupResponse\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x14\n" +
 	"\x05slots\x18\x02 \x01(\x05R\x05slots\x12\x17\n" +
-	"\aboot_id\x18\x03 \x01(\tR\x06bootId\"2\n" +
+	"\aboot_id\x18\x03 \x01(\tR\x06bootId\"I\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\x04R\x05runId\x12\x14\n" +
-	"\x05input\x18\x02 \x01(\fR\x05input\"Y\n" +
+	"\x05input\x18\x02 \x01(\fR\x05input\x12\x15\n" +
+	"\x06job_id\x18\x03 \x01(\x03R\x05jobId\"Y\n" +
 	"\rSubmitRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12!\n" +
 	"\x04jobs\x18\x02 \x03(\v2\r.drove.v1.JobR\x04jobs\"\x10\n" +
@@ -1675,19 +1798,26 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\rend_unix_nano\x18\a \x01(\x03R\vendUnixNano\">\n" +
 	"\x04File\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
-	"\x04blob\x18\x02 \x01(\v2\x0e.drove.v1.BlobR\x04blob\"\xdc\x01\n" +
+	"\x04blob\x18\x02 \x01(\v2\x0e.drove.v1.BlobR\x04blob\"\xf3\x01\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x15\n" +
-	"\x06run_id\x18\x02 \x01(\x04R\x05runId\x12,\n" +
+	"\x06run_id\x18\x02 \x01(\x04R\x05runId\x12\x15\n" +
+	"\x06job_id\x18\a \x01(\x03R\x05jobId\x12,\n" +
 	"\x11started_unix_nano\x18\x03 \x01(\x03H\x00R\x0fstartedUnixNano\x12\"\n" +
 	"\vprovisional\x18\x04 \x01(\fH\x00R\vprovisional\x12*\n" +
 	"\x06result\x18\x05 \x01(\v2\x10.drove.v1.ResultH\x00R\x06result\x12$\n" +
 	"\x04file\x18\x06 \x01(\v2\x0e.drove.v1.FileH\x00R\x04fileB\x06\n" +
-	"\x04kind\"y\n" +
+	"\x04kind\"\xae\x01\n" +
 	"\x0fResultsResponse\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.drove.v1.EventR\x06events\x12\x12\n" +
 	"\x04busy\x18\x02 \x01(\x05R\x04busy\x12)\n" +
-	"\x05avail\x18\x03 \x01(\v2\x13.drove.v1.AvailInfoR\x05avail\"K\n" +
+	"\x05avail\x18\x03 \x01(\v2\x13.drove.v1.AvailInfoR\x05avail\x12\x18\n" +
+	"\apending\x18\x04 \x01(\x05R\apending\x12\x19\n" +
+	"\blast_seq\x18\x05 \x01(\x04R\alastSeq\"2\n" +
+	"\x13ComputationsRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\"?\n" +
+	"\x14ComputationsResponse\x12'\n" +
+	"\x0fcomputation_ids\x18\x01 \x03(\tR\x0ecomputationIds\"K\n" +
 	"\x10HeartbeatRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\x04R\x03ack\"\x13\n" +
@@ -1709,7 +1839,7 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x11ERROR_KIND_REMOTE\x10\x01\x12\x14\n" +
 	"\x10ERROR_KIND_PANIC\x10\x02\x12\x13\n" +
 	"\x0fERROR_KIND_EXIT\x10\x03\x12\x14\n" +
-	"\x10ERROR_KIND_OTHER\x10\x042\xba\x03\n" +
+	"\x10ERROR_KIND_OTHER\x10\x042\x89\x04\n" +
 	"\vNodeService\x125\n" +
 	"\x04Info\x12\x15.drove.v1.InfoRequest\x1a\x16.drove.v1.InfoResponse\x128\n" +
 	"\x05Setup\x12\x16.drove.v1.SetupRequest\x1a\x17.drove.v1.SetupResponse\x12;\n" +
@@ -1717,7 +1847,8 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x06Cancel\x12\x17.drove.v1.CancelRequest\x1a\x18.drove.v1.CancelResponse\x12@\n" +
 	"\aResults\x12\x18.drove.v1.ResultsRequest\x1a\x19.drove.v1.ResultsResponse0\x01\x12D\n" +
 	"\tHeartbeat\x12\x1a.drove.v1.HeartbeatRequest\x1a\x1b.drove.v1.HeartbeatResponse\x128\n" +
-	"\x05Close\x12\x16.drove.v1.CloseRequest\x1a\x17.drove.v1.CloseResponseB:Z8github.com/drove-dev/drove/internal/gen/drove/v1;drovev1b\x06proto3"
+	"\x05Close\x12\x16.drove.v1.CloseRequest\x1a\x17.drove.v1.CloseResponse\x12M\n" +
+	"\fComputations\x12\x1d.drove.v1.ComputationsRequest\x1a\x1e.drove.v1.ComputationsResponseB:Z8github.com/drove-dev/drove/internal/gen/drove/v1;drovev1b\x06proto3"
 
 var (
 	file_drove_v1_node_proto_rawDescOnce sync.Once
@@ -1732,32 +1863,34 @@ func file_drove_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_drove_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_drove_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_drove_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_drove_v1_node_proto_goTypes = []any{
-	(Outcome)(0),              // 0: drove.v1.Outcome
-	(ErrorKind)(0),            // 1: drove.v1.ErrorKind
-	(*InfoRequest)(nil),       // 2: drove.v1.InfoRequest
-	(*AvailInfo)(nil),         // 3: drove.v1.AvailInfo
-	(*InfoResponse)(nil),      // 4: drove.v1.InfoResponse
-	(*Blob)(nil),              // 5: drove.v1.Blob
-	(*Depend)(nil),            // 6: drove.v1.Depend
-	(*SetupRequest)(nil),      // 7: drove.v1.SetupRequest
-	(*SetupResponse)(nil),     // 8: drove.v1.SetupResponse
-	(*Job)(nil),               // 9: drove.v1.Job
-	(*SubmitRequest)(nil),     // 10: drove.v1.SubmitRequest
-	(*SubmitResponse)(nil),    // 11: drove.v1.SubmitResponse
-	(*CancelRequest)(nil),     // 12: drove.v1.CancelRequest
-	(*CancelResponse)(nil),    // 13: drove.v1.CancelResponse
-	(*ResultsRequest)(nil),    // 14: drove.v1.ResultsRequest
-	(*JobError)(nil),          // 15: drove.v1.JobError
-	(*Result)(nil),            // 16: drove.v1.Result
-	(*File)(nil),              // 17: drove.v1.File
-	(*Event)(nil),             // 18: drove.v1.Event
-	(*ResultsResponse)(nil),   // 19: drove.v1.ResultsResponse
-	(*HeartbeatRequest)(nil),  // 20: drove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil), // 21: drove.v1.HeartbeatResponse
-	(*CloseRequest)(nil),      // 22: drove.v1.CloseRequest
-	(*CloseResponse)(nil),     // 23: drove.v1.CloseResponse
+	(Outcome)(0),                 // 0: drove.v1.Outcome
+	(ErrorKind)(0),               // 1: drove.v1.ErrorKind
+	(*InfoRequest)(nil),          // 2: drove.v1.InfoRequest
+	(*AvailInfo)(nil),            // 3: drove.v1.AvailInfo
+	(*InfoResponse)(nil),         // 4: drove.v1.InfoResponse
+	(*Blob)(nil),                 // 5: drove.v1.Blob
+	(*Depend)(nil),               // 6: drove.v1.Depend
+	(*SetupRequest)(nil),         // 7: drove.v1.SetupRequest
+	(*SetupResponse)(nil),        // 8: drove.v1.SetupResponse
+	(*Job)(nil),                  // 9: drove.v1.Job
+	(*SubmitRequest)(nil),        // 10: drove.v1.SubmitRequest
+	(*SubmitResponse)(nil),       // 11: drove.v1.SubmitResponse
+	(*CancelRequest)(nil),        // 12: drove.v1.CancelRequest
+	(*CancelResponse)(nil),       // 13: drove.v1.CancelResponse
+	(*ResultsRequest)(nil),       // 14: drove.v1.ResultsRequest
+	(*JobError)(nil),             // 15: drove.v1.JobError
+	(*Result)(nil),               // 16: drove.v1.Result
+	(*File)(nil),                 // 17: drove.v1.File
+	(*Event)(nil),                // 18: drove.v1.Event
+	(*ResultsResponse)(nil),      // 19: drove.v1.ResultsResponse
+	(*ComputationsRequest)(nil),  // 20: drove.v1.ComputationsRequest
+	(*ComputationsResponse)(nil), // 21: drove.v1.ComputationsResponse
+	(*HeartbeatRequest)(nil),     // 22: drove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),    // 23: drove.v1.HeartbeatResponse
+	(*CloseRequest)(nil),         // 24: drove.v1.CloseRequest
+	(*CloseResponse)(nil),        // 25: drove.v1.CloseResponse
 }
 var file_drove_v1_node_proto_depIdxs = []int32{
 	3,  // 0: drove.v1.InfoResponse.avail:type_name -> drove.v1.AvailInfo
@@ -1779,17 +1912,19 @@ var file_drove_v1_node_proto_depIdxs = []int32{
 	10, // 16: drove.v1.NodeService.Submit:input_type -> drove.v1.SubmitRequest
 	12, // 17: drove.v1.NodeService.Cancel:input_type -> drove.v1.CancelRequest
 	14, // 18: drove.v1.NodeService.Results:input_type -> drove.v1.ResultsRequest
-	20, // 19: drove.v1.NodeService.Heartbeat:input_type -> drove.v1.HeartbeatRequest
-	22, // 20: drove.v1.NodeService.Close:input_type -> drove.v1.CloseRequest
-	4,  // 21: drove.v1.NodeService.Info:output_type -> drove.v1.InfoResponse
-	8,  // 22: drove.v1.NodeService.Setup:output_type -> drove.v1.SetupResponse
-	11, // 23: drove.v1.NodeService.Submit:output_type -> drove.v1.SubmitResponse
-	13, // 24: drove.v1.NodeService.Cancel:output_type -> drove.v1.CancelResponse
-	19, // 25: drove.v1.NodeService.Results:output_type -> drove.v1.ResultsResponse
-	21, // 26: drove.v1.NodeService.Heartbeat:output_type -> drove.v1.HeartbeatResponse
-	23, // 27: drove.v1.NodeService.Close:output_type -> drove.v1.CloseResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
+	22, // 19: drove.v1.NodeService.Heartbeat:input_type -> drove.v1.HeartbeatRequest
+	24, // 20: drove.v1.NodeService.Close:input_type -> drove.v1.CloseRequest
+	20, // 21: drove.v1.NodeService.Computations:input_type -> drove.v1.ComputationsRequest
+	4,  // 22: drove.v1.NodeService.Info:output_type -> drove.v1.InfoResponse
+	8,  // 23: drove.v1.NodeService.Setup:output_type -> drove.v1.SetupResponse
+	11, // 24: drove.v1.NodeService.Submit:output_type -> drove.v1.SubmitResponse
+	13, // 25: drove.v1.NodeService.Cancel:output_type -> drove.v1.CancelResponse
+	19, // 26: drove.v1.NodeService.Results:output_type -> drove.v1.ResultsResponse
+	23, // 27: drove.v1.NodeService.Heartbeat:output_type -> drove.v1.HeartbeatResponse
+	25, // 28: drove.v1.NodeService.Close:output_type -> drove.v1.CloseResponse
+	21, // 29: drove.v1.NodeService.Computations:output_type -> drove.v1.ComputationsResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1812,7 +1947,7 @@ func file_drove_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drove_v1_node_proto_rawDesc), len(file_drove_v1_node_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

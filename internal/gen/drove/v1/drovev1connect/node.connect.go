@@ -58,6 +58,9 @@ const (
 	NodeServiceHeartbeatProcedure = "/drove.v1.NodeService/Heartbeat"
 	// NodeServiceCloseProcedure is the fully-qualified name of the NodeService's Close RPC.
 	NodeServiceCloseProcedure = "/drove.v1.NodeService/Close"
+	// NodeServiceComputationsProcedure is the fully-qualified name of the NodeService's Computations
+	// RPC.
+	NodeServiceComputationsProcedure = "/drove.v1.NodeService/Computations"
 )
 
 // NodeServiceClient is a client for the drove.v1.NodeService service.
@@ -77,6 +80,9 @@ type NodeServiceClient interface {
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	// Close ends a computation, optionally stopping its running jobs.
 	Close(context.Context, *connect.Request[v1.CloseRequest]) (*connect.Response[v1.CloseResponse], error)
+	// Computations lists a client's open computations, so a client that went
+	// away (crashed, restarted) can come back for its results.
+	Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error)
 }
 
 // NewNodeServiceClient constructs a client for the drove.v1.NodeService service. By default, it
@@ -132,18 +138,25 @@ func NewNodeServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(nodeServiceMethods.ByName("Close")),
 			connect.WithClientOptions(opts...),
 		),
+		computations: connect.NewClient[v1.ComputationsRequest, v1.ComputationsResponse](
+			httpClient,
+			baseURL+NodeServiceComputationsProcedure,
+			connect.WithSchema(nodeServiceMethods.ByName("Computations")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // nodeServiceClient implements NodeServiceClient.
 type nodeServiceClient struct {
-	info      *connect.Client[v1.InfoRequest, v1.InfoResponse]
-	setup     *connect.Client[v1.SetupRequest, v1.SetupResponse]
-	submit    *connect.Client[v1.SubmitRequest, v1.SubmitResponse]
-	cancel    *connect.Client[v1.CancelRequest, v1.CancelResponse]
-	results   *connect.Client[v1.ResultsRequest, v1.ResultsResponse]
-	heartbeat *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
-	close     *connect.Client[v1.CloseRequest, v1.CloseResponse]
+	info         *connect.Client[v1.InfoRequest, v1.InfoResponse]
+	setup        *connect.Client[v1.SetupRequest, v1.SetupResponse]
+	submit       *connect.Client[v1.SubmitRequest, v1.SubmitResponse]
+	cancel       *connect.Client[v1.CancelRequest, v1.CancelResponse]
+	results      *connect.Client[v1.ResultsRequest, v1.ResultsResponse]
+	heartbeat    *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
+	close        *connect.Client[v1.CloseRequest, v1.CloseResponse]
+	computations *connect.Client[v1.ComputationsRequest, v1.ComputationsResponse]
 }
 
 // Info calls drove.v1.NodeService.Info.
@@ -181,6 +194,11 @@ func (c *nodeServiceClient) Close(ctx context.Context, req *connect.Request[v1.C
 	return c.close.CallUnary(ctx, req)
 }
 
+// Computations calls drove.v1.NodeService.Computations.
+func (c *nodeServiceClient) Computations(ctx context.Context, req *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error) {
+	return c.computations.CallUnary(ctx, req)
+}
+
 // NodeServiceHandler is an implementation of the drove.v1.NodeService service.
 type NodeServiceHandler interface {
 	// Info describes the node: name, platform, CPUs and free resources.
@@ -198,6 +216,9 @@ type NodeServiceHandler interface {
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	// Close ends a computation, optionally stopping its running jobs.
 	Close(context.Context, *connect.Request[v1.CloseRequest]) (*connect.Response[v1.CloseResponse], error)
+	// Computations lists a client's open computations, so a client that went
+	// away (crashed, restarted) can come back for its results.
+	Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error)
 }
 
 // NewNodeServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -249,6 +270,12 @@ func NewNodeServiceHandler(svc NodeServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(nodeServiceMethods.ByName("Close")),
 		connect.WithHandlerOptions(opts...),
 	)
+	nodeServiceComputationsHandler := connect.NewUnaryHandler(
+		NodeServiceComputationsProcedure,
+		svc.Computations,
+		connect.WithSchema(nodeServiceMethods.ByName("Computations")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/drove.v1.NodeService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case NodeServiceInfoProcedure:
@@ -265,6 +292,8 @@ func NewNodeServiceHandler(svc NodeServiceHandler, opts ...connect.HandlerOption
 			nodeServiceHeartbeatHandler.ServeHTTP(w, r)
 		case NodeServiceCloseProcedure:
 			nodeServiceCloseHandler.ServeHTTP(w, r)
+		case NodeServiceComputationsProcedure:
+			nodeServiceComputationsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -300,4 +329,8 @@ func (UnimplementedNodeServiceHandler) Heartbeat(context.Context, *connect.Reque
 
 func (UnimplementedNodeServiceHandler) Close(context.Context, *connect.Request[v1.CloseRequest]) (*connect.Response[v1.CloseResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("drove.v1.NodeService.Close is not implemented"))
+}
+
+func (UnimplementedNodeServiceHandler) Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("drove.v1.NodeService.Computations is not implemented"))
 }
