@@ -86,6 +86,13 @@ func (c *Cmd) Script() (string, error) {
 //
 // The remote host needs a POSIX sh and setsid(1) (util-linux or busybox).
 func (p *Pool) Run(ctx context.Context, target string, cmd *Cmd) (ExitStatus, error) {
+	return p.run(ctx, target, cmd, func(script string) string { return wrapper + Quote(script) })
+}
+
+// run starts cmd's script, as turned into a command line by line, whose
+// first line of output must be the process group to kill on cancel, and
+// waits for it.
+func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(script string) string) (ExitStatus, error) {
 	st := ExitStatus{Code: -1}
 	script, err := cmd.Script()
 	if err != nil {
@@ -111,7 +118,7 @@ func (p *Pool) Run(ctx context.Context, target string, cmd *Cmd) (ExitStatus, er
 			return st, &ConnError{Host: target, Addr: addr, Err: err}
 		}
 	}
-	if err := s.Start(wrapper + Quote(script)); err != nil {
+	if err := s.Start(line(script)); err != nil {
 		return st, &ConnError{Host: target, Addr: addr, Err: err}
 	}
 	if stdin != nil {
@@ -130,7 +137,7 @@ func (p *Pool) Run(ctx context.Context, target string, cmd *Cmd) (ExitStatus, er
 		line, err := br.ReadString('\n')
 		pgid, convErr := strconv.Atoi(strings.TrimSpace(line))
 		if err != nil || convErr != nil || pgid <= 1 {
-			pgid = 0 // wrapper failed (no setsid?): nothing to kill
+			pgid = 0 // no process group reported: nothing known to kill
 			if cmd.Stdout != nil {
 				io.WriteString(cmd.Stdout, line)
 			}
