@@ -157,11 +157,12 @@ func (o *outbox) after(seq uint64, max int) []*drovev1.Event {
 	return append([]*drovev1.Event(nil), o.mem[i:end]...)
 }
 
-// last returns the sequence number of the latest event.
-func (o *outbox) last() uint64 {
+// last returns the sequence number of the latest event and how far the
+// client acknowledged them.
+func (o *outbox) last() (seq, acked uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.seq
+	return o.seq, o.acked
 }
 
 // touch records contact from the client.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -152,7 +154,7 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) erro
 	}
 	if m.FuncName != "" {
 		lcfg.Executable = filepath.Join(c.dir, "exe")
-		if err := n.blobs.Link(m.Executable.Sum, lcfg.Executable, 0o700); err != nil {
+		if err := stageExecutable(n.blobs.Path(m.Executable.Sum), lcfg.Executable, 0o700); err != nil {
 			c.files.Close()
 			return connect.NewError(connect.CodeInternal, err)
 		}
@@ -162,7 +164,7 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) erro
 			name = "program"
 		}
 		lcfg.Program = filepath.Join(c.dir, "bin", name)
-		if err := n.blobs.Link(m.Program.Sum, lcfg.Program, os.FileMode(m.Program.Mode).Perm()|0o500); err != nil {
+		if err := stageExecutable(n.blobs.Path(m.Program.Sum), lcfg.Program, os.FileMode(m.Program.Mode).Perm()|0o500); err != nil {
 			c.files.Close()
 			return connect.NewError(connect.CodeInternal, err)
 		}
@@ -282,9 +284,10 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 func (c *computation) heartbeat() *drovev1.ResultsResponse {
 	n := c.n
 	n.mu.Lock()
-	busy, pending, last := n.busy, len(c.runs), c.out.last()
+	busy, pending := n.busy, len(c.runs)
+	last, acked := c.out.last()
 	n.mu.Unlock()
-	return &drovev1.ResultsResponse{Busy: int32(busy), Avail: n.info.cached(), Pending: int32(pending), LastSeq: last}
+	return &drovev1.ResultsResponse{Busy: int32(busy), Avail: n.info.cached(), Pending: int32(pending), LastSeq: last, Acked: acked}
 }
 
 func (s *service) Computations(ctx context.Context, req *connect.Request[drovev1.ComputationsRequest]) (*connect.Response[drovev1.ComputationsResponse], error) {
@@ -298,4 +301,31 @@ func (s *service) Computations(ctx context.Context, req *connect.Request[drovev1
 	}
 	n.mu.Unlock()
 	return connect.NewResponse(resp), nil
+}
+
+// stageExecutable copies an executable blob to dst. It holds
+// syscall.ForkLock for reading while dst is open for writing: a process
+// forked meanwhile (another computation starting its workers) would inherit
+// the descriptor until it execs, and exec of dst would then fail with "text
+// file busy".
+func stageExecutable(src, dst string, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode.Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

@@ -910,6 +910,9 @@ func recoverComputation(ctx context.Context, api drovev1connect.NodeServiceClien
 	var cursor uint64
 	for st.Receive() {
 		m := st.Msg()
+		// Events up to Acked were acknowledged by the client before it
+		// went away: they will not come.
+		cursor = max(cursor, m.Acked)
 		for _, ev := range m.Events {
 			if ev.Seq <= cursor {
 				continue

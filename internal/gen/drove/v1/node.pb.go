@@ -1377,7 +1377,10 @@ type ResultsResponse struct {
 	// pending is how many of the computation's jobs are queued or running.
 	Pending int32 `protobuf:"varint,4,opt,name=pending,proto3" json:"pending,omitempty"`
 	// last_seq is the sequence number of the latest event so far.
-	LastSeq       uint64 `protobuf:"varint,5,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	LastSeq uint64 `protobuf:"varint,5,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// acked is how far the client has acknowledged events (which the node
+	// then forgets).
+	Acked         uint64 `protobuf:"varint,6,opt,name=acked,proto3" json:"acked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1443,6 +1446,13 @@ func (x *ResultsResponse) GetPending() int32 {
 func (x *ResultsResponse) GetLastSeq() uint64 {
 	if x != nil {
 		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *ResultsResponse) GetAcked() uint64 {
+	if x != nil {
+		return x.Acked
 	}
 	return 0
 }
@@ -1807,13 +1817,14 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\vprovisional\x18\x04 \x01(\fH\x00R\vprovisional\x12*\n" +
 	"\x06result\x18\x05 \x01(\v2\x10.drove.v1.ResultH\x00R\x06result\x12$\n" +
 	"\x04file\x18\x06 \x01(\v2\x0e.drove.v1.FileH\x00R\x04fileB\x06\n" +
-	"\x04kind\"\xae\x01\n" +
+	"\x04kind\"\xc4\x01\n" +
 	"\x0fResultsResponse\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.drove.v1.EventR\x06events\x12\x12\n" +
 	"\x04busy\x18\x02 \x01(\x05R\x04busy\x12)\n" +
 	"\x05avail\x18\x03 \x01(\v2\x13.drove.v1.AvailInfoR\x05avail\x12\x18\n" +
 	"\apending\x18\x04 \x01(\x05R\apending\x12\x19\n" +
-	"\blast_seq\x18\x05 \x01(\x04R\alastSeq\"2\n" +
+	"\blast_seq\x18\x05 \x01(\x04R\alastSeq\x12\x14\n" +
+	"\x05acked\x18\x06 \x01(\x04R\x05acked\"2\n" +
 	"\x13ComputationsRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\"?\n" +
 	"\x14ComputationsResponse\x12'\n" +
