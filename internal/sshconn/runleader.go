@@ -1,9 +1,8 @@
 package sshconn
 
-// This file was added by the drove run / drove exec work (issue 4) beside
-// helper-1's Run: it runs the command in the session's own login shell
-// instead of under setsid and two more shells, which halves the cost of a
-// short job (measured in bench/ssh.md).
+// RunLeader runs the command in the session's own login shell instead of
+// under setsid and two more shells, which halves the cost of a short job
+// (measured in bench/ssh.md).
 
 import (
 	"context"

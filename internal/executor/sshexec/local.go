@@ -32,7 +32,7 @@ type LocalConfig struct {
 }
 
 // Local runs shell commands on this machine, each in its own process group.
-// It is GNU parallel's ":" login; the lead's internal/executor/local runs Go
+// It is GNU parallel's ":" login; internal/executor/local runs Go
 // functions and fixed programs, not shell command lines with streamed
 // output, so this small executor stands beside it. Transfers and returns
 // are no-ops: the files are already here.
