@@ -52,6 +52,10 @@ type remoteConfig struct {
 	// Discovery configures finding nodes for patterns ("*"); its Secret is
 	// set from Secret.
 	Discovery discovery.ClientConfig
+	// ClientID names this client to the nodes; a client that went away
+	// gets its results back under the same ID (nodeexec.Recover). Default:
+	// the host name and a random suffix.
+	ClientID string
 }
 
 // remoteNodes keeps a cluster's drove nodes in its scheduler: it dials
@@ -149,9 +153,12 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		s:        s,
 		cfg:      cfg,
 		comp:     comp,
-		clientID: clientIDFor(host, hex.EncodeToString(b[:])),
+		clientID: cfg.ClientID,
 		log:      cfg.Logger,
 		nodes:    map[string]*remoteNode{},
+	}
+	if r.clientID == "" {
+		r.clientID = clientIDFor(host, hex.EncodeToString(b[:]))
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
