@@ -15,6 +15,7 @@ import (
 	"github.com/drove-dev/drove/internal/blob"
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/filesink"
+	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -33,6 +34,7 @@ type Cluster[In, Out any] struct {
 	workDir string // removed by Close when we made it
 	files   *filesink.Dir
 	ssh     *sshconn.Pool // shell clusters' SSH connections
+	remote  *remoteNodes  // drove nodes (WithNodes); nil otherwise
 
 	closeOnce sync.Once
 	closeErr  error
@@ -122,9 +124,6 @@ func (c *Cluster[In, Out]) validate() error {
 	if c.cfg.maxPending < 0 {
 		return fmt.Errorf("drove: WithMaxPending(%d): must not be negative", c.cfg.maxPending)
 	}
-	if len(c.cfg.nodes) > 0 && !fn.shell {
-		return fmt.Errorf("drove: node %q: only the embedded local cluster is available in this build (remote nodes and SSH hosts come with drove node and drove run)", c.cfg.nodes[0])
-	}
 	return nil
 }
 
@@ -165,6 +164,22 @@ func (c *Cluster[In, Out]) cleanup() {
 func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 	if c.fn.shell {
 		return c.startShellNodes(ctx)
+	}
+	if len(c.cfg.nodes) > 0 {
+		rc := c.remoteConfig()
+		rc.Secret = c.cfg.secret
+		if c.cfg.tlsCA != "" {
+			var err error
+			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {
+				return err
+			}
+		}
+		r, err := startRemoteNodes(ctx, c.s, rc)
+		if err != nil {
+			return err
+		}
+		c.remote = r
+		return nil
 	}
 	blobs := blob.Store{Dir: filepath.Join(c.workDir, "blobs")}
 	deps, err := stageDepends(blobs, c.cfg.depends)
@@ -314,6 +329,9 @@ func (c *Cluster[In, Out]) Cancel(j *Job[Out]) error {
 // have ended. Close is idempotent.
 func (c *Cluster[In, Out]) Close(ctx context.Context) error {
 	c.closeOnce.Do(func() {
+		if c.remote != nil {
+			c.remote.close()
+		}
 		c.closeErr = c.s.Close(ctx)
 		c.cleanup()
 	})
@@ -331,4 +349,23 @@ func (c *Cluster[In, Out]) NodeJobs(node string) []*Job[Out] {
 		js = append(js, t.Ref.(*Job[Out]))
 	}
 	return js
+}
+
+// DiscoverNodes adds drove nodes to the cluster: addresses ("host[:port]")
+// are dialled, "*" and patterns such as "192.168.1.*" are looked for by UDP
+// broadcast on the LAN. It needs a cluster of drove nodes (WithNodes).
+func (c *Cluster[In, Out]) DiscoverNodes(ctx context.Context, nodes ...string) error {
+	if c.remote == nil {
+		return errors.New("drove: DiscoverNodes needs a cluster of drove nodes (WithNodes)")
+	}
+	return c.remote.discover(ctx, nodes...)
+}
+
+// Nodes returns the state of the cluster's drove nodes, with what each last
+// reported about its free resources; nil for other clusters.
+func (c *Cluster[In, Out]) Nodes() []NodeInfo {
+	if c.remote == nil {
+		return nil
+	}
+	return c.remote.status()
 }

@@ -443,8 +443,9 @@ func TestBadInput(t *testing.T) {
 	if _, err := drove.NewCluster(ctx, square, drove.OnJobStatus(func(drove.JobEvent[string]) {})); err == nil {
 		t.Error("callback of the wrong type: no error")
 	}
-	if _, err := drove.NewCluster(ctx, square, drove.WithNodes("10.0.0.1")); err == nil {
-		t.Error("unsupported nodes: no error")
+	// A node that is down (a closed loopback port): an error, not a hang.
+	if _, err := drove.NewCluster(ctx, square, drove.WithNodes("127.0.0.1:1")); err == nil {
+		t.Error("a cluster of one unreachable node: no error")
 	}
 	c := newCluster(t, unencodable)
 	if _, err := c.Submit(ctx, func() {}); !errors.Is(err, drove.ErrEncode) {

@@ -147,3 +147,36 @@ func TestClusterOfNodesUnreachable(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+func TestClusterDiscoverAndSecret(t *testing.T) {
+	a := startSecretNode(t, "a", "k1")
+	b := startSecretNode(t, "b", "k1")
+	c, err := drove.NewCluster(t.Context(), square, drove.WithNodes(a), drove.WithSecret("k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if err := c.DiscoverNodes(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	ns := c.Nodes()
+	if len(ns) != 2 || !ns[0].Up || !ns[1].Up || ns[0].CPUs != 2 {
+		t.Fatalf("nodes %+v", ns)
+	}
+	if _, err := drove.NewCluster(t.Context(), square, drove.WithNodes(a), drove.WithSecret("wrong")); err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Errorf("wrong secret: %v", err)
+	}
+}
+
+func startSecretNode(t *testing.T, name, secret string) string {
+	t.Helper()
+	n, err := node.New(node.Config{Hosts: []string{"127.0.0.1"}, Name: name, Dir: t.TempDir(), CPUs: 2, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return n.Addr().String()
+}

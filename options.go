@@ -30,12 +30,35 @@ type config struct {
 	logger     *slog.Logger
 	maxFile    int64
 	ssh        SSHConfig
+	secret     string
+	tlsCert    string
+	tlsKey     string
+	tlsCA      string
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is
-// embedded: worker processes on this machine, one per CPU.
+// embedded: worker processes on this machine, one per CPU. For functions and
+// programs, nodes are drove node daemons: "host" or "host:port" (port 9701
+// by default) across subnets, "*" for every node that answers a UDP
+// broadcast on the LAN, or a pattern such as "192.168.1.*" for those of
+// them that match. For Shell, nodes are "ssh://[user@]host[:port]",
+// "ssh://alias" or ":" for this machine.
 func WithNodes(nodes ...string) Option {
 	return optionFunc(func(c *config) { c.nodes = append(c.nodes, nodes...) })
+}
+
+// WithSecret sets the cluster secret that requests to drove nodes are
+// signed with (drove node --secret); the secret itself is never sent. The
+// default is the environment variable DROVE_SECRET.
+func WithSecret(secret string) Option {
+	return optionFunc(func(c *config) { c.secret = secret })
+}
+
+// WithTLS talks to drove nodes over mutual TLS: nodes must present a
+// certificate signed by the cluster CA in caFile, and the cluster presents
+// certFile and keyFile (see drove cert). The default is no TLS.
+func WithTLS(certFile, keyFile, caFile string) Option {
+	return optionFunc(func(c *config) { c.tlsCert, c.tlsKey, c.tlsCA = certFile, keyFile, caFile })
 }
 
 // WithCPUs sets how many CPUs of this machine an embedded cluster uses: 0

@@ -39,9 +39,10 @@ var demoCompute = drove.Func("drove.demo", func(ctx context.Context, a DemoArgs)
 
 func newDemoCmd() *cobra.Command {
 	var (
-		jobs int
-		unit time.Duration
-		cpus int
+		jobs  int
+		unit  time.Duration
+		cpus  int
+		nodes []string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -59,17 +60,22 @@ host name and its number. Prints one line per job, then the cluster's stats.`,
 			if unit <= 0 {
 				return fmt.Errorf("--unit must be positive, got %v", unit)
 			}
-			return runDemo(cmd.Context(), cmd, jobs, unit, cpus)
+			return runDemo(cmd.Context(), cmd, jobs, unit, cpus, nodes)
 		},
 	}
 	cmd.Flags().IntVarP(&jobs, "jobs", "n", 5, "number of jobs to submit")
 	cmd.Flags().DurationVar(&unit, "unit", time.Second, "how long one unit of sleep is; jobs sleep 1 to 10 units")
 	cmd.Flags().IntVarP(&cpus, "cpus", "c", 0, "CPUs to use: 0 for all, a negative number leaves that many free")
+	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "drove nodes to run on (host[:port], \"*\" to discover); default an embedded cluster")
 	return cmd
 }
 
-func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration, cpus int) error {
-	c, err := drove.NewCluster(ctx, demoCompute, drove.WithCPUs(cpus))
+func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration, cpus int, nodes []string) error {
+	opts := []drove.Option{drove.WithCPUs(cpus)}
+	if len(nodes) > 0 {
+		opts = append(opts, drove.WithNodes(nodes...))
+	}
+	c, err := drove.NewCluster(ctx, demoCompute, opts...)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ works with a remote machine's files over SFTP.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd())
+	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newCertCmd())
 	return root
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Store is a directory of blobs. Its methods are safe for concurrent use:
@@ -108,6 +109,11 @@ func (s Store) Link(sum, dst string, mode os.FileMode) error {
 			return nil
 		}
 	}
+	// While the copy is open for writing, a fork elsewhere in the process
+	// (a job starting) inherits the descriptor, and exec of the copy then
+	// fails with "text file busy"; os/exec takes this lock to fork.
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
 	in, err := os.Open(src)
 	if err != nil {
 		return err

@@ -543,7 +543,8 @@ func (s *Scheduler) finishLocked(t *Task, st State, res Result) {
 
 // NodeDown declares a node failed: its running tasks are requeued
 // (reentrant, or with retries left) or end Abandoned, as are tasks pinned to
-// it. Reports about its runs that arrive later are dropped.
+// it; tasks it held queued ahead but had not started go back to the queue.
+// Reports about its runs that arrive later are dropped.
 func (s *Scheduler) NodeDown(name string, err error) {
 	s.mu.Lock()
 	n, ok := s.byName[name]
@@ -556,6 +557,11 @@ func (s *Scheduler) NodeDown(name string, err error) {
 		err = ErrNodeLost
 	}
 	for r := range n.runs {
+		if !r.started {
+			// Queued ahead at the node but never begun: nothing was lost.
+			s.endRunLocked(r, Result{Outcome: NotStarted})
+			continue
+		}
 		s.endRunLocked(r, Result{Outcome: Lost, Err: fmt.Errorf("%w: %s: %w", ErrNodeLost, name, err)})
 	}
 	for n.pinned.Len() > 0 {

@@ -459,3 +459,49 @@ func TestReentrantTaskLostEverywhereIsAbandoned(t *testing.T) {
 		t.Fatalf("state %d after %d starts, err %v; want Abandoned after 3", tk.State(), starts, tk.Result().Err)
 	}
 }
+
+// A node that dies with tasks queued ahead but not started gives them back:
+// only what it had started is lost.
+func TestNodeDownRequeuesUnstarted(t *testing.T) {
+	s := New(Config{}) // not reentrant: started tasks end Abandoned
+	hang := newTestExec(1, func(*Run) behaviour { return behaviour{hang: true} })
+	hang.s = s
+	q := &queueExec{testExec: hang, depth: 3}
+	hang.report = q.done
+	if err := s.AddNode("dying", 1, q); err != nil {
+		t.Fatal(err)
+	}
+	var tasks []*Task
+	for i := range 4 {
+		tk := &Task{ID: int64(i)}
+		tasks = append(tasks, tk)
+		if err := s.Submit(context.Background(), tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := newTestExec(2, func(*Run) behaviour { return behaviour{outcome: OK} })
+	ok.s = s
+	s.NodeDown("dying", errors.New("killed"))
+	if err := s.AddNode("healthy", 2, ok); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	abandoned, finished := 0, 0
+	for _, tk := range tasks {
+		switch tk.State() {
+		case Abandoned:
+			abandoned++
+		case Finished:
+			finished++
+		}
+	}
+	if abandoned != 1 || finished != 3 {
+		t.Errorf("%d abandoned, %d finished; want 1 (the started one) and 3", abandoned, finished)
+	}
+	_ = hang.Close(context.Background())
+	_ = s.Close(context.Background())
+}
