@@ -2,7 +2,6 @@ package drove
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -10,33 +9,16 @@ import (
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
 // startTestNode runs a node daemon in this process on a loopback port.
 func startTestNode(t *testing.T, name string, mut func(*node.Config)) *node.Node {
 	t.Helper()
-	cfg := node.Config{
-		Hosts:        []string{"127.0.0.1"},
-		Name:         name,
-		Dir:          t.TempDir(),
-		CPUs:         2,
-		PingInterval: 50 * time.Millisecond,
-		Logger:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
-	if mut != nil {
-		mut(&cfg)
-	}
-	n, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("node: %v", err)
+	n, _ := nodetest.Start(t, func(c *node.Config) {
+		c.Name = name
+		if mut != nil {
+			mut(c)
 		}
 	})
 	return n

@@ -2,12 +2,10 @@ package node_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,32 +20,12 @@ import (
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/nodeauth"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
 func start(t *testing.T, mut func(*node.Config)) *node.Node {
 	t.Helper()
-	cfg := node.Config{
-		Hosts:  []string{"127.0.0.1"},
-		Dir:    t.TempDir(),
-		CPUs:   2,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError})),
-	}
-	if mut != nil {
-		mut(&cfg)
-	}
-	n, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("node: %v", err)
-		}
-	})
+	n, _ := nodetest.Start(t, mut)
 	return n
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 	"github.com/drove-dev/drove/internal/worker"
 )
 
@@ -134,34 +134,12 @@ type testNode struct {
 
 func startNode(t *testing.T, mut func(*node.Config)) *testNode {
 	t.Helper()
-	cfg := node.Config{
-		Hosts:          []string{"127.0.0.1"},
-		Dir:            t.TempDir(),
-		CPUs:           2,
-		PingInterval:   50 * time.Millisecond,
-		ZombieInterval: time.Minute,
-		Logger:         slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
-	if mut != nil {
-		mut(&cfg)
-	}
-	n, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("node Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
+	n, stop := nodetest.Start(t, func(c *node.Config) {
+		c.ZombieInterval = time.Minute
+		if mut != nil {
+			mut(c)
+		}
+	})
 	return &testNode{Node: n, addr: n.Addr().String(), stop: stop}
 }
 
