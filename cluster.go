@@ -168,6 +168,7 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 	if len(c.cfg.nodes) > 0 {
 		rc := c.remoteConfig()
 		rc.Secret = c.cfg.secret
+		rc.ClientID = c.cfg.clientID
 		if c.cfg.tlsCA != "" {
 			var err error
 			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {

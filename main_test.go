@@ -11,6 +11,9 @@ import (
 // the worker environment, and drove.Main then serves jobs instead of tests.
 func TestMain(m *testing.M) {
 	drove.Main()
+	if addr := os.Getenv("DROVE_TEST_RECOVER_CLIENT"); addr != "" {
+		os.Exit(recoverClientMain(addr)) // this process plays a client that goes away
+	}
 
 	os.Exit(m.Run())
 }

@@ -34,6 +34,7 @@ type config struct {
 	tlsCert    string
 	tlsKey     string
 	tlsCA      string
+	clientID   string
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is

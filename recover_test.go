@@ -1,0 +1,87 @@
+package drove_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
+)
+
+const recoverID = "recover-test-client"
+
+// recoverClientMain submits jobs to the node at addr, waits until the node
+// has them all running or queued, and exits without closing its cluster, as
+// a client that crashed.
+func recoverClientMain(addr string) int {
+	ctx := context.Background()
+	c, err := drove.NewCluster(ctx, sleep, drove.WithNodes(addr), drove.WithClientID(recoverID))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var jobs []*drove.Job[time.Duration]
+	for i := range 5 {
+		j, err := c.Submit(ctx, time.Duration(1000+i)*time.Millisecond, drove.JobID(int64(100+i)))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		jobs = append(jobs, j)
+	}
+	// Running on the node (two CPUs), the rest queued there.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if jobs[0].Status() == drove.Running && jobs[1].Status() == drove.Running {
+			return 0 // gone, with nothing closed
+		}
+	}
+	fmt.Fprintln(os.Stderr, "jobs did not start")
+	return 3
+}
+
+// A client that goes away finds its results kept on the node and collects
+// them from a new process under the same client id (dispy's recover_jobs).
+func TestRecoverJobsAfterClientWentAway(t *testing.T) {
+	n, _ := nodetest.Start(t, nil)
+	addr := n.Addr().String()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	// Under -race a process sleeps a second at exit, long enough to take
+	// its results after all: it must go at once.
+	cmd.Env = append(os.Environ(), "DROVE_TEST_RECOVER_CLIENT="+addr, "GORACE=atexit_sleep_ms=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	got, err := drove.RecoverJobs(ctx, sleep, recoverID, []string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i].ID < got[j].ID })
+	if len(got) != 5 {
+		t.Fatalf("recovered %d jobs, want 5: %+v", len(got), got)
+	}
+	for i, j := range got {
+		want := time.Duration(1000+i) * time.Millisecond
+		if j.ID != int64(100+i) || j.Status != drove.Finished || j.Result != want || j.Err != nil {
+			t.Errorf("job %d: %+v, want Finished with %v", 100+i, j, want)
+		}
+	}
+	// Collected once: the node closed the computations.
+	again, err := drove.RecoverJobs(ctx, sleep, recoverID, []string{addr})
+	if err != nil || len(again) != 0 {
+		t.Errorf("second recovery: %d jobs, %v", len(again), err)
+	}
+	if _, err := drove.RecoverJobs(ctx, sleep, "", []string{addr}); err == nil {
+		t.Error("recovery without a client id accepted")
+	}
+}
