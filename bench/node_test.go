@@ -6,6 +6,7 @@ import (
 	"encoding/gob"
 	"log/slog"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -102,11 +103,15 @@ func BenchmarkNodeRoundTrip(b *testing.B) {
 	}
 }
 
-// BenchmarkNodeDependsTransfer ships a 256 MiB depends file to a fresh node
-// (so nothing is deduplicated) and reports the transfer rate; then ships
-// the same computation again and reports the blob bytes that took (0).
+// BenchmarkNodeDependsTransfer ships a 256 MiB depends file (or
+// $DROVE_BENCH_DEPENDS_MIB MiB) to a fresh node (so nothing is
+// deduplicated) and reports the transfer rate; then ships the same
+// computation again and reports the blob bytes that took (0).
 func BenchmarkNodeDependsTransfer(b *testing.B) {
-	const size = 256 << 20
+	size := 256 << 20
+	if mib, err := strconv.Atoi(os.Getenv("DROVE_BENCH_DEPENDS_MIB")); err == nil && mib > 0 {
+		size = mib << 20
+	}
 	path := b.TempDir() + "/big.bin"
 	f, err := os.Create(path)
 	if err != nil {
