@@ -169,6 +169,7 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		rc := c.remoteConfig()
 		rc.Secret = c.cfg.secret
 		rc.ClientID = c.cfg.clientID
+		rc.Discovery.Multicast = c.cfg.multicast
 		if c.cfg.tlsCA != "" {
 			var err error
 			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {

@@ -35,6 +35,7 @@ type config struct {
 	tlsKey     string
 	tlsCA      string
 	clientID   string
+	multicast  bool
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is
@@ -53,6 +54,13 @@ func WithNodes(nodes ...string) Option {
 // default is the environment variable DROVE_SECRET.
 func WithSecret(secret string) Option {
 	return optionFunc(func(c *config) { c.secret = secret })
+}
+
+// WithMulticast makes node discovery ("*" and patterns in WithNodes) use
+// the IPv4 multicast group 239.255.61.59, as nodes started with drove node
+// --udp-multicast do, instead of broadcast. The default is broadcast.
+func WithMulticast(on bool) Option {
+	return optionFunc(func(c *config) { c.multicast = on })
 }
 
 // WithTLS talks to drove nodes over mutual TLS: nodes must present a
