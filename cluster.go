@@ -371,3 +371,27 @@ func (c *Cluster[In, Out]) Nodes() []NodeInfo {
 	}
 	return c.remote.status()
 }
+
+// ClusterStatus is what Cluster.Status reports, as dispy's
+// cluster.status(): the nodes and the jobs.
+type ClusterStatus struct {
+	Nodes   []NodeInfo
+	Pending int // jobs waiting for a slot
+	Running int
+}
+
+// Status returns the cluster's nodes and jobs. For drove nodes each entry
+// carries what the node last reported of its free CPU, memory, disk and
+// swap; for the embedded cluster and SSH hosts, the slots and busy counts.
+func (c *Cluster[In, Out]) Status() ClusterStatus {
+	st := c.s.Stats()
+	cs := ClusterStatus{Pending: st.Pending, Running: st.Running}
+	if c.remote != nil {
+		cs.Nodes = c.remote.status()
+		return cs
+	}
+	for _, n := range st.Nodes {
+		cs.Nodes = append(cs.Nodes, NodeInfo{Name: n.Name, Up: !n.Down, CPUs: n.Slots, Busy: n.Busy})
+	}
+	return cs
+}

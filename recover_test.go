@@ -85,3 +85,21 @@ func TestRecoverJobsAfterClientWentAway(t *testing.T) {
 		t.Error("recovery without a client id accepted")
 	}
 }
+
+func TestStatus(t *testing.T) {
+	c := newCluster(t, square, drove.WithCPUs(2))
+	st := c.Status()
+	if len(st.Nodes) != 1 || !st.Nodes[0].Up || st.Nodes[0].CPUs != 2 {
+		t.Errorf("embedded status %+v", st)
+	}
+	n, _ := nodetest.Start(t, nil)
+	r := newCluster(t, square, drove.WithNodes(n.Addr().String()))
+	j := submit(t, r, 3)
+	if got, err := result(t, j); err != nil || got != 9 {
+		t.Fatalf("remote job: %d %v", got, err)
+	}
+	st = r.Status()
+	if len(st.Nodes) != 1 || !st.Nodes[0].Up || st.Nodes[0].CPUs != 2 || st.Nodes[0].Addr != n.Addr().String() || st.Nodes[0].MemoryAvailable == 0 {
+		t.Errorf("remote status %+v", st)
+	}
+}
