@@ -363,14 +363,6 @@ func (c *Cluster[In, Out]) DiscoverNodes(ctx context.Context, nodes ...string) e
 	return c.remote.discover(ctx, nodes...)
 }
 
-// Nodes returns the state of the cluster's drove nodes, with what each last
-// reported about its free resources; nil for other clusters.
-func (c *Cluster[In, Out]) Nodes() []NodeInfo {
-	if c.remote == nil {
-		return nil
-	}
-	return c.remote.status()
-}
 
 // ClusterStatus is what Cluster.Status reports, as dispy's
 // cluster.status(): the nodes and the jobs.

@@ -159,7 +159,7 @@ func TestClusterDiscoverAndSecret(t *testing.T) {
 	if err := c.DiscoverNodes(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
-	ns := c.Nodes()
+	ns := c.Status().Nodes
 	if len(ns) != 2 || !ns[0].Up || !ns[1].Up || ns[0].CPUs != 2 {
 		t.Fatalf("nodes %+v", ns)
 	}
