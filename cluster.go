@@ -363,7 +363,6 @@ func (c *Cluster[In, Out]) DiscoverNodes(ctx context.Context, nodes ...string) e
 	return c.remote.discover(ctx, nodes...)
 }
 
-
 // ClusterStatus is what Cluster.Status reports, as dispy's
 // cluster.status(): the nodes and the jobs.
 type ClusterStatus struct {
