@@ -121,6 +121,9 @@ func (c *Cluster[In, Out]) validate() error {
 		}
 		c.onJob = f
 	}
+	if c.cfg.heartbeat < 0 || c.cfg.misses < 0 {
+		return fmt.Errorf("drove: WithHeartbeat(%v, %d): must not be negative", c.cfg.heartbeat, c.cfg.misses)
+	}
 	if c.cfg.maxPending < 0 {
 		return fmt.Errorf("drove: WithMaxPending(%d): must not be negative", c.cfg.maxPending)
 	}
@@ -170,6 +173,7 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		rc.Secret = c.cfg.secret
 		rc.ClientID = c.cfg.clientID
 		rc.Discovery.Multicast = c.cfg.multicast
+		rc.Heartbeat, rc.Misses = c.cfg.heartbeat, c.cfg.misses
 		if c.cfg.tlsCA != "" {
 			var err error
 			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {

@@ -36,6 +36,8 @@ type config struct {
 	tlsCA      string
 	clientID   string
 	multicast  bool
+	heartbeat  time.Duration
+	misses     int
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is
@@ -54,6 +56,14 @@ func WithNodes(nodes ...string) Option {
 // default is the environment variable DROVE_SECRET.
 func WithSecret(secret string) Option {
 	return optionFunc(func(c *config) { c.secret = secret })
+}
+
+// WithHeartbeat sets how often a cluster and each of its drove nodes check
+// on each other, and after how many silent intervals a node is declared
+// lost (its running jobs then rerun elsewhere or end Abandoned). The default
+// is every second, lost after 5.
+func WithHeartbeat(interval time.Duration, misses int) Option {
+	return optionFunc(func(c *config) { c.heartbeat, c.misses = interval, misses })
 }
 
 // WithMulticast makes node discovery ("*" and patterns in WithNodes) use

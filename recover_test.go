@@ -2,10 +2,13 @@ package drove_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,3 +106,103 @@ func TestStatus(t *testing.T) {
 		t.Errorf("remote status %+v", st)
 	}
 }
+
+// A node that falls silent (its connections stall, as behind a dead link)
+// is declared lost after the configured heartbeats, and its running job
+// (not reentrant) ends Abandoned.
+func TestHeartbeatDeclaresSilentNodeLost(t *testing.T) {
+	n, _ := nodetest.Start(t, nil)
+	p := startStallProxy(t, n.Addr().String())
+	lost := make(chan drove.NodeEvent, 1)
+	c := newCluster(t, sleep, drove.WithNodes(p.addr), drove.WithHeartbeat(50*time.Millisecond, 3),
+		drove.OnNodeStatus(func(e drove.NodeEvent) {
+			if e.Status == drove.NodeLost {
+				select {
+				case lost <- e:
+				default:
+				}
+			}
+		}))
+	j := submit(t, c, time.Minute)
+	waitStatus(t, j, drove.Running)
+	start := time.Now()
+	p.stall()
+	select {
+	case e := <-lost:
+		t.Logf("lost after %v: %v", time.Since(start), e.Err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("silent node not declared lost within 10s")
+	}
+	if _, err := result(t, j); !errors.Is(err, drove.ErrNodeLost) || j.Status() != drove.Abandoned {
+		t.Errorf("job on the lost node: %v, %s", err, j.Status())
+	}
+}
+
+// stallProxy forwards TCP connections to a node until stalled; then it
+// stops moving bytes without closing anything, as a cut link would.
+type stallProxy struct {
+	addr    string
+	stalled chan struct{}
+	done    chan struct{} // closed at the end of the test
+}
+
+func startStallProxy(t *testing.T, target string) *stallProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{addr: ln.Addr().String(), stalled: make(chan struct{}), done: make(chan struct{})}
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		close(p.done)
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			go p.pipe(out, in)
+			go p.pipe(in, out)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-p.stalled:
+			<-p.done // hold the bytes: silence, not a close
+			return
+		default:
+		}
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *stallProxy) stall() { close(p.stalled) }
