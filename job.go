@@ -30,6 +30,7 @@ const (
 // Final reports whether s is a final status.
 func (s Status) Final() bool { return s >= Cancelled }
 
+// String returns the status's name, as dispy spells it.
 func (s Status) String() string {
 	switch s {
 	case Created:
@@ -169,6 +170,7 @@ const (
 	NodeLost        NodeStatus = 18 // failed; its jobs were rescheduled or abandoned
 )
 
+// String returns the node status's name.
 func (s NodeStatus) String() string {
 	switch s {
 	case NodeInitialized:

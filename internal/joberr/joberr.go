@@ -13,6 +13,7 @@ type PanicError struct {
 	Stack string // the goroutine stack at the panic
 }
 
+// Error implements error.
 func (e *PanicError) Error() string { return "drove: job panicked: " + e.Value }
 
 // ExitError is the error of a job whose process ended abnormally: a worker
@@ -24,6 +25,7 @@ type ExitError struct {
 	Stderr []byte         // the last of what it wrote to stderr
 }
 
+// Error says how the process ended.
 func (e *ExitError) Error() string {
 	if e.Signal != 0 {
 		return fmt.Sprintf("drove: process killed by signal %d (%v)", int(e.Signal), e.Signal)
@@ -38,4 +40,5 @@ type RemoteError struct {
 	Msg string
 }
 
+// Error returns the function's error text.
 func (e *RemoteError) Error() string { return e.Msg }
