@@ -198,9 +198,11 @@ func Timeout(d time.Duration) JobOption {
 	return jobOptionFunc(func(c *jobConfig) { c.timeout = d })
 }
 
-// Retries runs the job up to n more times — on another node when there is
-// one — if it fails (an error, a panic, a crash, a timeout) or its node is
-// lost. The default is 0. A program's non-zero exit is a result, not a
+// Retries runs the job up to n more times if it fails (an error, a panic,
+// a crash, a timeout) or its node is lost. A retry runs on another node than
+// the one it failed on, waiting for one to have a free slot (other jobs go
+// ahead meanwhile); it goes back to the same node only when no other node
+// is usable. The default is 0. A program's non-zero exit is a result, not a
 // failure.
 func Retries(n int) JobOption {
 	return jobOptionFunc(func(c *jobConfig) { c.retries = n })

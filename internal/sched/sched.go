@@ -469,7 +469,10 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 	cause := r.Cause()
 	switch {
 	case res.Outcome == NotStarted && cause == nil:
+		// Not a failure: the node is not one to avoid.
+		last := t.lastNode
 		s.requeueLocked(t, n)
+		t.lastNode = last
 	case res.Outcome == OK:
 		s.finishLocked(t, Finished, res)
 	case errors.Is(cause, ErrCancelled):
@@ -711,6 +714,7 @@ func (s *Scheduler) cancelAll() {
 // startPending, which hands them to executors once the lock is released.
 func (s *Scheduler) dispatchLocked() {
 	ahead := len(s.priorities) < 2
+	var deferred []*Task
 	for {
 		progress := false
 		for _, n := range s.nodes {
@@ -719,23 +723,45 @@ func (s *Scheduler) dispatchLocked() {
 				progress = true
 			}
 		}
-		if s.queue.Len() > 0 {
-			if n := s.pickLocked(s.queue.items[0], ahead); n != nil {
+		for s.queue.Len() > 0 {
+			n, wait := s.pickLocked(s.queue.items[0], ahead)
+			if n != nil {
 				s.toStart = append(s.toStart, s.assignLocked(n, heap.Pop(&s.queue).(*Task)))
 				progress = true
+				break
 			}
+			if !wait || len(deferred) == maxDeferred {
+				break
+			}
+			// A retry waits for a node other than the one it failed on;
+			// the tasks behind it need not.
+			deferred = append(deferred, heap.Pop(&s.queue).(*Task))
 		}
 		if !progress {
-			return
+			break
 		}
+	}
+	for _, t := range deferred {
+		heap.Push(&s.queue, t)
 	}
 }
 
-// pickLocked returns the least-loaded node with a free slot, preferring one
-// other than the node t last failed on.
-func (s *Scheduler) pickLocked(t *Task, ahead bool) *node {
+// maxDeferred bounds how many waiting retries one dispatch steps over, so
+// a queue full of them costs a bounded amount of work per dispatch.
+const maxDeferred = 64
+
+// pickLocked returns the least-loaded node with a free slot for t. A task
+// being retried avoids the node it failed on: with no other node free it
+// waits (wait is true) as long as another node could take it later, and
+// goes back to the same node only when no other is usable, as GNU
+// parallel's --retries does.
+func (s *Scheduler) pickLocked(t *Task, ahead bool) (n *node, wait bool) {
 	var best, fallback *node
+	others := false
 	for _, n := range s.nodes {
+		if n.name != t.lastNode && !n.down && n.allocated && n.slots > 0 {
+			others = true
+		}
 		if !n.free(ahead) {
 			continue
 		}
@@ -748,10 +774,13 @@ func (s *Scheduler) pickLocked(t *Task, ahead bool) *node {
 			best = n
 		}
 	}
-	if best == nil {
-		return fallback
+	switch {
+	case best != nil:
+		return best, false
+	case fallback != nil && others:
+		return nil, true
 	}
-	return best
+	return fallback, false
 }
 
 func (s *Scheduler) assignLocked(n *node, t *Task) *Run {
