@@ -433,7 +433,9 @@ func TestCloseWaitsForJobs(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	ctx := t.Context()
-	late := drove.Func("test.late", func(ctx context.Context, n int) (int, error) { return n, nil })
+	// Registered after drove.Main, as a function defined in main would be;
+	// a fresh name each run, since names are taken for good.
+	late := drove.Func(fmt.Sprintf("test.late.%d", time.Now().UnixNano()), func(ctx context.Context, n int) (int, error) { return n, nil })
 	if _, err := drove.NewCluster(ctx, late); !errors.Is(err, drove.ErrNotRegistered) {
 		t.Errorf("late function: %v, want ErrNotRegistered", err)
 	}
