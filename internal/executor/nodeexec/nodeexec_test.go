@@ -258,6 +258,11 @@ func TestCancelAndTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if err := s.Wait(ctx); err != nil {
+		// Seen once under heavy load and not reproduced since: say which
+		// task was left, and where.
+		for _, tk := range append(ts, tmo) {
+			t.Logf("task %d: state %d, node %q, started %v", tk.ID, tk.State(), tk.NodeName(), tk.StartTime())
+		}
 		t.Fatal(err)
 	}
 	for _, tk := range ts {
