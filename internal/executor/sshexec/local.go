@@ -3,13 +3,11 @@ package sshexec
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
-	"sync"
 	"syscall"
 	"time"
 
@@ -37,14 +35,9 @@ type LocalConfig struct {
 // output, so this small executor stands beside it. Transfers and returns
 // are no-ops: the files are already here.
 type Local struct {
+	runner
 	cfg LocalConfig
 	rep Reporter
-
-	mu     sync.Mutex
-	runs   map[*sched.Run]context.CancelCauseFunc
-	slots  slotSet
-	closed bool
-	wg     sync.WaitGroup
 }
 
 var _ sched.Executor = (*Local)(nil)
@@ -60,80 +53,23 @@ func NewLocal(cfg LocalConfig, rep Reporter) *Local {
 	if cfg.Shell == "" {
 		cfg.Shell = "/bin/sh"
 	}
-	return &Local{cfg: cfg, rep: rep, runs: map[*sched.Run]context.CancelCauseFunc{}}
+	l := &Local{cfg: cfg, rep: rep}
+	l.execute, l.report = l.runCommand, rep.Done
+	return l
 }
 
 // Slots returns the number of commands run at once.
 func (l *Local) Slots() int { return l.cfg.Slots }
 
-// Start begins r in its own goroutine.
-func (l *Local) Start(r *sched.Run) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		go l.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
-		return
-	}
-	ctx, cancel := context.WithCancelCause(context.Background())
-	l.runs[r] = cancel
-	slot := l.slots.take()
-	l.wg.Add(1)
-	l.mu.Unlock()
-	if c := r.Cause(); c != nil {
-		cancel(c)
-	}
-	go l.run(ctx, r, slot)
-}
-
-// Cancel stops r's process group: SIGTERM, then SIGKILL after the grace.
-func (l *Local) Cancel(r *sched.Run) {
-	l.mu.Lock()
-	cancel := l.runs[r]
-	l.mu.Unlock()
-	if cancel != nil {
-		cause := r.Cause()
-		if cause == nil {
-			cause = sched.ErrCancelled
-		}
-		cancel(cause)
-	}
-}
-
 // Close stops all runs and waits for them.
 func (l *Local) Close(ctx context.Context) error {
-	l.mu.Lock()
-	l.closed = true
-	for _, cancel := range l.runs {
-		cancel(ErrClosed)
+	if err := l.stop(ctx); err != nil {
+		return fmt.Errorf("sshexec: local: close: %w", err)
 	}
-	l.mu.Unlock()
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("sshexec: local: close: %w", ctx.Err())
-	}
+	return nil
 }
 
-func (l *Local) run(ctx context.Context, r *sched.Run, slot int) {
-	defer l.wg.Done()
-	res := l.execute(ctx, r, slot)
-	l.mu.Lock()
-	cancel := l.runs[r]
-	delete(l.runs, r)
-	l.slots.put(slot)
-	l.mu.Unlock()
-	cause := context.Cause(ctx)
-	cancel(nil)
-	if res.Outcome == sched.Killed && errors.Is(cause, ErrClosed) && r.Cause() == nil {
-		res.Outcome = sched.Lost
-	}
-	l.rep.Done(r, res)
-}
-
-func (l *Local) execute(ctx context.Context, r *sched.Run, slot int) sched.Result {
+func (l *Local) runCommand(ctx context.Context, r *sched.Run, slot int) sched.Result {
 	j := jobOf(r.Task)
 	stdout, stderr, collect := outputs(j)
 	command := j.command(r.Node, slot)

@@ -47,11 +47,7 @@ type Executor struct {
 	rep    Reporter
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	runs   map[*sched.Run]context.CancelCauseFunc
-	slots  slotSet
-	closed bool
-	wg     sync.WaitGroup
+	runner
 
 	fmu   sync.Mutex // guards the SFTP client and dirs
 	sftp  *sftp.Client
@@ -76,9 +72,9 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 		cfg:    cfg,
 		rep:    rep,
 		log:    cfg.Logger,
-		runs:   map[*sched.Run]context.CancelCauseFunc{},
 		dirs:   map[string]bool{},
 	}
+	e.execute, e.report = e.runCommand, e.done
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -134,55 +130,12 @@ func (e *Executor) Slots() int { return e.cfg.Slots }
 // Target returns the host as given to New.
 func (e *Executor) Target() string { return e.target }
 
-// Start begins r in its own goroutine.
-func (e *Executor) Start(r *sched.Run) {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		go e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
-		return
-	}
-	ctx, cancel := context.WithCancelCause(context.Background())
-	e.runs[r] = cancel
-	slot := e.slots.take()
-	e.wg.Add(1)
-	e.mu.Unlock()
-	if c := r.Cause(); c != nil {
-		cancel(c)
-	}
-	go e.run(ctx, r, slot)
-}
-
-// Cancel stops r: its remote process group gets SIGTERM, then SIGKILL.
-func (e *Executor) Cancel(r *sched.Run) {
-	e.mu.Lock()
-	cancel := e.runs[r]
-	e.mu.Unlock()
-	if cancel != nil {
-		cause := r.Cause()
-		if cause == nil {
-			cause = sched.ErrCancelled
-		}
-		cancel(cause)
-	}
-}
-
 // Close stops all runs, removes the base files if asked to, and releases
 // the executor's SFTP channel. The pool stays open: it is shared.
 func (e *Executor) Close(ctx context.Context) error {
-	e.mu.Lock()
-	e.closed = true
-	for _, cancel := range e.runs {
-		cancel(ErrClosed)
-	}
-	e.mu.Unlock()
-	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("sshexec: %s: close: %w", e.target, ctx.Err())
+	if serr := e.stop(ctx); serr != nil {
+		err = fmt.Errorf("sshexec: %s: close: %w", e.target, serr)
 	}
 	if e.cfg.CleanupBase && len(e.cfg.BaseFiles) > 0 {
 		if cerr := e.remove(ctx, "", e.cfg.BaseFiles); cerr != nil {
@@ -193,19 +146,8 @@ func (e *Executor) Close(ctx context.Context) error {
 	return err
 }
 
-func (e *Executor) run(ctx context.Context, r *sched.Run, slot int) {
-	defer e.wg.Done()
-	res := e.execute(ctx, r, slot)
-	e.mu.Lock()
-	cancel := e.runs[r]
-	delete(e.runs, r)
-	e.slots.put(slot)
-	e.mu.Unlock()
-	cause := context.Cause(ctx)
-	cancel(nil)
-	if res.Outcome == sched.Killed && errors.Is(cause, ErrClosed) && r.Cause() == nil {
-		res.Outcome = sched.Lost
-	}
+// done reports r's end, and the node as down when its connection was lost.
+func (e *Executor) done(r *sched.Run, res sched.Result) {
 	e.rep.Done(r, res)
 	if res.Outcome == sched.Lost && !errors.Is(res.Err, ErrClosed) {
 		e.rep.NodeDown(r.Node, res.Err)
@@ -213,7 +155,7 @@ func (e *Executor) run(ctx context.Context, r *sched.Run, slot int) {
 }
 
 // execute runs r's job and returns its result.
-func (e *Executor) execute(ctx context.Context, r *sched.Run, slot int) sched.Result {
+func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) sched.Result {
 	j := jobOf(r.Task)
 	stdout, stderr, collect := outputs(j)
 	res := sched.Result{Start: time.Now()}
