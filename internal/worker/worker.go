@@ -241,19 +241,21 @@ func (s *server) runJob(ctx context.Context, fn *registry.Func, run *wire.Run) (
 		res.Output = out
 	}()
 	res.End = time.Now().UnixNano()
-	res.Stdout = takeOutput(s.stdout)
-	res.Stderr = takeOutput(s.stderr)
+	res.Stdout = TakeOutput(s.stdout)
+	res.Stderr = TakeOutput(s.stderr)
 	return res, panicked
 }
 
 func (s *server) truncateOutput() {
-	takeOutput(s.stdout)
-	takeOutput(s.stderr)
+	TakeOutput(s.stdout)
+	TakeOutput(s.stderr)
 }
 
-// takeOutput returns what was written to f and empties it. f is opened for
-// appending, so the next write starts again at offset 0.
-func takeOutput(f *os.File) []byte {
+// TakeOutput returns what was written to an output file and empties it.
+// The file is opened for appending, so the next write starts again at
+// offset 0. Workers call it after each job; executors for the output a
+// crashed worker left. A nil file gives nil.
+func TakeOutput(f *os.File) []byte {
 	if f == nil {
 		return nil
 	}

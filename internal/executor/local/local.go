@@ -222,18 +222,6 @@ func (s *slot) release() {
 	_ = os.RemoveAll(s.dir)
 }
 
-// takeOutput returns what was written to f and empties it.
-func takeOutput(f *os.File) []byte {
-	fi, err := f.Stat()
-	if err != nil || fi.Size() == 0 {
-		return nil
-	}
-	b := make([]byte, fi.Size())
-	n, _ := f.ReadAt(b, 0)
-	_ = f.Truncate(0)
-	return b[:n]
-}
-
 // Start implements sched.Executor.
 func (e *Executor) Start(r *sched.Run) {
 	if e.cfg.Func != "" {

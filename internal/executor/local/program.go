@@ -10,6 +10,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/wire"
+	"github.com/drove-dev/drove/internal/worker"
 )
 
 // runProgram runs the program once for r in slot s and reports the result:
@@ -47,7 +48,7 @@ func (e *Executor) runProgram(s *slot, r *sched.Run) {
 	// hold the slot's output files or leak into the next job.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 
-	res := sched.Result{Start: start, End: end, Stdout: takeOutput(s.stdout), Stderr: takeOutput(s.stderr), Sent: int64(len(r.Task.Input))}
+	res := sched.Result{Start: start, End: end, Stdout: worker.TakeOutput(s.stdout), Stderr: worker.TakeOutput(s.stderr), Sent: int64(len(r.Task.Input))}
 	res.Received = int64(len(res.Stdout) + len(res.Stderr))
 	var xe *exec.ExitError
 	switch {

@@ -288,7 +288,7 @@ func (w *workerProc) handshake(ctx context.Context, s *slot) error {
 }
 
 func stderrNote(s *slot) string {
-	if b := takeOutput(s.stderr); len(b) > 0 {
+	if b := worker.TakeOutput(s.stderr); len(b) > 0 {
 		return "; its stderr: " + string(tail(b, 2048))
 	}
 	return ""
@@ -591,7 +591,7 @@ func (w *workerProc) died(s *slot, readErr error) {
 		}
 	}
 	e.mu.Unlock()
-	stdout, stderr := takeOutput(s.stdout), takeOutput(s.stderr)
+	stdout, stderr := worker.TakeOutput(s.stdout), worker.TakeOutput(s.stderr)
 	s.release()
 	for i, ent := range queued {
 		if ent.cancelled {
