@@ -320,8 +320,9 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
 		heap.Push(&s.queue, t)
 	}
 	s.priorities[t.Priority]++
-	s.dispatchLocked()
+	// Recall first, so the tasks taken back are dispatched with the rest.
 	recall := s.recallLocked()
+	s.dispatchLocked()
 	s.mu.Unlock()
 	s.startPending()
 	for _, r := range recall {
@@ -331,23 +332,33 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
 }
 
 // recallLocked returns the runs queued ahead at nodes that must give them
-// back: while unfinished tasks have different priorities, no run waits
-// ahead at a node, so a slot that frees always takes the most urgent task.
+// back: while unfinished tasks have different priorities, a node holds no
+// more runs than its slots, so a slot that frees always takes the most
+// urgent task. Only the excess is recalled, newest first: a run within the
+// slots starts as soon as its executor has it.
 func (s *Scheduler) recallLocked() []*Run {
 	if len(s.priorities) < 2 {
 		return nil
 	}
 	var rs, unhanded []*Run
 	for _, n := range s.nodes {
+		excess := n.busy - n.slots
 		for _, r := range n.waiting {
-			switch {
+			if r.recalled {
+				excess-- // already on its way back
+			}
+		}
+		for i := len(n.waiting) - 1; i >= 0 && excess > 0; i-- {
+			switch r := n.waiting[i]; {
 			case r.recalled:
+				continue
 			case !r.handed:
 				unhanded = append(unhanded, r)
 			default:
 				r.recalled = true
 				rs = append(rs, r)
 			}
+			excess--
 		}
 	}
 	// A run not yet handed to its executor is simply taken back.

@@ -571,3 +571,40 @@ func TestRetryWaitsForAnotherNode(t *testing.T) {
 		t.Errorf("the task behind the retry ran on %v, want a", got)
 	}
 }
+
+// With mixed priorities, a task submitted while its prefetching node has a
+// free slot starts at once: only runs queued beyond the slots are recalled.
+func TestMixedPrioritiesUseFreeSlots(t *testing.T) {
+	s := New(Config{})
+	release := make(chan struct{})
+	e := newTestExec(2, func(r *Run) behaviour {
+		if r.Task.ID == 1 {
+			return behaviour{outcome: OK, hold: release}
+		}
+		return behaviour{outcome: OK}
+	})
+	e.s = s
+	q := &queueExec{testExec: e, depth: 2}
+	e.report = q.done
+	if err := s.AddNode("n", 2, q); err != nil {
+		t.Fatal(err)
+	}
+	long := &Task{ID: 1}
+	if err := s.Submit(context.Background(), long); err != nil {
+		t.Fatal(err)
+	}
+	urgent := &Task{ID: 2, Priority: 5}
+	if err := s.Submit(context.Background(), urgent); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := urgent.Wait(ctx)
+	close(release)
+	if err != nil {
+		t.Fatalf("the urgent task did not run beside the long one: %v (state %d)", err, urgent.State())
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
