@@ -130,6 +130,12 @@ func (s *Summary) ExitStatus() int {
 	return s.Failed
 }
 
+// A host whose connection broke is tried again this many times, the first
+// at once and then after 1, 2, 4, 8 s…, about half a minute in all before
+// it is given up, which rides out an sshd restart or a short network
+// outage.
+const reconnectAttempts = 6
+
 // ErrNoHosts is returned when no host could be used.
 var ErrNoHosts = errors.New("workqueue: no usable host")
 
@@ -153,7 +159,9 @@ type engine struct {
 	runtimes time.Duration
 	total    int // inputs known so far
 	allDown  bool
-	tokens   chan struct{} // one per unfinished task: bounds the queue
+	down     map[string]bool // hosts whose connection broke and is not back
+	gaveUp   map[string]bool // of those, the ones no longer being reconnected
+	tokens   chan struct{}   // one per unfinished task: bounds the queue
 	progMu   sync.Mutex
 	progLen  int // length of the progress line on screen
 }
@@ -232,6 +240,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		out:     newOutput(cfg.Stdout, cfg.Stderr, cfg.KeepOrder && !cfg.LineBuffer),
 		log:     cfg.Logger,
 		live:    map[*sched.Task]struct{}{},
+		down:    map[string]bool{},
+		gaveUp:  map[string]bool{},
 		haltCh:  make(chan struct{}),
 		started: time.Now(),
 	}
@@ -340,6 +350,8 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 				KillGrace:   e.cfg.KillGrace,
 				BaseFiles:   e.cfg.BaseFiles,
 				CleanupBase: e.cfg.Cleanup,
+				Reconnect:   reconnectAttempts,
+				GaveUp:      func(err error) { e.gaveUpOn(l.Host, err) },
 				Logger:      e.cfg.Logger,
 			}, e.sched)
 			if err != nil {
@@ -469,26 +481,80 @@ func (e *engine) newTask(seq int, args []string) *sched.Task {
 }
 
 func (e *engine) onNode(ev sched.NodeEvent) {
-	if ev.Kind != sched.NodeDown {
-		return
+	switch ev.Kind {
+	case sched.NodeUp:
+		e.mu.Lock()
+		back := e.down[ev.Node]
+		if back {
+			delete(e.down, ev.Node)
+			delete(e.gaveUp, ev.Node)
+			e.up++
+			for i, h := range e.sum.HostsDown {
+				if h == ev.Node {
+					e.sum.HostsDown = append(e.sum.HostsDown[:i], e.sum.HostsDown[i+1:]...)
+					break
+				}
+			}
+		}
+		e.mu.Unlock()
+		if back {
+			e.out.mu.Lock()
+			fmt.Fprintf(e.cfg.Stderr, "drove: %s: reconnected\n", ev.Node)
+			e.out.mu.Unlock()
+		}
+	case sched.NodeDown:
+		e.out.mu.Lock()
+		fmt.Fprintf(e.cfg.Stderr, "drove: %s: connection lost: %v\n", ev.Node, ev.Err)
+		e.out.mu.Unlock()
+		e.mu.Lock()
+		e.sum.HostsDown = append(e.sum.HostsDown, ev.Node)
+		e.down[ev.Node] = true
+		e.up--
+		stop := e.checkAllDownLocked()
+		e.mu.Unlock()
+		e.stopAll(stop)
 	}
-	fmt.Fprintf(e.cfg.Stderr, "drove: %s: connection lost: %v\n", ev.Node, ev.Err)
+}
+
+// gaveUpOn records that host will not be reconnected.
+func (e *engine) gaveUpOn(host string, err error) {
+	e.out.mu.Lock()
+	fmt.Fprintf(e.cfg.Stderr, "drove: %s: giving up: %v\n", host, err)
+	e.out.mu.Unlock()
 	e.mu.Lock()
-	e.sum.HostsDown = append(e.sum.HostsDown, ev.Node)
-	e.up--
-	var stop []*sched.Task
-	if e.up == 0 && !e.allDown {
-		// Nothing can run the remaining jobs: they fail rather than wait
-		// for ever.
-		e.allDown = true
-		for t := range e.live {
-			stop = append(stop, t)
+	e.gaveUp[host] = true
+	stop := e.checkAllDownLocked()
+	e.mu.Unlock()
+	e.stopAll(stop)
+}
+
+// checkAllDownLocked returns the live tasks to stop when no host is up and
+// none is being reconnected: nothing can run them, so they fail rather
+// than wait for ever.
+func (e *engine) checkAllDownLocked() []*sched.Task {
+	if e.up > 0 || e.allDown {
+		return nil
+	}
+	for h := range e.down {
+		if !e.gaveUp[h] {
+			return nil // it may come back
 		}
 	}
-	e.mu.Unlock()
-	if stop != nil {
-		fmt.Fprintf(e.cfg.Stderr, "drove: no host left; %d jobs not run\n", len(stop))
+	e.allDown = true
+	stop := []*sched.Task{}
+	for t := range e.live {
+		stop = append(stop, t)
 	}
+	return stop
+}
+
+func (e *engine) stopAll(stop []*sched.Task) {
+	if stop == nil {
+		return
+	}
+	e.out.mu.Lock()
+	fmt.Fprintf(e.cfg.Stderr, "drove: no host left; %d jobs not run\n", len(stop))
+	e.out.mu.Unlock()
 	for _, t := range stop {
 		e.sched.Cancel(t)
 	}

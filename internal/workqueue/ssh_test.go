@@ -12,10 +12,56 @@ import (
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
 )
 
-// TestHostLost closes the only host's connection in the middle of a run:
-// the lost host is reported, and the jobs nobody can run any more count as
-// failed instead of waiting for ever.
+// TestHostLost breaks the only host's connection in the middle of a run
+// (the sshd processes serving it are killed; the listener stays): the loss
+// is reported, the jobs that were running are run again, and the host is
+// reconnected and runs the rest.
 func TestHostLost(t *testing.T) {
+	s := sshtest.Start(t)
+	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	killed := make(chan int, 1)
+	time.AfterFunc(500*time.Millisecond, func() {
+		n, err := s.KillConnections()
+		if err != nil {
+			t.Error(err)
+		}
+		killed <- n
+	})
+	var out, errb bytes.Buffer
+	sum, err := Run(context.Background(), Config{
+		Template: "sleep 0.2; echo",
+		Sources:  []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
+		Logins:   []nodeset.Login{{Host: s.Aliases[0], Slots: 2}},
+		Pool:     pool,
+		Stdout:   &out,
+		Stderr:   &errb,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := <-killed; n == 0 {
+		t.Fatal("no sshd connection process was killed")
+	}
+	got := strings.Fields(out.String())
+	if len(got) != 20 || sum.Failed != 0 || sum.ExitStatus() != 0 {
+		t.Errorf("%d jobs printed (%q), summary %+v, stderr %q", len(got), got, sum, errb.String())
+	}
+	if !strings.Contains(errb.String(), "connection lost") || !strings.Contains(errb.String(), s.Aliases[0]+": reconnected") {
+		t.Errorf("stderr %q", errb.String())
+	}
+	if len(sum.HostsDown) != 0 {
+		t.Errorf("hosts down %v after the host came back", sum.HostsDown)
+	}
+}
+
+// TestHostLostForGood closes the pool in the middle of a run, so the host
+// cannot come back: the lost host is reported, and the jobs nobody can run
+// any more count as failed instead of waiting for ever.
+func TestHostLostForGood(t *testing.T) {
 	s := sshtest.Start(t)
 	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true})
 	if err != nil {

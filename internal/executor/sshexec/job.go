@@ -16,7 +16,9 @@
 // that cannot be reached, or whose connection breaks, ends the run Lost with
 // an error wrapping the [*sshconn.ConnError], and the executor reports its
 // node down, so that the scheduler moves its other tasks elsewhere: a
-// connection failure is never confused with a command's failure.
+// connection failure is never confused with a command's failure. With
+// [Config.Reconnect] the executor then connects again in the background and
+// adds the node back under the same name.
 //
 // Cancellation and timeouts kill the command's whole process group (on the
 // remote host through a second session), SIGTERM first and SIGKILL after

@@ -406,3 +406,55 @@ func TestLocal(t *testing.T) {
 		t.Errorf("left running: %s", out)
 	}
 }
+
+// TestReconnect breaks the connection under a running command: the node
+// goes down, the executor reconnects and re-adds it under the same name, and
+// the task runs again there.
+func TestReconnect(t *testing.T) {
+	s := sshtest.Start(t)
+	pool := newPool(t, s)
+	events := make(chan sched.NodeEvent, 10)
+	sc := sched.New(sched.Config{Reentrant: true, OnNode: func(ev sched.NodeEvent) { events <- ev }})
+	defer sc.Close(context.Background())
+	e, err := sshexec.New(context.Background(), pool, s.Aliases[0], sshexec.Config{Slots: 1, Reconnect: 3, ReconnectDelay: 100 * time.Millisecond,
+		GaveUp: func(err error) { t.Errorf("gave up: %v", err) }}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.AddNode("a", 1, e)
+	// The first attempt leaves a mark and sleeps; the second finds it.
+	mark := filepath.Join(s.Dir, "mark")
+	os.Chmod(s.Dir, 0o777)
+	task := &sched.Task{Input: []byte("if [ -e " + mark + " ]; then echo again; else touch " + mark + "; sleep 5; fi")}
+	sc.Submit(context.Background(), task)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(mark); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("first attempt did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n, err := s.KillConnections(); n == 0 || err != nil {
+		t.Fatalf("killed %d: %v", n, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := task.Result()
+	if task.State() != sched.Finished || task.NodeName() != "a" || string(res.Stdout) != "again\n" {
+		t.Errorf("state %v on %q, stdout %q, err %v", task.State(), task.NodeName(), res.Stdout, res.Err)
+	}
+	var kinds []string
+	for len(events) > 0 {
+		ev := <-events
+		kinds = append(kinds, ev.Node+" "+ev.Kind.String())
+	}
+	if got := strings.Join(kinds, ", "); got != "a up, a down, a up" {
+		t.Errorf("node events %q", got)
+	}
+}

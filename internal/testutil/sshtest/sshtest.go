@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -387,4 +388,70 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// KillConnections kills (SIGKILL) the sshd processes serving the current
+// connections, leaving the listener running: every client connection breaks
+// at once, as when a host's network drops, and new connections are accepted
+// as before. It returns how many processes it killed.
+func (s *Server) KillConnections() (int, error) {
+	children, err := descendants(s.cmd.Process.Pid)
+	if err != nil {
+		return 0, fmt.Errorf("sshtest: %w", err)
+	}
+	n := 0
+	for _, pid := range children {
+		// Only sshd's own per-connection processes: the user's commands
+		// are left to end as they do when a connection drops.
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || !strings.HasPrefix(strings.TrimSpace(string(comm)), "sshd") {
+			continue
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// descendants returns the pids of every process below pid, from /proc.
+func descendants(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	parent := map[int]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// The command name in parentheses may contain spaces: the fields
+		// after the last ")" are "state ppid …".
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		if pp, err := strconv.Atoi(f[1]); err == nil {
+			parent[p] = pp
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out, nil
 }
