@@ -66,9 +66,9 @@ func (h *Host) Mkdir(ctx context.Context, name string, perm fs.FileMode) error {
 		if _, serr := sc.Lstat(p); serr == nil {
 			return pathErr("mkdir", name, fs.ErrExist)
 		}
-		return pathErr("mkdir", name, err)
+		return sc.pathErr("mkdir", name, err)
 	}
-	return pathErr("mkdir", name, sc.Chmod(p, perm&fs.ModePerm))
+	return sc.pathErr("mkdir", name, sc.Chmod(p, perm&fs.ModePerm))
 }
 
 // MkdirAll creates name and any missing parents with mode perm, like
@@ -101,7 +101,7 @@ func (h *Host) Rmdir(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return pathErr("rmdir", name, sc.RemoveDirectory(p))
+	return sc.pathErr("rmdir", name, sc.RemoveDirectory(p))
 }
 
 // Remove removes the file, symbolic link or empty directory name (exec_proxy's
@@ -111,7 +111,7 @@ func (h *Host) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return pathErr("remove", name, sc.Remove(p))
+	return sc.pathErr("remove", name, sc.Remove(p))
 }
 
 // RemoveAll removes name and everything below it, like os.RemoveAll: a
@@ -125,10 +125,10 @@ func (h *Host) RemoveAll(ctx context.Context, name string) error {
 	if p == "/" {
 		return pathErr("removeall", name, fs.ErrInvalid)
 	}
-	return pathErr("removeall", name, removeAll(ctx, sc, p))
+	return sc.pathErr("removeall", name, removeAll(ctx, sc, p))
 }
 
-func removeAll(ctx context.Context, sc *sftp.Client, p string) error {
+func removeAll(ctx context.Context, sc *sftpConn, p string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (h *Host) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 	}
 	fi, err := sc.Stat(p)
 	if err != nil {
-		return nil, pathErr("stat", name, err)
+		return nil, sc.pathErr("stat", name, err)
 	}
 	return fi, nil
 }
@@ -183,7 +183,7 @@ func (h *Host) Lstat(ctx context.Context, name string) (fs.FileInfo, error) {
 	}
 	fi, err := sc.Lstat(p)
 	if err != nil {
-		return nil, pathErr("lstat", name, err)
+		return nil, sc.pathErr("lstat", name, err)
 	}
 	return fi, nil
 }
@@ -228,7 +228,7 @@ func (h *Host) ReadDir(ctx context.Context, name string) ([]fs.DirEntry, error) 
 	}
 	infos, err := sc.ReadDirContext(ctx, p)
 	if err != nil {
-		return nil, pathErr("readdir", name, err)
+		return nil, sc.pathErr("readdir", name, err)
 	}
 	out := make([]fs.DirEntry, 0, len(infos))
 	for _, fi := range infos {
@@ -247,7 +247,7 @@ func (h *Host) Chmod(ctx context.Context, name string, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	return pathErr("chmod", name, sc.Chmod(p, mode))
+	return sc.pathErr("chmod", name, sc.Chmod(p, mode))
 }
 
 // Chown changes the numeric owner and group of name.
@@ -256,7 +256,7 @@ func (h *Host) Chown(ctx context.Context, name string, uid, gid int) error {
 	if err != nil {
 		return err
 	}
-	return pathErr("chown", name, sc.Chown(p, uid, gid))
+	return sc.pathErr("chown", name, sc.Chown(p, uid, gid))
 }
 
 // Chtimes changes the access and modification times of name (SFTP keeps
@@ -266,7 +266,7 @@ func (h *Host) Chtimes(ctx context.Context, name string, atime, mtime time.Time)
 	if err != nil {
 		return err
 	}
-	return pathErr("chtimes", name, sc.Chtimes(p, atime, mtime))
+	return sc.pathErr("chtimes", name, sc.Chtimes(p, atime, mtime))
 }
 
 // Symlink creates newname as a symbolic link to oldname. oldname is stored
@@ -283,7 +283,7 @@ func (h *Host) Symlink(ctx context.Context, oldname, newname string) error {
 		if _, serr := sc.Lstat(p); serr == nil {
 			err = fs.ErrExist
 		}
-		return &os.LinkError{Op: "remote: symlink", Old: oldname, New: newname, Err: unwrapPath(err)}
+		return &os.LinkError{Op: "remote: symlink", Old: oldname, New: newname, Err: sc.connErr(unwrapPath(err), false)}
 	}
 	return nil
 }
@@ -296,7 +296,7 @@ func (h *Host) Readlink(ctx context.Context, name string) (string, error) {
 	}
 	t, err := sc.ReadLink(p)
 	if err != nil {
-		return "", pathErr("readlink", name, err)
+		return "", sc.pathErr("readlink", name, err)
 	}
 	return t, nil
 }
@@ -314,12 +314,12 @@ func (h *Host) Rename(ctx context.Context, oldname, newname string) error {
 	}
 	np := h.Abs(newname)
 	if err := rename(sc, op, np); err != nil {
-		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: unwrapPath(err)}
+		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: sc.connErr(unwrapPath(err), false)}
 	}
 	return nil
 }
 
-func rename(sc *sftp.Client, oldp, newp string) error {
+func rename(sc *sftpConn, oldp, newp string) error {
 	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
 		return sc.PosixRename(oldp, newp)
 	}
@@ -366,9 +366,15 @@ func (h *Host) Mkfifo(ctx context.Context, name string, perm fs.FileMode) error 
 // io.ReaderAt, io.WriterAt, io.Seeker, io.Closer, io.ReaderFrom and
 // io.WriterTo; io.Copy to and from it uses SFTP's concurrent requests. A File
 // is not safe for concurrent use.
+//
+// Read, ReadAt, Write, WriteAt, ReadFrom, WriteTo, Close and Stat report a
+// lost connection as an *fs.PathError wrapping a *ConnError; io.EOF is
+// returned as is. The other methods of the embedded *sftp.File return the
+// sftp package's errors.
 type File struct {
 	*sftp.File
 	name string
+	c    *sftpConn
 }
 
 // Name returns the name the file was opened with.
@@ -378,9 +384,60 @@ func (f *File) Name() string { return f.name }
 func (f *File) Stat() (fs.FileInfo, error) {
 	fi, err := f.File.Stat()
 	if err != nil {
-		return nil, pathErr("stat", f.name, err)
+		return nil, f.c.pathErr("stat", f.name, err)
 	}
 	return fi, nil
+}
+
+// ioErr wraps an error of a read or write of f, leaving io.EOF alone since
+// callers compare it with ==.
+func (f *File) ioErr(op string, err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	return pathErr(op, f.name, f.c.connErr(unwrapPath(err), false))
+}
+
+// Read reads up to len(b) bytes.
+func (f *File) Read(b []byte) (int, error) {
+	n, err := f.File.Read(b)
+	return n, f.ioErr("read", err)
+}
+
+// ReadAt reads len(b) bytes at offset off.
+func (f *File) ReadAt(b []byte, off int64) (int, error) {
+	n, err := f.File.ReadAt(b, off)
+	return n, f.ioErr("read", err)
+}
+
+// Write writes b.
+func (f *File) Write(b []byte) (int, error) {
+	n, err := f.File.Write(b)
+	return n, f.ioErr("write", err)
+}
+
+// WriteAt writes b at offset off.
+func (f *File) WriteAt(b []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(b, off)
+	return n, f.ioErr("write", err)
+}
+
+// ReadFrom copies r into the file with concurrent requests (when r has a
+// Size or Len method, or is an *os.File).
+func (f *File) ReadFrom(r io.Reader) (int64, error) {
+	n, err := f.File.ReadFrom(r)
+	return n, f.ioErr("write", err)
+}
+
+// WriteTo copies the file to w with concurrent requests.
+func (f *File) WriteTo(w io.Writer) (int64, error) {
+	n, err := f.File.WriteTo(w)
+	return n, f.ioErr("read", err)
+}
+
+// Close closes the file.
+func (f *File) Close() error {
+	return f.ioErr("close", f.File.Close())
 }
 
 // Open opens name for reading.
@@ -412,15 +469,15 @@ func (h *Host) OpenFile(ctx context.Context, name string, flag int, perm fs.File
 	}
 	f, err := sc.OpenFile(p, flag)
 	if err != nil {
-		return nil, pathErr("open", name, err)
+		return nil, sc.pathErr("open", name, err)
 	}
 	if perm != 0 && flag&os.O_CREATE != 0 {
 		if err := f.Chmod(perm & fs.ModePerm); err != nil {
 			f.Close()
-			return nil, pathErr("open", name, err)
+			return nil, sc.pathErr("open", name, err)
 		}
 	}
-	return &File{File: f, name: name}, nil
+	return &File{File: f, name: name, c: sc}, nil
 }
 
 // ReadFile returns the contents of name.
@@ -432,7 +489,7 @@ func (h *Host) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	defer f.Close()
 	var buf bytes.Buffer
 	if _, err := f.WriteTo(ctxWriter{ctx, &buf}); err != nil {
-		return nil, pathErr("read", name, err)
+		return nil, err
 	}
 	return buf.Bytes(), nil
 }
@@ -451,7 +508,7 @@ func (h *Host) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return pathErr("write", name, err)
+	return f.c.pathErr("write", name, err)
 }
 
 // ctxReader stops a transfer when ctx ends and reports progress. Size lets

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"path"
@@ -89,8 +90,7 @@ type Host struct {
 	killGrace time.Duration
 
 	mu     sync.Mutex
-	sc     *sftp.Client // nil until first use or after the SFTP server died
-	lease  *sshconn.Lease
+	sc     *sftpConn // nil until first use or after the SFTP server died
 	cwd    string
 	closed bool
 	wg     sync.WaitGroup
@@ -119,7 +119,7 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Host, error) {
 	wd, err := sc.Getwd()
 	if err != nil {
 		h.Close()
-		return nil, fmt.Errorf("remote: %s: getwd: %w", target, err)
+		return nil, fmt.Errorf("remote: %s: getwd: %w", target, sc.connErr(err, false))
 	}
 	h.mu.Lock()
 	h.cwd = wd
@@ -139,12 +139,12 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
-	sc, lease := h.sc, h.lease
-	h.sc, h.lease = nil, nil
+	sc := h.sc
+	h.sc = nil
 	h.mu.Unlock()
 	if sc != nil {
 		sc.Close()
-		lease.Release()
+		sc.lease.Release()
 	}
 	h.wg.Wait()
 	if h.ownPool {
@@ -153,9 +153,19 @@ func (h *Host) Close() error {
 	return nil
 }
 
-// client returns the SFTP client, starting one on a pooled connection if
+// sftpConn is one SFTP session and the SSH connection it runs on. It
+// embeds the client so that its methods are called directly; connErr tells
+// an error of the session's end from an answer of the server.
+type sftpConn struct {
+	*sftp.Client
+	target string
+	lease  *sshconn.Lease
+	ended  chan struct{} // closed when the SFTP session has ended
+}
+
+// client returns the SFTP session, starting one on a pooled connection if
 // there is none or the previous one died.
-func (h *Host) client(ctx context.Context) (*sftp.Client, error) {
+func (h *Host) client(ctx context.Context) (*sftpConn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -166,10 +176,10 @@ func (h *Host) client(ctx context.Context) (*sftp.Client, error) {
 	}
 	if h.sc != nil {
 		select {
-		case <-h.lease.Lost():
+		case <-h.sc.lease.Lost():
 			h.sc.Close()
-			h.lease.Release()
-			h.sc, h.lease = nil, nil
+			h.sc.lease.Release()
+			h.sc = nil
 		default:
 			return h.sc, nil
 		}
@@ -188,7 +198,8 @@ func (h *Host) client(ctx context.Context) (*sftp.Client, error) {
 		lease.Release()
 		return nil, &ConnError{Host: h.target, Addr: lease.Endpoint().Addr(), Err: fmt.Errorf("sftp subsystem: %w", err)}
 	}
-	h.sc, h.lease = sc, lease
+	c := &sftpConn{Client: sc, target: h.target, lease: lease, ended: make(chan struct{})}
+	h.sc = c
 	h.wg.Add(1)
 	go func() {
 		// When the SFTP server goes away (killed, or the connection lost),
@@ -196,13 +207,62 @@ func (h *Host) client(ctx context.Context) (*sftp.Client, error) {
 		defer h.wg.Done()
 		sc.Wait()
 		h.mu.Lock()
-		if h.sc == sc {
-			h.sc, h.lease = nil, nil
+		if h.sc == c {
+			h.sc = nil
 			lease.Release()
 		}
 		h.mu.Unlock()
+		// After h.sc is cleared, so that whoever sees ended and calls
+		// client gets a new session.
+		close(c.ended)
 	}()
-	return sc, nil
+	return c, nil
+}
+
+// connErr returns err as a *ConnError when it was caused by the end of the
+// SFTP session or of the SSH connection under it, so that callers (and
+// [Pool], which moves the evaluation to another host) can tell a lost host
+// from an answer of the server. Other errors are returned unchanged. eofOK
+// says io.EOF is a normal result of the call (a read at the end of a file);
+// otherwise an EOF means the channel closed under the request.
+func (c *sftpConn) connErr(err error, eofOK bool) error {
+	if err == nil {
+		return nil
+	}
+	var ce *ConnError
+	var se *sftp.StatusError
+	switch {
+	case errors.As(err, &ce),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		// The server answered: the session is alive.
+		errors.As(err, &se), errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission),
+		errors.Is(err, fs.ErrExist), errors.Is(err, fs.ErrInvalid):
+		return err
+	}
+	if errors.Is(err, io.EOF) && eofOK {
+		return err
+	}
+	lost := errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	if !lost {
+		// Writes to a closed channel fail with errors of their own; the
+		// session's state tells.
+		select {
+		case <-c.ended:
+			lost = true
+		case <-c.lease.Lost():
+			lost = true
+		default:
+		}
+	}
+	if !lost {
+		return err
+	}
+	return &ConnError{Host: c.target, Addr: c.lease.Endpoint().Addr(), Err: fmt.Errorf("sftp session lost: %w", err)}
+}
+
+// pathErr is the package's pathErr for an error of a call on c.
+func (c *sftpConn) pathErr(op, name string, err error) error {
+	return pathErr(op, name, c.connErr(unwrapPath(err), false))
 }
 
 // Getwd returns the Host's working directory, against which relative paths
@@ -231,7 +291,7 @@ func (h *Host) Chdir(ctx context.Context, dir string) error {
 	}
 	fi, err := sc.Stat(p)
 	if err != nil {
-		return pathErr("chdir", dir, err)
+		return sc.pathErr("chdir", dir, err)
 	}
 	if !fi.IsDir() {
 		return pathErr("chdir", dir, errNotDir)
@@ -248,7 +308,7 @@ var (
 )
 
 // prep validates name, resolves it and returns the SFTP client.
-func (h *Host) prep(ctx context.Context, op, name string) (string, *sftp.Client, error) {
+func (h *Host) prep(ctx context.Context, op, name string) (string, *sftpConn, error) {
 	if strings.IndexByte(name, 0) >= 0 || name == "" {
 		return "", nil, pathErr(op, name, fs.ErrInvalid)
 	}
@@ -269,9 +329,6 @@ func pathErr(op, name string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err
-	}
-	if errors.Is(err, sftp.ErrSSHFxConnectionLost) {
-		err = fmt.Errorf("sftp connection lost: %w", err)
 	}
 	return &fs.PathError{Op: "remote: " + op, Path: name, Err: err}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +94,59 @@ func TestPoolHostDies(t *testing.T) {
 	}
 	if got := p.Hosts(); len(got) != 1 || got[0] != "host1" {
 		t.Errorf("Hosts = %v", got)
+	}
+}
+
+// TestPoolHostDiesDuringFileOps kills host0's connection while an
+// evaluation that does nothing but file operations (a download) runs there:
+// the SFTP error must be recognised as a lost host, so the evaluation is
+// moved to host1 and succeeds, instead of failing.
+func TestPoolHostDiesDuringFileOps(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	setup := dial(t, s)
+	dir := tempDir(t, setup)
+	const size = 16 << 20
+	if _, err := setup.Run(t.Context(), &remote.Cmd{Command: fmt.Sprintf("head -c %d /dev/zero > big", size), Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(t, s, []string{"host0", "host1"}, remote.WithSlots(1))
+	local := t.TempDir()
+	var once sync.Once
+	results := remote.Map(t.Context(), p, []string{"a", "b", "c", "d"}, func(ctx context.Context, h *remote.Host, in string) (int64, error) {
+		var opts []remote.TransferOption
+		if h.Target() == "host0" {
+			// The first progress report on host0 kills its connection's
+			// sshd process while the download waits for the callback.
+			opts = append(opts, remote.WithProgress(func(int64) {
+				once.Do(func() {
+					h.Run(ctx, &remote.Cmd{Command: "kill -9 $(ps -o ppid= -p $PPID); sleep 5"})
+				})
+			}))
+		}
+		dst := filepath.Join(local, in+"-"+h.Target())
+		if err := h.Download(ctx, dir+"/big", dst, opts...); err != nil {
+			return 0, err
+		}
+		fi, err := os.Stat(dst)
+		if err != nil {
+			return 0, err
+		}
+		return fi.Size(), nil
+	})
+	moved := 0
+	for _, r := range results {
+		if r.Err != nil || r.Output != size {
+			t.Errorf("%+v", r)
+		}
+		if r.Attempts == 2 && r.Host == "host1" {
+			moved++
+		}
+	}
+	if moved != 1 {
+		t.Errorf("%d evaluations moved from host0 to host1, want 1: %+v", moved, results)
+	}
+	if down := p.Down(); down["host0"] == nil {
+		t.Errorf("host0 not reported down: %v", down)
 	}
 }
 

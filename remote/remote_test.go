@@ -677,7 +677,7 @@ func TestDownloadCut(t *testing.T) {
 			// below this connection's sshd process (its child, or the
 			// child of the login shell that started it). The
 			// download is paused meanwhile, so it cannot finish first.
-			_, killErr = h.Run(ctx, &remote.Cmd{Command: `pp=$(($(ps -o ppid= -p $PPID))); pkill -KILL -x -P "$pp,$(pgrep -d, -P $pp)" sftp-server`})
+			_, killErr = h.Run(ctx, &remote.Cmd{Command: killSFTPServer})
 		})
 	}
 	start := time.Now()
@@ -692,6 +692,16 @@ func TestDownloadCut(t *testing.T) {
 		t.Errorf("failure took %v", d)
 	}
 	t.Logf("error: %v", err)
+	// The cause is the connection, not the file: a Pool would move the
+	// evaluation to another host.
+	var ce *remote.ConnError
+	if !errors.As(err, &ce) || ce.Host != "host0" {
+		t.Errorf("error %v is not a *remote.ConnError", err)
+	}
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("error %v: want a *fs.PathError not matching fs.ErrNotExist", err)
+	}
 	entries, _ := os.ReadDir(filepath.Dir(local))
 	if len(entries) != 0 {
 		t.Errorf("left behind: %v", entries)
@@ -699,6 +709,42 @@ func TestDownloadCut(t *testing.T) {
 	// The Host recovers: the next call starts a new SFTP session.
 	if ok, err := h.IsFile(ctx, dir+"/big"); !ok || err != nil {
 		t.Fatalf("after reconnect: %v %v", ok, err)
+	}
+}
+
+// killSFTPServer is a shell command that, run by Host.Run on the
+// connection that carries the Host's SFTP session, kills that session's
+// sftp-server: its parent is this connection's sshd process (the parent of
+// setsid's parent), or a login shell below it.
+const killSFTPServer = `pp=$(($(ps -o ppid= -p $PPID))); pkill -KILL -x -P "$pp,$(pgrep -d, -P $pp)" sftp-server`
+
+// TestUploadCut kills the remote sftp-server in the middle of an upload:
+// the upload fails with a *ConnError, nothing appears under the final name,
+// and the temporary file is removed over a new SFTP session.
+func TestUploadCut(t *testing.T) {
+	s := sshtest.Start(t)
+	h := dial(t, s)
+	ctx := t.Context()
+	dir := tempDir(t, h)
+	local := filepath.Join(t.TempDir(), "big")
+	must(t, os.WriteFile(local, make([]byte, 64<<20), 0o644))
+	var once sync.Once
+	var killErr error
+	progress := func(int64) {
+		// Called from the goroutine reading the local file, so the
+		// upload waits while the server is killed.
+		once.Do(func() { _, killErr = h.Run(ctx, &remote.Cmd{Command: killSFTPServer}) })
+	}
+	err := h.Upload(ctx, local, dir+"/big", remote.WithProgress(progress))
+	must(t, killErr)
+	var ce *remote.ConnError
+	if !errors.As(err, &ce) {
+		t.Fatalf("upload error %v is not a *remote.ConnError", err)
+	}
+	out, err := h.Output(ctx, "ls", "-A", dir)
+	must(t, err)
+	if len(out) != 0 {
+		t.Errorf("left behind in the remote directory: %q", out)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -75,7 +74,7 @@ func (h *Host) Upload(ctx context.Context, local, remote string, opts ...Transfe
 		if !fi.Mode().IsRegular() {
 			return pathErr("upload", local, errors.New("not a regular file or directory"))
 		}
-		return pathErr("upload", remote, uploadFile(ctx, sc, local, dst, fi, cfg))
+		return sc.pathErr("upload", remote, h.uploadFile(ctx, sc, local, dst, fi, cfg))
 	}
 	type dirTime struct {
 		p    string
@@ -102,7 +101,7 @@ func (h *Host) Upload(ctx context.Context, local, remote string, opts ...Transfe
 		case d.IsDir():
 			if err := sc.Mkdir(rp); err != nil {
 				if st, serr := sc.Stat(rp); serr != nil || !st.IsDir() {
-					return pathErr("upload", rp, err)
+					return sc.pathErr("upload", rp, err)
 				}
 			}
 			// Writable while filling; the real mode is set at the end.
@@ -115,12 +114,12 @@ func (h *Host) Upload(ctx context.Context, local, remote string, opts ...Transfe
 			}
 			sc.Remove(rp)
 			if err := sc.Symlink(target, rp); err != nil {
-				return pathErr("upload", rp, err)
+				return sc.pathErr("upload", rp, err)
 			}
 		case info.Mode().IsRegular():
 			g.Go(func() error {
-				if err := uploadFile(gctx, sc, lp, rp, info, cfg); err != nil {
-					return pathErr("upload", rp, err)
+				if err := h.uploadFile(gctx, sc, lp, rp, info, cfg); err != nil {
+					return sc.pathErr("upload", rp, err)
 				}
 				return nil
 			})
@@ -137,16 +136,16 @@ func (h *Host) Upload(ctx context.Context, local, remote string, opts ...Transfe
 	// it.
 	for _, d := range slices.Backward(dirs) {
 		if err := sc.Chmod(d.p, d.mode); err != nil {
-			return pathErr("upload", d.p, err)
+			return sc.pathErr("upload", d.p, err)
 		}
 		if err := sc.Chtimes(d.p, d.mt, d.mt); err != nil {
-			return pathErr("upload", d.p, err)
+			return sc.pathErr("upload", d.p, err)
 		}
 	}
 	return nil
 }
 
-func uploadFile(ctx context.Context, sc *sftp.Client, local, dst string, fi fs.FileInfo, cfg transferConfig) (err error) {
+func (h *Host) uploadFile(ctx context.Context, sc *sftpConn, local, dst string, fi fs.FileInfo, cfg transferConfig) (err error) {
 	src, err := os.Open(local)
 	if err != nil {
 		return err
@@ -159,7 +158,7 @@ func uploadFile(ctx context.Context, sc *sftp.Client, local, dst string, fi fs.F
 	}
 	defer func() {
 		if err != nil {
-			sc.Remove(tmp)
+			h.removeTemp(sc, tmp)
 		}
 	}()
 	_, err = f.ReadFrom(&ctxReader{ctx: ctx, r: src, size: fi.Size(), progress: cfg.progress})
@@ -178,6 +177,28 @@ func uploadFile(ctx context.Context, sc *sftp.Client, local, dst string, fi fs.F
 	return rename(sc, tmp, dst)
 }
 
+// removeTemp removes the temporary file of a failed upload. If the SFTP
+// session died (its sftp-server killed, say), the host may still be
+// reachable: a new session gets a short while to remove the file, so that
+// a cut upload leaves nothing behind when possible.
+func (h *Host) removeTemp(sc *sftpConn, tmp string) {
+	err := sc.Remove(tmp)
+	var ce *ConnError
+	if err == nil || !errors.As(sc.connErr(err, false), &ce) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	select {
+	case <-sc.ended: // the Host has forgotten sc by now
+	case <-ctx.Done():
+		return
+	}
+	if c, err := h.client(ctx); err == nil {
+		c.Remove(tmp)
+	}
+}
+
 // Download copies the remote file or directory remote to local, with the
 // same guarantees as [Host.Upload]: recursive, modes and modification times
 // kept, each file written to a temporary name and renamed when complete.
@@ -189,14 +210,14 @@ func (h *Host) Download(ctx context.Context, remote, local string, opts ...Trans
 	}
 	fi, err := sc.Stat(src)
 	if err != nil {
-		return pathErr("download", remote, err)
+		return sc.pathErr("download", remote, err)
 	}
 	if !fi.IsDir() {
 		if !fi.Mode().IsRegular() {
 			return pathErr("download", remote, errors.New("not a regular file or directory"))
 		}
 		if err := downloadFile(ctx, sc, src, local, fi, cfg); err != nil {
-			return pathErr("download", remote, err)
+			return sc.pathErr("download", remote, err)
 		}
 		return nil
 	}
@@ -219,7 +240,7 @@ func (h *Host) Download(ctx context.Context, remote, local string, opts ...Trans
 		dirs = append(dirs, dirTime{lp, info.Mode().Perm(), info.ModTime()})
 		entries, err := sc.ReadDirContext(gctx, rp)
 		if err != nil {
-			return pathErr("download", rp, err)
+			return sc.pathErr("download", rp, err)
 		}
 		for _, e := range entries {
 			name := e.Name()
@@ -235,7 +256,7 @@ func (h *Host) Download(ctx context.Context, remote, local string, opts ...Trans
 			case e.Mode()&fs.ModeSymlink != 0:
 				target, err := sc.ReadLink(r)
 				if err != nil {
-					return pathErr("download", r, err)
+					return sc.pathErr("download", r, err)
 				}
 				os.Remove(l)
 				if err := os.Symlink(target, l); err != nil {
@@ -244,7 +265,7 @@ func (h *Host) Download(ctx context.Context, remote, local string, opts ...Trans
 			case e.Mode().IsRegular():
 				g.Go(func() error {
 					if err := downloadFile(gctx, sc, r, l, e, cfg); err != nil {
-						return pathErr("download", r, err)
+						return sc.pathErr("download", r, err)
 					}
 					return nil
 				})
@@ -270,7 +291,7 @@ func (h *Host) Download(ctx context.Context, remote, local string, opts ...Trans
 	return nil
 }
 
-func downloadFile(ctx context.Context, sc *sftp.Client, src, local string, fi fs.FileInfo, cfg transferConfig) (err error) {
+func downloadFile(ctx context.Context, sc *sftpConn, src, local string, fi fs.FileInfo, cfg transferConfig) (err error) {
 	f, err := sc.Open(src)
 	if err != nil {
 		return err
@@ -299,7 +320,11 @@ func downloadFile(ctx context.Context, sc *sftp.Client, src, local string, fi fs
 	}
 	if n != fi.Size() {
 		// A server that died mid-transfer can look like an early EOF.
-		if st, serr := f.Stat(); serr != nil || st.Size() != n {
+		st, serr := f.Stat()
+		if serr != nil {
+			return fmt.Errorf("short read: got %d of %d bytes: %w", n, fi.Size(), sc.connErr(serr, false))
+		}
+		if st.Size() != n {
 			return fmt.Errorf("short read: got %d of %d bytes", n, fi.Size())
 		}
 	}
