@@ -14,8 +14,11 @@ import (
 )
 
 // Shell returns a computation that runs each job's input as a shell command
-// line (/bin/sh -c, exactly as given) and returns its exit code; a non-zero
-// exit is a result, not an error, and stdout and stderr are captured.
+// line, exactly as given, and returns its exit code; a non-zero exit is a
+// result, not an error, and stdout and stderr are captured. On an SSH host
+// the command line is run by the user's login shell, as `ssh host command`
+// and GNU parallel -S run it (for an account whose shell is a POSIX sh that
+// is /bin/sh -c); on this machine by /bin/sh -c.
 //
 // Its nodes are SSH hosts, "ssh://[user@]host[:port]" or "ssh://alias" for
 // an alias of ~/.ssh/config, reached with ssh-agent or key files and checked

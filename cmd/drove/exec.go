@@ -46,9 +46,10 @@ ssh_config aliases ("web[01-12],db1", "admin@node[1-4]:2222"); -h reads a pssh
 hosts file: one "[user@]host[:port]" or "host[:port] user" per line, # starts a
 comment, and the host part may be a node set. Both may be repeated.
 
-The COMMAND words are joined with spaces and run by the remote /bin/sh -c
-exactly as given, in their own process group, so -t and Ctrl-C kill all that
-the command started on every host.
+The COMMAND words are joined with spaces and run by the login shell of the
+user on each host (as with "ssh host command") exactly as given, in their
+own process group, so -t and Ctrl-C kill all that the command started on
+every host.
 
 Output (default): every line as it arrives, prefixed with "host: " (stdout to
 standard output, stderr to standard error), and a line on standard error for

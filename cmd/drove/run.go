@@ -117,9 +117,11 @@ machine; the host part may be a ClusterShell node set ("4/node[01-10]").
 jobs run on this machine. A host that cannot be reached is reported as a
 connection failure, not a job failure, and its jobs go to the other hosts.
 
-Commands reach the remote /bin/sh -c exactly as given, whatever they contain,
-and run in their own process group: a timeout, a halt or Ctrl-C kills the
-whole group on the remote host, so nothing is left running.
+Commands are run by the login shell of the user on the host, as with
+"ssh host command" and GNU parallel (by /bin/sh -c on this machine), exactly
+as given, whatever they contain, and run in their own process group: a
+timeout, a halt or Ctrl-C kills the whole group on the remote host, so
+nothing is left running.
 
 Output is grouped per job (stdout then stderr, never interleaved) unless
 --line-buffer. --joblog writes GNU parallel's TSV joblog (Seq Host Starttime

@@ -16,7 +16,8 @@ import (
 
 // Cmd is a shell command for [Pool.Run].
 type Cmd struct {
-	// Command is a shell command line, run by the remote /bin/sh -c. Build it
+	// Command is a shell command line, run by the remote /bin/sh -c with
+	// [Pool.Run], by the user's login shell with [Pool.RunLeader]. Build it
 	// with [Quote] or [Join] from untrusted parts.
 	Command string
 	// Dir is the remote working directory. Empty means the login directory.
@@ -40,11 +41,46 @@ type ExitStatus struct {
 	Killed bool   // true if Run killed the process group because ctx ended
 }
 
+// pgidMarker starts the line on which the remote shell reports its pid,
+// the process group to kill. A marker, rather than "the first line", lets
+// a login shell print what it likes before it (a .bashrc that echoes, a
+// banner from ForceCommand): that text is passed on as output and the pid
+// is still found.
+const pgidMarker = "drove-pgid:"
+
 // wrapper starts the command as the leader of a new session (hence a new
 // process group), first printing that leader's pid, which is the group id,
-// as one line on stdout. setsid -w forks when the login shell is already a
-// group leader (it always is under sshd) and relays the exit status.
-const wrapper = `exec setsid -w /bin/sh -c 'echo "$$" && exec /bin/sh -c "$1"' drove-run `
+// on a marker line on stdout. setsid -w forks when the login shell is
+// already a group leader (it always is under sshd) and relays the exit
+// status.
+const wrapper = `exec setsid -w /bin/sh -c 'echo "` + pgidMarker + `$$" && exec /bin/sh -c "$1"' drove-run `
+
+// maxNoise bounds how much output before the marker line is buffered while
+// looking for it; past that the command's output is passed on unparsed and
+// no process group is known.
+const maxNoise = 64 << 10
+
+// readPGID reads lines from br up to and including the marker line and
+// returns the pid it reports; lines before it are written to w. It returns
+// 0 (nothing known to kill) when the output ends or exceeds maxNoise first,
+// and a non-nil error when the output ended.
+func readPGID(br *bufio.Reader, w io.Writer) (int, error) {
+	seen := 0
+	for seen < maxNoise {
+		line, err := br.ReadString('\n')
+		seen += len(line)
+		if rest, ok := strings.CutPrefix(line, pgidMarker); ok && err == nil {
+			if pgid, cerr := strconv.Atoi(strings.TrimSpace(rest)); cerr == nil && pgid > 1 {
+				return pgid, nil
+			}
+		}
+		io.WriteString(w, line)
+		if err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -133,23 +169,16 @@ func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(scrip
 	pgidc := make(chan int, 1)
 	copied := make(chan error, 1)
 	go func() {
-		br := bufio.NewReader(stdout)
-		line, err := br.ReadString('\n')
-		pgid, convErr := strconv.Atoi(strings.TrimSpace(line))
-		if err != nil || convErr != nil || pgid <= 1 {
-			pgid = 0 // no process group reported: nothing known to kill
-			if cmd.Stdout != nil {
-				io.WriteString(cmd.Stdout, line)
-			}
+		w := cmd.Stdout
+		if w == nil {
+			w = io.Discard
 		}
+		br := bufio.NewReader(stdout)
+		pgid, err := readPGID(br, w)
 		pgidc <- pgid
 		if err != nil {
 			copied <- nil
 			return
-		}
-		w := cmd.Stdout
-		if w == nil {
-			w = io.Discard
 		}
 		_, err = io.Copy(w, br)
 		copied <- err

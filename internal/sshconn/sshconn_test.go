@@ -433,3 +433,39 @@ func TestKeepaliveDetectsHungServer(t *testing.T) {
 		t.Fatal(st)
 	}
 }
+
+// TestNoisyLoginShell runs commands for a login that prints lines before
+// the command runs (as a .bashrc that echoes does; here a ForceCommand): the
+// noise comes through as output and the process group is still found, so a
+// timeout kills everything the command started.
+func TestNoisyLoginShell(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithConfig(`ForceCommand echo "welcome to the test host"; echo 12345; eval "$SSH_ORIGINAL_COMMAND"`))
+	p := newPool(t, s)
+	for _, runner := range []struct {
+		name string
+		run  func(context.Context, string, *sshconn.Cmd) (sshconn.ExitStatus, error)
+	}{{"Run", p.Run}, {"RunLeader", p.RunLeader}} {
+		t.Run(runner.name, func(t *testing.T) {
+			var out bytes.Buffer
+			st, err := runner.run(t.Context(), "host0", &sshconn.Cmd{Command: "echo hello", Stdout: &out})
+			if err != nil || st.Code != 0 {
+				t.Fatalf("%+v %v", st, err)
+			}
+			want := "welcome to the test host\n12345\nhello\n"
+			if out.String() != want {
+				t.Errorf("output %q, want %q", out.String(), want)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			st, err = runner.run(ctx, "host0", &sshconn.Cmd{Command: `sleep 3927 & sleep 3928; wait`})
+			if err == nil || !st.Killed {
+				t.Fatalf("Run: %+v %v", st, err)
+			}
+			var left bytes.Buffer
+			st2, err := p.RunLeader(t.Context(), "host0", &sshconn.Cmd{Command: `pgrep -u drovetest -f 'sleep 392[78]'`, Stdout: &left})
+			if err != nil || st2.Code != 1 {
+				t.Fatalf("processes left behind (pgrep exit %d, %v):\n%s", st2.Code, err, left.String())
+			}
+		})
+	}
+}

@@ -48,7 +48,10 @@ type Reporter interface {
 
 // Job is a shell job with more than a command line.
 type Job struct {
-	// Command is the shell command line, run by /bin/sh -c exactly as given.
+	// Command is the shell command line, run exactly as given by the login
+	// shell of the user on an SSH host (as `ssh host command` and GNU
+	// parallel -S run it) and by /bin/sh -c (LocalConfig.Shell) on this
+	// machine.
 	Command string
 	// CommandFor, if set, builds the command line at the start of each
 	// attempt, once the node (the scheduler's name for it) and the run's
