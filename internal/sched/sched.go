@@ -51,8 +51,9 @@ type Executor interface {
 //
 // Queueing ahead would let a job overtake a more urgent one submitted later,
 // so the scheduler does it only while every unfinished task has the same
-// priority; when priorities mix, it recalls the runs waiting ahead and
-// dispatches by slots alone, and priorities are honoured exactly.
+// priority; when priorities mix, it recalls the runs waiting beyond each
+// node's slots and dispatches by slots alone, and priorities are honoured
+// exactly.
 type Prefetcher interface {
 	Prefetch() int
 	// Recall asks for a run queued ahead to be given back unstarted (as
