@@ -502,3 +502,40 @@ func TestExecLoginUser(t *testing.T) {
 		t.Fatalf("exit %d out %q err %s", code, out, errs)
 	}
 }
+
+// TestRunLocalWorkdir: ":" with --workdir is a host like any other: the
+// files are copied into the workdir (relative to the home directory), back
+// again, and cleaned up.
+func TestRunLocalWorkdir(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Chdir(t.TempDir())
+	os.WriteFile("in.txt", []byte("hello\n"), 0o644)
+	code, out, errs := drun(t, "", "--workdir", "...", "--transfer", "--return", "{}.out", "--cleanup", "cat {} | tee {}.out; pwd", ":::", "in.txt")
+	if code != 0 || !strings.HasPrefix(out, "hello\n"+filepath.Join(home, ".drove", "tmp")+"/") {
+		t.Fatalf("exit %d out %q err %s", code, out, errs)
+	}
+	if b, _ := os.ReadFile("in.txt.out"); string(b) != "hello\n" {
+		t.Errorf("returned %q", b)
+	}
+	if left, _ := os.ReadDir(filepath.Join(home, ".drove", "tmp")); len(left) != 0 {
+		t.Errorf("workdirs left: %v", left)
+	}
+	if _, err := os.Stat(".drove"); err == nil {
+		t.Error("./.drove created in the current directory")
+	}
+	// A named workdir stays, with the transferred file, unless --cleanup.
+	code, out, errs = drun(t, "", "--wd", "wd", "--tf", "{}", "cat", ":::", "in.txt")
+	if code != 0 || out != "hello\n" {
+		t.Fatalf("named workdir: exit %d out %q err %s", code, out, errs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(home, "wd", "in.txt")); string(b) != "hello\n" {
+		t.Errorf("~/wd/in.txt = %q", b)
+	}
+	// Without a workdir the files are already here: nothing is copied or
+	// removed, even with --cleanup.
+	code, out, _ = drun(t, "", "--trc", "{}", "cat", ":::", "in.txt")
+	if b, _ := os.ReadFile("in.txt"); code != 0 || out != "hello\n" || string(b) != "hello\n" {
+		t.Errorf("no workdir: exit %d out %q, in.txt %q", code, out, b)
+	}
+}

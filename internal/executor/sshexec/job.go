@@ -59,8 +59,8 @@ type Job struct {
 	// Command.
 	CommandFor func(node string, slot int) string
 	// Dir is the working directory, created if missing; relative paths are
-	// relative to the login directory. Empty means the login directory (the
-	// current directory for Local).
+	// relative to the login directory (the home directory for Local). Empty
+	// means the login directory (the current directory for Local).
 	Dir string
 	// Env holds NAME=value pairs exported to the command.
 	Env []string
@@ -72,7 +72,7 @@ type Job struct {
 	// Transfer lists local files copied to the host before the command
 	// (GNU parallel --transferfile). A relative path lands relative to Dir;
 	// a "/./" in a path marks where the part relative to Dir begins. Local
-	// runs ignore it: the files are already here.
+	// runs without a Dir ignore it: the files are already here.
 	Transfer []string
 	// Return lists files copied back from the host after the command, to the
 	// same path relative to the current directory (GNU parallel --return).
@@ -81,7 +81,7 @@ type Job struct {
 	// afterwards (GNU parallel --cleanup).
 	Cleanup bool
 	// RemoveDir removes Dir and everything in it from the host afterwards
-	// (GNU parallel --workdir ...). Local runs ignore it.
+	// (GNU parallel --workdir ...).
 	RemoveDir bool
 }
 
