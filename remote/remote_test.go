@@ -28,18 +28,21 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// hostile names: each must round-trip literally as a file name.
+// hostile names: each must round-trip literally as a file name. The
+// command substitutions create a marker file named after the test run,
+// which shellMarkers looks for where a shell would have created it.
 var hostile = []string{
 	"plain",
 	"with space",
 	"new\nline",
 	`single'quote`,
 	`double"quote`,
-	"$(touch pwned)",
-	"`touch pwned2`",
+	"$(touch " + marker + ")",
+	"`touch " + marker + "2`",
 	"semi;colon&amp|pipe",
 	"-leading-dash",
 	"--",
+	"-rf",
 	"\xff\xfe-not-utf8-\x80",
 	"back\\slash",
 	"*glob?[x]",
@@ -47,6 +50,37 @@ var hostile = []string{
 	"tab\tcr\r",
 	"$HOME",
 	"ünïcödé",
+}
+
+// marker is unique to this test binary's run, so that a file left by an
+// earlier run cannot make the check fail, nor one of another run hide it.
+var marker = fmt.Sprintf("drove-pwned-%d-%d", os.Getpid(), time.Now().UnixNano())
+
+// shellMarkers returns the marker files that exist where a name given to a
+// shell unquoted would have created them: dirs (the directories commands
+// ran in), the login directory, where a login shell starts, and /tmp.
+func shellMarkers(t *testing.T, h *remote.Host, dirs ...string) []string {
+	t.Helper()
+	var found []string
+	for _, d := range append(dirs, sshtest.Home, "/tmp") {
+		for _, m := range []string{marker, marker + "2"} {
+			p := path.Join(d, m)
+			ok, err := h.Exists(context.Background(), p)
+			must(t, err)
+			if ok {
+				found = append(found, p)
+			}
+		}
+	}
+	return found
+}
+
+// removeMarkers removes what shellMarkers found, so that one failure does
+// not fail every later test.
+func removeMarkers(t *testing.T, h *remote.Host, found []string) {
+	for _, p := range found {
+		h.Remove(context.Background(), p)
+	}
 }
 
 func dial(t *testing.T, s *sshtest.Server, opts ...remote.Option) *remote.Host {
@@ -145,10 +179,139 @@ func TestHostileNames(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("ReadDir = %q, want %q", names, want)
 	}
-	for _, p := range []string{"pwned", "pwned2"} {
-		if ok, _ := h.Exists(ctx, path.Join(h.Getwd(), "..", p)); ok {
-			t.Error("a name was interpreted by a shell")
+	if found := shellMarkers(t, h, dir, all); len(found) > 0 {
+		removeMarkers(t, h, found)
+		t.Errorf("a name was interpreted by a shell: %q exist", found)
+	}
+}
+
+// TestShellMarkersCanFail makes sure the check of TestHostileNames looks
+// where a shell writes: a hostile name passed unquoted, on purpose, to a
+// command in the Host's directory and to the login shell, is found.
+func TestShellMarkersCanFail(t *testing.T) {
+	s := sshtest.Start(t)
+	h := dial(t, s)
+	ctx := t.Context()
+	dir := tempDir(t, h)
+	must(t, h.Chdir(ctx, dir))
+	if found := shellMarkers(t, h, dir); len(found) != 0 {
+		t.Fatalf("markers before the test: %q", found)
+	}
+	// Command is a shell command line, so this is the unquoted use.
+	_, err := h.Run(ctx, &remote.Cmd{Command: "true " + hostile[5]})
+	must(t, err)
+	found := shellMarkers(t, h, dir)
+	removeMarkers(t, h, found)
+	if want := []string{path.Join(dir, marker)}; !slices.Equal(found, want) {
+		t.Errorf("after running an unquoted name in %s: found %q, want %q", dir, found, want)
+	}
+	_, err = h.Run(ctx, &remote.Cmd{Command: "cd && true " + hostile[6]})
+	must(t, err)
+	found = shellMarkers(t, h, dir)
+	removeMarkers(t, h, found)
+	if want := []string{path.Join(sshtest.Home, marker+"2")}; !slices.Equal(found, want) {
+		t.Errorf("after running an unquoted name in the login directory: found %q, want %q", found, want)
+	}
+}
+
+// hostileTree makes a local tree whose every name is hostile: a file of
+// each name at the top, a directory of each name holding a file of each
+// name, and links with hostile names and targets.
+func hostileTree(t *testing.T, root string) {
+	t.Helper()
+	must(t, os.Mkdir(root, 0o755))
+	for i, name := range hostile {
+		must(t, os.WriteFile(filepath.Join(root, name), []byte("top "+name), 0o644))
+		sub := filepath.Join(root, name+".d")
+		must(t, os.Mkdir(sub, 0o750))
+		must(t, os.WriteFile(filepath.Join(sub, hostile[(i+1)%len(hostile)]), []byte("in "+name), 0o600))
+		must(t, os.Symlink(name, filepath.Join(root, name+".link")))
+	}
+}
+
+// TestHostileTree uploads and downloads a tree made only of hostile names:
+// every name, type, mode and content comes back, and no shell saw them.
+func TestHostileTree(t *testing.T) {
+	s := sshtest.Start(t)
+	h := dial(t, s)
+	ctx := t.Context()
+	src := filepath.Join(t.TempDir(), "src")
+	hostileTree(t, src)
+	dir := tempDir(t, h)
+	// The destination itself has a hostile name, and is given relative to
+	// a hostile working directory.
+	must(t, h.Mkdir(ctx, dir+"/"+hostile[5], 0o755))
+	must(t, h.Chdir(ctx, dir+"/"+hostile[5]))
+	dst := hostile[11] + " -rf $(x)"
+	must(t, h.Upload(ctx, src, dst))
+	for i, name := range hostile {
+		b, err := h.ReadFile(ctx, dst+"/"+name+".d/"+hostile[(i+1)%len(hostile)])
+		if err != nil || string(b) != "in "+name {
+			t.Errorf("remote %q: %q, %v", name, b, err)
 		}
+		if l, err := h.Readlink(ctx, dst+"/"+name+".link"); err != nil || l != name {
+			t.Errorf("remote link %q: %q, %v", name, l, err)
+		}
+	}
+	entries, err := h.ReadDir(ctx, dst)
+	must(t, err)
+	if len(entries) != 3*len(hostile) {
+		t.Errorf("remote directory has %d entries, want %d", len(entries), 3*len(hostile))
+	}
+	back := filepath.Join(t.TempDir(), hostile[2])
+	must(t, h.Download(ctx, h.Getwd()+"/"+dst, back))
+	if a, b := treeSig(t, src), treeSig(t, back); a != b {
+		t.Errorf("round trip differs:\n%s\n---\n%s", a, b)
+	}
+	if found := shellMarkers(t, h, dir, h.Getwd()); len(found) > 0 {
+		removeMarkers(t, h, found)
+		t.Errorf("a name was interpreted by a shell: %q exist", found)
+	}
+}
+
+// TestHostileChdirRun changes into directories with hostile names and runs
+// commands there, by the Host's directory and by Cmd.Dir, with relative
+// paths.
+func TestHostileChdirRun(t *testing.T) {
+	s := sshtest.Start(t)
+	h := dial(t, s)
+	ctx := t.Context()
+	base := tempDir(t, h)
+	ran := []string{base} // where commands ran, for shellMarkers
+	for _, name := range hostile {
+		ran = append(ran, base+"/"+name, base+"/"+name+"/"+name)
+		t.Run(fmt.Sprintf("%q", name), func(t *testing.T) {
+			must(t, h.Chdir(ctx, base))
+			must(t, h.MkdirAll(ctx, name+"/"+name, 0o755))
+			must(t, h.Chdir(ctx, name))
+			want := base + "/" + name
+			if h.Getwd() != want {
+				t.Fatalf("Getwd = %q, want %q", h.Getwd(), want)
+			}
+			must(t, h.WriteFile(ctx, name+"/"+name, []byte("x"), 0o644))
+			// pwd -P: the directory the command really runs in.
+			out, err := h.Output(ctx, "pwd", "-P")
+			if err != nil || string(out) != want+"\n" {
+				t.Errorf("pwd in Getwd = %q, %v", out, err)
+			}
+			res, err := h.Run(ctx, &remote.Cmd{Args: []string{"sh", "-c", `pwd -P; cat -- "$1"`, "sh", name}, Dir: name})
+			if err != nil || string(res.Stdout) != want+"/"+name+"\nx" {
+				t.Errorf("Run with Dir %q: %q, %v", name, res.Stdout, err)
+			}
+			res, err = h.Run(ctx, &remote.Cmd{Command: `printf %s "$V"`, Env: []string{"V=" + name}, Dir: want + "/" + name})
+			if err != nil || string(res.Stdout) != name {
+				t.Errorf("Env value %q: %q, %v", name, res.Stdout, err)
+			}
+			// Mkfifo resolves relative names against Getwd too.
+			must(t, h.Mkfifo(ctx, name+"/fifo", 0o600))
+			if fi, err := h.Lstat(ctx, want+"/"+name+"/fifo"); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+				t.Errorf("Mkfifo relative: %v %v", fi, err)
+			}
+		})
+	}
+	if found := shellMarkers(t, h, ran...); len(found) > 0 {
+		removeMarkers(t, h, found)
+		t.Errorf("a name was interpreted by a shell: %q exist", found)
 	}
 }
 
