@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -148,16 +149,22 @@ type fsSub struct {
 	run func(ctx context.Context, e *fsEnv, args []string) error
 }
 
-// fileJSON is the --json form of a file's information.
+// fileJSON is the --json form of a file's information. JSON strings are
+// UTF-8, so a name that is not gets its exact bytes in NameBytes and
+// PathBytes as well (base64, as encoding/json writes []byte).
 type fileJSON struct {
-	Name    string    `json:"name"`
-	Path    string    `json:"path"`
-	Type    string    `json:"type"`
-	Mode    string    `json:"mode"`
-	Perm    string    `json:"perm"`
-	Size    int64     `json:"size"`
-	ModTime time.Time `json:"mtime"`
-	Target  string    `json:"target,omitempty"`
+	Name      string    `json:"name"`
+	Path      string    `json:"path"`
+	NameBytes []byte    `json:"name_bytes,omitempty"`
+	PathBytes []byte    `json:"path_bytes,omitempty"`
+	Type      string    `json:"type"`
+	Mode      string    `json:"mode"`
+	Perm      string    `json:"perm"`
+	Size      int64     `json:"size"`
+	ModTime   time.Time `json:"mtime"`
+	Target    string    `json:"target,omitempty"`
+	// TargetBytes is Target's exact bytes when it is not UTF-8.
+	TargetBytes []byte `json:"target_bytes,omitempty"`
 }
 
 func fileType(m fs.FileMode) string {
@@ -179,8 +186,15 @@ func fileType(m fs.FileMode) string {
 }
 
 func toJSON(p string, fi fs.FileInfo, target string) fileJSON {
-	return fileJSON{Name: fi.Name(), Path: p, Type: fileType(fi.Mode()), Mode: fi.Mode().String(),
+	j := fileJSON{Name: fi.Name(), Path: p, Type: fileType(fi.Mode()), Mode: fi.Mode().String(),
 		Perm: fmt.Sprintf("%04o", fi.Mode().Perm()), Size: fi.Size(), ModTime: fi.ModTime().UTC(), Target: target}
+	if !utf8.ValidString(p) {
+		j.NameBytes, j.PathBytes = []byte(fi.Name()), []byte(p)
+	}
+	if !utf8.ValidString(target) {
+		j.TargetBytes = []byte(target)
+	}
+	return j
 }
 
 func longLine(fi fs.FileInfo, name, target string) string {
@@ -559,6 +573,9 @@ func localSize(p string) (int64, error) {
 	return n, err
 }
 
+// remoteSize adds up the sizes of the regular files at or below p. It walks
+// with the Host's own methods, not h.FS(): io/fs paths must be valid UTF-8,
+// remote names need not be.
 func remoteSize(ctx context.Context, h *remote.Host, p string) (int64, error) {
 	fi, err := h.Stat(ctx, p)
 	if err != nil {
@@ -568,20 +585,25 @@ func remoteSize(ctx context.Context, h *remote.Host, p string) (int64, error) {
 		return fi.Size(), nil
 	}
 	var n int64
-	root := strings.TrimPrefix(h.Abs(p), "/")
-	if root == "" {
-		root = "."
-	}
-	err = fs.WalkDir(h.FS(), root, func(_ string, d fs.DirEntry, err error) error {
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		entries, err := h.ReadDir(ctx, dir)
 		if err != nil {
 			return err
 		}
-		if d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
+		for _, d := range entries {
+			switch {
+			case d.IsDir():
+				if err := walk(path.Join(dir, d.Name())); err != nil {
+					return err
+				}
+			case d.Type().IsRegular():
+				if fi, err := d.Info(); err == nil {
+					n += fi.Size()
+				}
 			}
 		}
 		return nil
-	})
-	return n, err
+	}
+	return n, walk(h.Abs(p))
 }

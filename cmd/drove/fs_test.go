@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,121 @@ func TestFSErrors(t *testing.T) {
 	code, out, _ := fsRun(t, s, "", "--json", "host0", "stat", "/no/such")
 	if code == 0 || !strings.Contains(out, `"error":`) {
 		t.Errorf("--json error: %d %q", code, out)
+	}
+}
+
+// fsHostile are names that must reach the remote file system literally
+// through drove fs. The command substitutions would create marker files if
+// a shell ever saw them.
+func fsHostile(marker string) []string {
+	return []string{
+		"with space", "new\nline", `single'quote`, `double"quote`,
+		"$(touch " + marker + ")", "`touch " + marker + "`", "semi;colon|pipe",
+		"-leading-dash", "-rf", "\xff\xfe-not-utf8-\x80", "*glob?[x]", "~tilde", "$HOME", "tab\tcr\r",
+	}
+}
+
+// lsNames runs ls --json on dir and returns the exact names.
+func lsNames(t *testing.T, s *sshtest.Server, dir string) []string {
+	t.Helper()
+	code, out, errs := fsRun(t, s, "", "--json", "host0", "ls", "--", dir)
+	if code != 0 {
+		t.Fatalf("ls --json: exit %d: %s", code, errs)
+	}
+	var files []struct {
+		Name      string `json:"name"`
+		NameBytes []byte `json:"name_bytes"`
+	}
+	if err := json.Unmarshal([]byte(out), &files); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		if f.NameBytes != nil {
+			f.Name = string(f.NameBytes)
+		}
+		names = append(names, f.Name)
+	}
+	return names
+}
+
+func TestFSHostileNames(t *testing.T) {
+	s := sshtest.Start(t)
+	ok := func(args ...string) string {
+		t.Helper()
+		code, out, errs := fsRun(t, s, "", args...)
+		if code != 0 {
+			t.Fatalf("drove fs %q: exit %d: %s", args, code, errs)
+		}
+		return out
+	}
+	marker := fmt.Sprintf("drove-fs-pwned-%d", time.Now().UnixNano())
+	hostile := fsHostile(marker)
+	dir := fmt.Sprintf("/tmp/drove-fs-hostile-%d", time.Now().UnixNano())
+	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
+	ok("host0", "mkdir", dir)
+
+	local := filepath.Join(t.TempDir(), "src")
+	os.Mkdir(local, 0o755)
+	for _, name := range hostile {
+		if err := os.WriteFile(filepath.Join(local, name), []byte("data of "+name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range hostile {
+		// "--" ends drove's own flags, as for any command, so that "-rf"
+		// is a name.
+		ok("host0", "put", "-q", "--", filepath.Join(local, name), dir)
+		if got := ok("host0", "cat", "--", dir+"/"+name); got != "data of "+name {
+			t.Errorf("cat %q = %q", name, got)
+		}
+		ok("host0", "mv", "--", dir+"/"+name, dir+"/"+name+".mv")
+		ok("host0", "ln", "-s", "--", name+".mv", dir+"/"+name+".link")
+		ok("host0", "mkdir", "-p", "--", dir+"/"+name+".d/"+name)
+		ok("host0", "mkfifo", "--", dir+"/"+name+".d/"+name+"/"+name)
+		ok("host0", "chmod", "0600", "--", dir+"/"+name+".mv")
+		var st []map[string]any
+		json.Unmarshal([]byte(ok("--json", "host0", "stat", "--", dir+"/"+name+".mv")), &st)
+		if len(st) != 1 || st[0]["perm"] != "0600" || st[0]["size"] != float64(len("data of "+name)) {
+			t.Errorf("stat %q: %v", name, st)
+		}
+	}
+	var want []string
+	for _, name := range hostile {
+		want = append(want, name+".d", name+".link", name+".mv")
+	}
+	slices.Sort(want)
+	if got := lsNames(t, s, dir); !slices.Equal(got, want) {
+		t.Errorf("ls names:\n%q\nwant\n%q", got, want)
+	}
+	// Plain ls shows names with control bytes or invalid UTF-8 quoted,
+	// one per line.
+	if got := ok("host0", "ls", dir); !strings.Contains(got, `"new\nline.mv"`+"\n") || !strings.Contains(got, "\n$(touch "+marker+").mv\n") {
+		t.Errorf("ls: %q", got)
+	}
+
+	// The whole tree comes back with every name intact.
+	back := filepath.Join(t.TempDir(), "back")
+	ok("host0", "get", "-q", dir, back)
+	for _, name := range hostile {
+		if b, err := os.ReadFile(filepath.Join(back, name+".mv")); err != nil || string(b) != "data of "+name {
+			t.Errorf("get %q: %q %v", name, b, err)
+		}
+		if l, err := os.Readlink(filepath.Join(back, name+".link")); err != nil || l != name+".mv" {
+			t.Errorf("get link %q: %q %v", name, l, err)
+		}
+	}
+	for _, name := range hostile {
+		ok("host0", "rm", "-r", "--", dir+"/"+name+".d", dir+"/"+name+".link", dir+"/"+name+".mv")
+	}
+	if got := lsNames(t, s, dir); len(got) != 0 {
+		t.Errorf("after rm: %q", got)
+	}
+	// Where a shell interpreting a name would have written.
+	for _, d := range []string{dir, sshtest.Home, "/tmp"} {
+		code, _, _ := fsRun(t, s, "", "host0", "stat", d+"/"+marker)
+		if code == 0 {
+			t.Errorf("a name was interpreted by a shell: %s/%s exists", d, marker)
+		}
 	}
 }
