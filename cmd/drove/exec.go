@@ -56,7 +56,8 @@ standard output, stderr to standard error), and a line on standard error for
 each host that failed. -i prints pssh's status line per host, "[n] HH:MM:SS
 [SUCCESS|FAILURE] host", followed by the host's whole stdout and, after
 "Stderr: ", its stderr. -b gathers hosts with identical output and exit code
-under one header naming them as a node set, as clush -b and dshbak -c do.
+under one header naming them as a node set, as clush -b and dshbak -c do;
+their standard error is gathered the same way, separately, on stderr.
 -o DIR and -e DIR write each host's stdout and stderr to DIR/NAME, NAME being
 the host as pssh names it ([user@]host[:port], with .1, .2… for repeats).
 
@@ -290,8 +291,22 @@ func printInline(w io.Writer, n int, r *hostResult) {
 
 // printGathered prints clush -b's report: hosts with identical stdout and
 // exit code under one header naming them as a node set, largest group
-// first; failures are listed on stderr.
+// first. Standard error is gathered the same way, separately, on stderr,
+// so that it is neither lost nor mixed into the stdout groups; failures are
+// listed on stderr after it.
 func printGathered(stdout, stderr io.Writer, results []*hostResult) {
+	printGroups(stdout, results, func(r *hostResult) []byte { return r.out })
+	printGroups(stderr, results, func(r *hostResult) []byte { return r.err })
+	for _, r := range results {
+		if r.failure != "" {
+			fmt.Fprintf(stderr, "drove: %s: %s\n", r.name, r.failure)
+		}
+	}
+}
+
+// printGroups prints, for the output pick returns, one block per set of
+// hosts with identical output and exit code; hosts with none are left out.
+func printGroups(w io.Writer, results []*hostResult, pick func(*hostResult) []byte) {
 	type group struct {
 		names []string
 		out   []byte
@@ -299,16 +314,14 @@ func printGathered(stdout, stderr io.Writer, results []*hostResult) {
 	byKey := map[string]*group{}
 	var order []string
 	for _, r := range results {
-		if r.failure != "" {
-			fmt.Fprintf(stderr, "drove: %s: %s\n", r.name, r.failure)
-		}
-		if len(r.out) == 0 {
+		out := pick(r)
+		if len(out) == 0 {
 			continue
 		}
-		k := fmt.Sprintf("%d\x00%s", r.code, r.out)
+		k := fmt.Sprintf("%d\x00%s", r.code, out)
 		g, ok := byKey[k]
 		if !ok {
-			g = &group{out: r.out}
+			g = &group{out: out}
 			byKey[k] = g
 			order = append(order, k)
 		}
@@ -317,10 +330,10 @@ func printGathered(stdout, stderr io.Writer, results []*hostResult) {
 	sort.SliceStable(order, func(i, j int) bool { return len(byKey[order[i]].names) > len(byKey[order[j]].names) })
 	for _, k := range order {
 		g := byKey[k]
-		fmt.Fprintf(stdout, "---------------\n%s (%d)\n---------------\n", nodeset.Fold(g.names), len(g.names))
-		stdout.Write(g.out)
+		fmt.Fprintf(w, "---------------\n%s (%d)\n---------------\n", nodeset.Fold(g.names), len(g.names))
+		w.Write(g.out)
 		if !bytes.HasSuffix(g.out, []byte("\n")) {
-			io.WriteString(stdout, "\n")
+			io.WriteString(w, "\n")
 		}
 	}
 }

@@ -47,6 +47,9 @@ func TestExec(t *testing.T) {
 			outRE: `^\[1\] \d\d:\d\d:\d\d \[SUCCESS\] host1\nfine\n$`},
 		{name: "gather", args: with("-b", "-w", "host[0-2]", `case "$SSH_CONNECTION" in *" 127.0.0.4 "*) echo other;; *) echo same;; esac`),
 			outRE: `^---------------\nhost\[0-1\] \(2\)\n---------------\nsame\n---------------\nhost2 \(1\)\n---------------\nother\n$`},
+		{name: "gather stderr separately", args: with("-b", "-w", "host[0-2]", `echo same; case "$SSH_CONNECTION" in *" 127.0.0.4 "*) echo bad >&2;; *) echo warn >&2;; esac`),
+			outRE: `^---------------\nhost\[0-2\] \(3\)\n---------------\nsame\n$`,
+			errRE: `^---------------\nhost\[0-1\] \(2\)\n---------------\nwarn\n---------------\nhost2 \(1\)\n---------------\nbad\n$`},
 		{name: "send input", stdin: "line one\nline two\n", args: with("-I", "-w", "host0,host1", "wc -l"),
 			outRE: `(?s)^(host[01]: 2\n){2}$`},
 		{name: "hostile command", args: with("-w", "host0", "printf", `'[%s]'`, `"$(echo a;b)"`, `';\n'`),
@@ -115,6 +118,17 @@ func TestExec(t *testing.T) {
 		}
 		if n := remoteProcs(t, p, "host0", marker); n != 0 {
 			t.Errorf("%d remote processes left", n)
+		}
+	})
+	t.Run("timeout kills the remote process group", func(t *testing.T) {
+		marker := fmt.Sprintf("drvexecto%d", time.Now().UnixNano())
+		code, _, errs := dexec(t, "", with("-t", "0.5", "-w", "host[0-1]",
+			fmt.Sprintf(`sh -c 'trap "" TERM; sleep 300; : %s' & sleep 301; : %s`, marker, marker))...)
+		if code != 255 || strings.Count(errs, "Timed out") != 2 {
+			t.Errorf("exit %d, stderr %q", code, errs)
+		}
+		if n := remoteProcs(t, testPool(t, s), "host0", marker); n != 0 {
+			t.Errorf("%d remote processes left after -t", n)
 		}
 	})
 	t.Run("help", func(t *testing.T) {
