@@ -197,3 +197,117 @@ func TestPoolNoHosts(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestPoolIdleHostTakesWaitingWork has a slow host and a fast one: waiting
+// evaluations go to whichever host frees a slot, so the fast host does most
+// of them, instead of each host getting its share up front.
+func TestPoolIdleHostTakesWaitingWork(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	p := newPool(t, s, []string{"host0", "host1"}, remote.WithSlots(1))
+	inputs := make([]int, 24)
+	for i := range inputs {
+		inputs[i] = i
+	}
+	results := remote.Map(t.Context(), p, inputs, func(ctx context.Context, h *remote.Host, in int) (int, error) {
+		delay := "0.02"
+		if h.Target() == "host0" {
+			delay = "1"
+		}
+		if _, err := h.Run(ctx, remote.Command("sleep", delay)); err != nil {
+			return 0, err
+		}
+		return in, nil
+	})
+	used := map[string]int{}
+	for i, r := range results {
+		if r.Err != nil || r.Output != i {
+			t.Errorf("result %d: %+v", i, r)
+		}
+		used[r.Host]++
+	}
+	// host1 finishes an evaluation in about 1/50 of host0's time; host0
+	// can take only a few before host1 has done the rest.
+	if used["host0"] == 0 || used["host0"] > 6 || used["host1"] < 18 {
+		t.Errorf("work per host %v: want most on the fast host1", used)
+	}
+}
+
+// TestPoolRetries: WithRetries(n) tries a failing evaluation up to n more
+// times, and the last error stays when every attempt fails.
+func TestPoolRetries(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	var mu sync.Mutex
+	tries := map[string]int{}
+	// "flaky" fails its first attempt, "broken" every attempt.
+	fn := func(ctx context.Context, h *remote.Host, in string) (string, error) {
+		mu.Lock()
+		tries[in]++
+		n := tries[in]
+		mu.Unlock()
+		if in == "broken" || n == 1 {
+			return "", fmt.Errorf("attempt %d of %s failed", n, in)
+		}
+		return in, nil
+	}
+	for _, tc := range []struct {
+		retries                    int
+		flakyErr                   bool
+		flakyAttempts, brokenTries int
+	}{
+		{retries: 0, flakyErr: true, flakyAttempts: 1, brokenTries: 1},
+		{retries: 2, flakyErr: false, flakyAttempts: 2, brokenTries: 3},
+	} {
+		t.Run(fmt.Sprint("retries=", tc.retries), func(t *testing.T) {
+			clear(tries)
+			p := newPool(t, s, []string{"host0", "host1"}, remote.WithSlots(1), remote.WithRetries(tc.retries))
+			res := remote.Map(t.Context(), p, []string{"flaky", "broken"}, fn)
+			flaky, broken := res[0], res[1]
+			if (flaky.Err != nil) != tc.flakyErr || flaky.Attempts != tc.flakyAttempts {
+				t.Errorf("flaky: %+v", flaky)
+			}
+			if !tc.flakyErr && flaky.Output != "flaky" {
+				t.Errorf("flaky output %q", flaky.Output)
+			}
+			want := fmt.Sprintf("attempt %d of broken failed", tc.brokenTries)
+			if broken.Err == nil || broken.Err.Error() != want || broken.Attempts != tc.brokenTries {
+				t.Errorf("broken: %+v, want error %q", broken, want)
+			}
+			if len(p.Down()) != 0 {
+				t.Errorf("an ordinary failure took a host down: %v", p.Down())
+			}
+		})
+	}
+}
+
+// TestPoolDefaultSlots: without WithSlots, a host runs as many evaluations
+// at once as it has online CPUs.
+func TestPoolDefaultSlots(t *testing.T) {
+	s := sshtest.Start(t)
+	h := dial(t, s)
+	out, err := h.Output(t.Context(), "getconf", "_NPROCESSORS_ONLN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpus, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(t, s, []string{"host0"})
+	var mu sync.Mutex
+	running, most := 0, 0
+	inputs := make([]int, 3*cpus)
+	remote.Map(t.Context(), p, inputs, func(ctx context.Context, h *remote.Host, _ int) (int, error) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		time.Sleep(200 * time.Millisecond)
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return 0, nil
+	})
+	if most != cpus {
+		t.Errorf("at most %d evaluations ran at once, want the host's %d CPUs", most, cpus)
+	}
+}
