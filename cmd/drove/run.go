@@ -168,7 +168,7 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.StringArrayVar(&fl.returns, "return", nil, "copy `FILE` (a template) back from the host after each job (repeatable)")
 	f.StringArrayVar(&fl.trc, "trc", nil, "shorthand for --transfer --return `FILE` --cleanup (repeatable)")
 	f.BoolVar(&fl.cleanup, "cleanup", false, "remove transferred and returned files (and basefiles at the end) from the hosts")
-	f.StringArrayVar(&fl.basefiles, "basefile", nil, "copy `FILE` to every host before its first job (repeatable; alias --bf)")
+	f.StringArrayVar(&fl.basefiles, "basefile", nil, "copy `FILE` to every host before its first job, into the --workdir (repeatable; alias --bf)")
 	f.StringArrayVar(&fl.basefiles, "bf", nil, "same as --basefile")
 	f.StringVar(&fl.workdir, "workdir", "", "remote working `DIR`, created if missing (... : a fresh directory per job under ~/.drove/tmp, removed after; alias --wd)")
 	f.StringVar(&fl.workdir, "wd", "", "same as --workdir")

@@ -326,7 +326,7 @@ func TestRunSSH(t *testing.T) {
 		os.WriteFile("base.sh", []byte("tr a-z A-Z"), 0o644)
 		wd := fmt.Sprintf("drove-wd-%d", time.Now().UnixNano())
 		code, _, errs := drun(t, "", with("-S", "host0,host1", "--basefile", "base.sh", "--workdir", wd, "--transfer", "--return", "{.}.out", "--cleanup",
-			"sh ~/base.sh < {} > {.}.out", ":::", "a.txt", "b.txt")...)
+			"sh base.sh < {} > {.}.out", ":::", "a.txt", "b.txt")...)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errs)
 		}
@@ -343,8 +343,9 @@ func TestRunSSH(t *testing.T) {
 				t.Errorf("%s: left behind: %q", h, out.String())
 			}
 		}
-		// --workdir ... uses a fresh directory per job and removes it.
-		code, out, errs := drun(t, "", with("-S", "host0", "--workdir", "...", "--trc", "{}.up", "tr a-z A-Z < {} > {}.up; pwd", ":::", "a.txt")...)
+		// --workdir ... uses a fresh directory per job, basefiles included,
+		// and removes it.
+		code, out, errs := drun(t, "", with("-S", "host0", "--workdir", "...", "--bf", "base.sh", "--trc", "{}.up", "sh base.sh < {} > {}.up; pwd", ":::", "a.txt")...)
 		if code != 0 || !strings.Contains(out, "/.drove/tmp/") {
 			t.Fatalf("exit %d out %q err %s", code, out, errs)
 		}
@@ -480,7 +481,7 @@ func TestRunFlagAliases(t *testing.T) {
 		t.Run(tf, func(t *testing.T) {
 			args := []string{"--known-hosts", s.KnownHosts, "--identity", s.KeyPath, "-F", "none", "--login-user", s.User,
 				"--max-sessions", "1", "--group", "--sshloginfile", slf, "--bf", "base.txt", "--wd", wd, "--cleanup", tf, "{}",
-				"cat {} ~/base.txt; pwd", ":::", "in.txt"}
+				"cat {} base.txt; pwd", ":::", "in.txt"}
 			code, out, errs := drun(t, "", args...)
 			if code != 0 || !strings.HasPrefix(out, "data\nbase\n/") || !strings.HasSuffix(out, "/"+wd+"\n") {
 				t.Fatalf("exit %d out %q err %s", code, out, errs)
@@ -524,9 +525,11 @@ func TestRunLocalWorkdir(t *testing.T) {
 	if _, err := os.Stat(".drove"); err == nil {
 		t.Error("./.drove created in the current directory")
 	}
-	// A named workdir stays, with the transferred file, unless --cleanup.
-	code, out, errs = drun(t, "", "--wd", "wd", "--tf", "{}", "cat", ":::", "in.txt")
-	if code != 0 || out != "hello\n" {
+	// A named workdir stays, with the transferred file, unless --cleanup;
+	// basefiles go there too.
+	os.WriteFile("base.sh", []byte("tr a-z A-Z"), 0o644)
+	code, out, errs = drun(t, "", "--wd", "wd", "--tf", "{}", "--bf", "base.sh", "sh base.sh <", ":::", "in.txt")
+	if code != 0 || out != "HELLO\n" {
 		t.Fatalf("named workdir: exit %d out %q err %s", code, out, errs)
 	}
 	if b, _ := os.ReadFile(filepath.Join(home, "wd", "in.txt")); string(b) != "hello\n" {

@@ -86,7 +86,9 @@ type Config struct {
 	Transfer, Return []string
 	// Cleanup removes transferred and returned files from the hosts.
 	Cleanup bool
-	// BaseFiles are copied to every SSH host before its first job.
+	// BaseFiles are copied to every host before its first job, into the
+	// Workdir as transferred files are (into each job's own directory with
+	// "..."); this machine without a Workdir already has them.
 	BaseFiles []string
 	// Workdir is the remote working directory; "..." makes a fresh one per
 	// job under ~/.drove/tmp, removed afterwards.
@@ -335,7 +337,8 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 			slots = e.cfg.Jobs
 		}
 		if l.IsLocal() {
-			lx := sshexec.NewLocal(sshexec.LocalConfig{Slots: slots, KillGrace: e.cfg.KillGrace, Logger: e.cfg.Logger}, e.sched)
+			lx := sshexec.NewLocal(sshexec.LocalConfig{Slots: slots, KillGrace: e.cfg.KillGrace, BaseFiles: e.hostBaseFiles(),
+				BaseDir: e.cfg.Workdir, CleanupBase: e.cfg.Cleanup, Logger: e.cfg.Logger}, e.sched)
 			res[i] = made{ex: lx, slots: lx.Slots()}
 			continue
 		}
@@ -348,7 +351,8 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 			x, err := sshexec.New(ctx, e.cfg.Pool, l.Host, sshexec.Config{
 				Slots:       slots,
 				KillGrace:   e.cfg.KillGrace,
-				BaseFiles:   e.cfg.BaseFiles,
+				BaseFiles:   e.hostBaseFiles(),
+				BaseDir:     e.cfg.Workdir,
 				CleanupBase: e.cfg.Cleanup,
 				Reconnect:   reconnectAttempts,
 				GaveUp:      func(err error) { e.gaveUpOn(l.Host, err) },
@@ -384,6 +388,15 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("%w: %w", ErrNoHosts, errors.Join(errs...))
 	}
 	return total, nil
+}
+
+// hostBaseFiles returns the basefiles a host gets once, before its first
+// job: none with --workdir ..., where they travel with each job.
+func (e *engine) hostBaseFiles() []string {
+	if e.cfg.Workdir == "..." {
+		return nil
+	}
+	return e.cfg.BaseFiles
 }
 
 // produce submits a task per input, at most window unfinished at a time.
@@ -470,6 +483,9 @@ func (e *engine) newTask(seq int, args []string) *sched.Task {
 	case "...":
 		j.sj.Dir = fmt.Sprintf(".drove/tmp/%d-%d-%d", os.Getpid(), e.started.UnixNano(), seq)
 		j.sj.RemoveDir = true
+		// Each job has a directory of its own, so the basefiles, which GNU
+		// parallel puts where transferred files go, come with every job.
+		j.sj.Transfer = append(j.sj.Transfer, e.cfg.BaseFiles...)
 	default:
 		j.sj.Dir = e.cfg.Workdir
 	}

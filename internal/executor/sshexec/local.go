@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,6 +29,12 @@ type LocalConfig struct {
 	// KillGrace is how long a stopped command's process group has between
 	// SIGTERM and SIGKILL. Zero means 2 seconds.
 	KillGrace time.Duration
+	// BaseFiles are copied into BaseDir before the first job that runs
+	// there, when BaseDir is set (a workdir: see [Local]); without one the
+	// files are already here. CleanupBase removes the copies at Close.
+	BaseFiles   []string
+	BaseDir     string
+	CleanupBase bool
 	// Shell runs the command lines; empty means /bin/sh.
 	Shell string
 	// Logger receives debug logs; nil discards them.
@@ -49,6 +56,10 @@ type Local struct {
 	runner
 	cfg LocalConfig
 	rep Reporter
+
+	baseOnce sync.Once
+	baseDir  string // where the base files were copied; "" if not
+	baseErr  error
 }
 
 var _ sched.Executor = (*Local)(nil)
@@ -77,7 +88,24 @@ func (l *Local) Close(ctx context.Context) error {
 	if err := l.stop(ctx); err != nil {
 		return fmt.Errorf("sshexec: local: close: %w", err)
 	}
+	// Runs have stopped: baseDir is no longer written.
+	l.baseOnce.Do(func() {})
+	if l.cfg.CleanupBase && l.baseDir != "" {
+		localCleanup(l.cfg.Logger, &Job{Transfer: l.cfg.BaseFiles, Cleanup: true}, l.baseDir)
+	}
 	return nil
+}
+
+// copyBase copies the base files into BaseDir, once.
+func (l *Local) copyBase() error {
+	l.baseOnce.Do(func() {
+		if l.cfg.BaseDir == "" || len(l.cfg.BaseFiles) == 0 {
+			return
+		}
+		dir, _, err := localTransfer(&Job{Dir: l.cfg.BaseDir, Transfer: l.cfg.BaseFiles})
+		l.baseDir, l.baseErr = dir, err
+	})
+	return l.baseErr
 }
 
 func (l *Local) runCommand(ctx context.Context, r *sched.Run, slot int) sched.Result {
@@ -92,6 +120,11 @@ func (l *Local) runCommand(ctx context.Context, r *sched.Run, slot int) sched.Re
 	}
 	if len(j.Env) > 0 {
 		cmd.Env = append(os.Environ(), j.Env...)
+	}
+	if err := l.copyBase(); err != nil {
+		res.End = time.Now()
+		res.Outcome, res.Err = sched.Failed, fmt.Errorf("sshexec: local: basefile: %w", err)
+		return res
 	}
 	if j.Dir != "" {
 		dir, n, err := localTransfer(j)

@@ -32,6 +32,10 @@ type Config struct {
 	// BaseFiles are local files copied to the host when the executor is
 	// made, before any command runs (GNU parallel --basefile).
 	BaseFiles []string
+	// BaseDir is the directory the BaseFiles go to, as a Job's Transfer
+	// files go to its Dir (GNU parallel puts them in the --workdir). Empty
+	// means the login directory.
+	BaseDir string
 	// CleanupBase removes the BaseFiles from the host at Close.
 	CleanupBase bool
 	// Reconnect is how many times the executor tries to connect again
@@ -125,7 +129,7 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 		l.Release()
 	}
 	if len(cfg.BaseFiles) > 0 {
-		if _, err := e.transfer(ctx, "", cfg.BaseFiles); err != nil {
+		if _, err := e.transfer(ctx, cfg.BaseDir, cfg.BaseFiles); err != nil {
 			e.closeSFTP()
 			return nil, fmt.Errorf("sshexec: %s: basefile: %w", target, err)
 		}
@@ -176,7 +180,7 @@ func (e *Executor) Close(ctx context.Context) error {
 		err = fmt.Errorf("sshexec: %s: close: %w", e.target, serr)
 	}
 	if e.cfg.CleanupBase && len(e.cfg.BaseFiles) > 0 {
-		if cerr := e.remove(ctx, "", e.cfg.BaseFiles); cerr != nil {
+		if cerr := e.remove(ctx, e.cfg.BaseDir, e.cfg.BaseFiles); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("sshexec: %s: removing basefiles: %w", e.target, cerr))
 		}
 	}
