@@ -153,7 +153,7 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.StringArrayVarP(&fl.argFiles, "arg-file", "a", nil, "read inputs from `FILE`, one per line (repeatable; - is standard input)")
 	f.BoolVar(&fl.tag, "tag", false, "prefix each output line with the job's arguments and a tab")
 	f.BoolVarP(&fl.keepOrder, "keep-order", "k", false, "print job outputs in input order")
-	f.BoolVar(&fl.lineBuffer, "line-buffer", false, "print whole lines as jobs produce them instead of whole jobs")
+	f.BoolVar(&fl.lineBuffer, "line-buffer", false, "print whole lines as jobs produce them instead of whole jobs (with -k: the oldest job live, later ones held until their turn)")
 	f.BoolVar(&fl.group, "group", true, "print each job's output in one piece when it ends (the default)")
 	f.StringVar(&fl.results, "results", "", "write `DIR`/<seq>/stdout, stderr and exitcode for every job")
 	f.StringVar(&fl.joblog, "joblog", "", "write a GNU parallel joblog to `FILE`")

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -540,5 +541,48 @@ func TestRunLocalWorkdir(t *testing.T) {
 	code, out, _ = drun(t, "", "--trc", "{}", "cat", ":::", "in.txt")
 	if b, _ := os.ReadFile("in.txt"); code != 0 || out != "hello\n" || string(b) != "hello\n" {
 		t.Errorf("no workdir: exit %d out %q, in.txt %q", code, out, b)
+	}
+}
+
+// lineStamps records when each line of output arrived.
+type lineStamps struct {
+	mu    sync.Mutex
+	start time.Time
+	lines []string
+	after []time.Duration
+}
+
+func (w *lineStamps) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range strings.SplitAfter(string(p), "\n") {
+		if l != "" {
+			w.lines = append(w.lines, strings.TrimSuffix(l, "\n"))
+			w.after = append(w.after, time.Since(w.start))
+		}
+	}
+	return len(p), nil
+}
+
+// TestRunLineBufferLive checks that --line-buffer prints a line while its
+// job is still running, also with -k for the oldest job.
+func TestRunLineBufferLive(t *testing.T) {
+	for _, extra := range [][]string{nil, {"-k"}} {
+		w := &lineStamps{start: time.Now()}
+		c := newRunCmd()
+		c.SetArgs(append(append([]string{"--line-buffer", "-j2"}, extra...), "echo {}a; sleep 1; echo {}b", ":::", "1", "2"))
+		c.SetIn(strings.NewReader(""))
+		c.SetOut(w)
+		var errb bytes.Buffer
+		c.SetErr(&errb)
+		if err := c.ExecuteContext(t.Context()); err != nil {
+			t.Fatalf("%v: %v %s", extra, err, errb.String())
+		}
+		if len(w.lines) != 4 || w.after[0] > 700*time.Millisecond || w.after[3] < time.Second {
+			t.Errorf("%v: lines %q after %v: the first line waited for its job", extra, w.lines, w.after)
+		}
+		if extra != nil && strings.Join(w.lines, " ") != "1a 1b 2a 2b" {
+			t.Errorf("-k: lines %q", w.lines)
+		}
 	}
 }

@@ -62,7 +62,9 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// Tag prefixes every output line with the job's arguments and a tab.
 	Tag bool
-	// KeepOrder prints outputs in input order.
+	// KeepOrder prints outputs in input order. With LineBuffer, the oldest
+	// unprinted job's lines are printed as they arrive and later jobs' are
+	// held back until its turn, as GNU parallel -k --line-buffer does.
 	KeepOrder bool
 	// LineBuffer prints whole lines as they arrive instead of whole jobs.
 	LineBuffer bool
@@ -239,7 +241,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	e := &engine{
 		cfg:     cfg,
-		out:     newOutput(cfg.Stdout, cfg.Stderr, cfg.KeepOrder && !cfg.LineBuffer),
+		out:     newOutput(cfg.Stdout, cfg.Stderr, cfg.KeepOrder),
 		log:     cfg.Logger,
 		live:    map[*sched.Task]struct{}{},
 		down:    map[string]bool{},
@@ -464,8 +466,8 @@ func (e *engine) newTask(seq int, args []string) *sched.Task {
 	j.sj.CommandFor = j.command
 	j.sj.Env = []string{"PARALLEL_SEQ=" + strconv.Itoa(seq)}
 	if e.cfg.LineBuffer {
-		j.stdout = &lineWriter{o: e.out, w: &e.out.stdout, tag: j.tag}
-		j.stderr = &lineWriter{o: e.out, w: &e.out.stderr, tag: j.tag}
+		j.stdout = &lineWriter{o: e.out, seq: seq, tag: j.tag}
+		j.stderr = &lineWriter{o: e.out, seq: seq, toErr: true, tag: j.tag}
 		if e.cfg.Results != "" {
 			j.stdout.copy, j.stderr.copy = newBuf(), newBuf()
 		}
@@ -630,6 +632,7 @@ func (e *engine) onTask(ev sched.TaskEvent) {
 	if j.stdout != nil {
 		j.stdout.flush()
 		j.stderr.flush()
+		e.out.linesDone(j.seq)
 		stdout, stderr = j.stdout.saved(), j.stderr.saved()
 	} else {
 		e.out.done(j.seq, j.tag, stdout, stderr)

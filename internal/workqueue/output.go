@@ -10,7 +10,9 @@ import (
 // output is printed in one piece when it ends, stdout then stderr, so jobs
 // never interleave; with keep-order the pieces wait for every earlier
 // sequence number; with line buffering whole lines are printed as they
-// arrive.
+// arrive. With both, as in GNU parallel, the lines of the oldest job still
+// to print go out as they arrive and every later job's are held back until
+// its turn, when they are printed at once and the job goes live.
 type output struct {
 	mu      sync.Mutex
 	stdout  io.Writer
@@ -18,7 +20,14 @@ type output struct {
 	keep    bool
 	next    int // keep-order: the next sequence number to print
 	pending map[int]piece
-	onPrint func() // called (locked) before printing, to clear a progress line
+	held    map[int][]chunk // keep-order line buffering: lines not yet printed
+	onPrint func()          // called (locked) before printing, to clear a progress line
+}
+
+// chunk is whole lines of one stream of a job, held back by keep-order.
+type chunk struct {
+	toErr bool
+	data  []byte
 }
 
 type piece struct {
@@ -28,7 +37,40 @@ type piece struct {
 }
 
 func newOutput(stdout, stderr io.Writer, keep bool) *output {
-	return &output{stdout: stdout, stderr: stderr, keep: keep, next: 1, pending: map[int]piece{}}
+	return &output{stdout: stdout, stderr: stderr, keep: keep, next: 1, pending: map[int]piece{}, held: map[int][]chunk{}}
+}
+
+// lines prints whole lines of job seq, or holds them back while keep-order
+// waits for an earlier job. Called with o.mu held.
+func (o *output) lines(seq int, toErr bool, data []byte) {
+	if o.keep && seq != o.next {
+		o.held[seq] = append(o.held[seq], chunk{toErr: toErr, data: bytes.Clone(data)})
+		return
+	}
+	o.write(toErr, data)
+}
+
+func (o *output) write(toErr bool, data []byte) {
+	if o.onPrint != nil {
+		o.onPrint()
+	}
+	if toErr {
+		o.stderr.Write(data)
+	} else {
+		o.stdout.Write(data)
+	}
+}
+
+// linesDone records that line-buffered job seq has printed (or held) all
+// its lines, so keep-order can move past it.
+func (o *output) linesDone(seq int) {
+	if !o.keep {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending[seq] = piece{}
+	o.flushReady()
 }
 
 // done hands over the whole output of job seq.
@@ -57,6 +99,7 @@ func (o *output) skip(seq int) {
 
 func (o *output) flushReady() {
 	for {
+		o.printHeld(o.next) // the job whose turn it is goes live
 		p, ok := o.pending[o.next]
 		if !ok {
 			return
@@ -69,12 +112,20 @@ func (o *output) flushReady() {
 	}
 }
 
+func (o *output) printHeld(seq int) {
+	for _, c := range o.held[seq] {
+		o.write(c.toErr, c.data)
+	}
+	delete(o.held, seq)
+}
+
 // flushAll prints whatever keep-order still holds back, in order: at the
 // end of a run that stopped early some sequence numbers never come.
 func (o *output) flushAll() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for len(o.pending) > 0 {
+	for len(o.pending) > 0 || len(o.held) > 0 {
+		o.printHeld(o.next)
 		if p, ok := o.pending[o.next]; ok && !p.skipped {
 			o.print(p)
 		}
@@ -125,12 +176,13 @@ func tagLines(tag string, b []byte) []byte {
 // lineWriter prints complete lines through o as they arrive (--line-buffer)
 // and keeps a copy of the attempt's output for --results.
 type lineWriter struct {
-	o    *output
-	w    *io.Writer // o.stdout or o.stderr, read under o.mu
-	tag  string
-	mu   sync.Mutex
-	part []byte
-	copy *bytes.Buffer // nil unless the output is also saved
+	o     *output
+	seq   int
+	toErr bool
+	tag   string
+	mu    sync.Mutex
+	part  []byte
+	copy  *bytes.Buffer // nil unless the output is also saved
 }
 
 func (l *lineWriter) Write(p []byte) (int, error) {
@@ -143,10 +195,7 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 	if i := bytes.LastIndexByte(l.part, '\n'); i >= 0 {
 		lines := l.part[:i+1]
 		l.o.mu.Lock()
-		if l.o.onPrint != nil {
-			l.o.onPrint()
-		}
-		(*l.w).Write(tagLines(l.tag, lines))
+		l.o.lines(l.seq, l.toErr, tagLines(l.tag, lines))
 		l.o.mu.Unlock()
 		l.part = append(l.part[:0], l.part[i+1:]...)
 	}
@@ -161,10 +210,7 @@ func (l *lineWriter) flush() {
 		return
 	}
 	l.o.mu.Lock()
-	if l.o.onPrint != nil {
-		l.o.onPrint()
-	}
-	(*l.w).Write(tagLines(l.tag, l.part))
+	l.o.lines(l.seq, l.toErr, tagLines(l.tag, l.part))
 	l.o.mu.Unlock()
 	l.part = nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,6 +219,63 @@ func TestProgress(t *testing.T) {
 		}
 		if len(strings.Fields(out.String())) != 4 {
 			t.Errorf("output %q", out.String())
+		}
+	}
+}
+
+// stampWriter records when each line was written.
+type stampWriter struct {
+	mu    sync.Mutex
+	lines []string
+	at    []time.Time
+}
+
+func (w *stampWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range strings.SplitAfter(string(p), "\n") {
+		if l != "" {
+			w.lines = append(w.lines, strings.TrimSuffix(l, "\n"))
+			w.at = append(w.at, time.Now())
+		}
+	}
+	return len(p), nil
+}
+
+// TestLineBuffer checks that --line-buffer prints lines while the job still
+// runs, and that with -k the oldest job is live while later ones wait for
+// their turn (GNU parallel's -k --line-buffer).
+func TestLineBuffer(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		w := &stampWriter{}
+		start := time.Now()
+		_, err := Run(context.Background(), Config{
+			Sources:    []Source{{Args: []string{"echo 1a; sleep 0.8; echo 1b", "sleep 0.2; echo 2a; echo 2b"}}},
+			Jobs:       2,
+			LineBuffer: true,
+			KeepOrder:  keep,
+			Stdout:     w,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "1a 2a 2b 1b"
+		if keep {
+			want = "1a 1b 2a 2b"
+		}
+		if got := strings.Join(w.lines, " "); got != want {
+			t.Errorf("keep=%v: lines %q, want %q", keep, got, want)
+			continue
+		}
+		// 1a is printed live, long before its job ends.
+		if d := w.at[0].Sub(start); d > 500*time.Millisecond {
+			t.Errorf("keep=%v: first line after %v: not live", keep, d)
+		}
+		if keep {
+			// 2a and 2b were held back until job 1 was done.
+			if w.at[2].Sub(start) < 700*time.Millisecond {
+				t.Errorf("keep: job 2 printed before job 1 ended")
+			}
 		}
 	}
 }
