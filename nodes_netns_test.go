@@ -3,11 +3,13 @@ package drove
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,13 +17,15 @@ import (
 
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/sched"
 )
 
 // The network-namespace tests build a small LAN: three hosts (network
 // namespaces) on one bridge, in a fourth. Two run a drove node, the third a
 // client that finds them by UDP broadcast. They need root (CAP_NET_ADMIN)
-// and ip(8); without them they skip.
+// and ip(8); without them they skip, unless DROVE_REQUIRE_NETNS=1 (test.sh
+// sets it as root), when they fail.
 
 const netnsRole = "DROVE_NETNS_ROLE"
 
@@ -39,13 +43,27 @@ func (l *lan) ip(args ...string) {
 	}
 }
 
+// requireNetnsEnv, set to 1, makes a network-namespace test whose
+// prerequisites are missing fail instead of skipping (CI runs as root, where
+// they must run).
+const requireNetnsEnv = "DROVE_REQUIRE_NETNS"
+
+// skipNetns skips t, or fails it when DROVE_REQUIRE_NETNS=1.
+func skipNetns(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv(requireNetnsEnv) == "1" {
+		t.Fatalf("%s, and %s=1 requires the network-namespace tests to run", why, requireNetnsEnv)
+	}
+	t.Skip(why)
+}
+
 func newLAN(t *testing.T, hosts int) *lan {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("network-namespace tests need root (CAP_NET_ADMIN) to create namespaces, veths and a bridge")
+		skipNetns(t, "network-namespace tests need root (CAP_NET_ADMIN) to create namespaces, veths and a bridge")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("network-namespace tests need ip(8) (Debian package iproute2)")
+		skipNetns(t, "network-namespace tests need ip(8) (Debian package iproute2)")
 	}
 	id := os.Getpid() % 100000
 	l := &lan{t: t, prefix: fmt.Sprintf("10.77.%d.", id%250)}
@@ -213,18 +231,59 @@ func TestNetnsMulticastDiscovery(t *testing.T) {
 	}
 }
 
-// TestNetnsLoopbackOnly: a node with neither a secret nor TLS refuses a
-// client on another host, with an error that says what to do.
+// TestNetnsLoopbackOnly: a node with neither a secret nor mutual TLS
+// refuses a client on another host, with an error that says what to do; a
+// TLS certificate without --tls-ca does not change that (it authenticates
+// the node, not the client). With --insecure the same client is served.
 func TestNetnsLoopbackOnly(t *testing.T) {
-	l := newLAN(t, 2)
-	n := l.start(1, netnsRole+"=node", "DROVE_NETNS_NOSECRET=1")
-	n.expect(t, "READY")
-	p := l.start(2, netnsRole+"=probe")
-	got := p.expect(t, "PROBE")
-	if !strings.Contains(got, "loopback clients only") {
-		t.Errorf("probe from another host: %s", got)
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		refused bool
+	}{
+		{"plain", nil, true},
+		{"server TLS only", []string{"DROVE_NETNS_TLS=server"}, true},
+		{"server TLS only, insecure", []string{"DROVE_NETNS_TLS=server", "DROVE_NETNS_INSECURE=1"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLAN(t, 2)
+			n := l.start(1, append([]string{netnsRole + "=node", "DROVE_NETNS_NOSECRET=1"}, tc.env...)...)
+			n.expect(t, "READY")
+			p := l.start(2, append([]string{netnsRole + "=probe"}, tc.env...)...)
+			got := p.expect(t, "PROBE")
+			t.Log(got)
+			if refused := strings.Contains(got, "loopback clients only"); refused != tc.refused || (!tc.refused && got != "<nil>") {
+				t.Errorf("probe from another host: %s; want refused=%v", got, tc.refused)
+			}
+		})
 	}
-	t.Log(got)
+}
+
+// serverOnlyTLS makes a CA and a node certificate in dir and returns the
+// node's TLS configuration without client authentication (--tls-cert and
+// --tls-key, no --tls-ca).
+func serverOnlyTLS(t *testing.T, dir string) *tls.Config {
+	t.Helper()
+	caCert, caKey, err := nodeauth.NewCA("netns CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := nodeauth.IssueCert(caCert, caKey, nodeauth.CertNode, "node", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, kf := filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem")
+	if err := os.WriteFile(cf, cert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kf, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := nodeauth.ServerTLS(cf, kf, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 type netnsResult struct {
@@ -242,17 +301,27 @@ func TestNetnsHelper(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	switch role {
 	case "probe":
-		_, err := nodeexec.Info(t.Context(), nodeexec.NewHTTPClient("", nil), prefix+"1:9701", nil)
+		var tc *tls.Config
+		if os.Getenv("DROVE_NETNS_TLS") != "" {
+			// A client with no certificate, trusting anything: what the
+			// node lets it do is the question.
+			tc = &tls.Config{InsecureSkipVerify: true}
+		}
+		_, err := nodeexec.Info(t.Context(), nodeexec.NewHTTPClient("", tc), prefix+"1:9701", tc)
 		fmt.Println("DROVE PROBE", err)
 	case "node":
 		secret := "netns"
 		if os.Getenv("DROVE_NETNS_NOSECRET") != "" {
 			secret = ""
 		}
+		var tc *tls.Config
+		if os.Getenv("DROVE_NETNS_TLS") == "server" {
+			tc = serverOnlyTLS(t, t.TempDir())
+		}
 		n, err := node.New(node.Config{
 			Hosts: []string{prefix + host}, Port: node.DefaultPort, Name: "h" + host, Dir: t.TempDir(),
 			CPUs: 2, Secret: secret, Discovery: true, PingInterval: 100 * time.Millisecond, Logger: log,
-			Multicast: os.Getenv("DROVE_NETNS_MULTICAST") != "",
+			Multicast: os.Getenv("DROVE_NETNS_MULTICAST") != "", TLS: tc, Insecure: os.Getenv("DROVE_NETNS_INSECURE") != "",
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -83,8 +83,11 @@ its files deleted.`,
 			if len(schedHost) > 0 {
 				cfg.Logger.Warn("--scheduler-host is accepted for dispynode compatibility; clients list nodes explicitly with --nodes instead", "scheduler_host", schedHost)
 			}
-			if cfg.TLS == nil && cfg.Secret == "" && !cfg.Insecure {
-				cfg.Logger.Warn("no --secret and no TLS: serving clients on this machine only (loopback); use --insecure to serve any client")
+			if cfg.TLS != nil && !node.MutualTLS(cfg.TLS) {
+				cfg.Logger.Warn("--tls-cert without --tls-ca: TLS encrypts connections but does not authenticate clients")
+			}
+			if !cfg.Authenticates() && !cfg.Insecure {
+				cfg.Logger.Warn("no --secret and no mutual TLS (--tls-ca): serving clients on this machine only (loopback); use --insecure to serve any client")
 			}
 			cfg.Discovery = !noDisc
 			n, err := node.New(cfg)

@@ -13,7 +13,8 @@
 //
 // Every request is authenticated before its body is read: with a cluster
 // secret by an HMAC header (package nodeauth), with mutual TLS by the
-// handshake, or both. With neither, only loopback clients are served unless
+// handshake, or both. With neither (TLS without required client
+// certificates counts as neither), only loopback clients are served unless
 // Config.Insecure is set.
 //
 // The node's CPUs are shared between computations: each computation may run
@@ -76,11 +77,12 @@ type Config struct {
 	// Secret is the cluster secret clients must sign requests with; "" means
 	// none.
 	Secret string
-	// TLS, if set, serves TLS with it; set ClientAuth and ClientCAs in it
-	// for mutual TLS (see ServerTLS).
+	// TLS, if set, serves TLS with it; set ClientAuth to
+	// RequireAndVerifyClientCert and ClientCAs in it for mutual TLS (see
+	// nodeauth.ServerTLS). Only mutual TLS authenticates clients.
 	TLS *tls.Config
 	// Insecure serves clients from any address with neither a secret nor
-	// TLS. Without it such a node serves loopback clients only.
+	// mutual TLS. Without it such a node serves loopback clients only.
 	Insecure bool
 	// MaxFileSize bounds any file received or sent back (blobs included); 0
 	// means no bound.
@@ -278,8 +280,21 @@ func (n *Node) newServer() *http.Server {
 	}
 }
 
-// errAuth is what an unauthenticated request is told.
-var errNotLoopback = errors.New("drove: this node has neither a cluster secret nor TLS configured and serves loopback clients only (start it with --secret, --tls-* or --insecure)")
+// errNotLoopback is what a remote client of a node that cannot
+// authenticate it is told.
+var errNotLoopback = errors.New("drove: this node has neither a cluster secret nor mutual TLS configured and serves loopback clients only (start it with --secret, --tls-cert/--tls-key/--tls-ca or --insecure)")
+
+// MutualTLS reports whether cfg authenticates clients by their TLS
+// certificates: only then does TLS count as authentication. A server
+// certificate alone encrypts the connection but lets anyone in.
+func MutualTLS(cfg *tls.Config) bool {
+	return cfg != nil && cfg.ClientAuth == tls.RequireAndVerifyClientCert && cfg.ClientCAs != nil
+}
+
+// Authenticates reports whether a node with cfg authenticates its clients
+// (a cluster secret or mutual TLS). A node that does not serves loopback
+// clients only, unless cfg.Insecure.
+func (cfg *Config) Authenticates() bool { return cfg.Secret != "" || MutualTLS(cfg.TLS) }
 
 // authMiddleware authenticates every request before any body is read.
 func (n *Node) authMiddleware(next http.Handler) http.Handler {
@@ -289,7 +304,8 @@ func (n *Node) authMiddleware(next http.Handler) http.Handler {
 			return
 		}
 		loop := isLoopback(r.RemoteAddr)
-		if n.cfg.TLS != nil && n.cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+		mutual := MutualTLS(n.cfg.TLS)
+		if mutual && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
 			// The handshake enforces this; a plain-text request on a TLS
 			// server never gets here. Belt and braces.
 			n.refuse(w, r, http.StatusUnauthorized, errors.New("drove: client certificate required"))
@@ -306,7 +322,10 @@ func (n *Node) authMiddleware(next http.Handler) http.Handler {
 				return
 			}
 			w.Header().Set(nodeauth.ReplyHeader, nodeauth.Reply(n.cfg.Secret, nonce))
-		case n.cfg.TLS != nil, n.cfg.Insecure, loop:
+		case mutual, n.cfg.Insecure, loop:
+			// A verified client certificate, an explicit --insecure, or a
+			// client on this machine. TLS without client certificates is
+			// not on this list: it proves nothing about the client.
 		default:
 			n.refuse(w, r, http.StatusForbidden, errNotLoopback)
 			return
