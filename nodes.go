@@ -44,7 +44,7 @@ type remoteConfig struct {
 	Grace     time.Duration
 	Files     local.FileSink
 	Logger    *slog.Logger
-	Heartbeat time.Duration // default 1s
+	Heartbeat time.Duration // 0: each node's --ping-interval
 	Misses    int           // default 5
 	// Retry is how often a node that is down or unreachable is tried
 	// again; default 5s.

@@ -89,6 +89,8 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 	if m.Cpus > 0 {
 		slots = min(slots, int(m.Cpus))
 	}
+	// A client that asks for an interval gets it; one that does not gets
+	// the node's --ping-interval. The answer tells the client which.
 	hb := time.Duration(m.HeartbeatIntervalMs) * time.Millisecond
 	if hb <= 0 {
 		hb = n.cfg.PingInterval
@@ -114,7 +116,7 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 	n.mu.Unlock()
 	n.met.computations.Inc()
 	n.log.Info("computation set up", "computation", c.id, "client", c.clientID, "func", m.FuncName, "program", m.ProgramName, "slots", slots, "remote", req.Peer().Addr)
-	return connect.NewResponse(&drovev1.SetupResponse{ComputationId: c.id, Slots: int32(slots), BootId: n.bootID}), nil
+	return connect.NewResponse(&drovev1.SetupResponse{ComputationId: c.id, Slots: int32(slots), BootId: n.bootID, HeartbeatIntervalMs: uint32(hb / time.Millisecond)}), nil
 }
 
 // prepare stages the computation's files and starts its executor.

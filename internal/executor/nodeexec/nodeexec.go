@@ -136,7 +136,9 @@ type Config struct {
 	ClientID string
 	// CPUs is how many of the node's CPUs to ask for; 0 means all.
 	CPUs int
-	// Heartbeat is the interval of heartbeats both ways; default 1s.
+	// Heartbeat is the interval of heartbeats both ways. 0 lets the node
+	// choose (its --ping-interval), which is what Executor.Heartbeat then
+	// returns; a node too old to say gets 1s.
 	Heartbeat time.Duration
 	// Misses is how many heartbeat intervals the node may stay silent
 	// before it is reported down; default 5.
@@ -294,9 +296,7 @@ func (e *ConnError) Unwrap() error { return e.Err }
 // returned executor is ready for the scheduler (see Name and Slots). ctx
 // bounds only the set-up.
 func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Executor, error) {
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = time.Second
-	}
+	cfg.Heartbeat = max(cfg.Heartbeat, 0)
 	if cfg.Misses <= 0 {
 		cfg.Misses = 5
 	}
@@ -375,6 +375,13 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 	}
 	e.compID = resp.Msg.ComputationId
 	e.slots = int(resp.Msg.Slots)
+	// The node's answer is the interval both sides use: the one asked
+	// for, or the node's own when none was.
+	if hb := time.Duration(resp.Msg.HeartbeatIntervalMs) * time.Millisecond; hb > 0 {
+		e.cfg.Heartbeat = hb
+	} else if e.cfg.Heartbeat == 0 {
+		e.cfg.Heartbeat = time.Second
+	}
 	if e.cfg.Prefetch <= 0 {
 		e.cfg.Prefetch = 2*e.slots + 16
 	}
@@ -446,6 +453,10 @@ func (e *Executor) Addr() string { return e.cfg.Addr }
 
 // Slots is how many jobs the node runs at once for this computation.
 func (e *Executor) Slots() int { return e.slots }
+
+// Heartbeat is the heartbeat interval agreed with the node (see
+// Config.Heartbeat).
+func (e *Executor) Heartbeat() time.Duration { return e.cfg.Heartbeat }
 
 // NodeInfo is what the node said about itself when dialled.
 func (e *Executor) NodeInfo() *drovev1.InfoResponse { return e.info }

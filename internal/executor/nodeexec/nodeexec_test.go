@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -499,5 +500,75 @@ func TestClientComesBack(t *testing.T) {
 	rs, err = nodeexec.Recover(t.Context(), nodeexec.Config{Addr: n.addr, ClientID: "crashy"})
 	if err != nil || len(rs) != 0 {
 		t.Errorf("second recovery: %d results, %v", len(rs), err)
+	}
+}
+
+// TestHeartbeatInterval: a client that does not ask for a heartbeat
+// interval uses the node's --ping-interval, both for its own heartbeats and
+// for the node's stream; one that asks gets what it asked for.
+func TestHeartbeatInterval(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.PingInterval = 300 * time.Millisecond })
+	for _, tc := range []struct {
+		name string
+		ask  time.Duration
+		want time.Duration
+	}{
+		{"node's", 0, 300 * time.Millisecond},
+		{"client's", 40 * time.Millisecond, 40 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sched.New(sched.Config{})
+			defer s.Close(t.Context())
+			ex, err := nodeexec.Dial(t.Context(), nodeexec.Config{Addr: n.addr, ClientID: "hb", Heartbeat: tc.ask}, funcComp(t, "double"), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ex.Close(t.Context())
+			if got := ex.Heartbeat(); got != tc.want {
+				t.Errorf("executor heartbeat %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// What the node does with it: a raw client that asks for nothing gets
+	// the node's heartbeats on its stream, 300 ms apart.
+	c := drovev1connect.NewNodeServiceClient(nodeexec.NewHTTPClient("", nil), "http://"+n.addr)
+	prog := funcComp(t, "double")
+	s := sched.New(sched.Config{})
+	defer s.Close(t.Context())
+	ex, err := nodeexec.Dial(t.Context(), nodeexec.Config{Addr: n.addr, ClientID: "hb"}, prog, s) // uploads the executable
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ex.Close(t.Context())
+	resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: "raw", FuncName: "double", Fingerprint: prog.Fingerprint,
+		Goos: runtime.GOOS, Goarch: runtime.GOARCH, Executable: &drovev1.Blob{Sum: prog.Executable.Sum, Mode: 0o700}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Msg.HeartbeatIntervalMs; got != 300 {
+		t.Errorf("Setup answered heartbeat interval %d ms, want the node's 300", got)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	st, err := c.Results(ctx, connect.NewRequest(&drovev1.ResultsRequest{ComputationId: resp.Msg.ComputationId}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at []time.Time
+	for len(at) < 4 && st.Receive() {
+		at = append(at, time.Now())
+	}
+	st.Close()
+	if len(at) < 4 {
+		t.Fatalf("%d heartbeats: %v", len(at), st.Err())
+	}
+	// The first message comes at once; the next ones every interval.
+	for i := 2; i < len(at); i++ {
+		if d := at[i].Sub(at[i-1]); d < 200*time.Millisecond {
+			t.Errorf("heartbeats %d and %d %v apart, want about 300 ms", i-1, i, d)
+		}
+	}
+	if _, err := c.Close(t.Context(), connect.NewRequest(&drovev1.CloseRequest{ComputationId: resp.Msg.ComputationId})); err != nil {
+		t.Fatal(err)
 	}
 }

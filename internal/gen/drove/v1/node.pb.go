@@ -507,7 +507,8 @@ type SetupRequest struct {
 	// cpus is how many of the node's CPUs the computation may use; 0 = all.
 	Cpus int32 `protobuf:"varint,12,opt,name=cpus,proto3" json:"cpus,omitempty"`
 	// heartbeat_interval_ms is how often the node sends a heartbeat on the
-	// Results stream; 0 means the node's default.
+	// Results stream and the client sends Heartbeat; 0 means the node's
+	// --ping-interval. SetupResponse says what the node chose.
 	HeartbeatIntervalMs uint32 `protobuf:"varint,13,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	GraceMs             uint64 `protobuf:"varint,14,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"`
 	unknownFields       protoimpl.UnknownFields
@@ -647,8 +648,12 @@ type SetupResponse struct {
 	ComputationId string                 `protobuf:"bytes,1,opt,name=computation_id,json=computationId,proto3" json:"computation_id,omitempty"`
 	Slots         int32                  `protobuf:"varint,2,opt,name=slots,proto3" json:"slots,omitempty"`
 	BootId        string                 `protobuf:"bytes,3,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// heartbeat_interval_ms is the interval of the computation's heartbeats,
+	// both ways: the one the client asked for, or the node's --ping-interval.
+	// The client sends Heartbeat at it and counts the node's misses in it.
+	HeartbeatIntervalMs uint32 `protobuf:"varint,4,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *SetupResponse) Reset() {
@@ -700,6 +705,13 @@ func (x *SetupResponse) GetBootId() string {
 		return x.BootId
 	}
 	return ""
+}
+
+func (x *SetupResponse) GetHeartbeatIntervalMs() uint32 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
 }
 
 type Job struct {
@@ -1770,11 +1782,12 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x03env\x18\v \x03(\tR\x03env\x12\x12\n" +
 	"\x04cpus\x18\f \x01(\x05R\x04cpus\x122\n" +
 	"\x15heartbeat_interval_ms\x18\r \x01(\rR\x13heartbeatIntervalMs\x12\x19\n" +
-	"\bgrace_ms\x18\x0e \x01(\x04R\agraceMs\"e\n" +
+	"\bgrace_ms\x18\x0e \x01(\x04R\agraceMs\"\x99\x01\n" +
 	"\rSetupResponse\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x14\n" +
 	"\x05slots\x18\x02 \x01(\x05R\x05slots\x12\x17\n" +
-	"\aboot_id\x18\x03 \x01(\tR\x06bootId\"I\n" +
+	"\aboot_id\x18\x03 \x01(\tR\x06bootId\x122\n" +
+	"\x15heartbeat_interval_ms\x18\x04 \x01(\rR\x13heartbeatIntervalMs\"I\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\x04R\x05runId\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\fR\x05input\x12\x15\n" +
