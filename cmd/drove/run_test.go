@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -584,5 +585,40 @@ func TestRunLineBufferLive(t *testing.T) {
 		if extra != nil && strings.Join(w.lines, " ") != "1a 1b 2a 2b" {
 			t.Errorf("-k: lines %q", w.lines)
 		}
+	}
+}
+
+// TestIPv6Logins: bracketed IPv6 literals are logins, not node-set ranges,
+// for -S and -w alike.
+func TestIPv6Logins(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := sshtest.Start(t, sshtest.WithConfig(fmt.Sprintf("ListenAddress [::1]:%d", port)))
+	addr := fmt.Sprintf("[::1]:%d", port)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sshd not listening on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	ssh := []string{"-F", "none", "--known-hosts", kh, "--accept-new", "--identity", s.KeyPath, "--login-user", s.User}
+	code, out, errs := drun(t, "", append(ssh, "-S", "2/"+addr, "echo", ":::", "a")...)
+	if code != 0 || out != "a\n" {
+		t.Errorf("run -S %s: exit %d out %q err %s", addr, code, out, errs)
+	}
+	code, out, errs = dexec(t, "", append(ssh, "-w", s.User+"@"+addr, "echo hi")...)
+	if code != 0 || out != s.User+"@"+addr+": hi\n" {
+		t.Errorf("exec -w %s: exit %d out %q err %s", addr, code, out, errs)
 	}
 }

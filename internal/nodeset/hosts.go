@@ -124,8 +124,10 @@ func (h Host) Target() string {
 }
 
 // ParseHost parses "[user@]host[:port]" as pssh does: the user ends at the
-// first "@", the port starts after the last ":". An empty host or a port
-// that is not a number in 1-65535 is an error.
+// first "@", the port starts after the last ":". An IPv6 address is written
+// in brackets ("[::1]:2222") and keeps them in Host, so that Target can be
+// dialled. An empty host or a port that is not a number in 1-65535 is an
+// error.
 func ParseHost(s string) (Host, error) {
 	var h Host
 	if i := strings.IndexByte(s, '@'); i >= 0 {
@@ -134,7 +136,24 @@ func ParseHost(s string) (Host, error) {
 			return Host{}, syntaxErr(s, "empty user")
 		}
 	}
-	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+	colon := strings.LastIndexByte(s, ':')
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		switch {
+		case end < 0:
+			return Host{}, syntaxErr(s, "unclosed '['")
+		case end == len(s)-1:
+			colon = -1 // no port
+		case s[end+1] != ':':
+			return Host{}, syntaxErr(s, "text after ']'")
+		default:
+			colon = end + 1
+		}
+		if end <= 1 {
+			return Host{}, syntaxErr(s, "empty host")
+		}
+	}
+	if i := colon; i >= 0 {
 		s, h.Port = s[:i], s[i+1:]
 		p, err := strconv.Atoi(h.Port)
 		if err != nil || p < 1 || p > 65535 || h.Port[0] == '+' || h.Port[0] == '0' {

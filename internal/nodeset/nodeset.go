@@ -33,7 +33,8 @@ func syntaxErr(pattern, format string, args ...any) error {
 // separate ranges, "a-b" is an inclusive range, "a-b/s" a range with step s,
 // and a leading zero fixes the width ("[01-10]" gives "01" … "10"). Several
 // bracket groups in one pattern give their Cartesian product, the last group
-// varying fastest. An empty set expands to no names.
+// varying fastest. A bracket group containing ':' is an IPv6 address, as in
+// "user@[::1]:2222", and stays as written. An empty set expands to no names.
 func Expand(set string) ([]string, error) {
 	parts, err := splitTop(set)
 	if err != nil {
@@ -95,14 +96,22 @@ func expandOne(whole, p string, limit int) ([]string, error) {
 	// Literal pieces and range lists alternate: lit0 [r0] lit1 [r1] … litN.
 	var lits []string
 	var ranges [][]string
+	lit := ""
 	for {
 		i := strings.IndexByte(p, '[')
 		if i < 0 {
-			lits = append(lits, p)
+			lits = append(lits, lit+p)
 			break
 		}
 		j := strings.IndexByte(p[i:], ']') + i
-		lits = append(lits, p[:i])
+		if strings.Contains(p[i+1:j], ":") {
+			// An IPv6 literal ("[::1]:22"): ranges never contain ':'.
+			lit += p[:j+1]
+			p = p[j+1:]
+			continue
+		}
+		lits = append(lits, lit+p[:i])
+		lit = ""
 		r, err := expandRanges(whole, p[i+1:j], limit)
 		if err != nil {
 			return nil, err

@@ -26,6 +26,9 @@ func TestExpand(t *testing.T) {
 		{"user@127.0.0.[2-3]:2222", []string{"user@127.0.0.2:2222", "user@127.0.0.3:2222"}},
 		{"n[007]", []string{"n007"}},
 		{"[1-2]", []string{"1", "2"}},
+		{"[::1]:2", []string{"[::1]:2"}},
+		{"u@[::1],u@[fe80::1%lo]:22,n[1-2]", []string{"u@[::1]", "u@[fe80::1%lo]:22", "n1", "n2"}},
+		{"[2001:db8::1]x[1-2]", []string{"[2001:db8::1]x1", "[2001:db8::1]x2"}},
 	}
 	for _, tt := range tests {
 		got, err := Expand(tt.in)
@@ -89,6 +92,8 @@ func TestParseLogins(t *testing.T) {
 		{"8/user@node[1-2]:2222,:", []Login{{Host: "user@node1:2222", Slots: 8}, {Host: "user@node2:2222", Slots: 8}, {Host: ":"}}},
 		{"a,2/a", []Login{{Host: "a", Slots: 2}}},
 		{"n[1-4/2]", []Login{{Host: "n1"}, {Host: "n3"}}},
+		{"[::1]:2", []Login{{Host: "[::1]:2"}}},
+		{"2/alice@[::1]:2222,[::1]", []Login{{Host: "alice@[::1]:2222", Slots: 2}, {Host: "[::1]"}}},
 	}
 	for _, tt := range tests {
 		got, err := ParseLogins(tt.in)
@@ -125,20 +130,37 @@ web1
 root@web2:2222   # trailing comment
 web3:22 admin
 db[1-2]
+[::1]:2222
+u@[::1]
 
 `
 	got, err := ParseHostFile(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Host{{Host: "web1"}, {User: "root", Host: "web2", Port: "2222"}, {User: "admin", Host: "web3", Port: "22"}, {Host: "db1"}, {Host: "db2"}}
+	want := []Host{{Host: "web1"}, {User: "root", Host: "web2", Port: "2222"}, {User: "admin", Host: "web3", Port: "22"}, {Host: "db1"}, {Host: "db2"},
+		{Host: "[::1]", Port: "2222"}, {User: "u", Host: "[::1]"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
-	for _, bad := range []string{"a b c", "u@h x", "h:0", "h:x", "h:70000", "@h", ":22", "h:"} {
+	for _, bad := range []string{"a b c", "u@h x", "h:0", "h:x", "h:70000", "@h", ":22", "h:", "[::1", "[::1]x", "[]:22", "[::1]:0"} {
 		if _, err := ParseHostFile(strings.NewReader(bad)); !errors.Is(err, ErrSyntax) {
 			t.Errorf("ParseHostFile(%q) error = %v, want ErrSyntax", bad, err)
 		}
+	}
+}
+
+func TestParseHostsIPv6(t *testing.T) {
+	got, err := ParseHosts("[::1]:2 u@[::1] web[1-2]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Host{{Host: "[::1]", Port: "2"}, {User: "u", Host: "[::1]"}, {Host: "web1"}, {Host: "web2"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if got[0].Target() != "[::1]:2" {
+		t.Errorf("Target() = %q", got[0].Target())
 	}
 }
 
@@ -152,7 +174,7 @@ func TestOutputNames(t *testing.T) {
 }
 
 func FuzzExpand(f *testing.F) {
-	for _, s := range []string{"n[1-3]", "a[1-3]b[01-02],c", "x[1-10/3]", "[", "a,,b", "n[0-0]"} {
+	for _, s := range []string{"n[1-3]", "a[1-3]b[01-02],c", "x[1-10/3]", "[", "a,,b", "n[0-0]", "[::1]:2", "u@[fe80::1]:22,n[1-2]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -194,7 +216,7 @@ func FuzzExpand(f *testing.F) {
 }
 
 func FuzzParseLogins(f *testing.F) {
-	for _, s := range []string{":", "4/:", "2/u@h[1-2]:22,x", "0/x", "a/b/c"} {
+	for _, s := range []string{":", "4/:", "2/u@h[1-2]:22,x", "0/x", "a/b/c", "[::1]:2", "3/u@[::1]:22,[::2]"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -214,7 +236,7 @@ func FuzzParseLogins(f *testing.F) {
 }
 
 func FuzzParseHostFile(f *testing.F) {
-	for _, s := range []string{"a\nu@b:22\nc:1 u\n#x\n", "a b c", "h[1-2]:2222"} {
+	for _, s := range []string{"a\nu@b:22\nc:1 u\n#x\n", "a b c", "h[1-2]:2222", "[::1]:2222\nu@[::1]\n[::1] u\n"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
