@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -151,5 +152,40 @@ func TestExecUnknownHostKey(t *testing.T) {
 	code, out, errs := dexec(t, "", "-F", "none", "--known-hosts", empty, "--identity", s.KeyPath, "-w", s.Target(0), "echo no")
 	if code != 255 || out != "" || !strings.Contains(errs, "unknown host key") {
 		t.Fatalf("exit %d out %q err %s", code, out, errs)
+	}
+}
+
+// TestExecConnectTimeoutFlagWins: --connect-timeout, when given, beats
+// ssh_config's ConnectTimeout for a host that accepts TCP and then hangs.
+func TestExecConnectTimeoutFlagWins(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	defer func() {
+		l.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	}()
+	host, port, _ := net.SplitHostPort(l.Addr().String())
+	cfg := filepath.Join(t.TempDir(), "ssh_config")
+	os.WriteFile(cfg, []byte("Host hang\n  HostName "+host+"\n  Port "+port+"\n  ConnectTimeout 60\n"), 0o644)
+	start := time.Now()
+	code, _, errs := dexec(t, "", "-F", cfg, "--connect-timeout", "1s", "-w", "hang", "true")
+	if took := time.Since(start); code != 255 || took > 5*time.Second {
+		t.Errorf("exit %d after %v (ssh_config's 60 s won?): %s", code, took, errs)
 	}
 }

@@ -61,8 +61,15 @@ type Config struct {
 	User string
 
 	// ConnectTimeout bounds dialling and the SSH handshake when ssh_config
-	// sets no ConnectTimeout. Zero means 10 seconds.
+	// sets no ConnectTimeout (or always, with OverrideConnectTimeout). Zero
+	// means 10 seconds.
 	ConnectTimeout time.Duration
+
+	// OverrideConnectTimeout makes ConnectTimeout win over ssh_config's, as
+	// `ssh -o ConnectTimeout=N` does. Set it when the timeout was given
+	// explicitly (a command-line flag); leave it unset when ConnectTimeout
+	// is only a default.
+	OverrideConnectTimeout bool
 
 	// MaxSessions is the number of sessions multiplexed over one connection
 	// before the pool opens another connection to the same host. Zero means
@@ -241,7 +248,7 @@ func (p *Pool) resolve(target string) (Endpoint, error) {
 		e.ProxyJump = pj
 	}
 	e.ConnectTimeout = p.cfg.ConnectTimeout
-	if ct := sc.get(alias, "ConnectTimeout"); ct != "" {
+	if ct := sc.get(alias, "ConnectTimeout"); ct != "" && !p.cfg.OverrideConnectTimeout {
 		if n, err := strconv.Atoi(ct); err == nil && n > 0 {
 			e.ConnectTimeout = time.Duration(n) * time.Second
 		}

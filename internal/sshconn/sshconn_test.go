@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -465,6 +466,81 @@ func TestNoisyLoginShell(t *testing.T) {
 			st2, err := p.RunLeader(t.Context(), "host0", &sshconn.Cmd{Command: `pgrep -u drovetest -f 'sleep 392[78]'`, Stdout: &left})
 			if err != nil || st2.Code != 1 {
 				t.Fatalf("processes left behind (pgrep exit %d, %v):\n%s", st2.Code, err, left.String())
+			}
+		})
+	}
+}
+
+// silentListener accepts TCP connections on loopback and never answers: a
+// host that is up but hangs before the SSH banner.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return l.Addr().String()
+}
+
+// TestConnectTimeout: a host that accepts TCP but never speaks SSH counts
+// as down after ssh_config's ConnectTimeout, unless the pool's timeout is
+// explicit (a command-line flag), which wins.
+func TestConnectTimeout(t *testing.T) {
+	addr := silentListener(t)
+	host, port, _ := net.SplitHostPort(addr)
+	cfgFile := filepath.Join(t.TempDir(), "ssh_config")
+	os.WriteFile(cfgFile, []byte("Host hang\n  HostName "+host+"\n  Port "+port+"\n  ConnectTimeout 1\nHost slow\n  HostName "+host+"\n  Port "+port+"\n  ConnectTimeout 30\n"), 0o644)
+	for _, tc := range []struct {
+		name     string
+		target   string
+		timeout  time.Duration
+		override bool
+		want     time.Duration
+	}{
+		{"ssh_config wins over the default", "hang", 20 * time.Second, false, time.Second},
+		{"explicit flag wins over ssh_config", "slow", 500 * time.Millisecond, true, 500 * time.Millisecond},
+		{"default when ssh_config is silent", host + ":" + port, 700 * time.Millisecond, false, 700 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: cfgFile, NoAgent: true, ConnectTimeout: tc.timeout, OverrideConnectTimeout: tc.override})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			ep, err := p.Resolve(tc.target)
+			if err != nil || ep.ConnectTimeout != tc.want {
+				t.Fatalf("Resolve: timeout %v, %v; want %v", ep.ConnectTimeout, err, tc.want)
+			}
+			start := time.Now()
+			_, err = p.Run(t.Context(), tc.target, &sshconn.Cmd{Command: "true"})
+			took := time.Since(start)
+			var ce *sshconn.ConnError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Run: %v, want a *ConnError", err)
+			}
+			if took < tc.want-50*time.Millisecond || took > tc.want+2*time.Second {
+				t.Errorf("gave up after %v, want about %v", took, tc.want)
 			}
 		})
 	}
