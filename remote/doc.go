@@ -28,9 +28,25 @@
 //
 // File system methods return *fs.PathError whose Op starts with "remote: "
 // and whose Err matches the io/fs sentinels: errors.Is(err, fs.ErrNotExist),
-// fs.ErrExist, fs.ErrPermission. A host that cannot be reached yields an
-// error matching *ConnError; an unknown or changed host key a *HostKeyError.
+// fs.ErrExist, fs.ErrPermission. A host that cannot be reached, and a
+// connection or SFTP session lost during a call (also in the middle of a
+// file operation or a transfer), yield an error matching *ConnError with
+// errors.As (for file methods, inside the *fs.PathError); an answer of the
+// server never does. An unknown or changed host key gives a *HostKeyError.
 // [Host.Run] returns *ExitError for a command that exits non-zero.
+//
+// # Cancellation
+//
+// Every method takes a context. [Host.Run] kills the remote process group
+// when it ends. A file method returns as soon as its ctx ends, with ctx's
+// error inside the *fs.PathError, even when the server does not answer (a
+// stopped sftp-server, a hung file system). SFTP cannot abort a request,
+// though: one already sent is abandoned, not undone, and may still take
+// effect on the server (a Mkdir or a Rename). ReadFile, WriteFile, Upload
+// and Download stop at their next request; Upload and Download first wait
+// up to 2 seconds for that, so that their temporary files are removed
+// before they return. The methods of an open [File] and of the [Host.FS]
+// view cannot be cancelled.
 //
 // # Concurrency
 //

@@ -61,14 +61,16 @@ func (h *Host) Mkdir(ctx context.Context, name string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if err := sc.Mkdir(p); err != nil {
-		// SFTP v3 reports an existing name as a generic failure.
-		if _, serr := sc.Lstat(p); serr == nil {
-			return pathErr("mkdir", name, fs.ErrExist)
+	return sc.pathErr("mkdir", name, call0(ctx, h, 0, func() error {
+		if err := sc.Mkdir(p); err != nil {
+			// SFTP v3 reports an existing name as a generic failure.
+			if _, serr := sc.Lstat(p); serr == nil {
+				return fs.ErrExist
+			}
+			return err
 		}
-		return sc.pathErr("mkdir", name, err)
-	}
-	return sc.pathErr("mkdir", name, sc.Chmod(p, perm&fs.ModePerm))
+		return sc.Chmod(p, perm&fs.ModePerm)
+	}))
 }
 
 // MkdirAll creates name and any missing parents with mode perm, like
@@ -78,7 +80,7 @@ func (h *Host) MkdirAll(ctx context.Context, name string, perm fs.FileMode) erro
 	if err != nil {
 		return err
 	}
-	if fi, err := sc.Stat(p); err == nil {
+	if fi, err := call(ctx, h, 0, func() (fs.FileInfo, error) { return sc.Stat(p) }, nil); err == nil {
 		if fi.IsDir() {
 			return nil
 		}
@@ -101,7 +103,7 @@ func (h *Host) Rmdir(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("rmdir", name, sc.RemoveDirectory(p))
+	return sc.pathErr("rmdir", name, call0(ctx, h, 0, func() error { return sc.RemoveDirectory(p) }))
 }
 
 // Remove removes the file, symbolic link or empty directory name (exec_proxy's
@@ -111,7 +113,7 @@ func (h *Host) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("remove", name, sc.Remove(p))
+	return sc.pathErr("remove", name, call0(ctx, h, 0, func() error { return sc.Remove(p) }))
 }
 
 // RemoveAll removes name and everything below it, like os.RemoveAll: a
@@ -125,7 +127,7 @@ func (h *Host) RemoveAll(ctx context.Context, name string) error {
 	if p == "/" {
 		return pathErr("removeall", name, fs.ErrInvalid)
 	}
-	return sc.pathErr("removeall", name, removeAll(ctx, sc, p))
+	return sc.pathErr("removeall", name, call0(ctx, h, 0, func() error { return removeAll(ctx, sc, p) }))
 }
 
 func removeAll(ctx context.Context, sc *sftpConn, p string) error {
@@ -168,7 +170,7 @@ func (h *Host) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := sc.Stat(p)
+	fi, err := call(ctx, h, 0, func() (fs.FileInfo, error) { return sc.Stat(p) }, nil)
 	if err != nil {
 		return nil, sc.pathErr("stat", name, err)
 	}
@@ -181,7 +183,7 @@ func (h *Host) Lstat(ctx context.Context, name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := sc.Lstat(p)
+	fi, err := call(ctx, h, 0, func() (fs.FileInfo, error) { return sc.Lstat(p) }, nil)
 	if err != nil {
 		return nil, sc.pathErr("lstat", name, err)
 	}
@@ -226,7 +228,8 @@ func (h *Host) ReadDir(ctx context.Context, name string) ([]fs.DirEntry, error) 
 	if err != nil {
 		return nil, err
 	}
-	infos, err := sc.ReadDirContext(ctx, p)
+	// ReadDirContext takes ctx, but not for opening the directory.
+	infos, err := call(ctx, h, 0, func() ([]fs.FileInfo, error) { return sc.ReadDirContext(ctx, p) }, nil)
 	if err != nil {
 		return nil, sc.pathErr("readdir", name, err)
 	}
@@ -247,7 +250,7 @@ func (h *Host) Chmod(ctx context.Context, name string, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("chmod", name, sc.Chmod(p, mode))
+	return sc.pathErr("chmod", name, call0(ctx, h, 0, func() error { return sc.Chmod(p, mode) }))
 }
 
 // Chown changes the numeric owner and group of name.
@@ -256,7 +259,7 @@ func (h *Host) Chown(ctx context.Context, name string, uid, gid int) error {
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("chown", name, sc.Chown(p, uid, gid))
+	return sc.pathErr("chown", name, call0(ctx, h, 0, func() error { return sc.Chown(p, uid, gid) }))
 }
 
 // Chtimes changes the access and modification times of name (SFTP keeps
@@ -266,7 +269,7 @@ func (h *Host) Chtimes(ctx context.Context, name string, atime, mtime time.Time)
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("chtimes", name, sc.Chtimes(p, atime, mtime))
+	return sc.pathErr("chtimes", name, call0(ctx, h, 0, func() error { return sc.Chtimes(p, atime, mtime) }))
 }
 
 // Symlink creates newname as a symbolic link to oldname. oldname is stored
@@ -279,10 +282,16 @@ func (h *Host) Symlink(ctx context.Context, oldname, newname string) error {
 	if err != nil {
 		return err
 	}
-	if err := sc.Symlink(oldname, p); err != nil {
-		if _, serr := sc.Lstat(p); serr == nil {
-			err = fs.ErrExist
+	err = call0(ctx, h, 0, func() error {
+		err := sc.Symlink(oldname, p)
+		if err != nil {
+			if _, serr := sc.Lstat(p); serr == nil {
+				return fs.ErrExist
+			}
 		}
+		return err
+	})
+	if err != nil {
 		return &os.LinkError{Op: "remote: symlink", Old: oldname, New: newname, Err: sc.connErr(unwrapPath(err), false)}
 	}
 	return nil
@@ -294,7 +303,7 @@ func (h *Host) Readlink(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t, err := sc.ReadLink(p)
+	t, err := call(ctx, h, 0, func() (string, error) { return sc.ReadLink(p) }, nil)
 	if err != nil {
 		return "", sc.pathErr("readlink", name, err)
 	}
@@ -313,7 +322,7 @@ func (h *Host) Rename(ctx context.Context, oldname, newname string) error {
 		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: fs.ErrInvalid}
 	}
 	np := h.Abs(newname)
-	if err := rename(sc, op, np); err != nil {
+	if err := call0(ctx, h, 0, func() error { return rename(sc, op, np) }); err != nil {
 		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: sc.connErr(unwrapPath(err), false)}
 	}
 	return nil
@@ -464,18 +473,24 @@ func (h *Host) OpenFile(ctx context.Context, name string, flag int, perm fs.File
 	// sftp-server handles one request at a time, and opening a FIFO blocks
 	// until the other end is opened: that would stall every call sharing
 	// this Host's SFTP channel. Refuse instead.
-	if fi, err := sc.Stat(p); err == nil && fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice) != 0 {
-		return nil, pathErr("open", name, errSpecial)
-	}
-	f, err := sc.OpenFile(p, flag)
+	f, err := call(ctx, h, 0, func() (*sftp.File, error) {
+		if fi, err := sc.Stat(p); err == nil && fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice) != 0 {
+			return nil, errSpecial
+		}
+		f, err := sc.OpenFile(p, flag)
+		if err != nil {
+			return nil, err
+		}
+		if perm != 0 && flag&os.O_CREATE != 0 {
+			if err := f.Chmod(perm & fs.ModePerm); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
+		return f, nil
+	}, func(f *sftp.File) { f.Close() })
 	if err != nil {
 		return nil, sc.pathErr("open", name, err)
-	}
-	if perm != 0 && flag&os.O_CREATE != 0 {
-		if err := f.Chmod(perm & fs.ModePerm); err != nil {
-			f.Close()
-			return nil, sc.pathErr("open", name, err)
-		}
 	}
 	return &File{File: f, name: name, c: sc}, nil
 }
@@ -486,12 +501,20 @@ func (h *Host) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := f.WriteTo(ctxWriter{ctx, &buf}); err != nil {
-		return nil, err
+	// ctxWriter stops the copy between requests; call returns at once
+	// even if the server stops answering.
+	b, err := call(ctx, h, 0, func() ([]byte, error) {
+		defer f.Close()
+		var buf bytes.Buffer
+		if _, err := f.WriteTo(ctxWriter{ctx, &buf}); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}, nil)
+	if err != nil {
+		return nil, pathErr("read", name, err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // WriteFile writes data to name, creating or truncating it, and sets its
@@ -501,13 +524,16 @@ func (h *Host) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 	if err != nil {
 		return err
 	}
-	_, err = f.ReadFrom(&ctxReader{ctx: ctx, r: bytes.NewReader(data), size: int64(len(data))})
-	if perm != 0 && err == nil {
-		err = f.Chmod(perm & fs.ModePerm)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = call0(ctx, h, 0, func() error {
+		_, err := f.ReadFrom(&ctxReader{ctx: ctx, r: bytes.NewReader(data), size: int64(len(data))})
+		if perm != 0 && err == nil {
+			err = f.Chmod(perm & fs.ModePerm)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
 	return f.c.pathErr("write", name, err)
 }
 

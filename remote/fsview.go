@@ -11,7 +11,9 @@ import (
 // FS returns a read-only io/fs view of the host's whole file system: the
 // name "etc/hosts" is the remote /etc/hosts (use fs.Sub for a subtree). It
 // implements fs.StatFS, fs.ReadDirFS and fs.ReadFileFS. Its calls are not
-// cancellable; use the Host's methods when a context matters.
+// cancellable; use the Host's methods when a context matters. io/fs paths
+// are valid UTF-8 (fs.ValidPath), so names that are not can be listed but
+// not opened through it.
 func (h *Host) FS() fs.FS { return hostFS{h} }
 
 type hostFS struct{ h *Host }

@@ -236,7 +236,8 @@ func (c *sftpConn) connErr(err error, eofOK bool) error {
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		// The server answered: the session is alive.
 		errors.As(err, &se), errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission),
-		errors.Is(err, fs.ErrExist), errors.Is(err, fs.ErrInvalid):
+		errors.Is(err, fs.ErrExist), errors.Is(err, fs.ErrInvalid),
+		errors.Is(err, errNotDir), errors.Is(err, errIsDir), errors.Is(err, errSpecial):
 		return err
 	}
 	if errors.Is(err, io.EOF) && eofOK {
@@ -289,7 +290,7 @@ func (h *Host) Chdir(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := sc.Stat(p)
+	fi, err := call(ctx, h, 0, func() (fs.FileInfo, error) { return sc.Stat(p) }, nil)
 	if err != nil {
 		return sc.pathErr("chdir", dir, err)
 	}

@@ -881,6 +881,109 @@ func TestDownloadCut(t *testing.T) {
 // setsid's parent), or a login shell below it.
 const killSFTPServer = `pp=$(($(ps -o ppid= -p $PPID))); pkill -KILL -x -P "$pp,$(pgrep -d, -P $pp)" sftp-server`
 
+// signalSFTPServer is killSFTPServer with another signal.
+func signalSFTPServer(sig string) string { return strings.Replace(killSFTPServer, "-KILL", "-"+sig, 1) }
+
+// TestCancelWhileServerStuck stops the remote sftp-server (SIGSTOP), as a
+// hung file system would: every file method must still return soon after
+// its ctx ends, with ctx's error, and the Host works again once the server
+// resumes.
+func TestCancelWhileServerStuck(t *testing.T) {
+	s := sshtest.Start(t)
+	h := dial(t, s)
+	ctx := t.Context()
+	dir := tempDir(t, h)
+	must(t, h.Chdir(ctx, dir))
+	must(t, h.WriteFile(ctx, "f", []byte("data"), 0o644))
+	must(t, h.Symlink(ctx, "f", "link"))
+	local := filepath.Join(t.TempDir(), "local")
+	must(t, os.WriteFile(local, []byte("local"), 0o644))
+	res, err := h.Run(ctx, &remote.Cmd{Command: signalSFTPServer("STOP") + " && echo stopped"})
+	if err != nil || string(res.Stdout) != "stopped\n" {
+		t.Fatalf("stopping sftp-server: %v %+v", err, res)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if _, err := h.Run(context.Background(), &remote.Cmd{Command: signalSFTPServer("CONT")}); err != nil {
+				t.Errorf("resuming sftp-server: %v", err)
+			}
+		}
+	}
+	defer resume()
+
+	const timeout = 300 * time.Millisecond
+	ops := []struct {
+		name  string
+		op    func(ctx context.Context) error
+		limit time.Duration // from the start of the call
+	}{
+		{"Stat", func(ctx context.Context) error { return second(h.Stat(ctx, "f")) }, time.Second},
+		{"Lstat", func(ctx context.Context) error { return second(h.Lstat(ctx, "link")) }, time.Second},
+		{"Exists", func(ctx context.Context) error { return second(h.Exists(ctx, "f")) }, time.Second},
+		{"ReadDir", func(ctx context.Context) error { return second(h.ReadDir(ctx, ".")) }, time.Second},
+		{"Chdir", func(ctx context.Context) error { return h.Chdir(ctx, ".") }, time.Second},
+		{"Mkdir", func(ctx context.Context) error { return h.Mkdir(ctx, "d", 0o755) }, time.Second},
+		{"MkdirAll", func(ctx context.Context) error { return h.MkdirAll(ctx, "a/b", 0o755) }, time.Second},
+		{"Chmod", func(ctx context.Context) error { return h.Chmod(ctx, "f", 0o600) }, time.Second},
+		{"Chtimes", func(ctx context.Context) error { return h.Chtimes(ctx, "f", time.Now(), time.Now()) }, time.Second},
+		{"Rename", func(ctx context.Context) error { return h.Rename(ctx, "f", "g") }, time.Second},
+		{"Symlink", func(ctx context.Context) error { return h.Symlink(ctx, "f", "link2") }, time.Second},
+		{"Readlink", func(ctx context.Context) error { return second(h.Readlink(ctx, "link")) }, time.Second},
+		{"Remove", func(ctx context.Context) error { return h.Remove(ctx, "link") }, time.Second},
+		{"RemoveAll", func(ctx context.Context) error { return h.RemoveAll(ctx, "a") }, time.Second},
+		{"Open", func(ctx context.Context) error { return second(h.Open(ctx, "f")) }, time.Second},
+		{"ReadFile", func(ctx context.Context) error { return second(h.ReadFile(ctx, "f")) }, time.Second},
+		{"WriteFile", func(ctx context.Context) error { return h.WriteFile(ctx, "w", []byte("w"), 0o644) }, time.Second},
+		// Transfers wait up to 2 s for their requests to stop.
+		{"Upload", func(ctx context.Context) error { return h.Upload(ctx, local, "up") }, 3 * time.Second},
+		{"Download", func(ctx context.Context) error { return h.Download(ctx, "f", local+".down") }, 3 * time.Second},
+	}
+	for _, tc := range ops {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- tc.op(ctx) }()
+		select {
+		case err := <-done:
+			var pe *fs.PathError
+			var le *os.LinkError
+			if !errors.Is(err, context.DeadlineExceeded) || !(errors.As(err, &pe) || errors.As(err, &le)) {
+				t.Errorf("%s: got %v, want a path error matching context.DeadlineExceeded", tc.name, err)
+			}
+			if d := time.Since(start); d > tc.limit {
+				t.Errorf("%s returned after %v, want less than %v", tc.name, d, tc.limit)
+			}
+		case <-time.After(tc.limit + 2*time.Second):
+			// Not a hang of the whole test: resuming the server
+			// releases it.
+			t.Errorf("%s still blocked %v after its ctx ended", tc.name, tc.limit+2*time.Second-timeout)
+		}
+		cancel()
+	}
+	resume()
+	// The session is usable again, and the abandoned transfers, which
+	// stop at their next request, remove their temporary files.
+	if b, err := h.ReadFile(ctx, dir+"/g"); err != nil || string(b) != "data" { // the abandoned Rename happened
+		t.Errorf("after resuming: %q %v", b, err)
+	}
+	var left []string
+	for range 50 {
+		out, err := h.Output(ctx, "find", dir, "-name", ".drove-*")
+		must(t, err)
+		entries, _ := filepath.Glob(filepath.Join(filepath.Dir(local), ".drove-*"))
+		left = append(strings.Fields(string(out)), entries...)
+		if len(left) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(left) > 0 {
+		t.Errorf("temporary files left: %q", left)
+	}
+}
+
 // TestUploadCut kills the remote sftp-server in the middle of an upload:
 // the upload fails with a *ConnError, nothing appears under the final name,
 // and the temporary file is removed over a new SFTP session.

@@ -59,9 +59,19 @@ func tempName(final string, join func(...string) string, dir func(string) string
 // written under a temporary name in its destination directory and renamed
 // into place when complete, so an interrupted upload never leaves a partial
 // file under the final name (the temporary file is removed when possible).
-// Cancelling ctx stops the transfer.
+// Cancelling ctx stops the transfer at the next request and removes its
+// temporary files; if the server does not answer within 2 seconds, Upload
+// returns anyway and that happens when it does (or the session ends).
 func (h *Host) Upload(ctx context.Context, local, remote string, opts ...TransferOption) error {
 	cfg := newTransferConfig(opts)
+	err := call0(ctx, h, transferGrace, func() error { return h.upload(ctx, local, remote, cfg) })
+	if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+		return pathErr("upload", remote, err)
+	}
+	return err
+}
+
+func (h *Host) upload(ctx context.Context, local, remote string, cfg transferConfig) error {
 	dst, sc, err := h.prep(ctx, "upload", remote)
 	if err != nil {
 		return err
@@ -202,8 +212,17 @@ func (h *Host) removeTemp(sc *sftpConn, tmp string) {
 // Download copies the remote file or directory remote to local, with the
 // same guarantees as [Host.Upload]: recursive, modes and modification times
 // kept, each file written to a temporary name and renamed when complete.
+// Cancelling ctx stops it as it does Upload.
 func (h *Host) Download(ctx context.Context, remote, local string, opts ...TransferOption) error {
 	cfg := newTransferConfig(opts)
+	err := call0(ctx, h, transferGrace, func() error { return h.download(ctx, remote, local, cfg) })
+	if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+		return pathErr("download", remote, err)
+	}
+	return err
+}
+
+func (h *Host) download(ctx context.Context, remote, local string, cfg transferConfig) error {
 	src, sc, err := h.prep(ctx, "download", remote)
 	if err != nil {
 		return err

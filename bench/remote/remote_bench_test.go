@@ -65,6 +65,22 @@ func BenchmarkExists1000(b *testing.B) {
 	}
 }
 
+// BenchmarkExists1000Cancellable is BenchmarkExists1000 with a ctx that
+// can be cancelled, so that each call runs in a goroutine of its own and
+// returns as soon as ctx ends.
+func BenchmarkExists1000Cancellable(b *testing.B) {
+	_, h, dir := setup(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for b.Loop() {
+		for i := range 1000 {
+			if _, err := h.Exists(ctx, fmt.Sprintf("%s/f%d", dir, i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
 func BenchmarkUpload100MiB(b *testing.B) {
 	_, h, dir := setup(b)
 	src := bigFile(b)
