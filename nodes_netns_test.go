@@ -286,6 +286,27 @@ func serverOnlyTLS(t *testing.T, dir string) *tls.Config {
 	return cfg
 }
 
+// TestNetns127011: a --host name that resolves to 127.0.1.1 (as Debian's
+// /etc/hosts does for the machine's own name) gets the warning that other
+// machines cannot reach the node. The name resolves there only inside a
+// namespace whose /etc/hosts (ip netns exec mounts /etc/netns/NAME/hosts)
+// says so.
+func TestNetns127011(t *testing.T) {
+	l := newLAN(t, 1)
+	dir := filepath.Join("/etc/netns", l.ns[0])
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte("127.0.0.1 localhost\n127.0.1.1 drove-debian-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := l.start(1, netnsRole+"=warn127", "DROVE_NETNS_HOSTNAME=drove-debian-host")
+	if got := h.expect(t, "WARNED"); got != "true" {
+		t.Errorf("--host drove-debian-host (127.0.1.1): warned %s, want true", got)
+	}
+}
+
 type netnsResult struct {
 	Finished, Abandoned, Ended, Twice, Down int
 }
@@ -300,6 +321,15 @@ func TestNetnsHelper(t *testing.T) {
 	prefix, host := os.Getenv("DROVE_NETNS_PREFIX"), os.Getenv("DROVE_NETNS_HOST")
 	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	switch role {
+	case "warn127":
+		var logs strings.Builder
+		n, err := node.New(node.Config{Hosts: []string{os.Getenv("DROVE_NETNS_HOSTNAME")}, Dir: t.TempDir(),
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("DROVE ADDR", n.Addr())
+		fmt.Println("DROVE WARNED", strings.Contains(logs.String(), "127.0.1.1, which other machines cannot reach"))
 	case "probe":
 		var tc *tls.Config
 		if os.Getenv("DROVE_NETNS_TLS") != "" {

@@ -80,9 +80,7 @@ its files deleted.`,
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			if len(schedHost) > 0 {
-				cfg.Logger.Warn("--scheduler-host is accepted for dispynode compatibility; clients list nodes explicitly with --nodes instead", "scheduler_host", schedHost)
-			}
+			cfg.SchedulerHosts = schedHost
 			if cfg.TLS != nil && !node.MutualTLS(cfg.TLS) {
 				cfg.Logger.Warn("--tls-cert without --tls-ca: TLS encrypts connections but does not authenticate clients")
 			}
@@ -115,7 +113,7 @@ its files deleted.`,
 	f.IntVar(&cfg.Serve, "serve", 0, "exit after serving this many computations; 0 for no limit")
 	f.DurationVar(&cfg.ZombieInterval, "zombie-interval", 60*time.Minute, "how long a client may stay away before its computation is closed and its files deleted")
 	f.DurationVar(&cfg.PingInterval, "ping-interval", 2*time.Second, "heartbeat interval on client connections, unless the client asks for another")
-	f.StringArrayVar(&schedHost, "scheduler-host", nil, "accepted for dispynode compatibility (clients connect to nodes, not the other way)")
+	f.StringArrayVar(&schedHost, "scheduler-host", nil, "client host[:port] (port default 9700) told by UDP unicast that this node is up, at start and every 10s, so a client on another subnet that discovers nodes (\"*\") finds it (repeatable)")
 	f.BoolVar(&cfg.Clean, "clean", false, "delete what --dest-path holds from an earlier run before starting")
 	f.StringVar(&configFile, "config", "", `file of "flag = value" lines (dispynode's --config; [DEFAULT] headers and # comments are ignored); command-line flags win`)
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")

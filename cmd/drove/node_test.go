@@ -7,6 +7,7 @@ import (
 	"encoding/gob"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
@@ -30,9 +32,6 @@ func buildDrove(t *testing.T) string {
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	if out, err := exec.Command(bin, "node", "--help").CombinedOutput(); err != nil && strings.Contains(string(out), "unknown command") {
-		t.Skip("drove node is not registered in root.go yet (add newNodeCmd and newCertCmd to newRootCmd)")
 	}
 	return bin
 }
@@ -374,7 +373,31 @@ func FuzzParseSize(f *testing.F) {
 	})
 }
 
-var _ = fmt.Sprint
+// TestNodeSchedulerHost: "drove node --scheduler-host" (with LAN discovery
+// off) announces itself by unicast to that host: a client listening there
+// learns the node's address.
+func TestNodeSchedulerHost(t *testing.T) {
+	bin := buildDrove(t)
+	sched, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sched.Close()
+	p := startNodeProc(t, bin, []string{"DROVE_SECRET=sh"}, "--scheduler-host", sched.LocalAddr().String())
+	buf := make([]byte, discovery.MaxDatagram)
+	_ = sched.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := sched.ReadFromUDP(buf)
+	if err != nil {
+		t.Fatalf("no announcement: %v", err)
+	}
+	m, err := discovery.Decode(buf[:n], "sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := net.JoinHostPort(m.Addr, fmt.Sprint(m.Port)); m.Kind != discovery.KindAnnounce || got != p.addr {
+		t.Errorf("announcement %+v (%s), want one for %s", m, got, p.addr)
+	}
+}
 
 // TestDemoNodes runs "drove demo --nodes" against two drove node
 // processes: the seed example on a real two-node cluster.
@@ -414,9 +437,6 @@ func TestSubmitNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := runCmd(t, "", "submit", "--nodes", p.addr, "-f", data, "-a", "a 0", "-a", "b 3", prog)
-	if strings.Contains(errs, "only the embedded local cluster") {
-		t.Skip("WithNodes is not wired into cluster.go yet")
-	}
 	if code != 1 {
 		t.Errorf("exit %d, want 1 (one job exited non-zero); stderr %s", code, errs)
 	}

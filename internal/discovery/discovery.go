@@ -322,6 +322,7 @@ type Responder struct {
 	secret string
 	name   string
 	host   string
+	hosts  []net.IP
 	port   int
 	log    *slog.Logger
 }
@@ -333,8 +334,14 @@ type NodeConfig struct {
 	Secret     string
 	Name       string
 	// Host is the address announced (--ext-host); "" lets clients use the
-	// address the answer came from.
-	Host      string
+	// address the answer came from, or one of Hosts.
+	Host string
+	// Hosts are the addresses the node's TCP listeners are bound to; none
+	// means every interface. The UDP socket still listens on every
+	// interface (a socket bound to one address hears no broadcast), so
+	// answers and announcements name the listening address on the
+	// peer's subnet rather than whatever source address the kernel picks.
+	Hosts     []net.IP
 	Port      int // the node's TCP port
 	Multicast bool
 	Logger    *slog.Logger
@@ -353,7 +360,7 @@ func Listen(ctx context.Context, cfg NodeConfig) (*Responder, error) {
 	if cfg.Multicast {
 		joinGroup(conn)
 	}
-	r := &Responder{conn: conn, secret: cfg.Secret, name: cfg.Name, host: cfg.Host, port: cfg.Port, log: cfg.Logger}
+	r := &Responder{conn: conn, secret: cfg.Secret, name: cfg.Name, host: cfg.Host, hosts: cfg.Hosts, port: cfg.Port, log: cfg.Logger}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -365,13 +372,57 @@ func (r *Responder) Addr() net.Addr { return r.conn.LocalAddr() }
 
 // Announce tells clients listening on targets that the node is up.
 func (r *Responder) Announce(targets []*net.UDPAddr) {
-	b := Encode(&Message{Kind: KindAnnounce, Name: r.name, Addr: r.host, Port: r.port}, r.secret)
 	for _, t := range targets {
+		b := Encode(&Message{Kind: KindAnnounce, Name: r.name, Addr: r.addrFor(t.IP), Port: r.port}, r.secret)
 		if _, err := r.conn.WriteToUDP(b, t); err != nil {
 			r.log.Debug("announcing", "to", t, "err", err)
 		}
 	}
 }
+
+// addrFor returns the address to announce to peer: the --ext-host if set;
+// else, for a node bound to some addresses, the one on peer's subnet (or
+// the first); else "" (every interface: the datagram's source will do).
+func (r *Responder) addrFor(peer net.IP) string {
+	if r.host != "" {
+		return r.host
+	}
+	if len(r.hosts) == 0 {
+		return ""
+	}
+	if h := sameSubnet(r.hosts, peer, interfaceNets()); h != nil {
+		return h.String()
+	}
+	return r.hosts[0].String()
+}
+
+// sameSubnet returns the first of hosts that sits in one of nets together
+// with peer, or nil.
+func sameSubnet(hosts []net.IP, peer net.IP, nets []*net.IPNet) net.IP {
+	for _, h := range hosts {
+		for _, n := range nets {
+			if n.Contains(h) && n.Contains(peer) {
+				return h
+			}
+		}
+	}
+	return nil
+}
+
+// interfaceNets lists the subnets of this machine's interface addresses.
+func interfaceNets() []*net.IPNet {
+	addrs, _ := net.InterfaceAddrs()
+	var out []*net.IPNet
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Close closes the socket; Serve, if running, returns.
+func (r *Responder) Close() error { return r.conn.Close() }
 
 // Serve answers pings until ctx ends.
 func (r *Responder) Serve(ctx context.Context) error {
@@ -393,7 +444,7 @@ func (r *Responder) Serve(ctx context.Context) error {
 		if m.Kind != KindPing {
 			continue
 		}
-		pong := Encode(&Message{Kind: KindPong, Nonce: m.Nonce, Name: r.name, Addr: r.host, Port: r.port}, r.secret)
+		pong := Encode(&Message{Kind: KindPong, Nonce: m.Nonce, Name: r.name, Addr: r.addrFor(from.IP), Port: r.port}, r.secret)
 		if _, err := r.conn.WriteToUDP(pong, from); err != nil {
 			r.log.Debug("answering ping", "to", from, "err", err)
 		}

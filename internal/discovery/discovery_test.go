@@ -83,3 +83,39 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestAddrFor: a node bound to some addresses names the one on the
+// peer's subnet, not the source address the kernel picked for the answer.
+func TestAddrFor(t *testing.T) {
+	_, lan, _ := net.ParseCIDR("192.168.1.0/24")
+	_, lab, _ := net.ParseCIDR("10.0.0.0/8")
+	nets := []*net.IPNet{lan, lab}
+	hosts := []net.IP{net.ParseIP("10.0.0.5"), net.ParseIP("192.168.1.7")}
+	for _, tc := range []struct {
+		peer string
+		want string
+	}{
+		{"192.168.1.200", "192.168.1.7"},
+		{"10.9.9.9", "10.0.0.5"},
+		{"172.16.0.1", ""},
+		{"192.168.1.255", "192.168.1.7"}, // the subnet's broadcast address
+	} {
+		got := sameSubnet(hosts, net.ParseIP(tc.peer), nets)
+		if (got == nil && tc.want != "") || (got != nil && got.String() != tc.want) {
+			t.Errorf("peer %s: %v, want %q", tc.peer, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		r    Responder
+		want string
+	}{
+		{Responder{host: "nat.example", hosts: hosts}, "nat.example"},
+		{Responder{}, ""},
+		{Responder{hosts: []net.IP{net.ParseIP("127.0.0.2")}}, "127.0.0.2"},
+		{Responder{hosts: []net.IP{net.ParseIP("203.0.113.9")}}, "203.0.113.9"}, // no subnet: the first
+	} {
+		if got := tc.r.addrFor(net.ParseIP("127.0.0.1")); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)
+		}
+	}
+}

@@ -39,6 +39,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,6 +111,22 @@ type Config struct {
 	// AnnounceTo overrides where the start-up announcement goes (tests);
 	// default the LAN's broadcast addresses on the clients' port.
 	AnnounceTo []*net.UDPAddr
+	// SchedulerHosts are clients ("host" or "host:port", port default
+	// discovery.ClientPort) told by unicast that the node is up, as
+	// dispynode's --scheduler_host: a client on another subnet, which no
+	// broadcast reaches, learns of the node. The announcement is sent at
+	// start and every AnnounceInterval, whether or not Discovery is on.
+	SchedulerHosts []string
+	// AnnounceInterval is how often SchedulerHosts are told again, so a
+	// client started after the node hears of it; default 10s.
+	AnnounceInterval time.Duration
+	// ClientSilence is how long a client connection may send nothing
+	// before the node pings it (HTTP/2 PING), and how long the node then
+	// waits for the answer before dropping the connection; default five
+	// PingIntervals, at least 1s. A client whose machine died or whose
+	// process is frozen is so detected, and is away from then on (its
+	// results spool to disk, the zombie interval runs).
+	ClientSilence time.Duration
 	// OnListen, if set, is called by Run once it serves (tests use it).
 	OnListen func()
 }
@@ -127,6 +144,9 @@ type Node struct {
 	met    *metrics
 	info   *infoSampler
 	disc   *discovery.Responder
+	// announcer sends announcements to SchedulerHosts: disc, or a socket
+	// of its own without discovery.
+	announcer *discovery.Responder
 
 	mu       sync.Mutex
 	comps    map[string]*computation
@@ -156,6 +176,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = 2 * time.Second
 	}
+	if cfg.AnnounceInterval <= 0 {
+		cfg.AnnounceInterval = 10 * time.Second
+	}
+	if cfg.ClientSilence <= 0 {
+		cfg.ClientSilence = max(5*cfg.PingInterval, time.Second)
+	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
@@ -169,8 +195,12 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("drove: node: port %d out of range", cfg.Port)
 	}
 	if cfg.Clean {
-		if err := os.RemoveAll(cfg.Dir); err != nil {
-			return nil, fmt.Errorf("drove: node: cleaning %s: %w", cfg.Dir, err)
+		// Only what the node itself puts there: --dest-path may be a
+		// directory that holds other things too.
+		for _, d := range []string{"blobs", "comp"} {
+			if err := os.RemoveAll(filepath.Join(cfg.Dir, d)); err != nil {
+				return nil, fmt.Errorf("drove: node: cleaning %s: %w", cfg.Dir, err)
+			}
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "comp"), 0o700); err != nil {
@@ -200,16 +230,30 @@ func New(cfg Config) (*Node, error) {
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
+	port := n.Addr().(*net.TCPAddr).Port
+	dcfg := discovery.NodeConfig{
+		Secret: cfg.Secret, Name: cfg.Name, Host: cfg.ExtHost, Hosts: n.boundIPs(), Port: port, Multicast: cfg.Multicast, Logger: n.log,
+	}
 	if cfg.Discovery {
-		port := n.Addr().(*net.TCPAddr).Port
-		d, err := discovery.Listen(context.Background(), discovery.NodeConfig{
-			Secret: cfg.Secret, Name: cfg.Name, Host: cfg.ExtHost, Port: port, Multicast: cfg.Multicast, Logger: n.log,
-		})
+		d, err := discovery.Listen(context.Background(), dcfg)
 		if err != nil {
 			// Explicit addresses still work; say why discovery will not.
 			n.log.Warn("discovery disabled: cannot bind its UDP port", "port", port, "err", err)
 		} else {
 			n.disc = d
+		}
+	}
+	if len(cfg.SchedulerHosts) > 0 {
+		if n.announcer = n.disc; n.announcer == nil {
+			// Without discovery, a socket of its own on any port: the
+			// announcements say which TCP port to use.
+			dcfg.ListenAddr = ":0"
+			d, err := discovery.Listen(context.Background(), dcfg)
+			if err != nil {
+				n.closeListeners()
+				return nil, fmt.Errorf("drove: node: announcing to --scheduler-host: %w", err)
+			}
+			n.announcer = d
 		}
 	}
 	n.srv = n.newServer()
@@ -225,13 +269,13 @@ func (n *Node) listen() error {
 	for _, h := range hosts {
 		ln, err := net.Listen("tcp", net.JoinHostPort(h, strconv.Itoa(port)))
 		if err != nil {
-			for _, l := range n.lns {
-				l.Close()
-			}
+			n.closeListeners()
 			return fmt.Errorf("drove: node: %w", err)
 		}
-		if ip := net.ParseIP(h); ip != nil && ip.Equal(net.IPv4(127, 0, 1, 1)) {
-			n.log.Warn("listening on 127.0.1.1, which other machines cannot reach: the host name resolves to it (Debian's /etc/hosts); pass --host with this machine's LAN address", "addr", ln.Addr())
+		// The bound address, not the flag: a host name that resolves to
+		// 127.0.1.1 (Debian's /etc/hosts) is the usual way to get here.
+		if ip := ln.Addr().(*net.TCPAddr).IP; ip.Equal(net.IPv4(127, 0, 1, 1)) {
+			n.log.Warn("listening on 127.0.1.1, which other machines cannot reach: the host name resolves to it (Debian's /etc/hosts); pass --host with this machine's LAN address", "host", h, "addr", ln.Addr())
 		}
 		// With port 0, the other addresses share the first one's port, so
 		// the node has one port as documented.
@@ -239,6 +283,26 @@ func (n *Node) listen() error {
 		n.lns = append(n.lns, ln)
 	}
 	return nil
+}
+
+func (n *Node) closeListeners() {
+	for _, l := range n.lns {
+		l.Close()
+	}
+}
+
+// boundIPs returns the addresses the listeners are bound to, none for a
+// node listening on every interface.
+func (n *Node) boundIPs() []net.IP {
+	var ips []net.IP
+	for _, l := range n.lns {
+		ip := l.Addr().(*net.TCPAddr).IP
+		if ip.IsUnspecified() {
+			return nil
+		}
+		ips = append(ips, ip)
+	}
+	return ips
 }
 
 // Addr returns the address of the first listener, with the bound port.
@@ -276,7 +340,15 @@ func (n *Node) newServer() *http.Server {
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         n.cfg.TLS,
 		Protocols:         &protos,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+		// A client machine that dies silently, or a frozen client process,
+		// leaves its TCP connection open for as long as TCP retries (or
+		// for ever on a frozen process, whose kernel still ACKs). Pinging
+		// a silent connection and dropping it when the ping goes
+		// unanswered ends its Results stream, so the node counts the
+		// client as away: its results spool to disk and the zombie
+		// interval starts.
+		HTTP2:    &http.HTTP2Config{SendPingTimeout: n.cfg.ClientSilence, PingTimeout: n.cfg.ClientSilence},
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 }
 
@@ -392,6 +464,9 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		n.disc.Announce(targets)
 	}
+	if n.announcer != nil {
+		g.Go(func() error { n.announceToSchedulers(gctx); return nil })
+	}
 	n.log.Info("node serving", "name", n.cfg.Name, "addr", n.Addr().String(), "cpus", n.cpus, "dir", n.cfg.Dir)
 	if n.cfg.OnListen != nil {
 		n.cfg.OnListen()
@@ -418,6 +493,38 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	})
 	return g.Wait()
+}
+
+// announceToSchedulers tells SchedulerHosts the node is up, now and every
+// AnnounceInterval, until ctx ends. Names are resolved each time, so a
+// client host that was not resolvable at start is reached later.
+func (n *Node) announceToSchedulers(ctx context.Context) {
+	if n.announcer != n.disc {
+		defer n.announcer.Close()
+	}
+	t := time.NewTicker(n.cfg.AnnounceInterval)
+	defer t.Stop()
+	for {
+		var targets []*net.UDPAddr
+		for _, h := range n.cfg.SchedulerHosts {
+			hp := h
+			if _, _, err := net.SplitHostPort(h); err != nil {
+				hp = net.JoinHostPort(strings.Trim(h, "[]"), strconv.Itoa(discovery.ClientPort))
+			}
+			a, err := net.ResolveUDPAddr("udp4", hp)
+			if err != nil {
+				n.log.Warn("cannot announce to scheduler host", "scheduler_host", h, "err", err)
+				continue
+			}
+			targets = append(targets, a)
+		}
+		n.announcer.Announce(targets)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // closeAll closes every computation, stopping their jobs.

@@ -1,10 +1,12 @@
 package nodeexec_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,6 +80,9 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv("NODEEXEC_CRASHY_CLIENT"); addr != "" {
 		crashyClient(addr)
 	}
+	if addr := os.Getenv("NODEEXEC_FROZEN_CLIENT"); addr != "" {
+		frozenClient(addr)
+	}
 	os.Exit(m.Run())
 }
 
@@ -125,6 +131,34 @@ func crashyClient(addr string) {
 	<-rep.done
 	rep.mu.Lock() // no more output
 	os.Exit(0)
+}
+
+// frozenClient submits 60 jobs of 100 ms as client "frozen", prints READY
+// at the first result and then waits for ever (the test freezes it).
+func frozenClient(addr string) {
+	exe, _ := os.Executable()
+	f, err := nodeexec.HashFile(exe)
+	if err != nil {
+		panic(err)
+	}
+	s := sched.New(sched.Config{})
+	rep := &printingReporter{Scheduler: s, done: make(chan struct{})}
+	ex, err := nodeexec.Dial(context.Background(), nodeexec.Config{Addr: addr, ClientID: "frozen", Heartbeat: 50 * time.Millisecond},
+		&nodeexec.Computation{Func: "sleep", Fingerprint: registry.Fingerprint(), Executable: f}, rep)
+	if err != nil {
+		panic(err)
+	}
+	if err := s.AddNode(ex.Name(), ex.Slots(), ex); err != nil {
+		panic(err)
+	}
+	for i := range 60 {
+		if err := s.Submit(context.Background(), &sched.Task{ID: int64(100 + i), Input: enc(100)}); err != nil {
+			panic(err)
+		}
+	}
+	<-rep.done
+	fmt.Println("READY")
+	select {}
 }
 
 type testNode struct {
@@ -570,5 +604,58 @@ func TestHeartbeatInterval(t *testing.T) {
 	}
 	if _, err := c.Close(t.Context(), connect.NewRequest(&drovev1.CloseRequest{ComputationId: resp.Msg.ComputationId})); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFrozenClient: a client process frozen with SIGSTOP (as good as a
+// machine that died without closing its connections: its kernel still
+// ACKs) is noticed by the node, which pings the silent connection and
+// drops it: the client is away, its results are spooled to disk, and
+// after the zombie interval its computation is closed.
+func TestFrozenClient(t *testing.T) {
+	n := startNode(t, func(c *node.Config) { c.ZombieInterval = 3 * time.Second })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "NODEEXEC_FROZEN_CLIENT="+n.addr)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "READY" {
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Now()
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	c := drovev1connect.NewNodeServiceClient(nodeexec.NewHTTPClient("", nil), "http://"+n.addr)
+	var spooledAt time.Duration
+	for {
+		if spooledAt == 0 && spooled(t, n) > 0 {
+			spooledAt = time.Since(frozen)
+		}
+		info, err := c.Info(t.Context(), connect.NewRequest(&drovev1.InfoRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Msg.Computations == 0 {
+			break
+		}
+		if time.Since(frozen) > 20*time.Second {
+			t.Fatalf("frozen client still served after %v (results spooled after %v)", time.Since(frozen), spooledAt)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("results spooled %v after the freeze, computation closed after %v", spooledAt, time.Since(frozen))
+	if spooledAt == 0 {
+		t.Error("the frozen client's results were never spooled to disk: the node did not count it away")
 	}
 }
