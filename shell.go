@@ -2,9 +2,11 @@ package drove
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/executor/sshexec"
@@ -23,10 +25,14 @@ import (
 // Its nodes are SSH hosts, "ssh://[user@]host[:port]" or "ssh://alias" for
 // an alias of ~/.ssh/config, reached with ssh-agent or key files and checked
 // against ~/.ssh/known_hosts; nothing but sshd is needed on them. Each host
-// runs as many commands at once as it has CPUs. ":" (or no nodes at all)
-// runs commands on this machine. An unreachable host is an error from
-// NewCluster wrapping an *SSHConnError; an unknown or changed host key one
-// wrapping an *SSHHostKeyError.
+// runs as many commands at once as it has CPUs, or as WithCPUs says (n
+// slots per host; -n leaves n of its CPUs free). ":" (or no nodes at all)
+// runs commands on this machine. A host that cannot be reached, or whose
+// host key is refused, is left out and reported to OnNodeStatus as
+// NodeLost with an error wrapping an *SSHConnError or an *SSHHostKeyError;
+// NewCluster fails (with those errors) only when no node can be used. A
+// host whose connection breaks later is reported NodeLost, dialled again
+// for about half a minute, and NodeInitialized again once it is back.
 func Shell() *Function[string, int] {
 	return &Function[string, int]{
 		shell:  true,
@@ -67,50 +73,102 @@ type SSHConnError = sshconn.ConnError
 // known_hosts, or differs from the one there.
 type SSHHostKeyError = sshconn.HostKeyError
 
+// shellReconnects is how many times an SSH host whose connection broke is
+// dialled again (at once, then after 1, 2, 4, 8 s) before it stays lost.
+const shellReconnects = 6
+
 // startShellNodes adds one executor per SSH host (or this machine) to the
-// scheduler.
+// scheduler. SSH hosts are connected to in parallel; one that cannot be
+// reached, or whose host key is refused, is reported through OnNodeStatus
+// as NodeLost and left out, and only when no node at all can be used is
+// that an error.
 func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 	nodes := c.cfg.nodes
 	if len(nodes) == 0 {
 		nodes = []string{":"}
 	}
+	var targets []string
 	for _, n := range nodes {
 		if n == ":" {
-			slots := local.Slots(c.cfg.cpus, runtime.NumCPU())
-			ex := sshexec.NewLocal(sshexec.LocalConfig{Slots: slots, NonZeroIsResult: true, KillGrace: c.cfg.grace, Logger: c.log}, c.s)
-			if err := c.s.AddNode(":", slots, ex); err != nil {
-				return err
-			}
 			continue
 		}
 		target, ok := strings.CutPrefix(n, "ssh://")
 		if !ok || target == "" {
 			return fmt.Errorf("drove: shell node %q: want ssh://[user@]host[:port], ssh://alias or \":\"", n)
 		}
-		if c.ssh == nil {
-			sc := sshconn.Config{
-				SSHConfigFile:   c.cfg.ssh.ConfigFile,
-				KnownHostsFiles: c.cfg.ssh.KnownHosts,
-				IdentityFiles:   c.cfg.ssh.IdentityFiles,
-				Logger:          c.log,
-			}
-			if c.cfg.ssh.AcceptNew {
-				sc.HostKeyPolicy = sshconn.AcceptNew
-			}
-			pool, err := sshconn.NewPool(sc)
-			if err != nil {
-				return err
-			}
-			c.ssh = pool
+		targets = append(targets, target)
+	}
+	if len(targets) > 0 && c.ssh == nil {
+		sc := sshconn.Config{
+			SSHConfigFile:   c.cfg.ssh.ConfigFile,
+			KnownHostsFiles: c.cfg.ssh.KnownHosts,
+			IdentityFiles:   c.cfg.ssh.IdentityFiles,
+			Logger:          c.log,
 		}
-		ex, err := sshexec.New(ctx, c.ssh, target, sshexec.Config{NonZeroIsResult: true, KillGrace: c.cfg.grace, Logger: c.log}, c.s)
+		if c.cfg.ssh.AcceptNew {
+			sc.HostKeyPolicy = sshconn.AcceptNew
+		}
+		pool, err := sshconn.NewPool(sc)
 		if err != nil {
-			return fmt.Errorf("drove: %s: %w", n, err)
-		}
-		if err := c.s.AddNode(target, ex.Slots(), ex); err != nil {
-			_ = ex.Close(ctx)
 			return err
 		}
+		c.ssh = pool
+	}
+	// WithCPUs is the slot count of every SSH host too: n > 0 slots, 0 the
+	// host's CPU count, -n that count less n.
+	slots, free := max(0, c.cfg.cpus), max(0, -c.cfg.cpus)
+	type made struct {
+		ex  *sshexec.Executor
+		err error
+	}
+	res := make([]made, len(targets))
+	var wg sync.WaitGroup
+	for i, target := range targets {
+		wg.Go(func() {
+			ex, err := sshexec.New(ctx, c.ssh, target, sshexec.Config{
+				Slots: slots, FreeCPUs: free, NonZeroIsResult: true, KillGrace: c.cfg.grace, Logger: c.log,
+				Reconnect: shellReconnects,
+				GaveUp: func(err error) {
+					c.log.Warn("drove: SSH host stays lost", "host", target, "err", err)
+				},
+			}, c.s)
+			res[i] = made{ex, err}
+		})
+	}
+	wg.Wait()
+
+	added := 0
+	var errs []error
+	for _, n := range nodes {
+		if n != ":" {
+			continue
+		}
+		slots := local.Slots(c.cfg.cpus, runtime.NumCPU())
+		ex := sshexec.NewLocal(sshexec.LocalConfig{Slots: slots, NonZeroIsResult: true, KillGrace: c.cfg.grace, Logger: c.log}, c.s)
+		if err := c.s.AddNode(":", slots, ex); err != nil {
+			return err
+		}
+		added++
+	}
+	for i, m := range res {
+		target := targets[i]
+		if m.err != nil {
+			err := fmt.Errorf("drove: ssh://%s: %w", target, m.err)
+			errs = append(errs, err)
+			c.log.Warn("drove: SSH host unreachable; left out", "host", target, "err", m.err)
+			if c.cfg.onNode != nil {
+				c.cfg.onNode(NodeEvent{Node: target, Status: NodeLost, Err: err})
+			}
+			continue
+		}
+		if err := c.s.AddNode(target, m.ex.Slots(), m.ex); err != nil {
+			_ = m.ex.Close(ctx)
+			return err
+		}
+		added++
+	}
+	if added == 0 {
+		return errors.Join(errs...)
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package drove_test
 
 import (
 	"errors"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/drove-dev/drove"
@@ -77,5 +79,58 @@ func TestShellLocal(t *testing.T) {
 	j := submit(t, c, "echo local; exit 5")
 	if code, err := result(t, j); err != nil || code != 5 || string(j.Stdout()) != "local\n" {
 		t.Errorf("exit %d, %v, %q", code, err, j.Stdout())
+	}
+}
+
+// TestShellSomeHostsDown: an unreachable host is reported through
+// OnNodeStatus and left out; the others carry on.
+func TestShellSomeHostsDown(t *testing.T) {
+	srv := sshtest.Start(t)
+	var mu sync.Mutex
+	var events []drove.NodeEvent
+	c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}),
+		drove.WithNodes("ssh://down", "ssh://"+srv.Aliases[0]),
+		drove.OnNodeStatus(func(ev drove.NodeEvent) {
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		}))
+	j := submit(t, c, "echo up")
+	if code, err := result(t, j); err != nil || code != 0 || j.Node() != srv.Aliases[0] {
+		t.Errorf("exit %d, %v on %q", code, err, j.Node())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var lost, up bool
+	for _, ev := range events {
+		var ce *drove.SSHConnError
+		switch {
+		case ev.Node == "down" && ev.Status == drove.NodeLost && errors.As(ev.Err, &ce):
+			lost = true
+		case ev.Node == srv.Aliases[0] && ev.Status == drove.NodeInitialized:
+			up = true
+		}
+	}
+	if !lost || !up {
+		t.Errorf("node events %+v: want down lost (with an SSHConnError) and %s initialized", events, srv.Aliases[0])
+	}
+}
+
+// TestShellCPUs: WithCPUs sets the slots of every SSH host.
+func TestShellCPUs(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.WithHosts(2))
+	nproc := runtime.NumCPU()
+	for _, tc := range []struct{ cpus, want int }{{3, 3}, {-1, max(1, nproc-1)}, {0, nproc}} {
+		c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}),
+			drove.WithNodes("ssh://"+srv.Aliases[0], "ssh://"+srv.Aliases[1]), drove.WithCPUs(tc.cpus))
+		st := c.Stats()
+		if len(st.Nodes) != 2 {
+			t.Fatalf("WithCPUs(%d): stats %+v", tc.cpus, st)
+		}
+		for _, n := range st.Nodes {
+			if n.CPUs != tc.want {
+				t.Errorf("WithCPUs(%d): %s has %d slots, want %d", tc.cpus, n.Name, n.CPUs, tc.want)
+			}
+		}
 	}
 }

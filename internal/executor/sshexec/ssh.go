@@ -20,8 +20,12 @@ import (
 // Config configures an [Executor].
 type Config struct {
 	// Slots is how many commands run at once on the host. Zero means the
-	// host's CPU count, asked with nproc when the executor is made.
+	// host's CPU count, asked with nproc when the executor is made, less
+	// FreeCPUs (at least one).
 	Slots int
+	// FreeCPUs is how many of the host's CPUs to leave free when Slots is
+	// zero.
+	FreeCPUs int
 	// NonZeroIsResult makes a non-zero exit code an OK outcome carrying the
 	// code in Output, as the local program executor does, instead of a
 	// Failed one with a *joberr.ExitError. A death by signal still fails.
@@ -120,7 +124,7 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 		if err != nil {
 			return nil, err
 		}
-		e.cfg.Slots = n
+		e.cfg.Slots = max(1, n-max(0, cfg.FreeCPUs))
 	} else {
 		l, err := pool.Acquire(ctx, target)
 		if err != nil {
