@@ -110,7 +110,7 @@ its files deleted.`,
 	f.StringVar(&caFile, "tls-ca", "", "cluster CA (PEM): clients must present a certificate it signed (mutual TLS)")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "serve clients from any address without a secret or TLS")
 	f.StringVar(&maxFile, "max-file-size", "0", "largest file a client may send or a job send back, with k, m, g or t suffix; 0 for no limit")
-	f.IntVar(&cfg.Serve, "serve", 0, "exit after serving this many computations; 0 for no limit")
+	f.IntVar(&cfg.Serve, "serve", 0, "exit after serving this many clients (distinct client ids; others are refused meanwhile) once they have closed their computations; 0 for no limit")
 	f.DurationVar(&cfg.ZombieInterval, "zombie-interval", 60*time.Minute, "how long a client may stay away before its computation is closed and its files deleted")
 	f.DurationVar(&cfg.PingInterval, "ping-interval", 2*time.Second, "heartbeat interval on client connections, unless the client asks for another")
 	f.StringArrayVar(&schedHost, "scheduler-host", nil, "client host[:port] (port default 9700) told by UDP unicast that this node is up, at start and every 10s, so a client on another subnet that discovers nodes (\"*\") finds it (repeatable)")

@@ -32,6 +32,7 @@ type computation struct {
 	hb       time.Duration
 	ex       *local.Executor
 	files    *filesink.Dir
+	root     *os.Root // of out/, for the file forwarder
 	out      *outbox
 	done     chan struct{} // closed by close
 	once     sync.Once
@@ -324,8 +325,7 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 		}
 		c.runs = nil
 		starts := n.dispatchLocked()
-		n.served++
-		if n.cfg.Serve > 0 && n.served >= n.cfg.Serve && len(n.comps) == 0 {
+		if n.cfg.Serve > 0 && len(n.clients) >= n.cfg.Serve && len(n.comps) == 0 {
 			select {
 			case <-n.serveEnd:
 			default:
@@ -337,6 +337,7 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 		close(c.done)
 		c.out.close()
 		c.files.Close()
+		c.root.Close()
 		if err := os.RemoveAll(c.dir); err != nil {
 			n.log.Warn("removing computation directory", "dir", c.dir, "err", err)
 		}

@@ -90,8 +90,11 @@ type Config struct {
 	MaxFileSize int64
 	// MaxMessage bounds one control message; default 64 MiB.
 	MaxMessage int
-	// Serve is how many computations to serve before Run returns; 0 means
-	// no limit.
+	// Serve is how many clients (distinct client ids) to serve before Run
+	// returns, as dispynode's --serve: once that many have set up a
+	// computation, other clients are refused (Unavailable), and Run
+	// returns when none of those clients has a computation open any more.
+	// 0 means no limit.
 	Serve int
 	// ZombieInterval is how long a computation's client may stay away
 	// before the computation is closed; default 60 minutes.
@@ -153,8 +156,8 @@ type Node struct {
 	order    []*computation // round-robin order of dispatch
 	rr       int
 	busy     int
-	served   int
-	serveEnd chan struct{} // closed when Serve computations have ended
+	clients  map[string]bool // client ids served, counted for Serve
+	serveEnd chan struct{}   // closed when Serve clients have been served
 }
 
 // New validates cfg, prepares the directory and binds the listeners: every
@@ -209,14 +212,15 @@ func New(cfg Config) (*Node, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	n := &Node{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		blobs:  blob.Store{Dir: filepath.Join(cfg.Dir, "blobs")},
-		bootID: hex.EncodeToString(b[:]),
-		cpus:   local.Slots(cfg.CPUs, runtime.NumCPU()),
-		comps:  map[string]*computation{},
-		met:    newMetrics(),
-		info:   newInfoSampler(cfg.Dir),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		blobs:   blob.Store{Dir: filepath.Join(cfg.Dir, "blobs")},
+		bootID:  hex.EncodeToString(b[:]),
+		cpus:    local.Slots(cfg.CPUs, runtime.NumCPU()),
+		comps:   map[string]*computation{},
+		clients: map[string]bool{},
+		met:     newMetrics(),
+		info:    newInfoSampler(cfg.Dir),
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -428,7 +432,7 @@ func isLoopback(remote string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Run serves until ctx is done (or Config.Serve computations have been
+// Run serves until ctx is done (or Config.Serve clients have been
 // served), then stops taking requests, closes every computation and waits
 // for it within Config.ShutdownTimeout. A clean stop returns nil.
 func (n *Node) Run(ctx context.Context) error {
@@ -475,7 +479,7 @@ func (n *Node) Run(ctx context.Context) error {
 		select {
 		case <-gctx.Done():
 		case <-n.serveEnd: // nil without Serve: blocks forever
-			n.log.Info("served the requested number of computations; exiting", "serve", n.cfg.Serve)
+			n.log.Info("served the requested number of clients; exiting", "serve", n.cfg.Serve)
 		}
 		defer stop()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)

@@ -85,6 +85,9 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: blob %q missing: upload it first", b.Sum))
 		}
 	}
+	if n.serveFull(m.ClientId) {
+		return nil, errServed(n.cfg.Serve)
+	}
 	slots := n.cpus
 	if m.Cpus > 0 {
 		slots = min(slots, int(m.Cpus))
@@ -111,6 +114,13 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		return nil, err
 	}
 	n.mu.Lock()
+	if n.cfg.Serve > 0 && !n.clients[c.clientID] && len(n.clients) >= n.cfg.Serve {
+		// Another new client took the last place meanwhile.
+		n.mu.Unlock()
+		c.discard()
+		return nil, errServed(n.cfg.Serve)
+	}
+	n.clients[c.clientID] = true
 	n.comps[c.id] = c
 	n.order = append(n.order, c)
 	n.mu.Unlock()
@@ -119,23 +129,52 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 	return connect.NewResponse(&drovev1.SetupResponse{ComputationId: c.id, Slots: int32(slots), BootId: n.bootID, HeartbeatIntervalMs: uint32(hb / time.Millisecond)}), nil
 }
 
-// prepare stages the computation's files and starts its executor.
-func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) error {
+// serveFull reports whether a node with Config.Serve has served its
+// clients already and client is not one of them.
+func (n *Node) serveFull(client string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cfg.Serve > 0 && !n.clients[client] && len(n.clients) >= n.cfg.Serve
+}
+
+func errServed(serve int) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("drove: node serves %d clients (--serve) and takes no other", serve))
+}
+
+// discard undoes a prepared computation that was never registered.
+func (c *computation) discard() {
+	_ = c.ex.Close(context.Background())
+	c.out.close()
+	c.files.Close()
+	c.root.Close()
+	_ = os.RemoveAll(c.dir)
+}
+
+// prepare stages the computation's files and starts its executor. On
+// error, what it opened is closed again.
+func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) (err error) {
 	n := c.n
 	for _, d := range []string{"jobs", "out"} {
 		if err := os.MkdirAll(filepath.Join(c.dir, d), 0o700); err != nil {
 			return connect.NewError(connect.CodeInternal, err)
 		}
 	}
-	var err error
 	if c.files, err = filesink.Open(filepath.Join(c.dir, "out"), n.cfg.MaxFileSize); err != nil {
 		return connect.NewError(connect.CodeInternal, err)
 	}
-	root, err := os.OpenRoot(filepath.Join(c.dir, "out"))
-	if err != nil {
-		c.files.Close()
+	defer func() {
+		if err != nil {
+			c.files.Close()
+		}
+	}()
+	if c.root, err = os.OpenRoot(filepath.Join(c.dir, "out")); err != nil {
 		return connect.NewError(connect.CodeInternal, err)
 	}
+	defer func() {
+		if err != nil {
+			c.root.Close()
+		}
+	}()
 	c.out = newOutbox(filepath.Join(c.dir, "events.spool"), func(err error) {
 		n.log.Warn("event spool", "computation", c.id, "err", err)
 	})
@@ -147,7 +186,7 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) erro
 		Env:         m.Env,
 		Dir:         filepath.Join(c.dir, "jobs"),
 		Blobs:       n.blobs,
-		Files:       &fileForwarder{c: c, dir: filepath.Join(c.dir, "out"), root: root},
+		Files:       &fileForwarder{c: c, dir: filepath.Join(c.dir, "out"), root: c.root},
 		Grace:       time.Duration(m.GraceMs) * time.Millisecond,
 		Logger:      n.log.With("computation", c.id),
 	}
@@ -157,7 +196,6 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) erro
 	if m.FuncName != "" {
 		lcfg.Executable = filepath.Join(c.dir, "exe")
 		if err := stageExecutable(n.blobs.Path(m.Executable.Sum), lcfg.Executable, 0o700); err != nil {
-			c.files.Close()
 			return connect.NewError(connect.CodeInternal, err)
 		}
 	} else {
@@ -167,22 +205,17 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) erro
 		}
 		lcfg.Program = filepath.Join(c.dir, "bin", name)
 		if err := stageExecutable(n.blobs.Path(m.Program.Sum), lcfg.Program, os.FileMode(m.Program.Mode).Perm()|0o500); err != nil {
-			c.files.Close()
 			return connect.NewError(connect.CodeInternal, err)
 		}
 	}
-	c.ex, err = local.New(ctx, lcfg, c)
-	if err == nil {
-		c.prefetch = c.ex.Prefetch()
-	}
-	if err != nil {
-		c.files.Close()
+	if c.ex, err = local.New(ctx, lcfg, c); err != nil {
 		code := connect.CodeFailedPrecondition
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			code = connect.CodeCanceled
 		}
 		return connect.NewError(code, err)
 	}
+	c.prefetch = c.ex.Prefetch()
 	return nil
 }
 
