@@ -60,7 +60,12 @@ Commands:
 put and get keep modes and modification times, write each file under a
 temporary name and rename it when complete, and draw a progress bar when
 standard error is a terminal. With several sources, or when the destination
-is an existing directory, sources are copied into it.`,
+is an existing directory, sources are copied into it.
+
+--json (before or after HOST or COMMAND) prints one JSON value: file
+information for ls and stat, {"ok":true,"command":…,"paths":[…]} for mkdir,
+rm, mv, chmod, ln and mkfifo, the files moved for put and get, the result for
+run, and {"ok":false,"error":…} on failure. cat always writes the raw bytes.`,
 		Example: `  drove fs build-box ls -l /var/log
   drove fs alice@10.0.0.7:2222 put -q ./dataset /scratch/dataset
   drove fs --json worker1 stat /etc/hosts
@@ -112,12 +117,20 @@ func runFS(cmd *cobra.Command, f *fsFlags, host string, args []string) error {
 	if f.timeout > 0 {
 		opts = append(opts, remote.WithConnectTimeout(f.timeout))
 	}
+	for len(args) > 0 && args[0] == "--json" {
+		f.json, args = true, args[1:]
+	}
+	if len(args) == 0 {
+		return errors.New("fs: missing COMMAND after HOST")
+	}
 	sub := newFSSubcommands()
 	name := args[0]
 	sc, ok := sub[name]
 	if !ok {
 		return fmt.Errorf("fs: unknown command %q (want one of ls, stat, mkdir, rm, mv, chmod, ln, mkfifo, cat, put, get, run)", name)
 	}
+	// --json is also accepted after HOST, before or after COMMAND.
+	sc.cmd.Flags().BoolVar(&f.json, "json", f.json, "print results as JSON")
 	sc.cmd.SetArgs(args[1:])
 	sc.cmd.SetIn(cmd.InOrStdin())
 	sc.cmd.SetOut(cmd.OutOrStdout())
@@ -139,7 +152,7 @@ func runFS(cmd *cobra.Command, f *fsFlags, host string, args []string) error {
 		return err
 	}
 	if f.json {
-		json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"error": err.Error()})
+		json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": false, "error": err.Error()})
 	}
 	return fmt.Errorf("fs %s: %w", name, err)
 }
@@ -165,6 +178,24 @@ type fileJSON struct {
 	Target    string    `json:"target,omitempty"`
 	// TargetBytes is Target's exact bytes when it is not UTF-8.
 	TargetBytes []byte `json:"target_bytes,omitempty"`
+}
+
+// done reports success of a command that has no other output: with
+// --json, {"ok":true,"command":…,"paths":[…]} with the absolute remote
+// paths it changed, so that scripts can rely on one JSON value per run.
+func (e *fsEnv) done(command string, paths []string, extra map[string]any) error {
+	if !e.json {
+		return nil
+	}
+	abs := make([]string, len(paths))
+	for i, p := range paths {
+		abs[i] = e.h.Abs(p)
+	}
+	out := map[string]any{"ok": true, "command": command, "paths": abs}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return json.NewEncoder(e.stdout).Encode(out)
 }
 
 func fileType(m fs.FileMode) string {
@@ -355,7 +386,7 @@ func newFSSubcommands() map[string]*fsSub {
 				return err
 			}
 		}
-		return nil
+		return e.done("mkdir", args, nil)
 	}, func(c *cobra.Command) {
 		c.Flags().BoolVarP(&parents, "parents", "p", false, "make parent directories as needed; no error if existing")
 		c.Flags().StringVarP(&mkdirMode, "mode", "m", "0755", "mode (octal)")
@@ -374,14 +405,17 @@ func newFSSubcommands() map[string]*fsSub {
 				return err
 			}
 		}
-		return nil
+		return e.done("rm", args, nil)
 	}, func(c *cobra.Command) {
 		c.Flags().BoolVarP(&recursive, "recursive", "r", false, "remove directories and their contents")
 		c.Flags().BoolVarP(&force, "force", "f", false, "ignore missing files")
 	})
 
 	add("mv OLD NEW", cobra.ExactArgs(2), func(ctx context.Context, e *fsEnv, args []string) error {
-		return e.h.Rename(ctx, args[0], args[1])
+		if err := e.h.Rename(ctx, args[0], args[1]); err != nil {
+			return err
+		}
+		return e.done("mv", args, nil)
 	}, nil)
 
 	add("chmod MODE PATH...", cobra.MinimumNArgs(2), func(ctx context.Context, e *fsEnv, args []string) error {
@@ -394,7 +428,7 @@ func newFSSubcommands() map[string]*fsSub {
 				return err
 			}
 		}
-		return nil
+		return e.done("chmod", args[1:], map[string]any{"perm": fmt.Sprintf("%04o", mode.Perm())})
 	}, nil)
 
 	var symbolic bool
@@ -402,7 +436,10 @@ func newFSSubcommands() map[string]*fsSub {
 		if !symbolic {
 			return errors.New("only symbolic links are supported: use ln -s")
 		}
-		return e.h.Symlink(ctx, args[0], args[1])
+		if err := e.h.Symlink(ctx, args[0], args[1]); err != nil {
+			return err
+		}
+		return e.done("ln", args[1:], map[string]any{"target": args[0]})
 	}, func(c *cobra.Command) { c.Flags().BoolVarP(&symbolic, "symbolic", "s", false, "make a symbolic link") })
 
 	var fifoMode string
@@ -416,7 +453,7 @@ func newFSSubcommands() map[string]*fsSub {
 				return err
 			}
 		}
-		return nil
+		return e.done("mkfifo", args, nil)
 	}, func(c *cobra.Command) { c.Flags().StringVarP(&fifoMode, "mode", "m", "0644", "mode (octal)") })
 
 	add("cat PATH...", cobra.MinimumNArgs(1), func(ctx context.Context, e *fsEnv, args []string) error {
