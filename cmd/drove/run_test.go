@@ -271,10 +271,35 @@ func TestRunSSH(t *testing.T) {
 		}
 	})
 	t.Run("slots from nproc and -j", func(t *testing.T) {
+		// -j 3: three jobs at once, in slots 1, 2 and 3, given out in order.
 		code, out, _ := drun(t, "", with("-S", "host0", "-j", "3", "--tag", "sleep 0.3; echo {%}", ":::", "a", "b", "c")...)
-		got := sortedLines(out)
-		if code != 0 || !slices.Equal(got, []string{"a\t1", "b\t2", "c\t3"}) && len(got) != 3 {
-			t.Errorf("exit %d out %q", code, out)
+		if got := sortedLines(out); code != 0 || !slices.Equal(got, []string{"a\t1", "b\t2", "c\t3"}) {
+			t.Errorf("-j 3: exit %d out %q", code, out)
+		}
+		// No -j: as many slots as the host's nproc, so twice that many jobs
+		// use every slot 1 … nproc and no other.
+		var np bytes.Buffer
+		testPool(t, s).Run(context.Background(), "host0", &sshconn.Cmd{Command: "nproc", Stdout: &np})
+		n, err := strconv.Atoi(strings.TrimSpace(np.String()))
+		if err != nil {
+			t.Fatalf("nproc: %q", np.String())
+		}
+		var inputs []string
+		for i := range 2 * n {
+			inputs = append(inputs, strconv.Itoa(i))
+		}
+		code, out, _ = drun(t, "", with(append([]string{"-S", "host0", "sleep 0.3; echo {%} #", ":::"}, inputs...)...)...)
+		slots := map[string]int{}
+		for _, l := range sortedLines(out) {
+			slots[l]++
+		}
+		if code != 0 || len(slots) != n {
+			t.Errorf("nproc %d: exit %d, slots used %v", n, code, slots)
+		}
+		for i := 1; i <= n; i++ {
+			if slots[strconv.Itoa(i)] == 0 {
+				t.Errorf("nproc %d: slot %d never used (%v)", n, i, slots)
+			}
 		}
 	})
 	t.Run("retries go to another host", func(t *testing.T) {
@@ -439,8 +464,13 @@ func TestRunSIGINT(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	marker := fmt.Sprintf("drvsigint%d", time.Now().UnixNano())
+	jl := filepath.Join(t.TempDir(), "joblog")
+	inputs := []string{":::", "1", "2", "3", "4", "5", "6"}
 	args := append([]string{"run"}, sshArgs(s)...)
-	args = append(args, "-S", "host0,host1", "-j", "2", "--term-grace", "300ms", "sleep 60; : "+marker, ":::", "1", "2", "3", "4")
+	// Jobs 1 and 2 end at once; 3-6 run until the SIGINT.
+	args = append(args, "-S", "host0,host1", "-j", "2", "--term-grace", "300ms", "--joblog", jl,
+		"[ {} -le 2 ] && exit 0; sleep 60; : "+marker)
+	args = append(args, inputs...)
 	cmd := exec.Command(bin, args...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
@@ -464,6 +494,14 @@ func TestRunSIGINT(t *testing.T) {
 	}
 	if n := remoteProcs(t, p, "host0", marker); n != 0 {
 		t.Errorf("%d remote processes left after SIGINT", n)
+	}
+	// The killed jobs are not in the joblog: --resume runs exactly them.
+	resume := append([]string{"run"}, sshArgs(s)...)
+	resume = append(resume, "-S", "host0,host1", "--joblog", jl, "--resume", "-k", "echo")
+	out, err := exec.Command(bin, append(resume, inputs...)...).Output()
+	if err != nil || string(out) != "3\n4\n5\n6\n" {
+		b, _ := os.ReadFile(jl)
+		t.Errorf("resume: %v, out %q; joblog:\n%s", err, out, b)
 	}
 }
 

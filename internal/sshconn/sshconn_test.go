@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -228,9 +229,15 @@ func TestMultiplexAndMoreConns(t *testing.T) {
 	}
 }
 
+// TestServerLowerMaxSessions: a server that allows fewer sessions than the
+// pool's cap makes the pool lower that connection's cap and open more
+// connections, and every command still runs.
 func TestServerLowerMaxSessions(t *testing.T) {
 	s := sshtest.Start(t, sshtest.WithMaxSessions(2))
-	p := newPool(t, s)
+	var logs syncBuffer
+	p := newPool(t, s, func(c *sshconn.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	var wg sync.WaitGroup
 	var failed sync.Map
 	for i := range 8 {
@@ -242,6 +249,32 @@ func TestServerLowerMaxSessions(t *testing.T) {
 	}
 	wg.Wait()
 	failed.Range(func(k, v any) bool { t.Errorf("run %v: %v", k, v); return true })
+	if !strings.Contains(logs.String(), "lowering cap") {
+		t.Error("the session cap was never lowered")
+	}
+	// 8 sessions at once, 2 per connection: more than the one connection
+	// the default cap of 10 would have used.
+	if n := p.NumConns("host0"); n < 2 {
+		t.Errorf("%d connections: the pool kept queueing on one", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestUnknownHostKey(t *testing.T) {
