@@ -194,8 +194,8 @@ a fresh sshd child) per job, and GNU parallel also starts a Perl wrapper on the
 remote side per job. With ssh's ControlMaster the login goes away but a local
 ssh client process, a mux round trip and the remote Perl wrapper remain per
 job. drove keeps one connection per host and opens a session per job on it —
-the same work as the raw floor — plus one "echo $$" in the job's shell (the
-process group to kill on timeout or Ctrl-C), the scheduler, and the start-up
+the same work as the raw floor — plus one marker line with the pid of the
+job's shell (the process group to kill on timeout or Ctrl-C), the scheduler, and the start-up
 of the drove binary, which the floor does not pay.
 
 GNU parallel's own -M (Debian 12's GNU parallel 20221122) does not work here:
