@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log"
@@ -150,4 +151,46 @@ func ExampleMap() {
 	for _, r := range results {
 		fmt.Println(r.Input, r.Host, r.Output, r.Err)
 	}
+}
+
+// Tell a lost host from an answer of the server: every error caused by the
+// connection or the SFTP session, also in the middle of a transfer, matches
+// *ConnError, inside the *fs.PathError of the call.
+func ExampleConnError() {
+	ctx := context.Background()
+	h, err := remote.Dial(ctx, "build-box")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	err = h.Download(ctx, "/scratch/results", "results")
+	var ce *remote.ConnError
+	switch {
+	case errors.As(err, &ce):
+		log.Printf("%s went away, try another host: %v", ce.Host, err)
+	case errors.Is(err, fs.ErrNotExist):
+		log.Print("no results yet")
+	case err != nil:
+		log.Fatal(err)
+	}
+}
+
+// Bound a file operation with a deadline: Stat returns when ctx ends even
+// if the server has stopped answering (a hung file system).
+func ExampleHost_Stat() {
+	h, err := remote.Dial(context.Background(), "build-box")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	fi, err := h.Stat(ctx, "/nfs/project")
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Fatal("/nfs/project does not answer")
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(fi.Mode())
 }
