@@ -74,7 +74,8 @@ type SSHConnError = sshconn.ConnError
 type SSHHostKeyError = sshconn.HostKeyError
 
 // shellReconnects is how many times an SSH host whose connection broke is
-// dialled again (at once, then after 1, 2, 4, 8 s) before it stays lost.
+// dialled again (at once, then after 1, 2, 4, 8 and 16 s) before it stays
+// lost.
 const shellReconnects = 6
 
 // startShellNodes adds one executor per SSH host (or this machine) to the

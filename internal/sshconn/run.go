@@ -125,9 +125,9 @@ func (p *Pool) Run(ctx context.Context, target string, cmd *Cmd) (ExitStatus, er
 	return p.run(ctx, target, cmd, func(script string) string { return wrapper + Quote(script) })
 }
 
-// run starts cmd's script, as turned into a command line by line, whose
-// first line of output must be the process group to kill on cancel, and
-// waits for it.
+// run starts cmd's script, as turned into a command line by line, which
+// must print the process group to kill on cancel on a [pgidMarker] line
+// before the command's own output, and waits for it.
 func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(script string) string) (ExitStatus, error) {
 	st := ExitStatus{Code: -1}
 	script, err := cmd.Script()

@@ -135,9 +135,9 @@ func (s *Summary) ExitStatus() int {
 }
 
 // A host whose connection broke is tried again this many times, the first
-// at once and then after 1, 2, 4, 8 s…, about half a minute in all before
-// it is given up, which rides out an sshd restart or a short network
-// outage.
+// at once and then after 1, 2, 4, 8 and 16 s, about half a minute in all
+// before it is given up, which rides out an sshd restart or a short
+// network outage.
 const reconnectAttempts = 6
 
 // ErrNoHosts is returned when no host could be used.
