@@ -69,8 +69,10 @@ func readPGID(br *bufio.Reader, w io.Writer) (int, error) {
 	for seen < maxNoise {
 		line, err := br.ReadString('\n')
 		seen += len(line)
-		if rest, ok := strings.CutPrefix(line, pgidMarker); ok && err == nil {
-			if pgid, cerr := strconv.Atoi(strings.TrimSpace(rest)); cerr == nil && pgid > 1 {
+		// The marker may follow noise that did not end its line.
+		if i := strings.LastIndex(line, pgidMarker); i >= 0 && err == nil {
+			if pgid, cerr := strconv.Atoi(strings.TrimSpace(line[i+len(pgidMarker):])); cerr == nil && pgid > 1 {
+				io.WriteString(w, line[:i])
 				return pgid, nil
 			}
 		}

@@ -473,7 +473,7 @@ func TestKeepaliveDetectsHungServer(t *testing.T) {
 // noise comes through as output and the process group is still found, so a
 // timeout kills everything the command started.
 func TestNoisyLoginShell(t *testing.T) {
-	s := sshtest.Start(t, sshtest.WithConfig(`ForceCommand echo "welcome to the test host"; echo 12345; eval "$SSH_ORIGINAL_COMMAND"`))
+	s := sshtest.Start(t, sshtest.WithConfig(`ForceCommand echo "welcome to the test host"; echo 12345; printf "no newline "; eval "$SSH_ORIGINAL_COMMAND"`))
 	p := newPool(t, s)
 	for _, runner := range []struct {
 		name string
@@ -485,7 +485,7 @@ func TestNoisyLoginShell(t *testing.T) {
 			if err != nil || st.Code != 0 {
 				t.Fatalf("%+v %v", st, err)
 			}
-			want := "welcome to the test host\n12345\nhello\n"
+			want := "welcome to the test host\n12345\nno newline hello\n"
 			if out.String() != want {
 				t.Errorf("output %q, want %q", out.String(), want)
 			}
