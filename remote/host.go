@@ -130,8 +130,14 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Host, error) {
 // Target returns the target Dial was given.
 func (h *Host) Target() string { return h.target }
 
+// closeGrace is how long Close waits for the SFTP session to end.
+const closeGrace = 2 * time.Second
+
 // Close ends the SFTP session and, unless the Host shares a Pool's
-// connections, the SSH connection. It waits for the Host's goroutines.
+// connections, the SSH connection. It waits for the Host's goroutines,
+// among them calls abandoned when their ctx ended. If the SFTP server does
+// not answer within 2 seconds, Close ends the SSH connection under the
+// session, so that it returns even when the server is stuck.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -143,7 +149,17 @@ func (h *Host) Close() error {
 	h.sc = nil
 	h.mu.Unlock()
 	if sc != nil {
-		sc.Close()
+		ended := make(chan struct{})
+		go func() { sc.Close(); close(ended) }()
+		select {
+		case <-ended:
+		case <-time.After(closeGrace):
+			// pkg/sftp waits for the server to close its end, which a
+			// stopped or stuck sftp-server never does: end the SSH
+			// connection under the session instead.
+			sc.lease.Client().Close()
+			<-ended
+		}
 		sc.lease.Release()
 	}
 	h.wg.Wait()

@@ -884,6 +884,39 @@ const killSFTPServer = `pp=$(($(ps -o ppid= -p $PPID))); pkill -KILL -x -P "$pp,
 // signalSFTPServer is killSFTPServer with another signal.
 func signalSFTPServer(sig string) string { return strings.Replace(killSFTPServer, "-KILL", "-"+sig, 1) }
 
+// TestCloseWhileServerStuck: Close returns even when the sftp-server has
+// stopped answering and a call was abandoned.
+func TestCloseWhileServerStuck(t *testing.T) {
+	s := sshtest.Start(t)
+	h := dial(t, s)
+	other := dial(t, s)
+	ctx := t.Context()
+	res, err := h.Run(ctx, &remote.Cmd{Command: `pp=$(($(ps -o ppid= -p $PPID))); p=$(pgrep -x -P "$pp,$(pgrep -d, -P $pp)" sftp-server) && kill -STOP $p && echo $p`})
+	if err != nil {
+		t.Fatalf("stopping sftp-server: %v", err)
+	}
+	pid := strings.TrimSpace(string(res.Stdout))
+	defer other.Run(context.Background(), remote.Command("kill", "-CONT", pid))
+	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := h.Stat(sctx, "/"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stat: %v", err)
+	}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- h.Close() }()
+	select {
+	case <-done:
+		if d := time.Since(start); d > 4*time.Second {
+			t.Errorf("Close took %v", d)
+		}
+	case <-time.After(8 * time.Second):
+		t.Error("Close blocked")
+		other.Run(ctx, remote.Command("kill", "-CONT", pid))
+		<-done
+	}
+}
+
 // TestCancelWhileServerStuck stops the remote sftp-server (SIGSTOP), as a
 // hung file system would: every file method must still return soon after
 // its ctx ends, with ctx's error, and the Host works again once the server
