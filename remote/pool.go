@@ -53,8 +53,10 @@ func WithSlots(n int) PoolOption { return func(c *poolConfig) { c.slots = n } }
 
 // WithRetries sets how many more times an evaluation that failed (returned
 // an error other than a lost host) is tried, on any host. The default is 0.
-// An evaluation whose host died is always moved to another host (up to 5
-// times) without counting as a retry.
+// An evaluation whose host died, that is whose error matches *ConnError (a
+// connection or SFTP session lost during a command or a file operation), is
+// always moved to another host (up to 5 times) without counting as a retry,
+// and the host is taken out of the pool.
 func WithRetries(n int) PoolOption { return func(c *poolConfig) { c.retries = n } }
 
 // WithHostOptions sets the options used to dial every host (ssh_config,
