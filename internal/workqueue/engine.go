@@ -98,6 +98,10 @@ type Config struct {
 	// KillGrace is the time between SIGTERM and SIGKILL when a job is
 	// stopped. Zero means 2 seconds.
 	KillGrace time.Duration
+	// ReconnectDelay is the wait before the second attempt to reconnect to
+	// a host whose connection broke (the first is immediate), doubled
+	// after each failure. Zero means 1 second.
+	ReconnectDelay time.Duration
 	// Progress, if set, gets a status line every ProgressEvery (--bar,
 	// --eta); Bar selects a bar rather than GNU parallel's --eta line.
 	Progress      io.Writer
@@ -351,14 +355,15 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			x, err := sshexec.New(ctx, e.cfg.Pool, l.Host, sshexec.Config{
-				Slots:       slots,
-				KillGrace:   e.cfg.KillGrace,
-				BaseFiles:   e.hostBaseFiles(),
-				BaseDir:     e.cfg.Workdir,
-				CleanupBase: e.cfg.Cleanup,
-				Reconnect:   reconnectAttempts,
-				GaveUp:      func(err error) { e.gaveUpOn(l.Host, err) },
-				Logger:      e.cfg.Logger,
+				Slots:          slots,
+				KillGrace:      e.cfg.KillGrace,
+				BaseFiles:      e.hostBaseFiles(),
+				BaseDir:        e.cfg.Workdir,
+				CleanupBase:    e.cfg.Cleanup,
+				Reconnect:      reconnectAttempts,
+				ReconnectDelay: e.cfg.ReconnectDelay,
+				GaveUp:         func(err error) { e.gaveUpOn(l.Host, err) },
+				Logger:         e.cfg.Logger,
 			}, e.sched)
 			if err != nil {
 				res[i] = made{err: err}

@@ -96,3 +96,41 @@ func TestHostLostForGood(t *testing.T) {
 		t.Errorf("hosts down %v", sum.HostsDown)
 	}
 }
+
+// TestHostGoneOtherCarriesOn stops one of two sshds in the middle of a run:
+// its host is reconnected to in vain and given up, and the other host runs
+// every job, the lost ones included.
+func TestHostGoneOtherCarriesOn(t *testing.T) {
+	gone, stays := sshtest.Start(t), sshtest.Start(t)
+	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: "none", NoAgent: true, User: sshtest.User,
+		KnownHostsFiles: []string{gone.KnownHosts, stays.KnownHosts}, IdentityFiles: []string{gone.KeyPath, stays.KeyPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	time.AfterFunc(500*time.Millisecond, gone.Stop)
+	var out, errb bytes.Buffer
+	sum, err := Run(context.Background(), Config{
+		Template:       "sleep 0.2; echo",
+		Sources:        []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
+		Logins:         []nodeset.Login{{Host: gone.Addrs[0], Slots: 2}, {Host: stays.Addrs[0], Slots: 2}},
+		Pool:           pool,
+		ReconnectDelay: 10 * time.Millisecond,
+		Stdout:         &out,
+		Stderr:         &errb,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(strings.Fields(out.String())); got != 20 || sum.Failed != 0 {
+		t.Errorf("%d jobs printed, summary %+v, stderr %q", got, sum, errb.String())
+	}
+	for _, want := range []string{gone.Addrs[0] + ": connection lost", gone.Addrs[0] + ": giving up"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q: %q", want, errb.String())
+		}
+	}
+	if len(sum.HostsDown) != 1 || sum.HostsDown[0] != gone.Addrs[0] {
+		t.Errorf("hosts down %v", sum.HostsDown)
+	}
+}

@@ -455,3 +455,10 @@ func descendants(pid int) ([]int, error) {
 	}
 	return out, nil
 }
+
+// Stop kills sshd and the processes serving its connections: the hosts go
+// down for good (their ports refuse connections) until the test ends.
+func (s *Server) Stop() {
+	s.KillConnections()
+	s.cmd.Process.Kill()
+}
