@@ -660,3 +660,19 @@ func TestIPv6Logins(t *testing.T) {
 		t.Errorf("exec -w %s: exit %d out %q err %s", addr, code, out, errs)
 	}
 }
+
+// TestRunNoisyLogin: a login that prints before the command (a .bashrc
+// that echoes; here a ForceCommand) does not stop a timeout from killing
+// the job's process group, and its text comes through as output.
+func TestRunNoisyLogin(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithConfig(`ForceCommand echo "motd line"; eval "$SSH_ORIGINAL_COMMAND"`))
+	marker := fmt.Sprintf("drvnoisy%d", time.Now().UnixNano())
+	code, out, errs := drun(t, "", append(sshArgs(s), "-S", "host0", "-j", "1", "-k", "--timeout", "0.5", "--term-grace", "200ms",
+		"[ {} = quick ] && echo {} && exit 0; sleep 300; : "+marker, ":::", "quick", "slow")...)
+	if code != 1 || !strings.Contains(errs, "timed out") || out != "motd line\nquick\nmotd line\n" {
+		t.Errorf("exit %d out %q err %s", code, out, errs)
+	}
+	if n := remoteProcs(t, testPool(t, s), "host0", marker); n != 0 {
+		t.Errorf("%d remote processes left after --timeout", n)
+	}
+}
