@@ -481,12 +481,33 @@ func (c *Cluster[In, Out]) CloseNode(ctx context.Context, name string, terminate
 }
 
 // SetNodeCPUs sets how many jobs the named node runs at once for this
-// cluster. It cannot exceed what the node granted the computation.
+// cluster. For a drove node it cannot exceed what the node granted the
+// computation (NodeInfo.CPUs): asking for more is an error.
 func (c *Cluster[In, Out]) SetNodeCPUs(name string, cpus int) error {
 	if cpus < 0 {
 		return fmt.Errorf("drove: SetNodeCPUs(%q, %d): must not be negative", name, cpus)
 	}
+	if c.remote != nil {
+		if granted, ok := c.remote.granted(name); ok && cpus > granted {
+			// The node runs at most that many for the computation: more
+			// slots would only queue jobs there as if they were running.
+			return fmt.Errorf("drove: SetNodeCPUs(%q, %d): the node granted this cluster %d CPUs", name, cpus, granted)
+		}
+	}
 	return c.s.SetSlots(name, cpus)
+}
+
+// granted returns the slots the named node granted the computation, if it
+// is a connected drove node.
+func (r *remoteNodes) granted(name string) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rn := range r.nodes {
+		if rn.name == name && rn.ex != nil {
+			return rn.ex.Slots(), true
+		}
+	}
+	return 0, false
 }
 
 // remoteConfig builds what startRemoteNodes needs from the cluster's

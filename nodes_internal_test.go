@@ -214,3 +214,57 @@ func TestPermanent(t *testing.T) {
 		t.Errorf("unreachable node permanent: %v", err)
 	}
 }
+
+// TestDiscoverNodesPattern: DiscoverNodes with a pattern adds the nodes
+// that answer discovery and match it, and only those.
+func TestDiscoverNodesPattern(t *testing.T) {
+	a := startTestNode(t, "a", func(c *node.Config) { c.Secret = "k" })
+	// b listens on 127.0.0.2 only, and answers discovery with that
+	// address although the ping reaches it on 127.0.0.1.
+	b := startTestNode(t, "b", func(c *node.Config) {
+		c.Hosts = []string{"127.0.0.2"}
+		c.Discovery = true
+		c.Secret = "k"
+		c.AnnounceTo = []*net.UDPAddr{}
+	})
+	s := sched.New(sched.Config{})
+	defer s.Close(context.Background())
+	r, err := startRemoteNodes(t.Context(), s, remoteConfig{
+		Nodes:  []string{a.Addr().String()},
+		Secret: "k",
+		Func:   "test.square",
+		Discovery: discovery.ClientConfig{
+			Targets: []*net.UDPAddr{{IP: net.IPv4(127, 0, 0, 1), Port: b.Addr().(*net.TCPAddr).Port}},
+			Wait:    300 * time.Millisecond,
+		},
+		Heartbeat: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	c := &Cluster[int, int]{remote: r}
+	names := func() []string {
+		var out []string
+		for _, n := range c.remote.status() {
+			out = append(out, n.Name)
+		}
+		return out
+	}
+	// b answers, but from an address the pattern does not match.
+	if err := c.DiscoverNodes(t.Context(), "10.*"); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("after DiscoverNodes(10.*): %v, want only a", got)
+	}
+	if err := c.DiscoverNodes(t.Context(), "127.0.0.2"+":*"); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); len(got) != 2 || got[1] != "b" {
+		t.Fatalf("after DiscoverNodes(127.0.0.2:*): %v, want a and b", got)
+	}
+	if st := s.Stats(); len(st.Nodes) != 2 {
+		t.Errorf("scheduler nodes %+v, want 2", st.Nodes)
+	}
+}

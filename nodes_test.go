@@ -35,9 +35,6 @@ func nodeCluster(t *testing.T, nodes ...string) *drove.Cluster[int, int] {
 	t.Helper()
 	c, err := drove.NewCluster(t.Context(), square, drove.WithNodes(nodes...))
 	if err != nil {
-		if strings.Contains(err.Error(), "only the embedded local cluster") {
-			t.Skip("WithNodes is not wired into cluster.go yet")
-		}
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
@@ -116,6 +113,12 @@ func TestClusterOfNodes(t *testing.T) {
 	if err := c.SetNodeCPUs("nope", 1); err == nil {
 		t.Error("SetNodeCPUs of an unknown node")
 	}
+	if err := c.SetNodeCPUs("b", 3); err == nil || !strings.Contains(err.Error(), "granted this cluster 2 CPUs") {
+		t.Errorf("SetNodeCPUs beyond what the node granted: %v", err)
+	}
+	if st, _ := stat(c, "b"); st.CPUs != 1 {
+		t.Errorf("refused SetNodeCPUs changed the node: %+v", st)
+	}
 	if err := c.CloseNode(ctx, "a", false); err != nil {
 		t.Fatal(err)
 	}
@@ -138,14 +141,59 @@ func TestClusterOfNodes(t *testing.T) {
 }
 
 func TestClusterOfNodesUnreachable(t *testing.T) {
-	_, err := drove.NewCluster(t.Context(), square, drove.WithNodes("127.0.0.1:1"))
-	if err == nil || strings.Contains(err.Error(), "only the embedded local cluster") {
-		t.Skipf("WithNodes not wired: %v", err)
+	c, err := drove.NewCluster(t.Context(), square, drove.WithNodes("127.0.0.1:1"))
+	if err == nil {
+		c.Close(context.Background())
+		t.Fatal("a cluster whose only node is unreachable was created")
 	}
 	if !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Errorf("error does not name the node: %v", err)
 	}
-	_ = time.Second
+}
+
+// TestClusterNodeJobs: NodeJobs lists the jobs running on a node, and
+// none once they are done or for a node the cluster does not have.
+func TestClusterNodeJobs(t *testing.T) {
+	a := startNode(t, "a")
+	c, err := drove.NewCluster(t.Context(), sleep, drove.WithNodes(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	ctx := t.Context()
+	var jobs []*drove.Job[time.Duration]
+	for range 2 {
+		j, err := c.Submit(ctx, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for jobs[0].Status() != drove.Running || jobs[1].Status() != drove.Running {
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs not running: %v %v", jobs[0].Status(), jobs[1].Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := map[int64]bool{}
+	for _, j := range c.NodeJobs("a") {
+		got[j.ID()] = true
+	}
+	if len(got) != 2 || !got[jobs[0].ID()] || !got[jobs[1].ID()] {
+		t.Errorf("NodeJobs(a) = %v, want jobs %d and %d", got, jobs[0].ID(), jobs[1].ID())
+	}
+	if js := c.NodeJobs("nope"); len(js) != 0 {
+		t.Errorf("NodeJobs of an unknown node: %d jobs", len(js))
+	}
+	for _, j := range jobs {
+		if _, err := j.Result(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if js := c.NodeJobs("a"); len(js) != 0 {
+		t.Errorf("NodeJobs(a) after the jobs ended: %d jobs", len(js))
+	}
 }
 
 func TestClusterDiscoverAndSecret(t *testing.T) {

@@ -3,6 +3,7 @@ package nodeexec_test
 import (
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -116,26 +117,70 @@ func TestLinkCut(t *testing.T) {
 	}
 }
 
-// TestTwoClients runs two clients' computations on one node at once (dispy
-// serves one at a time): both get all their results.
+// TestTwoClients runs two clients' computations on one 2-CPU node at once
+// (dispy serves one at a time): both get all their results, their jobs run
+// at the same time, and the node splits its CPUs between them: never more
+// than its 2 jobs at once in all, one each while both have work.
 func TestTwoClients(t *testing.T) {
 	n := startNode(t, nil)
+	const jobs, ms = 8, 150
+	scheds := make([]*sched.Scheduler, 2)
+	for c := range scheds {
+		scheds[c] = sched.New(sched.Config{})
+		dial(t, scheds[c], nodeexec.Config{Addr: n.addr, ClientID: []string{"alice", "bob"}[c]}, funcComp(t, "sleep"))
+	}
+	tasks := make([][]*sched.Task, 2)
 	var wg sync.WaitGroup
-	for c := range 2 {
+	for c := range scheds {
 		wg.Go(func() {
-			s := sched.New(sched.Config{})
-			dial(t, s, nodeexec.Config{Addr: n.addr, ClientID: []string{"alice", "bob"}[c]}, funcComp(t, "double"))
-			ts := submit(t, s, 300, func(i int) []byte { return enc(uint64(i)) })
-			if err := s.Close(t.Context()); err != nil {
+			tasks[c] = submit(t, scheds[c], jobs, func(i int) []byte { return enc(ms) })
+			if err := scheds[c].Close(t.Context()); err != nil {
 				t.Error(err)
-			}
-			for i, tk := range ts {
-				if tk.State() != sched.Finished || u64(tk.Result().Output) != 2*uint64(i) {
-					t.Errorf("client %d task %d: %v %v", c, i, tk.State(), tk.Result().Err)
-					return
-				}
 			}
 		})
 	}
 	wg.Wait()
+	type edge struct {
+		at     time.Time
+		client int
+		delta  int
+	}
+	var edges []edge
+	for c, ts := range tasks {
+		for i, tk := range ts {
+			r := tk.Result()
+			if tk.State() != sched.Finished || u64(r.Output) != ms {
+				t.Fatalf("client %d task %d: %v %v", c, i, tk.State(), r.Err)
+			}
+			edges = append(edges, edge{r.Start, c, +1}, edge{r.End, c, -1})
+		}
+	}
+	// Sweep the jobs' start and end times (taken on the node's machine):
+	// how many ran at once, and for how long both clients had one running.
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta // an end before a start at the same instant
+	})
+	var running [2]int
+	var both time.Duration
+	most := 0
+	for i, e := range edges {
+		running[e.client] += e.delta
+		most = max(most, running[0]+running[1])
+		if i+1 < len(edges) && running[0] > 0 && running[1] > 0 {
+			both += edges[i+1].at.Sub(e.at)
+		}
+	}
+	t.Logf("both clients running for %v; at most %d jobs at once", both, most)
+	if most > n.CPUs() {
+		t.Errorf("%d jobs ran at once on a node of %d CPUs", most, n.CPUs())
+	}
+	// 16 jobs of 150 ms on 2 CPUs take 1.2 s; the first client alone gets
+	// a head start and the last one a tail, so about 600 ms have both.
+	// One client after the other would have none.
+	if both < 2*ms*time.Millisecond {
+		t.Errorf("both clients had jobs running for only %v: the node did not serve them at the same time", both)
+	}
 }
