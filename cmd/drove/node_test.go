@@ -373,6 +373,28 @@ func FuzzParseSize(f *testing.F) {
 	})
 }
 
+// TestNodePingInterval: a client that sets no heartbeat interval uses the
+// "drove node --ping-interval" of the node process; one that sets its own
+// keeps it.
+func TestNodePingInterval(t *testing.T) {
+	bin := buildDrove(t)
+	p := startNodeProc(t, bin, nil, "--ping-interval", "250ms")
+	for _, tc := range []struct{ ask, want time.Duration }{{0, 250 * time.Millisecond}, {70 * time.Millisecond, 70 * time.Millisecond}} {
+		s := sched.New(sched.Config{})
+		ex, err := nodeexec.Dial(t.Context(), nodeexec.Config{Addr: p.addr, ClientID: "ping", Heartbeat: tc.ask}, demoComputation(t), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ex.Heartbeat(); got != tc.want {
+			t.Errorf("client asking for %v: heartbeat %v, want %v", tc.ask, got, tc.want)
+		}
+		if err := ex.Close(t.Context()); err != nil {
+			t.Error(err)
+		}
+		_ = s.Close(t.Context())
+	}
+}
+
 // TestNodeSchedulerHost: "drove node --scheduler-host" (with LAN discovery
 // off) announces itself by unicast to that host: a client listening there
 // learns the node's address.
