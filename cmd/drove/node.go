@@ -44,7 +44,8 @@ control API, content-addressed file transfer, /healthz and /metrics.
 Security: with --secret (or --secret-file, or $DROVE_SECRET) every request
 must be signed with the cluster secret (the secret itself never crosses the
 network); with --tls-cert, --tls-key and --tls-ca clients need a certificate
-of the cluster CA (see "drove cert"). With neither, only clients on this
+of the cluster CA (see "drove cert"); --tls-cert and --tls-key without
+--tls-ca only encrypt and do not count. With neither, only clients on this
 machine (loopback) are served, unless --insecure is given.
 
 A client that goes away finds its finished results kept for it when it comes
