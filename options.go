@@ -60,8 +60,9 @@ func WithSecret(secret string) Option {
 
 // WithHeartbeat sets how often a cluster and each of its drove nodes check
 // on each other, and after how many silent intervals a node is declared
-// lost (its running jobs then rerun elsewhere or end Abandoned). The default
-// is every second, lost after 5.
+// lost (its running jobs then rerun elsewhere or end Abandoned). By
+// default each node's drove node --ping-interval applies (2s unless the
+// node sets another), and a node is lost after 5 silent intervals.
 func WithHeartbeat(interval time.Duration, misses int) Option {
 	return optionFunc(func(c *config) { c.heartbeat, c.misses = interval, misses })
 }
