@@ -552,3 +552,22 @@ func TestShortJobsDoNotWaitBehindALongOne(t *testing.T) {
 	}
 	_ = c.Cancel(long)
 }
+
+// A worker may hold a finished job's result to send it with the next one's
+// (short jobs' results share a write), but never for long: a result does
+// not wait for the long job queued behind it on the same worker.
+func TestResultNotHeldBehindALongJob(t *testing.T) {
+	c := newCluster(t, sleep, drove.WithCPUs(1))
+	short := submit(t, c, time.Millisecond)
+	long := []*drove.Job[time.Duration]{submit(t, c, 3*time.Second), submit(t, c, 3*time.Second)}
+	start := time.Now()
+	if _, err := result(t, short); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the short job's result took %v: it waited for the long job behind it", d)
+	}
+	for _, j := range long {
+		_ = c.Cancel(j)
+	}
+}

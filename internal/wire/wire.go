@@ -124,9 +124,16 @@ func NewReader(r io.Reader, max int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
 }
 
-// Buffered reports whether a whole frame header is already buffered, so a
-// caller can batch work before it blocks on the next read.
-func (r *Reader) Buffered() bool { return r.r.Buffered() >= 4 }
+// Buffered reports whether a whole frame is already buffered, so that the
+// next Read will not block: a caller can batch work until it would.
+func (r *Reader) Buffered() bool {
+	n := r.r.Buffered()
+	if n < 4 {
+		return false
+	}
+	hdr, _ := r.r.Peek(4) // buffered: no read
+	return uint64(n-4) >= uint64(binary.BigEndian.Uint32(hdr))
+}
 
 // Read reads and decodes the next frame. At a clean end of stream it returns
 // io.EOF; a stream cut inside a frame gives io.ErrUnexpectedEOF. The returned

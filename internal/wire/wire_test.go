@@ -142,3 +142,28 @@ func FuzzParseStrings(f *testing.F) {
 		}
 	})
 }
+
+// Buffered is true only while a whole frame waits in the buffer: a frame
+// whose body is still in transit would block the next Read.
+func TestBuffered(t *testing.T) {
+	var one bytes.Buffer
+	if err := NewWriter(&one).Send(&Run{ID: 1, Input: []byte("abc")}); err != nil {
+		t.Fatal(err)
+	}
+	whole := one.Bytes()
+	pr, pw := io.Pipe()
+	r := NewReader(pr, 0)
+	go func() {
+		// Two frames and the first 6 bytes of a third, then nothing.
+		_, _ = pw.Write(append(append(append([]byte{}, whole...), whole...), whole[:6]...))
+	}()
+	for i, want := range []bool{true, false} {
+		if _, err := r.Read(); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Buffered(); got != want {
+			t.Errorf("after frame %d: Buffered() = %v, want %v", i+1, got, want)
+		}
+	}
+	pw.Close()
+}

@@ -117,9 +117,13 @@ func runHook(ctx context.Context, h registry.Hook) (state any, cleanup func(cont
 }
 
 type server struct {
-	r      *wire.Reader
-	wmu    sync.Mutex
-	w      *wire.Writer
+	r   *wire.Reader
+	wmu sync.Mutex
+	w   *wire.Writer
+	// held: frames written to w but not flushed (see sendResult); flush
+	// is the timer that bounds how long they wait.
+	held   bool
+	flush  *time.Timer
 	stdout *os.File // nil when not capturing
 	stderr *os.File
 	state  any
@@ -143,7 +147,48 @@ func captureOf(f *os.File) *os.File {
 func (s *server) send(m wire.Message) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.held = false
 	return s.w.Send(m)
+}
+
+// maxHold bounds how long a finished job's result may wait in the buffer
+// for the next one's.
+const maxHold = 100 * time.Microsecond
+
+// sendResult sends a job's result. With more runs in hand (hold), the
+// result may wait for the next job's, so that short jobs' results share
+// one write and the executor answers them with one write of new runs: a
+// pipe write that wakes another process is most of a short job's cost.
+// The timer flushes a held result after maxHold, so a long next job never
+// keeps a finished one's result back.
+func (s *server) sendResult(m *wire.Result, hold bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !hold {
+		s.held = false
+		return s.w.Send(m)
+	}
+	if err := s.w.Write(m); err != nil {
+		return err
+	}
+	if !s.held {
+		s.held = true
+		if s.flush == nil {
+			s.flush = time.AfterFunc(maxHold, s.flushHeld)
+		} else {
+			s.flush.Reset(maxHold)
+		}
+	}
+	return nil
+}
+
+func (s *server) flushHeld() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.held {
+		s.held = false
+		_ = s.w.Flush() // a broken pipe shows in the next send
+	}
 }
 
 // loop reads frames on its own goroutine, so a Cancel can reach a running
@@ -181,6 +226,7 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 			}
 		}
 	}()
+	defer s.flushHeld()
 	for run := range runs {
 		s.mu.Lock()
 		skip := s.skip[run.ID]
@@ -193,7 +239,9 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 			continue
 		}
 		res, panicked := s.runJob(ctx, fn, run)
-		if err := s.send(res); err != nil {
+		// Hold the result only while two runs wait: with one, the
+		// executor must hear now to send more before the worker runs dry.
+		if err := s.sendResult(res, !panicked && len(runs) >= 2); err != nil {
 			return err
 		}
 		if panicked {

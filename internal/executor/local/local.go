@@ -109,6 +109,13 @@ type Executor struct {
 	idle    []*slot
 	count   int
 	running map[*sched.Run]*slot
+
+	// While a reader handles results that arrived together (corked > 0),
+	// runs written to workers wait in their buffers (dirty) and go out
+	// with one write per worker when the last of them is handled.
+	corkMu sync.Mutex
+	corked int
+	dirty  []*workerProc
 }
 
 var (

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -437,13 +438,58 @@ func (e *Executor) Recall(r *sched.Run) {
 	e.takeBack(s, r, sched.Result{Outcome: sched.NotStarted})
 }
 
-// sendRunLocked sends ent's run; the caller holds w.wmu.
+// sendRunLocked sends ent's run, or leaves it buffered while the executor
+// is corked; the caller holds w.wmu.
 func (w *workerProc) sendRunLocked(ent *entry) {
-	err := w.w.Send(&wire.Run{ID: ent.id, Input: ent.r.Task.Input})
+	err := w.w.Write(&wire.Run{ID: ent.id, Input: ent.r.Task.Input})
+	if err == nil && !w.e.holdWrite(w) {
+		err = w.w.Flush()
+	}
 	if err != nil {
 		// The reader sees the worker die and reports its runs.
 		w.signal(syscall.SIGKILL)
 	}
+}
+
+// cork holds back the flushing of runs written to workers until the
+// matching uncork, so that the runs started in answer to several results
+// read at once leave in one write per worker.
+func (e *Executor) cork() {
+	e.corkMu.Lock()
+	e.corked++
+	e.corkMu.Unlock()
+}
+
+func (e *Executor) uncork() {
+	e.corkMu.Lock()
+	e.corked--
+	var dirty []*workerProc
+	if e.corked == 0 {
+		dirty, e.dirty = e.dirty, nil
+	}
+	e.corkMu.Unlock()
+	for _, w := range dirty {
+		w.wmu.Lock()
+		if err := w.w.Flush(); err != nil {
+			w.signal(syscall.SIGKILL)
+		}
+		w.wmu.Unlock()
+	}
+}
+
+// holdWrite reports whether w's buffered frames may wait for uncork, and
+// if so records w to be flushed then. The caller holds w.wmu, so an
+// uncork running meanwhile flushes w only after the frame is written.
+func (e *Executor) holdWrite(w *workerProc) bool {
+	e.corkMu.Lock()
+	defer e.corkMu.Unlock()
+	if e.corked == 0 {
+		return false
+	}
+	if !slices.Contains(e.dirty, w) {
+		e.dirty = append(e.dirty, w)
+	}
+	return true
 }
 
 func (w *workerProc) sendCancel(id uint64) {
@@ -469,35 +515,56 @@ func (w *workerProc) wait() {
 func (w *workerProc) read(s *slot) {
 	e := w.e
 	defer e.wg.Done()
+	corked := false
 	for {
 		m, err := w.r.Read()
 		if err != nil {
+			if corked {
+				e.uncork()
+			}
 			w.died(s, err)
 			return
 		}
-		switch m := m.(type) {
-		case *wire.Result:
-			if !w.result(s, m) {
-				w.signal(syscall.SIGKILL)
-			}
-		case *wire.Provisional:
-			e.mu.Lock()
-			var r *sched.Run
-			if len(w.queue) > 0 && w.queue[0].id == m.ID && !w.queue[0].cancelled {
-				r = w.queue[0].r
-			}
-			e.mu.Unlock()
-			if r != nil {
-				e.rep.Provisional(r, m.Output)
-			}
-		case *wire.File:
-			if err := e.receiveFile(m); err != nil {
-				e.log.Warn("file from job refused", "file", m.Name, "err", err)
-			}
-		default:
-			e.log.Warn("unexpected frame from worker", "type", m.Type())
+		// More frames at hand: hold the runs started in answer until
+		// the last of them is handled.
+		more := w.r.Buffered()
+		if more && !corked {
+			e.cork()
+			corked = true
+		}
+		w.handle(s, m)
+		if !more && corked {
+			e.uncork()
+			corked = false
+		}
+	}
+}
+
+// handle acts on one frame from the worker.
+func (w *workerProc) handle(s *slot, m wire.Message) {
+	e := w.e
+	switch m := m.(type) {
+	case *wire.Result:
+		if !w.result(s, m) {
 			w.signal(syscall.SIGKILL)
 		}
+	case *wire.Provisional:
+		e.mu.Lock()
+		var r *sched.Run
+		if len(w.queue) > 0 && w.queue[0].id == m.ID && !w.queue[0].cancelled {
+			r = w.queue[0].r
+		}
+		e.mu.Unlock()
+		if r != nil {
+			e.rep.Provisional(r, m.Output)
+		}
+	case *wire.File:
+		if err := e.receiveFile(m); err != nil {
+			e.log.Warn("file from job refused", "file", m.Name, "err", err)
+		}
+	default:
+		e.log.Warn("unexpected frame from worker", "type", m.Type())
+		w.signal(syscall.SIGKILL)
 	}
 }
 
