@@ -204,8 +204,9 @@ them), with a short --tmpdir for the control sockets or without. The row
 "ControlMaster in ssh_config" is what -M is meant to give: every ssh
 multiplexed over one master connection per host. drove's lead over it (the
 list above) is the figure to hold against the ≥ 20× target set for -M; on
-this shared 2-CPU machine it ranged from 13× to 21× over repeated runs, so
-the target is met only at the edge.
+this shared 2-CPU machine it ranged from 12× to 21× over repeated runs
+(lowest under load from other jobs), so the target is met only at the edge,
+and not on a busy machine.
 `)
 	t.Logf("\n%s", md.String())
 	if *outFile != "" {
