@@ -83,7 +83,8 @@ func WithTLS(certFile, keyFile, caFile string) Option {
 
 // WithCPUs sets how many CPUs of this machine an embedded cluster uses: 0
 // (the default) means all, a negative n leaves that many free (at least one
-// is used).
+// is used). For Shell on SSH hosts, a positive n is the slot count of each
+// host (default: the host's CPU count).
 func WithCPUs(n int) Option {
 	return optionFunc(func(c *config) { c.cpus = n })
 }
