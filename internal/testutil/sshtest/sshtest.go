@@ -459,6 +459,10 @@ func descendants(pid int) ([]int, error) {
 // Stop kills sshd and the processes serving its connections: the hosts go
 // down for good (their ports refuse connections) until the test ends.
 func (s *Server) Stop() {
-	s.KillConnections()
-	s.cmd.Process.Kill()
+	// The listener goes first, stopped so that it forks no new connection
+	// while its children are found: killing the connections first would
+	// let a client that redials at once get in again.
+	_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+	_, _ = s.KillConnections()
+	_ = s.cmd.Process.Kill()
 }
