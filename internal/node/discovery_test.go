@@ -1,18 +1,17 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
 // TestSchedulerHosts: a node started with SchedulerHosts tells them by
@@ -76,23 +75,6 @@ func TestDiscoveryAnswersListeningAddress(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestWarn127011: listening on 127.0.1.1 logs that other machines cannot
 // reach the node; 127.0.0.1 does not. (A host name that resolves there is
 // tested in a network namespace with its own /etc/hosts: TestNetns127011
@@ -102,7 +84,7 @@ func TestWarn127011(t *testing.T) {
 		host string
 		warn bool
 	}{{"127.0.1.1", true}, {"127.0.0.1", false}} {
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		n, err := node.New(node.Config{Hosts: []string{tc.host}, Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)

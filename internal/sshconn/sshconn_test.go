@@ -21,6 +21,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
+	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -234,7 +235,7 @@ func TestMultiplexAndMoreConns(t *testing.T) {
 // connections, and every command still runs.
 func TestServerLowerMaxSessions(t *testing.T) {
 	s := sshtest.Start(t, sshtest.WithMaxSessions(2))
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	p := newPool(t, s, func(c *sshconn.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
@@ -257,24 +258,6 @@ func TestServerLowerMaxSessions(t *testing.T) {
 	if n := p.NumConns("host0"); n < 2 {
 		t.Errorf("%d connections: the pool kept queueing on one", n)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestUnknownHostKey(t *testing.T) {

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
 // User is the name of the unprivileged account the harness logs in as. Its
@@ -72,7 +74,7 @@ type Server struct {
 	Dir string
 
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *syncbuf.Buffer
 }
 
 // Option changes how [Start] configures sshd.
@@ -147,7 +149,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 			t.Fatalf("sshtest: %v", err)
 		}
 	}
-	s := &Server{User: User, Dir: dir, out: &syncBuffer{}}
+	s := &Server{User: User, Dir: dir, out: &syncbuf.Buffer{}}
 
 	hostSigner, hostPEM := newKey(t, "drove test host")
 	userSigner, userPEM := newKey(t, "drovetest@sshtest")
@@ -371,23 +373,6 @@ func freePort(t testing.TB, ip string) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // KillConnections kills (SIGKILL) the sshd processes serving the current
