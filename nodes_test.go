@@ -2,33 +2,26 @@ package drove_test
 
 import (
 	"context"
-	"log/slog"
+
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/drove-dev/drove"
 	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
-// startNode runs a drove node daemon in this process on a loopback port.
-func startNode(t *testing.T, name string) string {
+// startNodes runs a real drove node process per name on loopback ports,
+// with 2 CPUs each, and returns their addresses.
+func startNodes(t *testing.T, names ...string) []string {
 	t.Helper()
-	n, err := node.New(node.Config{
-		Hosts:  []string{"127.0.0.1"},
-		Name:   name,
-		Dir:    t.TempDir(),
-		CPUs:   2,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatal(err)
+	bin := nodetest.Build(t)
+	var addrs []string
+	for _, name := range names {
+		addrs = append(addrs, nodetest.StartProcess(t, bin, nil, "--name", name, "--cpus", "2").Addr)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return n.Addr().String()
+	return addrs
 }
 
 func nodeCluster(t *testing.T, nodes ...string) *drove.Cluster[int, int] {
@@ -51,7 +44,8 @@ func stat(c *drove.Cluster[int, int], name string) (drove.NodeStats, bool) {
 }
 
 func TestClusterOfNodes(t *testing.T) {
-	a, b := startNode(t, "a"), startNode(t, "b")
+	nodes := startNodes(t, "a", "b")
+	a, b := nodes[0], nodes[1]
 	c := nodeCluster(t, a, b)
 	ctx := t.Context()
 	var jobs []*drove.Job[int]
@@ -154,7 +148,7 @@ func TestClusterOfNodesUnreachable(t *testing.T) {
 // TestClusterNodeJobs: NodeJobs lists the jobs running on a node, and
 // none once they are done or for a node the cluster does not have.
 func TestClusterNodeJobs(t *testing.T) {
-	a := startNode(t, "a")
+	a := startNodes(t, "a")[0]
 	c, err := drove.NewCluster(t.Context(), sleep, drove.WithNodes(a))
 	if err != nil {
 		t.Fatal(err)

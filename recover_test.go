@@ -50,8 +50,7 @@ func recoverClientMain(addr string) int {
 // A client that goes away finds its results kept on the node and collects
 // them from a new process under the same client id (dispy's recover_jobs).
 func TestRecoverJobsAfterClientWentAway(t *testing.T) {
-	n, _ := nodetest.Start(t, nil)
-	addr := n.Addr().String()
+	addr := nodetest.StartProcess(t, nodetest.Build(t), nil, "--cpus", "2").Addr // a real drove node process
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

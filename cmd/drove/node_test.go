@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/gob"
@@ -23,69 +22,24 @@ import (
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
 // buildDrove builds the drove binary for tests that need real processes.
-func buildDrove(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "drove")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildDrove(t *testing.T) string { return nodetest.Build(t) }
 
 type nodeProc struct {
 	cmd  *exec.Cmd
 	addr string
-	out  *bytes.Buffer
 	done chan error
 }
-
-var servingRE = regexp.MustCompile(`serving \d+ CPUs on (\S+)`)
 
 // startNodeProc runs "drove node" on a loopback port and waits until it
 // serves.
 func startNodeProc(t *testing.T, bin string, env []string, args ...string) *nodeProc {
 	t.Helper()
-	args = append([]string{"node", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(), "--ping-interval", "100ms", "--log-level", "warn", "--no-discovery"}, args...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &nodeProc{cmd: cmd, out: &stderr, done: make(chan error, 1)}
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() {
-		_ = cmd.Wait()
-		t.Fatalf("drove node %v did not start: %s", args, stderr.String())
-	}
-	m := servingRE.FindStringSubmatch(lines.Text())
-	if m == nil {
-		t.Fatalf("unexpected first line %q", lines.Text())
-	}
-	p.addr = m[1]
-	go func() { _, _ = io.Copy(io.Discard, stdout); p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("drove node did not stop on SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("node %s stderr:\n%s", p.addr, stderr.String())
-		}
-	})
-	return p
+	p := nodetest.StartProcess(t, bin, env, args...)
+	return &nodeProc{cmd: p.Cmd, addr: p.Addr, done: p.Done}
 }
 
 func demoComputation(t *testing.T) *nodeexec.Computation {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
 // proxy forwards TCP connections to a node and can cut the link: every
@@ -122,12 +124,13 @@ func TestLinkCut(t *testing.T) {
 // at the same time, and the node splits its CPUs between them: never more
 // than its 2 jobs at once in all, one each while both have work.
 func TestTwoClients(t *testing.T) {
-	n := startNode(t, nil)
+	const cpus = 2
+	n := nodetest.StartProcess(t, nodetest.Build(t), nil, "--cpus", strconv.Itoa(cpus)) // a real drove node process
 	const jobs, ms = 8, 150
 	scheds := make([]*sched.Scheduler, 2)
 	for c := range scheds {
 		scheds[c] = sched.New(sched.Config{})
-		dial(t, scheds[c], nodeexec.Config{Addr: n.addr, ClientID: []string{"alice", "bob"}[c]}, funcComp(t, "sleep"))
+		dial(t, scheds[c], nodeexec.Config{Addr: n.Addr, ClientID: []string{"alice", "bob"}[c]}, funcComp(t, "sleep"))
 	}
 	tasks := make([][]*sched.Task, 2)
 	var wg sync.WaitGroup
@@ -174,8 +177,8 @@ func TestTwoClients(t *testing.T) {
 		}
 	}
 	t.Logf("both clients running for %v; at most %d jobs at once", both, most)
-	if most > n.CPUs() {
-		t.Errorf("%d jobs ran at once on a node of %d CPUs", most, n.CPUs())
+	if most > cpus {
+		t.Errorf("%d jobs ran at once on a node of %d CPUs", most, cpus)
 	}
 	// 16 jobs of 150 ms on 2 CPUs take 1.2 s; the first client alone gets
 	// a head start and the last one a tail, so about 600 ms have both.

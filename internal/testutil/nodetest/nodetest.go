@@ -1,16 +1,24 @@
-// Package nodetest runs drove node daemons inside a test's process, on
-// loopback ports, for the tests of the node, its executor and the clusters
-// built on them.
+// Package nodetest runs drove node daemons for tests, on loopback ports:
+// inside the test's process (Start), or as real drove node processes
+// (Build and StartProcess).
 package nodetest
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
 // Start runs a node on 127.0.0.1 (a free port) with a temporary directory,
@@ -47,4 +55,71 @@ func Start(t testing.TB, mut func(*node.Config)) (n *node.Node, stop func()) {
 	}
 	t.Cleanup(stop)
 	return n, stop
+}
+
+// Build builds the drove command into a temporary directory and returns
+// its path, for tests that run real drove node processes.
+func Build(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "drove")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/drove-dev/drove/cmd/drove").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// Process is a drove node daemon running as a process of its own.
+type Process struct {
+	Cmd    *exec.Cmd
+	Addr   string          // where it serves
+	Stderr *syncbuf.Buffer // its log
+	Done   chan error      // receives Wait's error when it exits
+}
+
+var servingRE = regexp.MustCompile(`serving \d+ CPUs on (\S+)`)
+
+// StartProcess runs "bin node" on a free loopback port with a temporary
+// directory, 100 ms heartbeats and no discovery, plus args, and waits until
+// it serves. At the end of the test it is stopped with SIGTERM (its log is
+// printed if the test failed).
+func StartProcess(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	args = append([]string{"node", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(), "--ping-interval", "100ms", "--log-level", "warn", "--no-discovery"}, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Process{Cmd: cmd, Stderr: &syncbuf.Buffer{}, Done: make(chan error, 1)}
+	cmd.Stderr = p.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		_ = cmd.Wait()
+		t.Fatalf("drove node %v did not start: %s", args, p.Stderr.String())
+	}
+	m := servingRE.FindStringSubmatch(lines.Text())
+	if m == nil {
+		_ = cmd.Process.Kill()
+		t.Fatalf("unexpected first line %q", lines.Text())
+	}
+	p.Addr = m[1]
+	go func() { _, _ = io.Copy(io.Discard, stdout); p.Done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.Done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("drove node did not stop on SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("node %s stderr:\n%s", p.Addr, p.Stderr.String())
+		}
+	})
+	return p
 }
