@@ -40,9 +40,10 @@ func fsRunCtx(ctx context.Context, s *sshtest.Server, stdin string, args ...stri
 	return code, out.String(), errb.String()
 }
 
-func TestFSCommands(t *testing.T) {
-	s := sshtest.Start(t)
-	ok := func(args ...string) string {
+// fsOK returns a runner of drove fs commands against s that fails the test
+// on a non-zero exit and returns the standard output.
+func fsOK(t *testing.T, s *sshtest.Server) func(args ...string) string {
+	return func(args ...string) string {
 		t.Helper()
 		code, out, errs := fsRun(t, s, "", args...)
 		if code != 0 {
@@ -50,6 +51,11 @@ func TestFSCommands(t *testing.T) {
 		}
 		return out
 	}
+}
+
+func TestFSCommands(t *testing.T) {
+	s := sshtest.Start(t)
+	ok := fsOK(t, s)
 	dir := fmt.Sprintf("/tmp/drove-fs-test-%d", time.Now().UnixNano())
 	// t.Context() is already cancelled when cleanups run.
 	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
@@ -197,14 +203,7 @@ func lsNames(t *testing.T, s *sshtest.Server, dir string) []string {
 
 func TestFSHostileNames(t *testing.T) {
 	s := sshtest.Start(t)
-	ok := func(args ...string) string {
-		t.Helper()
-		code, out, errs := fsRun(t, s, "", args...)
-		if code != 0 {
-			t.Fatalf("drove fs %q: exit %d: %s", args, code, errs)
-		}
-		return out
-	}
+	ok := fsOK(t, s)
 	marker := fmt.Sprintf("drove-fs-pwned-%d", time.Now().UnixNano())
 	hostile := fsHostile(marker)
 	dir := fmt.Sprintf("/tmp/drove-fs-hostile-%d", time.Now().UnixNano())
@@ -380,14 +379,7 @@ func readTree(t *testing.T, root string) map[string]string {
 // directories, and of several sources at once.
 func TestFSTransfers(t *testing.T) {
 	s := sshtest.Start(t)
-	ok := func(args ...string) string {
-		t.Helper()
-		code, out, errs := fsRun(t, s, "", args...)
-		if code != 0 {
-			t.Fatalf("drove fs %q: exit %d: %s", args, code, errs)
-		}
-		return out
-	}
+	ok := fsOK(t, s)
 	dir := fmt.Sprintf("/tmp/drove-fs-transfer-%d", time.Now().UnixNano())
 	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
 	ok("host0", "mkdir", dir)
