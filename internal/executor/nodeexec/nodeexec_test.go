@@ -105,9 +105,10 @@ func (p *printingReporter) Done(r *sched.Run, res sched.Result) {
 	p.Scheduler.Done(r, res)
 }
 
-// crashyClient submits 20 jobs as client "crashy", prints the IDs of the
-// results it gets and exits after the fifth without closing anything.
-func crashyClient(addr string) {
+// helperClient is the scheduler of a client process the tests start: the
+// "sleep" computation of this executable on the node at addr, as clientID,
+// reporting through a printingReporter.
+func helperClient(addr, clientID string) (*sched.Scheduler, *printingReporter) {
 	exe, _ := os.Executable()
 	f, err := nodeexec.HashFile(exe)
 	if err != nil {
@@ -115,7 +116,7 @@ func crashyClient(addr string) {
 	}
 	s := sched.New(sched.Config{})
 	rep := &printingReporter{Scheduler: s, done: make(chan struct{})}
-	ex, err := nodeexec.Dial(context.Background(), nodeexec.Config{Addr: addr, ClientID: "crashy", Heartbeat: 50 * time.Millisecond},
+	ex, err := nodeexec.Dial(context.Background(), nodeexec.Config{Addr: addr, ClientID: clientID, Heartbeat: 50 * time.Millisecond},
 		&nodeexec.Computation{Func: "sleep", Fingerprint: registry.Fingerprint(), Executable: f}, rep)
 	if err != nil {
 		panic(err)
@@ -123,6 +124,13 @@ func crashyClient(addr string) {
 	if err := s.AddNode(ex.Name(), ex.Slots(), ex); err != nil {
 		panic(err)
 	}
+	return s, rep
+}
+
+// crashyClient submits 20 jobs as client "crashy", prints the IDs of the
+// results it gets and exits after the fifth without closing anything.
+func crashyClient(addr string) {
+	s, rep := helperClient(addr, "crashy")
 	for i := range 20 {
 		if err := s.Submit(context.Background(), &sched.Task{ID: int64(100 + i), Input: enc(250)}); err != nil {
 			panic(err)
@@ -136,21 +144,7 @@ func crashyClient(addr string) {
 // frozenClient submits 60 jobs of 100 ms as client "frozen", prints READY
 // at the first result and then waits for ever (the test freezes it).
 func frozenClient(addr string) {
-	exe, _ := os.Executable()
-	f, err := nodeexec.HashFile(exe)
-	if err != nil {
-		panic(err)
-	}
-	s := sched.New(sched.Config{})
-	rep := &printingReporter{Scheduler: s, done: make(chan struct{})}
-	ex, err := nodeexec.Dial(context.Background(), nodeexec.Config{Addr: addr, ClientID: "frozen", Heartbeat: 50 * time.Millisecond},
-		&nodeexec.Computation{Func: "sleep", Fingerprint: registry.Fingerprint(), Executable: f}, rep)
-	if err != nil {
-		panic(err)
-	}
-	if err := s.AddNode(ex.Name(), ex.Slots(), ex); err != nil {
-		panic(err)
-	}
+	s, rep := helperClient(addr, "frozen")
 	for i := range 60 {
 		if err := s.Submit(context.Background(), &sched.Task{ID: int64(100 + i), Input: enc(100)}); err != nil {
 			panic(err)
