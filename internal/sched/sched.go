@@ -55,6 +55,10 @@ type Executor interface {
 // node's slots and dispatches by slots alone, and priorities are honoured
 // exactly.
 type Prefetcher interface {
+	// Prefetch is how many runs the executor takes beyond its slots. The
+	// scheduler asks at each dispatch, so the depth may follow the work
+	// (it must not block); an executor that answers 0 when added never
+	// queues ahead.
 	Prefetch() int
 	// Recall asks for a run queued ahead to be given back unstarted (as
 	// NotStarted). A run that has started meanwhile just goes on.
@@ -151,6 +155,7 @@ type node struct {
 	name      string
 	slots     int
 	prefetch  int
+	pf        Prefetcher // asked for prefetch at each dispatch; nil if it queues nothing
 	busy      int
 	ex        Executor
 	pinned    taskHeap
@@ -221,6 +226,9 @@ func (s *Scheduler) AddNode(name string, slots int, ex Executor) error {
 	n := &node{name: name, slots: slots, ex: ex, runs: map[*Run]struct{}{}, allocated: true}
 	if p, ok := ex.(Prefetcher); ok {
 		n.prefetch = max(0, p.Prefetch())
+		if n.prefetch > 0 {
+			n.pf = p
+		}
 	}
 	n.stats.Name = name
 	s.nodes = append(s.nodes, n)
@@ -726,6 +734,11 @@ func (s *Scheduler) cancelAll() {
 // startPending, which hands them to executors once the lock is released.
 func (s *Scheduler) dispatchLocked() {
 	ahead := len(s.priorities) < 2
+	for _, n := range s.nodes {
+		if n.pf != nil {
+			n.prefetch = max(1, n.pf.Prefetch())
+		}
+	}
 	var deferred []*Task
 	for {
 		progress := false

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,6 +117,8 @@ type Executor struct {
 	corkMu sync.Mutex
 	corked int
 	dirty  []*workerProc
+
+	avgInput atomic.Int64 // bytes, see noteInput
 }
 
 var (
@@ -172,14 +175,31 @@ func New(ctx context.Context, cfg Config, rep Reporter) (*Executor, error) {
 // A worker that runs out of work takes back a job still waiting at another
 // (see steal), so a short job does not wait behind a long one. Programs
 // start on demand and queue nothing.
+//
+// Large inputs queue only 2 deep: 16 queued inputs of many megabytes each
+// would fill the workers' memory for no gain, since a job that reads that
+// much costs more than a wake-up.
 func (e *Executor) Prefetch() int {
 	if e.cfg.Func == "" {
 		return 0
 	}
+	if e.avgInput.Load() > largeInput {
+		return 2 * e.cfg.Slots
+	}
 	return prefetchPerWorker * e.cfg.Slots
 }
 
-const prefetchPerWorker = 16
+const (
+	prefetchPerWorker = 16
+	largeInput        = 64 << 10
+)
+
+// noteInput keeps avgInput, a running average of the inputs' sizes. Lost
+// updates between concurrent Starts only blur an estimate.
+func (e *Executor) noteInput(n int) {
+	avg := e.avgInput.Load()
+	e.avgInput.Store(avg + (int64(n)-avg)/8)
+}
 
 // slot is one place a job runs: a job directory and its output files, plus
 // for functions the warm worker process.

@@ -305,6 +305,7 @@ func tail(b []byte, n int) []byte {
 // startFunc queues r at the least busy worker and, if the worker is
 // ready, sends it at once: a busy worker reads it as soon as it is free.
 func (e *Executor) startFunc(r *sched.Run) {
+	e.noteInput(len(r.Task.Input))
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
