@@ -77,6 +77,16 @@ func shellMarkers(t *testing.T, h *remote.Host, dirs ...string) []string {
 
 // removeMarkers removes what shellMarkers found, so that one failure does
 // not fail every later test.
+// noShellMarkers fails the test if a hostile name left a shell's marker in
+// dirs (or the home directory, or /tmp), removing what it finds.
+func noShellMarkers(t *testing.T, h *remote.Host, dirs ...string) {
+	t.Helper()
+	if found := shellMarkers(t, h, dirs...); len(found) > 0 {
+		removeMarkers(t, h, found)
+		t.Errorf("a name was interpreted by a shell: %q exist", found)
+	}
+}
+
 func removeMarkers(t *testing.T, h *remote.Host, found []string) {
 	for _, p := range found {
 		h.Remove(context.Background(), p)
@@ -179,10 +189,7 @@ func TestHostileNames(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("ReadDir = %q, want %q", names, want)
 	}
-	if found := shellMarkers(t, h, dir, all); len(found) > 0 {
-		removeMarkers(t, h, found)
-		t.Errorf("a name was interpreted by a shell: %q exist", found)
-	}
+	noShellMarkers(t, h, dir, all)
 }
 
 // TestShellMarkersCanFail makes sure the check of TestHostileNames looks
@@ -263,10 +270,7 @@ func TestHostileTree(t *testing.T) {
 	if a, b := treeSig(t, src), treeSig(t, back); a != b {
 		t.Errorf("round trip differs:\n%s\n---\n%s", a, b)
 	}
-	if found := shellMarkers(t, h, dir, h.Getwd()); len(found) > 0 {
-		removeMarkers(t, h, found)
-		t.Errorf("a name was interpreted by a shell: %q exist", found)
-	}
+	noShellMarkers(t, h, dir, h.Getwd())
 }
 
 // TestHostileChdirRun changes into directories with hostile names and runs
@@ -309,10 +313,7 @@ func TestHostileChdirRun(t *testing.T) {
 			}
 		})
 	}
-	if found := shellMarkers(t, h, ran...); len(found) > 0 {
-		removeMarkers(t, h, found)
-		t.Errorf("a name was interpreted by a shell: %q exist", found)
-	}
+	noShellMarkers(t, h, ran...)
 }
 
 func TestErrors(t *testing.T) {
