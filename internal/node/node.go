@@ -363,7 +363,7 @@ func (n *Node) newServer() *http.Server {
 
 // errNotLoopback is what a remote client of a node that cannot
 // authenticate it is told.
-var errNotLoopback = errors.New("drove: this node has neither a cluster secret nor mutual TLS configured and serves only its own user's clients on its own machine (start it with --secret, --tls-cert/--tls-key/--tls-ca or --insecure)")
+var errNotLoopback = errors.New("drove: this node has neither a cluster secret nor mutual TLS configured and serves loopback clients only, of its own user (start it with --secret, --tls-cert/--tls-key/--tls-ca or --insecure)")
 
 // MutualTLS reports whether cfg authenticates clients by their TLS
 // certificates: only then does TLS count as authentication. A server
