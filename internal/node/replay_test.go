@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -142,18 +143,42 @@ func TestClientFollowsRestartedNode(t *testing.T) {
 	const secret = "shared"
 	first, stop := nodetest.Start(t, func(c *node.Config) { c.Secret = secret })
 	addr := first.Addr().(*net.TCPAddr)
-	c := drovev1connect.NewNodeServiceClient(nodeexec.NewHTTPClient(secret, nil), "http://"+addr.String())
+	hc := nodeexec.NewHTTPClient(secret, nil)
+	c := drovev1connect.NewNodeServiceClient(hc, "http://"+addr.String())
 	before, err := c.Info(t.Context(), connect.NewRequest(&drovev1.InfoRequest{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop()
-	nodetest.Start(t, func(c *node.Config) { c.Secret, c.Port = secret, addr.Port })
+	_, stop = nodetest.Start(t, func(c *node.Config) { c.Secret, c.Port = secret, addr.Port })
 	after, err := c.Info(t.Context(), connect.NewRequest(&drovev1.InfoRequest{}))
 	if err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
 	if before.Msg.BootId == after.Msg.BootId {
 		t.Errorf("the same node id %s before and after a restart", after.Msg.BootId)
+	}
+	// A body that cannot be read twice (no GetBody) is not sent again by
+	// the client: the error says to send it again, and is not taken for a
+	// wrong secret (which callers do not retry).
+	stop()
+	third := start(t, func(c *node.Config) { c.Secret, c.Port = secret, addr.Port })
+	data := []byte("streamed blob")
+	url, sum := blobURL(third, data)
+	putOnce := func() (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut, url, io.MultiReader(bytes.NewReader(data)))
+		req.Header.Set(nodeauth.BodyHeader, sum)
+		return hc.Do(req)
+	}
+	if _, err := putOnce(); err == nil || errors.Is(err, nodeauth.ErrUnauthenticated) || !strings.Contains(err.Error(), "send it again") {
+		t.Errorf("PUT after a restart: %v, want an error saying to send it again", err)
+	}
+	resp, err := putOnce()
+	if err != nil {
+		t.Fatalf("PUT sent again: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("PUT sent again: %s", resp.Status)
 	}
 }

@@ -345,15 +345,18 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 			// The node restarted (or another took its address): sign for
 			// it again, if the body can be sent again.
 			t.setID(nodeKey(r), newID)
-			if body, ok := rewind(r); ok {
-				resp.Body.Close()
-				r.Body = body
-				if nonce, err = Sign(r, t.Secret, newID, time.Now()); err != nil {
-					return nil, err
-				}
-				if resp, err = t.Base.RoundTrip(r); err != nil {
-					return nil, err
-				}
+			resp.Body.Close()
+			body, ok := rewind(r)
+			if !ok {
+				// Not ErrUnauthenticated: sent again, it will pass.
+				return nil, fmt.Errorf("drove: node %s restarted while this request was on its way: send it again", nodeKey(r))
+			}
+			r.Body = body
+			if nonce, err = Sign(r, t.Secret, newID, time.Now()); err != nil {
+				return nil, err
+			}
+			if resp, err = t.Base.RoundTrip(r); err != nil {
+				return nil, err
 			}
 		}
 	}

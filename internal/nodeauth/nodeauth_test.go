@@ -180,3 +180,30 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func FuzzCheckBody(f *testing.F) {
+	f.Add([]byte("{}"), sha256Hex([]byte("{}")))
+	f.Add([]byte("{}"), sha256Hex([]byte("{ }")))
+	f.Add([]byte{}, emptySum)
+	f.Add([]byte("x"), "")
+	f.Fuzz(func(t *testing.T, body []byte, claimed string) {
+		const limit = 64
+		r, _ := http.NewRequest(http.MethodPost, "http://x/a", bytes.NewReader(body))
+		r.Header.Set(BodyHeader, claimed)
+		err := CheckBody(r, limit)
+		ok := len(body) <= limit && claimed == sha256Hex(body)
+		if (err == nil) != ok {
+			t.Fatalf("CheckBody(%q, %q) = %v, want accepted %v", body, claimed, err, ok)
+		}
+		if err != nil && !errors.Is(err, ErrUnauthenticated) && !errors.Is(err, ErrBodyTooLarge) {
+			t.Fatal(err)
+		}
+		if err == nil {
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(r.Body)
+			if !bytes.Equal(b.Bytes(), body) {
+				t.Fatalf("handler reads %q, want %q", b.Bytes(), body)
+			}
+		}
+	})
+}
