@@ -45,8 +45,9 @@ Security: with --secret (or --secret-file, or $DROVE_SECRET) every request
 must be signed with the cluster secret (the secret itself never crosses the
 network); with --tls-cert, --tls-key and --tls-ca clients need a certificate
 of the cluster CA (see "drove cert"); --tls-cert and --tls-key without
---tls-ca only encrypt and do not count. With neither, only clients on this
-machine (loopback) are served, unless --insecure is given.
+--tls-ca only encrypt and do not count. With neither, only clients of the
+same user on this machine are served (on Linux; elsewhere none), unless
+--insecure is given.
 
 A client that goes away finds its finished results kept for it when it comes
 back; after --zombie-interval without contact its computation is closed and
@@ -86,7 +87,7 @@ its files deleted.`,
 				cfg.Logger.Warn("--tls-cert without --tls-ca: TLS encrypts connections but does not authenticate clients")
 			}
 			if !cfg.Authenticates() && !cfg.Insecure {
-				cfg.Logger.Warn("no --secret and no mutual TLS (--tls-ca): serving clients on this machine only (loopback); use --insecure to serve any client")
+				cfg.Logger.Warn("no --secret and no mutual TLS (--tls-ca): serving only this user's clients on this machine; use --secret for other users and machines, or --insecure to serve anyone")
 			}
 			cfg.Discovery = !noDisc
 			n, err := node.New(cfg)
@@ -109,7 +110,7 @@ its files deleted.`,
 	f.StringVar(&certFile, "tls-cert", "", "TLS certificate of this node (PEM)")
 	f.StringVar(&keyFile, "tls-key", "", "key of --tls-cert (PEM)")
 	f.StringVar(&caFile, "tls-ca", "", "cluster CA (PEM): clients must present a certificate it signed (mutual TLS)")
-	f.BoolVar(&cfg.Insecure, "insecure", false, "serve clients from any address without a secret or TLS")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "serve any client, of any user and address, without a secret or TLS")
 	f.StringVar(&maxFile, "max-file-size", "0", "largest file a client may send or a job send back, with k, m, g or t suffix; 0 for no limit")
 	f.IntVar(&cfg.Serve, "serve", 0, "exit after serving this many clients (distinct client ids; others are refused meanwhile) once they have closed their computations; 0 for no limit")
 	f.DurationVar(&cfg.ZombieInterval, "zombie-interval", 60*time.Minute, "how long a client may stay away before its computation is closed and its files deleted")

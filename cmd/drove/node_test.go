@@ -9,8 +9,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -420,5 +422,75 @@ func TestSubmitNodes(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
+	}
+}
+
+// TestNodeServesOnlyItsUser runs "drove submit" as another local user
+// (nobody) against a node started by root with neither secret nor TLS:
+// loopback is no boundary between users, so the node refuses, and says
+// why, while root's own client is served.
+func TestNodeServesOnlyItsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("DROVE_REQUIRE_NETNS") == "1" || os.Getenv("DROVE_REQUIRE_SSHD") == "1" {
+			t.Fatal("running a client as another user needs root, and DROVE_REQUIRE_NETNS or DROVE_REQUIRE_SSHD requires this test to run")
+		}
+		t.Skip("running a client as another user needs root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.ParseUint(nobody.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(nobody.Gid, 10, 32)
+	// Where nobody can run the binary from: the test's own temporary
+	// directories are root's alone.
+	dir, err := os.MkdirTemp("", "drove-otheruser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "drove")
+	exe, err := os.ReadFile(buildDrove(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, exe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startNodeProc(t, bin, nil, "--name", "rootnode")
+	for _, tc := range []struct {
+		name    string
+		cred    *syscall.Credential // nil: root, as the node
+		wantOK  bool
+		want    string // in stdout if wantOK, else in stderr
+		wantNot string // in neither
+	}{
+		{"another user", &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, false,
+			"this node runs as uid 0 (root) and, without a cluster secret or mutual TLS, serves only that user's clients on this machine; you are uid " + nobody.Uid + " (nobody): start the node with --secret",
+			"uid=0(root)"},
+		{"the node's user", nil, true, "job 1 [] on rootnode: exit status 0\n--- stdout ---\nuid=0(root)", "permission"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.CommandContext(t.Context(), bin, "submit", "--nodes", p.addr, "/usr/bin/id")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "DROVE_SECRET=")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: tc.cred}
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			out, errs := stdout.String(), stderr.String()
+			if (err == nil) != tc.wantOK {
+				t.Fatalf("drove submit: %v, want success %v\nstdout: %s\nstderr: %s", err, tc.wantOK, out, errs)
+			}
+			if got := map[bool]string{true: out, false: errs}[tc.wantOK]; !strings.Contains(got, tc.want) {
+				t.Errorf("want %q in\n%s", tc.want, got)
+			}
+			if strings.Contains(out+errs, tc.wantNot) {
+				t.Errorf("%q in\nstdout: %s\nstderr: %s", tc.wantNot, out, errs)
+			}
+		})
 	}
 }

@@ -12,9 +12,11 @@
 //   - /healthz and /metrics (Prometheus, the node's own registry).
 //
 // Every request is authenticated before its body is read: with a cluster
-// secret by an HMAC header (package nodeauth), with mutual TLS by the
-// handshake, or both. With neither (TLS without required client
-// certificates counts as neither), only loopback clients are served unless
+// secret by an HMAC header (package nodeauth; the body is then checked
+// against the hash the header signs), with mutual TLS by the handshake, or
+// both. With neither (TLS without required client certificates counts as
+// neither), only clients of the node's own user on this machine (loopback,
+// the socket's owner checked, see peeruid.go) are served unless
 // Config.Insecure is set.
 //
 // The node's CPUs are shared between computations: each computation may run
@@ -57,7 +59,8 @@ import (
 const DefaultPort = 9701
 
 // Config configures a Node. The zero value serves all CPUs on an
-// OS-chosen port of every interface, to loopback clients only.
+// OS-chosen port of every interface, to clients of the same user on this
+// machine only.
 type Config struct {
 	// Hosts are the addresses to listen on; none means every interface.
 	Hosts []string
@@ -82,8 +85,9 @@ type Config struct {
 	// RequireAndVerifyClientCert and ClientCAs in it for mutual TLS (see
 	// nodeauth.ServerTLS). Only mutual TLS authenticates clients.
 	TLS *tls.Config
-	// Insecure serves clients from any address with neither a secret nor
-	// mutual TLS. Without it such a node serves loopback clients only.
+	// Insecure serves any client, from any address and of any user, with
+	// neither a secret nor mutual TLS. Without it such a node serves only
+	// loopback clients of its own user.
 	Insecure bool
 	// MaxFileSize bounds any file received or sent back (blobs included); 0
 	// means no bound.
@@ -229,7 +233,7 @@ func New(cfg Config) (*Node, error) {
 		n.serveEnd = make(chan struct{})
 	}
 	if cfg.Secret != "" {
-		n.verify = nodeauth.NewVerifier(cfg.Secret)
+		n.verify = nodeauth.NewVerifier(cfg.Secret, n.bootID)
 	}
 	if err := n.listen(); err != nil {
 		return nil, err
@@ -341,6 +345,7 @@ func (n *Node) newServer() *http.Server {
 	protos.SetUnencryptedHTTP2(true)
 	return &http.Server{
 		Handler:           n.authMiddleware(mux),
+		ConnContext:       connContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         n.cfg.TLS,
 		Protocols:         &protos,
@@ -358,7 +363,7 @@ func (n *Node) newServer() *http.Server {
 
 // errNotLoopback is what a remote client of a node that cannot
 // authenticate it is told.
-var errNotLoopback = errors.New("drove: this node has neither a cluster secret nor mutual TLS configured and serves loopback clients only (start it with --secret, --tls-cert/--tls-key/--tls-ca or --insecure)")
+var errNotLoopback = errors.New("drove: this node has neither a cluster secret nor mutual TLS configured and serves loopback clients only, of its own user (start it with --secret, --tls-cert/--tls-key/--tls-ca or --insecure)")
 
 // MutualTLS reports whether cfg authenticates clients by their TLS
 // certificates: only then does TLS count as authentication. A server
@@ -368,13 +373,16 @@ func MutualTLS(cfg *tls.Config) bool {
 }
 
 // Authenticates reports whether a node with cfg authenticates its clients
-// (a cluster secret or mutual TLS). A node that does not serves loopback
-// clients only, unless cfg.Insecure.
+// (a cluster secret or mutual TLS). A node that does not serves only
+// loopback clients of its own user, unless cfg.Insecure.
 func (cfg *Config) Authenticates() bool { return cfg.Secret != "" || MutualTLS(cfg.TLS) }
 
 // authMiddleware authenticates every request before any body is read.
 func (n *Node) authMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// On every answer, refusals included: signed requests name it
+		// (package nodeauth).
+		w.Header().Set(nodeauth.NodeHeader, n.bootID)
 		if r.URL.Path == "/healthz" {
 			next.ServeHTTP(w, r)
 			return
@@ -397,11 +405,26 @@ func (n *Node) authMiddleware(next http.Handler) http.Handler {
 				n.refuse(w, r, http.StatusUnauthorized, err)
 				return
 			}
+			if err := n.checkBody(r); err != nil {
+				code := http.StatusUnauthorized
+				if errors.Is(err, nodeauth.ErrBodyTooLarge) {
+					code = http.StatusRequestEntityTooLarge
+				}
+				n.refuse(w, r, code, err)
+				return
+			}
 			w.Header().Set(nodeauth.ReplyHeader, nodeauth.Reply(n.cfg.Secret, nonce))
-		case mutual, n.cfg.Insecure, loop:
-			// A verified client certificate, an explicit --insecure, or a
-			// client on this machine. TLS without client certificates is
-			// not on this list: it proves nothing about the client.
+		case mutual, n.cfg.Insecure:
+			// A verified client certificate, or an explicit --insecure.
+			// TLS without client certificates is not on this list: it
+			// proves nothing about the client.
+		case loop && r.URL.Path == "/metrics":
+			// Numbers only, as with a secret: any local scraper.
+		case loop:
+			if err := sameUser(r); err != nil {
+				n.refuse(w, r, http.StatusForbidden, err)
+				return
+			}
 		default:
 			n.refuse(w, r, http.StatusForbidden, errNotLoopback)
 			return
@@ -410,15 +433,45 @@ func (n *Node) authMiddleware(next http.Handler) http.Handler {
 	})
 }
 
+// checkBody checks a signed request's body against its signed hash. A
+// blob is named by the hash of its contents, which the blob store checks
+// as it stores them: naming it is enough, and the node does not hold a
+// large file in memory to hash it twice. Other bodies are control
+// messages, bounded as connect bounds them.
+func (n *Node) checkBody(r *http.Request) error {
+	if r.Method == http.MethodPut && r.URL.Path == "/blobs/"+r.Header.Get(nodeauth.BodyHeader) {
+		return nil
+	}
+	return nodeauth.CheckBody(r, int64(n.cfg.MaxMessage)+64<<10)
+}
+
+// sameUser refuses a loopback client of another user than the node's
+// (see peeruid.go).
+func sameUser(r *http.Request) error {
+	uid, err := peerUID(r)
+	if err != nil {
+		return fmt.Errorf("drove: this node has neither a cluster secret nor mutual TLS and serves only its own user's clients on this machine, but cannot tell which user this client is (%w): start the node with --secret, --secret-file or $DROVE_SECRET and give the client the same secret", err)
+	}
+	if own := os.Getuid(); uid != own {
+		return fmt.Errorf("drove: this node runs as %s and, without a cluster secret or mutual TLS, serves only that user's clients on this machine; you are %s: start the node with --secret, --secret-file or $DROVE_SECRET and give the client the same secret, or ask the node's owner", describeUID(own), describeUID(uid))
+	}
+	return nil
+}
+
 func (n *Node) refuse(w http.ResponseWriter, r *http.Request, code int, err error) {
-	n.met.authFailures.Inc()
+	if code != http.StatusRequestEntityTooLarge {
+		n.met.authFailures.Inc()
+	}
 	n.log.Warn("request refused", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 	// Connect clients read errors from this JSON shape; others see the text.
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	cerr := connect.NewError(connect.CodeUnauthenticated, err)
-	if code == http.StatusForbidden {
+	switch code {
+	case http.StatusForbidden:
 		cerr = connect.NewError(connect.CodePermissionDenied, err)
+	case http.StatusRequestEntityTooLarge:
+		cerr = connect.NewError(connect.CodeResourceExhausted, err)
 	}
 	fmt.Fprintf(w, `{"code":%q,"message":%q}`, cerr.Code().String(), err.Error())
 }

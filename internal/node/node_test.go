@@ -55,7 +55,8 @@ func TestSecret(t *testing.T) {
 	}{
 		{"none", ""},
 		{"malformed", "garbage"},
-		{"wrong mac", "1700000000." + strings.Repeat("a", 32) + "." + strings.Repeat("b", 64)},
+		{"wrong mac", "v2.1700000000." + strings.Repeat("a", 32) + ".node." + strings.Repeat("b", 64)},
+		{"older client", "1700000000." + strings.Repeat("a", 32) + "." + strings.Repeat("b", 64)},
 	} {
 		req, _ := http.NewRequest(http.MethodPost, base+drovev1connect.NodeServiceInfoProcedure, strings.NewReader("{}"))
 		req.Header.Set("Content-Type", "application/json")
@@ -81,7 +82,9 @@ func TestSecret(t *testing.T) {
 	// A replayed request is refused.
 	req, _ := http.NewRequest(http.MethodPost, base+drovev1connect.NodeServiceInfoProcedure, strings.NewReader("{}"))
 	req.Header.Set("Content-Type", "application/json")
-	nodeauth.Sign(req, "s3cret", time.Now())
+	if _, err := nodeauth.Sign(req, "s3cret", nodeID(t, n), time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	for i, want := range []int{http.StatusOK, http.StatusUnauthorized} {
 		r2 := req.Clone(t.Context())
 		r2.Body = io.NopCloser(strings.NewReader("{}"))
@@ -100,6 +103,17 @@ func TestSecret(t *testing.T) {
 		t.Error("client trusted a node without the secret")
 	}
 	alive(t, n, "s3cret")
+}
+
+// nodeID returns the id the node tells everyone, for signing requests.
+func nodeID(t *testing.T, n *node.Node) string {
+	t.Helper()
+	resp, err := http.Get("http://" + n.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get(nodeauth.NodeHeader)
 }
 
 func blobURL(n *node.Node, data []byte) (string, string) {

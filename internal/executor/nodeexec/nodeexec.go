@@ -426,6 +426,12 @@ func (e *Executor) upload(ctx context.Context, f *File) error {
 		return err
 	}
 	req.ContentLength = f.Size
+	// Sent again if the node restarted since the signing client learnt its
+	// id (nodeauth.Transport).
+	req.GetBody = func() (io.ReadCloser, error) { return os.Open(f.Path) }
+	// A blob is named by its hash: the signature covers the file without
+	// reading it twice, and the node checks the contents against the name.
+	req.Header.Set(nodeauth.BodyHeader, f.Sum)
 	resp, err = e.bulk.Do(req)
 	if err != nil {
 		return fmt.Errorf("sending %s: %w", f.Path, err)
