@@ -120,7 +120,8 @@ func (d *Dir) Symlink(target, rel string) error {
 // temporary name in the same directory that is renamed when complete, so
 // that an interrupted write never leaves a partial file under the final
 // name. It replaces a file or symbolic link rel (never following it), sets
-// the mode to perm and, unless mtime is zero, the times to mtime.
+// the mode to perm and, unless mtime is zero, the times to mtime. The
+// directory of rel should come from [Dir.Mkdir], which checks it is no link.
 func (d *Dir) WriteFile(rel string, perm fs.FileMode, mtime time.Time, fill func(io.Writer) error) (err error) {
 	tmp := path.Join(path.Dir(rel), ".drove-"+rand.Text()[:12]+".part")
 	// O_EXCL: never opens through a link, even one planted under this name.
