@@ -65,15 +65,19 @@ func (d *Dir) pathErr(op, rel string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var pe *fs.PathError
-	var le *os.LinkError
-	switch {
-	case errors.As(err, &pe):
-		err = pe.Err
-	case errors.As(err, &le):
-		err = le.Err
+	for {
+		var pe *fs.PathError
+		var le *os.LinkError
+		switch {
+		case errors.As(err, &pe):
+			err = pe.Err
+			continue
+		case errors.As(err, &le):
+			err = le.Err
+			continue
+		}
+		return &fs.PathError{Op: op, Path: d.Path(rel), Err: err}
 	}
-	return &fs.PathError{Op: op, Path: d.Path(rel), Err: err}
 }
 
 // Mkdir creates the directory rel, mode 0700 so that it can be filled; an
