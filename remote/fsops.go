@@ -226,7 +226,8 @@ func (h *Host) IsFile(ctx context.Context, name string) (bool, error) {
 }
 
 // ReadDir returns the entries of directory name sorted by name, without
-// "." and "..".
+// "." and "..". A listing with a name that is not a single path element, or
+// with a name twice, is an error matching [ErrBadName].
 func (h *Host) ReadDir(ctx context.Context, name string) ([]fs.DirEntry, error) {
 	p, sc, err := h.prep(ctx, "readdir", name)
 	if err != nil {
