@@ -215,6 +215,12 @@ func (h *Host) removeTemp(sc *sftpConn, tmp string) {
 // same guarantees as [Host.Upload]: recursive, modes and modification times
 // kept, each file written to a temporary name and renamed when complete.
 // Cancelling ctx stops it as it does Upload.
+//
+// What the server lists is not trusted: a name that is not a single path
+// element fails the download ([ErrBadName]), every local write goes through
+// an os.Root on local, an existing symbolic link where a directory is needed
+// is refused rather than written through ([ErrLink]), and a tree deeper than
+// 256 directories, as a directory cycle is, stops with [ErrTooDeep].
 func (h *Host) Download(ctx context.Context, remote, local string, opts ...TransferOption) error {
 	cfg := newTransferConfig(opts)
 	err := call0(ctx, h, transferGrace, func() error { return h.download(ctx, remote, local, cfg) })
