@@ -17,6 +17,7 @@ import (
 
 	"github.com/pkg/sftp"
 
+	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
 
@@ -127,12 +128,15 @@ func (h *Host) RemoveAll(ctx context.Context, name string) error {
 	if p == "/" {
 		return pathErr("removeall", name, fs.ErrInvalid)
 	}
-	return sc.pathErr("removeall", name, call0(ctx, h, 0, func() error { return removeAll(ctx, sc, p) }))
+	return sc.pathErr("removeall", name, call0(ctx, h, 0, func() error { return removeAll(ctx, sc, p, 0) }))
 }
 
-func removeAll(ctx context.Context, sc *sftpConn, p string) error {
+func removeAll(ctx context.Context, sc *sftpConn, p string, depth int) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if depth > filesink.MaxDepth {
+		return pathErr("removeall", p, ErrTooDeep)
 	}
 	fi, err := sc.Lstat(p)
 	if err != nil {
@@ -144,12 +148,12 @@ func removeAll(ctx context.Context, sc *sftpConn, p string) error {
 	if !fi.IsDir() {
 		return ignoreNotExist(sc.Remove(p))
 	}
-	entries, err := sc.ReadDirContext(ctx, p)
+	entries, err := sc.readDir(ctx, p)
 	if err != nil {
 		return ignoreNotExist(err)
 	}
 	for _, e := range entries {
-		if err := removeAll(ctx, sc, path.Join(p, e.Name())); err != nil {
+		if err := removeAll(ctx, sc, path.Join(p, e.Name()), depth+1); err != nil {
 			return err
 		}
 	}
@@ -222,26 +226,47 @@ func (h *Host) IsFile(ctx context.Context, name string) (bool, error) {
 }
 
 // ReadDir returns the entries of directory name sorted by name, without
-// "." and "..".
+// "." and "..". A listing with a name that is not a single path element, or
+// with a name twice, is an error matching [ErrBadName].
 func (h *Host) ReadDir(ctx context.Context, name string) ([]fs.DirEntry, error) {
 	p, sc, err := h.prep(ctx, "readdir", name)
 	if err != nil {
 		return nil, err
 	}
 	// ReadDirContext takes ctx, but not for opening the directory.
-	infos, err := call(ctx, h, 0, func() ([]fs.FileInfo, error) { return sc.ReadDirContext(ctx, p) }, nil)
+	infos, err := call(ctx, h, 0, func() ([]fs.FileInfo, error) { return sc.readDir(ctx, p) }, nil)
 	if err != nil {
 		return nil, sc.pathErr("readdir", name, err)
 	}
 	out := make([]fs.DirEntry, 0, len(infos))
 	for _, fi := range infos {
-		if fi.Name() == "." || fi.Name() == ".." {
-			continue
-		}
 		out = append(out, fs.FileInfoToDirEntry(fi))
 	}
 	slices.SortFunc(out, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	return out, nil
+}
+
+// readDir lists the directory p, refusing a listing with a name that is not
+// a single path element, or the same name twice: joined to a path, such a
+// name could lead elsewhere (path.Join(p, "/") is p itself), and pkg/sftp
+// reduces a listed "a/b" to "b", so "a/b" and "c/b" come as two b's.
+func (c *sftpConn) readDir(ctx context.Context, p string) ([]fs.FileInfo, error) {
+	infos, err := c.ReadDirContext(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(infos))
+	for _, fi := range infos {
+		name := fi.Name()
+		if err := filesink.CheckName(name); err != nil {
+			return nil, fmt.Errorf("server listed %w", err)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("server listed %q twice: %w", name, ErrBadName)
+		}
+		seen[name] = true
+	}
+	return infos, nil
 }
 
 // Chmod changes the mode of name (following symbolic links).

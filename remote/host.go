@@ -15,6 +15,7 @@ import (
 
 	"github.com/pkg/sftp"
 
+	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
 
@@ -29,6 +30,23 @@ type HostKeyError = sshconn.HostKeyError
 
 // ErrClosed is returned by the methods of a Host after Close.
 var ErrClosed = errors.New("remote: host closed")
+
+// Errors about what a server lists, which a hostile server could use to
+// make a download write outside its destination or never end.
+var (
+	// ErrBadName is wrapped by the error of a call that read a directory
+	// whose listing has a name that is not a single path element (empty,
+	// ".", "..", or containing "/" or NUL), or has a name twice.
+	ErrBadName = filesink.ErrBadElement
+	// ErrTooDeep is wrapped by the error of a walk of a remote tree deeper
+	// than 256 directories, which is what a directory cycle looks like.
+	ErrTooDeep = filesink.ErrTooDeep
+	// ErrLink is wrapped by the error of a [Host.Download] that met a
+	// symbolic link in the destination where it needs a directory: it
+	// never writes through one (the link may come from an earlier download
+	// of the same server).
+	ErrLink = filesink.ErrLink
+)
 
 // Option configures [Dial].
 type Option func(*config)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/drove-dev/drove/internal/filesink"
 )
 
 // TransferOption configures [Host.Upload] and [Host.Download].
@@ -213,6 +215,12 @@ func (h *Host) removeTemp(sc *sftpConn, tmp string) {
 // same guarantees as [Host.Upload]: recursive, modes and modification times
 // kept, each file written to a temporary name and renamed when complete.
 // Cancelling ctx stops it as it does Upload.
+//
+// What the server lists is not trusted: a name that is not a single path
+// element fails the download ([ErrBadName]), every local write goes through
+// an os.Root on local, an existing symbolic link where a directory is needed
+// is refused rather than written through ([ErrLink]), and a tree deeper than
+// 256 directories, as a directory cycle is, stops with [ErrTooDeep].
 func (h *Host) Download(ctx context.Context, remote, local string, opts ...TransferOption) error {
 	cfg := newTransferConfig(opts)
 	err := call0(ctx, h, transferGrace, func() error { return h.download(ctx, remote, local, cfg) })
@@ -235,41 +243,52 @@ func (h *Host) download(ctx context.Context, remote, local string, cfg transferC
 		if !fi.Mode().IsRegular() {
 			return pathErr("download", remote, errors.New("not a regular file or directory"))
 		}
-		if err := downloadFile(ctx, sc, src, local, fi, cfg); err != nil {
+		dst, err := filesink.Open(filepath.Dir(local), 0)
+		if err != nil {
+			return err
+		}
+		defer dst.Close()
+		if err := downloadFile(ctx, sc, src, dst, filepath.Base(local), fi, cfg); err != nil {
 			return sc.pathErr("download", remote, err)
 		}
 		return nil
 	}
+	// Every local write goes through dst, confined to local; the names the
+	// server lists are checked by readDir.
+	dst, err := filesink.Create(local)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.parallel)
 	type dirTime struct {
-		p    string
+		rel  string
 		mode fs.FileMode
 		mt   time.Time
 	}
 	var dirs []dirTime
-	var walk func(rp, lp string, info fs.FileInfo) error
-	walk = func(rp, lp string, info fs.FileInfo) error {
+	var walk func(rp, rel string, info fs.FileInfo, depth int) error
+	walk = func(rp, rel string, info fs.FileInfo, depth int) error {
 		if err := gctx.Err(); err != nil {
 			return err
 		}
-		if err := os.Mkdir(lp, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if depth > filesink.MaxDepth {
+			return pathErr("download", rp, ErrTooDeep)
+		}
+		if err := dst.Mkdir(rel); err != nil {
 			return err
 		}
-		dirs = append(dirs, dirTime{lp, info.Mode().Perm(), info.ModTime()})
-		entries, err := sc.ReadDirContext(gctx, rp)
+		dirs = append(dirs, dirTime{rel, info.Mode().Perm(), info.ModTime()})
+		entries, err := sc.readDir(gctx, rp)
 		if err != nil {
 			return sc.pathErr("download", rp, err)
 		}
 		for _, e := range entries {
-			name := e.Name()
-			if name == "." || name == ".." {
-				continue
-			}
-			r, l := path.Join(rp, name), filepath.Join(lp, name)
+			r, l := path.Join(rp, e.Name()), path.Join(rel, e.Name())
 			switch {
 			case e.IsDir():
-				if err := walk(r, l, e); err != nil {
+				if err := walk(r, l, e, depth+1); err != nil {
 					return err
 				}
 			case e.Mode()&fs.ModeSymlink != 0:
@@ -277,13 +296,12 @@ func (h *Host) download(ctx context.Context, remote, local string, cfg transferC
 				if err != nil {
 					return sc.pathErr("download", r, err)
 				}
-				os.Remove(l)
-				if err := os.Symlink(target, l); err != nil {
+				if err := dst.Symlink(target, l); err != nil {
 					return err
 				}
 			case e.Mode().IsRegular():
 				g.Go(func() error {
-					if err := downloadFile(gctx, sc, r, l, e, cfg); err != nil {
+					if err := downloadFile(gctx, sc, r, dst, l, e, cfg); err != nil {
 						return sc.pathErr("download", r, err)
 					}
 					return nil
@@ -292,7 +310,7 @@ func (h *Host) download(ctx context.Context, remote, local string, cfg transferC
 		}
 		return nil
 	}
-	walkErr := walk(src, local, fi)
+	walkErr := walk(src, ".", fi, 0)
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -300,60 +318,41 @@ func (h *Host) download(ctx context.Context, remote, local string, cfg transferC
 		return walkErr
 	}
 	for _, d := range slices.Backward(dirs) {
-		if err := os.Chmod(d.p, d.mode); err != nil {
-			return err
-		}
-		if err := os.Chtimes(d.p, d.mt, d.mt); err != nil {
+		if err := dst.SetAttrs(d.rel, d.mode, d.mt); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func downloadFile(ctx context.Context, sc *sftpConn, src, local string, fi fs.FileInfo, cfg transferConfig) (err error) {
+// downloadFile copies the remote file src to rel in dst.
+func downloadFile(ctx context.Context, sc *sftpConn, src string, dst *filesink.Dir, rel string, fi fs.FileInfo, cfg transferConfig) error {
 	f, err := sc.Open(src)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	tmp := tempName(local, filepath.Join, filepath.Dir)
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
+	return dst.WriteFile(rel, fi.Mode().Perm(), fi.ModTime(), func(out io.Writer) error {
+		var w io.Writer = ctxWriter{ctx, out}
+		if cfg.progress != nil {
+			w = progressWriter{w, cfg.progress}
+		}
+		n, err := f.WriteTo(w)
 		if err != nil {
-			os.Remove(tmp)
+			return err
 		}
-	}()
-	var w io.Writer = ctxWriter{ctx, out}
-	if cfg.progress != nil {
-		w = progressWriter{w, cfg.progress}
-	}
-	n, err := f.WriteTo(w)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if n != fi.Size() {
-		// A server that died mid-transfer can look like an early EOF.
-		st, serr := f.Stat()
-		if serr != nil {
-			return fmt.Errorf("short read: got %d of %d bytes: %w", n, fi.Size(), sc.connErr(serr, false))
+		if n != fi.Size() {
+			// A server that died mid-transfer can look like an early EOF.
+			st, serr := f.Stat()
+			if serr != nil {
+				return fmt.Errorf("short read: got %d of %d bytes: %w", n, fi.Size(), sc.connErr(serr, false))
+			}
+			if st.Size() != n {
+				return fmt.Errorf("short read: got %d of %d bytes", n, fi.Size())
+			}
 		}
-		if st.Size() != n {
-			return fmt.Errorf("short read: got %d of %d bytes", n, fi.Size())
-		}
-	}
-	if err := os.Chmod(tmp, fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
-		return err
-	}
-	return os.Rename(tmp, local)
+		return nil
+	})
 }
 
 type progressWriter struct {

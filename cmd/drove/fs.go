@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/progress"
 	"github.com/drove-dev/drove/remote"
 )
@@ -622,8 +623,13 @@ func remoteSize(ctx context.Context, h *remote.Host, p string) (int64, error) {
 		return fi.Size(), nil
 	}
 	var n int64
-	var walk func(dir string) error
-	walk = func(dir string) error {
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		// The same bound as Download's: a server listing a directory
+		// inside itself must not keep us here for ever.
+		if depth > filesink.MaxDepth {
+			return fmt.Errorf("remote: %s: %w", dir, remote.ErrTooDeep)
+		}
 		entries, err := h.ReadDir(ctx, dir)
 		if err != nil {
 			return err
@@ -631,7 +637,7 @@ func remoteSize(ctx context.Context, h *remote.Host, p string) (int64, error) {
 		for _, d := range entries {
 			switch {
 			case d.IsDir():
-				if err := walk(path.Join(dir, d.Name())); err != nil {
+				if err := walk(path.Join(dir, d.Name()), depth+1); err != nil {
 					return err
 				}
 			case d.Type().IsRegular():
@@ -642,5 +648,5 @@ func remoteSize(ctx context.Context, h *remote.Host, p string) (int64, error) {
 		}
 		return nil
 	}
-	return n, walk(h.Abs(p))
+	return n, walk(h.Abs(p), 0)
 }

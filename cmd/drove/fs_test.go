@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -24,13 +25,13 @@ import (
 // code as main would compute it.
 func fsRun(t *testing.T, s *sshtest.Server, stdin string, args ...string) (int, string, string) {
 	t.Helper()
-	return fsRunCtx(t.Context(), s, stdin, args...)
+	return fsRunCtx(t.Context(), s.SSHConfig, stdin, args...)
 }
 
-func fsRunCtx(ctx context.Context, s *sshtest.Server, stdin string, args ...string) (int, string, string) {
+func fsRunCtx(ctx context.Context, sshConfig string, stdin string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	cmd := newFSCmd()
-	cmd.SetArgs(append([]string{"-F", s.SSHConfig}, args...))
+	cmd.SetArgs(append([]string{"-F", sshConfig}, args...))
 	cmd.SetIn(strings.NewReader(stdin))
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)
@@ -58,7 +59,7 @@ func TestFSCommands(t *testing.T) {
 	ok := fsOK(t, s)
 	dir := fmt.Sprintf("/tmp/drove-fs-test-%d", time.Now().UnixNano())
 	// t.Context() is already cancelled when cleanups run.
-	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
+	t.Cleanup(func() { fsRunCtx(context.Background(), s.SSHConfig, "", "host0", "rm", "-r", "-f", dir) })
 
 	ok("host0", "mkdir", "-p", dir+"/a/b")
 	ok("host0", "mkdir", "-m", "0700", dir+"/priv")
@@ -207,7 +208,7 @@ func TestFSHostileNames(t *testing.T) {
 	marker := fmt.Sprintf("drove-fs-pwned-%d", time.Now().UnixNano())
 	hostile := fsHostile(marker)
 	dir := fmt.Sprintf("/tmp/drove-fs-hostile-%d", time.Now().UnixNano())
-	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
+	t.Cleanup(func() { fsRunCtx(context.Background(), s.SSHConfig, "", "host0", "rm", "-r", "-f", dir) })
 	ok("host0", "mkdir", dir)
 
 	local := filepath.Join(t.TempDir(), "src")
@@ -281,7 +282,7 @@ func TestFSHostileNames(t *testing.T) {
 func TestFSJSONResults(t *testing.T) {
 	s := sshtest.Start(t)
 	dir := fmt.Sprintf("/tmp/drove-fs-json-%d", time.Now().UnixNano())
-	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
+	t.Cleanup(func() { fsRunCtx(context.Background(), s.SSHConfig, "", "host0", "rm", "-r", "-f", dir) })
 	type result struct {
 		OK      bool     `json:"ok"`
 		Command string   `json:"command"`
@@ -381,7 +382,7 @@ func TestFSTransfers(t *testing.T) {
 	s := sshtest.Start(t)
 	ok := fsOK(t, s)
 	dir := fmt.Sprintf("/tmp/drove-fs-transfer-%d", time.Now().UnixNano())
-	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
+	t.Cleanup(func() { fsRunCtx(context.Background(), s.SSHConfig, "", "host0", "rm", "-r", "-f", dir) })
 	ok("host0", "mkdir", dir)
 	src := filepath.Join(t.TempDir(), "tree")
 	want := writeTree(t, src)
@@ -478,7 +479,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 func TestFSProgressOnlyOnTerminal(t *testing.T) {
 	s := sshtest.Start(t)
 	dir := fmt.Sprintf("/tmp/drove-fs-progress-%d", time.Now().UnixNano())
-	t.Cleanup(func() { fsRunCtx(context.Background(), s, "", "host0", "rm", "-r", "-f", dir) })
+	t.Cleanup(func() { fsRunCtx(context.Background(), s.SSHConfig, "", "host0", "rm", "-r", "-f", dir) })
 	local := filepath.Join(t.TempDir(), "data")
 	if err := os.WriteFile(local, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -529,5 +530,49 @@ func TestFSProgressOnlyOnTerminal(t *testing.T) {
 		case tc.label != "" && (!strings.Contains(got, "\r[") || !strings.Contains(got, full) || !strings.HasSuffix(got, "\r\x1b[K")):
 			t.Errorf("drove fs %q on a terminal wrote %q, want a bar ending with %q, then cleared", tc.args, got, full)
 		}
+	}
+}
+
+// TestFSGetHostile runs drove fs get against a hostile SFTP server: a
+// directory that contains itself, and a symbolic link named "/" (which
+// path.Join makes the directory itself) leading outside the destination.
+func TestFSGetHostile(t *testing.T) {
+	tests := []struct {
+		name    string
+		entries []sshtest.Entry
+		want    string
+	}{
+		{"cycle", []sshtest.Entry{{Name: "loop", Mode: fs.ModeDir | 0o755}}, "deeper than 256 levels"},
+		{"slash", []sshtest.Entry{{Name: "/", Mode: fs.ModeSymlink | 0o777, Target: "OUTSIDE"}, {Name: "f", Mode: 0o644, Data: []byte("x")}}, "not a single path element"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			dest, outside := filepath.Join(base, "dest"), filepath.Join(base, "outside")
+			if err := os.Mkdir(outside, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for i := range tc.entries {
+				if tc.entries[i].Target == "OUTSIDE" {
+					tc.entries[i].Target = outside
+				}
+			}
+			s := sshtest.StartHostile(t, func(dir string) ([]sshtest.Entry, bool) {
+				return tc.entries, strings.HasPrefix(dir, "/work")
+			})
+			// Bounded, for the old code, which walked the cycle for ever.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			code, _, errs := fsRunCtx(ctx, s.SSHConfig, "", s.Alias, "get", "-q", "/work", dest)
+			if code != 1 || !strings.Contains(errs, tc.want) {
+				t.Errorf("exit %d, stderr %q; want 1 and %q", code, errs, tc.want)
+			}
+			if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+				t.Errorf("written outside dest: %v", entries)
+			}
+			if fi, err := os.Lstat(dest); err == nil && !fi.IsDir() {
+				t.Errorf("dest is now %v", fi.Mode())
+			}
+		})
 	}
 }

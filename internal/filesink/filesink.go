@@ -1,7 +1,8 @@
-// Package filesink receives files that jobs send back, confining every name
-// to one directory: absolute names and names that climb out with ".." are
-// refused, and the check is enforced by os.Root, so symbolic links inside the
-// directory cannot lead out of it either.
+// Package filesink receives files that jobs send back, and the trees that
+// SFTP downloads fetch, confining every name to one directory: absolute
+// names and names that climb out with ".." are refused, and the check is
+// enforced by os.Root, so symbolic links inside the directory cannot lead out
+// of it either.
 //
 // A file is written under a temporary name and renamed when its last chunk
 // arrives, so an interrupted transfer never leaves a partial file under the

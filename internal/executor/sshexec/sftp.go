@@ -10,8 +10,11 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pkg/sftp"
+
+	"github.com/drove-dev/drove/internal/filesink"
 )
 
 // client returns the executor's SFTP client, opening one on its own pool
@@ -170,38 +173,55 @@ func (e *Executor) fetch(ctx context.Context, dir string, files []string) (int64
 	return got, nil
 }
 
+// get copies the remote file to local. A local path inside the current
+// directory (the usual case: the same relative path as on the host) is
+// written through an os.Root confined to the current directory, so that a
+// symbolic link on the way that leads out of it, such as one an earlier
+// download from a hostile server left, is refused rather than followed. An
+// absolute path or one climbing out with ".." names its place explicitly;
+// only its last element is confined.
 func get(c *sftp.Client, remote, local string) (int64, error) {
 	src, err := c.Open(remote)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", remote, err)
 	}
 	defer src.Close()
-	if d := filepath.Dir(local); d != "." {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	n, err := writeLocal(src, local)
+	if err != nil {
+		return n, fmt.Errorf("copy %s to %s: %w", remote, local, err)
+	}
+	return n, nil
+}
+
+func writeLocal(src *sftp.File, local string) (int64, error) {
+	dir, rel := ".", filepath.ToSlash(filepath.Clean(local))
+	if !filepath.IsLocal(local) {
+		dir, rel = filepath.Dir(local), filepath.Base(local)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return 0, err
 		}
 	}
-	// Write to a temporary file and rename it, so an interrupted copy never
-	// leaves a truncated file under the final name.
-	tmp, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".drove-*")
+	dst, err := filesink.Open(dir, 0)
 	if err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(tmp, src)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if fi, serr := src.Stat(); serr == nil {
-			os.Chmod(tmp.Name(), fi.Mode().Perm())
+	defer dst.Close()
+	if d := path.Dir(rel); d != "." {
+		if err := dst.MkdirAll(d); err != nil {
+			return 0, err
 		}
-		err = os.Rename(tmp.Name(), local)
 	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return n, fmt.Errorf("copy %s: %w", remote, err)
+	perm := fs.FileMode(0o600)
+	if fi, err := src.Stat(); err == nil {
+		perm = fi.Mode().Perm()
 	}
-	return n, nil
+	var n int64
+	err = dst.WriteFile(rel, perm, time.Time{}, func(w io.Writer) error {
+		var err error
+		n, err = io.Copy(w, src)
+		return err
+	})
+	return n, err
 }
 
 // remove deletes the files from the host; missing files are fine.

@@ -11,6 +11,10 @@
 // Tests skip when sshd is missing or the test does not run as root, unless
 // the environment variable DROVE_REQUIRE_SSHD=1 is set, in which case they
 // fail: CI sets it so that a green run never means "everything skipped".
+//
+// [StartHostile] runs instead an SSH server inside the test process whose
+// SFTP tree the test makes up, to play a hostile server; it needs neither
+// sshd nor root.
 package sshtest
 
 import (
