@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -31,7 +32,9 @@ import (
 )
 
 // floods are ways to hold a connection to a node open without
-// authenticating: what each sends first.
+// authenticating: what each sends first. (The node also closes an HTTP/2
+// connection that does not answer its pings, after Config.ClientSilence;
+// one that answers is held open as long as one that keeps alive.)
 var floods = []struct{ name, hello string }{
 	{"raw", ""}, // connects and sends nothing
 	// Asks for /healthz, which needs no authentication, and keeps the
@@ -290,5 +293,88 @@ func TestUnauthenticatedConnsClosed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIdleTimeout: a keep-alive connection with no request in flight is
+// closed after Config.IdleTimeout, but a Results stream, which may send
+// nothing but heartbeats for hours, is not cut however long it lasts.
+func TestIdleTimeout(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	n := start(t, func(c *node.Config) { c.IdleTimeout = idle })
+	addr := n.Addr().String()
+	c := api(n, "")
+	prog := []byte("#!/bin/sh\nexit 0\n")
+	url, sum := blobURL(n, prog)
+	if code, body := do(t, http.MethodPut, url, bytes.NewReader(prog)); code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: "idle", Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A loopback client of a node without a secret is authenticated, so
+	// only the idle timeout closes its connection.
+	conns := flood(t, addr, "GET /metrics HTTP/1.1\r\nHost: node\r\n\r\n", 3)
+	stream, err := c.Results(t.Context(), connect.NewRequest(&drovev1.ResultsRequest{ComputationId: resp.Msg.ComputationId}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if closed := closedWithin(conns, 30*time.Second); closed != len(conns) {
+		t.Fatalf("%d of %d idle connections still open", len(conns)-closed, len(conns))
+	}
+	// The stream outlived the idle connections; and heartbeats (every
+	// 50 ms) keep coming for many more idle timeouts.
+	for beat := 0; beat < int(10*idle/(50*time.Millisecond)); beat++ {
+		if !stream.Receive() {
+			t.Fatalf("Results stream ended after %d heartbeats: %v", beat, stream.Err())
+		}
+	}
+}
+
+// TestConnBoundAllAuthenticated: at the bound with every connection
+// authenticated, a new connection is refused (closed at once, rather than
+// left hanging) and the others are still served.
+func TestConnBoundAllAuthenticated(t *testing.T) {
+	const bound = 3
+	n := start(t, func(c *node.Config) {
+		c.MaxConns = bound
+		c.UnauthTimeout = time.Hour // nothing but the bound closes connections
+	})
+	addr := n.Addr().String()
+	get := func(c net.Conn, br *bufio.Reader, path string) string {
+		t.Helper()
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: node\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %v %s", path, err, resp.Status)
+		}
+		return string(b)
+	}
+	// Loopback clients of a node without a secret are authenticated.
+	conns := flood(t, addr, "", bound)
+	readers := make([]*bufio.Reader, bound)
+	for i, c := range conns {
+		readers[i] = bufio.NewReader(c)
+		get(c, readers[i], "/metrics")
+	}
+	// Accepted, it would be kept alive after its answer.
+	if closed := closedWithin(flood(t, addr, floods[1].hello, 1), 30*time.Second); closed != 1 {
+		t.Fatal("a connection beyond the bound was not refused")
+	}
+	metrics := get(conns[0], readers[0], "/metrics")
+	if !strings.Contains(metrics, `drove_node_dropped_connections_total{reason="refuse"} 1`) {
+		t.Errorf("refused connection not counted:\n%s", metrics)
+	}
+	for i, c := range conns {
+		get(c, readers[i], "/healthz")
 	}
 }
