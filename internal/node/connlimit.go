@@ -192,7 +192,6 @@ func (l *connLimiter) admit(c net.Conn) *trackedConn {
 	l.mu.Unlock()
 	l.drop(dropBound, victims)
 	if refused {
-		c.Close()
 		l.drop(dropRefuse, []*trackedConn{tc})
 		return nil
 	}
@@ -253,8 +252,8 @@ func (l *connLimiter) reap(ctx context.Context) {
 	}
 }
 
-// drop closes cs (already forgotten), counts them and logs, at most once
-// every dropLogEvery, how many were dropped since the last log.
+// drop closes cs (forgotten, or never counted), counts them and logs, at
+// most once every dropLogEvery, how many were dropped since the last log.
 func (l *connLimiter) drop(reason string, cs []*trackedConn) {
 	if len(cs) == 0 {
 		return
