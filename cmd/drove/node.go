@@ -77,6 +77,12 @@ its files deleted.`,
 			if cfg.ZombieInterval < time.Second {
 				return fmt.Errorf("--zombie-interval must be at least 1s, got %v", cfg.ZombieInterval)
 			}
+			if cfg.MaxConns < 0 || cfg.MaxConnsPerHost <= 0 {
+				return fmt.Errorf("--max-conns must be 0 (automatic) or more and --max-conns-per-host at least 1, got %d and %d", cfg.MaxConns, cfg.MaxConnsPerHost)
+			}
+			if cfg.IdleTimeout <= 0 || cfg.UnauthTimeout <= 0 {
+				return fmt.Errorf("--idle-timeout and --unauth-timeout must be positive, got %v and %v", cfg.IdleTimeout, cfg.UnauthTimeout)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -115,6 +121,10 @@ its files deleted.`,
 	f.IntVar(&cfg.Serve, "serve", 0, "exit after serving this many clients (distinct client ids; others are refused meanwhile) once they have closed their computations; 0 for no limit")
 	f.DurationVar(&cfg.ZombieInterval, "zombie-interval", 60*time.Minute, "how long a client may stay away before its computation is closed and its files deleted")
 	f.DurationVar(&cfg.PingInterval, "ping-interval", 2*time.Second, "heartbeat interval on client connections, unless the client asks for another")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "most TCP connections open at once; at the bound the oldest one that has not authenticated is closed to make room (0: half the open-file limit less 64, at most 4096)")
+	f.IntVar(&cfg.MaxConnsPerHost, "max-conns-per-host", 256, "most TCP connections from one client address (IPv6: one /64) at once, bounded the same way")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 2*time.Minute, "close a connection with no request in flight for this long (an open results stream keeps its connection)")
+	f.DurationVar(&cfg.UnauthTimeout, "unauth-timeout", 30*time.Second, "close a connection that has not made an authenticated request this long after connecting")
 	f.StringArrayVar(&schedHost, "scheduler-host", nil, "client host[:port] (port default 9700) told by UDP unicast that this node is up, at start and every 10s, so a client on another subnet that discovers nodes (\"*\") finds it (repeatable)")
 	f.BoolVar(&cfg.Clean, "clean", false, "delete what --dest-path holds from an earlier run before starting")
 	f.StringVar(&configFile, "config", "", `file of "flag = value" lines (dispynode's --config; [DEFAULT] headers and # comments are ignored); command-line flags win`)

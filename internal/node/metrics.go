@@ -19,6 +19,8 @@ type metrics struct {
 	blobBytesIn  prometheus.Counter
 	blobBytesOut prometheus.Counter
 	authFailures prometheus.Counter
+	conns        prometheus.Gauge
+	dropped      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -45,8 +47,15 @@ func newMetrics() *metrics {
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drove_node_refused_requests_total", Help: "Requests refused for authentication.",
 		}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "drove_node_connections", Help: "TCP connections open.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drove_node_dropped_connections_total",
+			Help: "TCP connections closed by the node's bounds, by reason: bound (had not authenticated, closed to make room), unauth (did not authenticate in time), refuse (new one refused: every one at the bound had authenticated).",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.jobsStarted, m.jobsDone, m.computations, m.streams, m.blobBytesIn, m.blobBytesOut, m.authFailures,
+	m.reg.MustRegister(m.jobsStarted, m.jobsDone, m.computations, m.streams, m.blobBytesIn, m.blobBytesOut, m.authFailures, m.conns, m.dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -134,6 +134,28 @@ type Config struct {
 	// process is frozen is so detected, and is away from then on (its
 	// results spool to disk, the zombie interval runs).
 	ClientSilence time.Duration
+	// MaxConns bounds the node's open TCP connections. At the bound, the
+	// oldest connection on which no request has passed authentication yet
+	// is closed to make room for a new one; if every connection has
+	// authenticated, the new one is refused. 0 means half the process's
+	// limit of open files (RLIMIT_NOFILE) less 64, at most 4096, at least
+	// 16.
+	MaxConns int
+	// MaxConnsPerHost bounds the connections from one client address (for
+	// IPv6, one /64) the same way; default 256. Clients on this machine
+	// share one address.
+	MaxConnsPerHost int
+	// IdleTimeout closes a connection that has no request in flight for
+	// this long (HTTP/1.1 keep-alive, or HTTP/2 without streams: an open
+	// Results stream keeps its connection); default 2 minutes.
+	IdleTimeout time.Duration
+	// UnauthTimeout closes a connection on which no request has passed
+	// authentication this long after it was accepted; default 30s.
+	// Authenticated means signed with the secret, or with mutual TLS over
+	// a verified certificate, or a request the node serves without either
+	// (a loopback client's on a node with neither, any with Insecure, and
+	// /metrics from loopback); /healthz does not count.
+	UnauthTimeout time.Duration
 	// OnListen, if set, is called by Run once it serves (tests use it).
 	OnListen func()
 }
@@ -149,6 +171,7 @@ type Node struct {
 	bootID string
 	cpus   int
 	met    *metrics
+	conns  *connLimiter
 	info   *infoSampler
 	disc   *discovery.Responder
 	// announcer sends announcements to SchedulerHosts: disc, or a socket
@@ -195,6 +218,22 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = 64 << 20
 	}
+	if cfg.MaxConns < 0 || cfg.MaxConnsPerHost < 0 || cfg.IdleTimeout < 0 || cfg.UnauthTimeout < 0 {
+		return nil, fmt.Errorf("drove: node: negative connection bound or timeout (max conns %d, per host %d, idle timeout %v, unauthenticated timeout %v)",
+			cfg.MaxConns, cfg.MaxConnsPerHost, cfg.IdleTimeout, cfg.UnauthTimeout)
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = defaultMaxConns()
+	}
+	if cfg.MaxConnsPerHost == 0 {
+		cfg.MaxConnsPerHost = defaultMaxConnsPerHost
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = defaultIdleTimeout
+	}
+	if cfg.UnauthTimeout == 0 {
+		cfg.UnauthTimeout = defaultUnauthTimeout
+	}
 	if cfg.MaxFileSize < 0 {
 		return nil, fmt.Errorf("drove: node: negative maximum file size %d", cfg.MaxFileSize)
 	}
@@ -235,6 +274,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Secret != "" {
 		n.verify = nodeauth.NewVerifier(cfg.Secret, n.bootID)
 	}
+	n.conns = newConnLimiter(&n.cfg, n.log, n.met)
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
@@ -288,7 +328,7 @@ func (n *Node) listen() error {
 		// With port 0, the other addresses share the first one's port, so
 		// the node has one port as documented.
 		port = ln.Addr().(*net.TCPAddr).Port
-		n.lns = append(n.lns, ln)
+		n.lns = append(n.lns, n.conns.listener(ln))
 	}
 	return nil
 }
@@ -345,7 +385,6 @@ func (n *Node) newServer() *http.Server {
 	protos.SetUnencryptedHTTP2(true)
 	return &http.Server{
 		Handler:           n.authMiddleware(mux),
-		ConnContext:       connContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         n.cfg.TLS,
 		Protocols:         &protos,
@@ -358,6 +397,16 @@ func (n *Node) newServer() *http.Server {
 		// interval starts.
 		HTTP2:    &http.HTTP2Config{SendPingTimeout: n.cfg.ClientSilence, PingTimeout: n.cfg.ClientSilence},
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+
+		// Applies to HTTP/2 too, to connections without streams only. No
+		// ReadTimeout or WriteTimeout: they would cut Results streams and
+		// large blobs.
+		IdleTimeout: n.cfg.IdleTimeout,
+		// The connection's tracker (markAuthenticated) and its client's
+		// user, looked up once (peerUID).
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return connContext(withConn(ctx, c), c)
+		},
 	}
 }
 
@@ -429,6 +478,7 @@ func (n *Node) authMiddleware(next http.Handler) http.Handler {
 			n.refuse(w, r, http.StatusForbidden, errNotLoopback)
 			return
 		}
+		markAuthenticated(r.Context())
 		next.ServeHTTP(w, r)
 	})
 }
@@ -508,6 +558,7 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { n.reapZombies(gctx); return nil })
+	g.Go(func() error { n.conns.reap(gctx); return nil })
 	if n.disc != nil {
 		g.Go(func() error { return n.disc.Serve(gctx) })
 		targets := n.cfg.AnnounceTo
