@@ -247,6 +247,10 @@ func newBulkClient(secret string, tlsCfg *tls.Config) *http.Client {
 		TLSClientConfig: tlsCfg,
 		WriteBufferSize: 256 << 10,
 		ReadBufferSize:  256 << 10,
+		// Below the node's --idle-timeout (2 min): the client drops an
+		// idle connection first, so an upload never starts on one the
+		// node is closing (a PUT is not retried on a stale connection).
+		IdleConnTimeout: 90 * time.Second,
 	}
 	var p http.Protocols
 	p.SetHTTP1(true)
