@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -420,5 +422,82 @@ func TestSubmitNodes(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
+	}
+}
+
+// nodeMetric reads one metric of a node's /metrics, or -1 if the node does
+// not answer or lacks it.
+func nodeMetric(addr, name string) float64 {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// freeze stops a process with SIGSTOP; it is resumed at the end of the
+// test, before the cleanups that stop it.
+func freeze(t *testing.T, p *os.Process) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) })
+}
+
+// TestAbandonedJobsFailCommand: a job whose node is lost while it runs
+// ends Abandoned, and drove demo and drove submit then exit non-zero,
+// as for a job that failed.
+func TestAbandonedJobsFailCommand(t *testing.T) {
+	bin := buildDrove(t)
+	tests := []struct {
+		name string
+		args []string
+		want string // in stdout or stderr
+	}{
+		{"demo", []string{"demo", "--unit", "1h", "--jobs", "1"}, "job 1: drove: node lost"},
+		{"submit", []string{"submit", "-a", "3600", "/bin/sleep"}, "job 1 [3600] on lostnode: Abandoned: drove: node lost"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startNodeProc(t, bin, nil, "--name", "lostnode", "--cpus", "1")
+			type outcome struct {
+				code     int
+				out, err string
+			}
+			done := make(chan outcome, 1)
+			go func() {
+				code, out, errs := runCmd(t, "", append(tc.args, "--nodes", p.addr)...)
+				done <- outcome{code, out, errs}
+			}()
+			// Once the job runs on the node, the node freezes: the
+			// client loses it after its missed heartbeats.
+			for nodeMetric(p.addr, "drove_node_jobs_started_total") < 1 {
+				select {
+				case o := <-done:
+					t.Fatalf("command ended before its job started: exit %d\n%s%s", o.code, o.out, o.err)
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			freeze(t, p.cmd.Process)
+			o := <-done
+			if o.code == 0 {
+				t.Errorf("exit 0 with an Abandoned job:\n%s%s", o.out, o.err)
+			}
+			if !strings.Contains(o.out+o.err, tc.want) {
+				t.Errorf("output lacks %q:\n%s%s", tc.want, o.out, o.err)
+			}
+		})
 	}
 }
