@@ -124,6 +124,9 @@ func (c *Cluster[In, Out]) validate() error {
 	if c.cfg.heartbeat < 0 || c.cfg.misses < 0 {
 		return fmt.Errorf("drove: WithHeartbeat(%v, %d): must not be negative", c.cfg.heartbeat, c.cfg.misses)
 	}
+	if c.cfg.connect < 0 {
+		return fmt.Errorf("drove: WithConnectTimeout(%v): must not be negative", c.cfg.connect)
+	}
 	if c.cfg.maxPending < 0 {
 		return fmt.Errorf("drove: WithMaxPending(%d): must not be negative", c.cfg.maxPending)
 	}
@@ -174,6 +177,7 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		rc.ClientID = c.cfg.clientID
 		rc.Discovery.Multicast = c.cfg.multicast
 		rc.Heartbeat, rc.Misses = c.cfg.heartbeat, c.cfg.misses
+		rc.ConnectTimeout = c.cfg.connect
 		if c.cfg.tlsCA != "" {
 			var err error
 			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {

@@ -501,3 +501,23 @@ func TestAbandonedJobsFailCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestDemoFrozenNode: with one of two nodes frozen (SIGSTOP) before it
+// starts, drove demo runs its jobs on the other one and exits 0, instead
+// of waiting for the frozen node's answer.
+func TestDemoFrozenNode(t *testing.T) {
+	bin := buildDrove(t)
+	a := startNodeProc(t, bin, nil, "--name", "nodeA", "--cpus", "2")
+	b := startNodeProc(t, bin, nil, "--name", "nodeB", "--cpus", "2")
+	freeze(t, b.cmd.Process)
+	code, out, errs := runCmd(t, "", "demo", "--unit", "1ms", "--jobs", "6", "--nodes", a.addr+","+b.addr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if got := len(regexp.MustCompile(`(?m)^\S+ executed job \d+ at .* with ([1-9]|10)$`).FindAllString(out, -1)); got != 6 {
+		t.Errorf("%d job lines in\n%s", got, out)
+	}
+	if !regexp.MustCompile(`(?m)^\s+nodeA \|\s+2 \|\s+6 \|`).MatchString(out) {
+		t.Errorf("nodeA did not run the 6 jobs:\n%s", out)
+	}
+}
