@@ -336,13 +336,19 @@ func (c *Cluster[In, Out]) Cancel(j *Job[Out]) error {
 // Close stops taking jobs, waits for the submitted ones to end, and stops
 // the workers (running their cleanup). If ctx ends first, the remaining
 // jobs are cancelled and stopped, and Close returns ctx's error once they
-// have ended. Close is idempotent.
+// have ended. The computation is closed on every drove node the cluster
+// used, including nodes it lost: Close tries those for up to 5s more, so
+// that a node that was only frozen or cut off stops the cluster's workers
+// when it answers. Close is idempotent.
 func (c *Cluster[In, Out]) Close(ctx context.Context) error {
 	c.closeOnce.Do(func() {
 		if c.remote != nil {
 			c.remote.close()
 		}
 		c.closeErr = c.s.Close(ctx)
+		if c.remote != nil {
+			c.remote.closeLost(ctx)
+		}
 		c.cleanup()
 	})
 	return c.closeErr

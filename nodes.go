@@ -86,6 +86,12 @@ type remoteNode struct {
 	name string
 	ex   *nodeexec.Executor // nil while not connected
 	err  error              // why it is not connected
+	// stale are computations of this cluster the node may still run: it
+	// was reported down and did not answer the Close then (a frozen node,
+	// a cut link). They are closed when it answers again, and at the
+	// latest by the cluster's Close, so that a node coming back does not
+	// keep them until its zombie interval.
+	stale []*nodeexec.Executor
 }
 
 // nodeAddr adds the default port to a node address without one.
@@ -417,24 +423,29 @@ func (r *remoteNodes) watch(rn *remoteNode) {
 				return
 			case <-ex.Down():
 			}
-			// The node may be alive after all (a cut link): stop what the
-			// old computation still runs there; its jobs were requeued.
-			cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
-			ex.CloseStale(cctx)
 			// The scheduler drops a down node when it is added again, without
-			// closing its executor: release its connections here.
-			_ = ex.Close(cctx)
-			cancel()
+			// closing its executor: release its connections here. Its
+			// computation may live on (a cut link, a frozen node): it is
+			// closed below, stopping what it still runs (its jobs were
+			// requeued).
+			_ = ex.Close(r.ctx)
 			r.mu.Lock()
 			rn.ex, rn.err = nil, ex.Err()
+			rn.stale = append(rn.stale, ex)
 			r.mu.Unlock()
+			cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
+			r.closeStale(cctx, rn)
+			cancel()
 		}
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-time.After(r.cfg.Retry):
 		}
-		cctx, cancel := context.WithTimeout(r.ctx, 2*r.cfg.Retry)
+		cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
+		r.closeStale(cctx, rn)
+		cancel()
+		cctx, cancel = context.WithTimeout(r.ctx, 2*r.cfg.Retry)
 		err := r.connect(cctx, rn)
 		cancel()
 		if err != nil && permanent(err) {
@@ -485,10 +496,78 @@ func (r *remoteNodes) status() []NodeInfo {
 	return out
 }
 
-// close stops reconnecting; the scheduler closes the executors.
+// close stops reconnecting; the scheduler closes the executors, and
+// closeLost the computations left on nodes that were lost.
 func (r *remoteNodes) close() {
 	r.cancel()
 	r.wg.Wait()
+}
+
+// closeStale tries once, within ctx, to close the stale computations of a
+// node, and forgets those that are closed. It reports whether any are left.
+func (r *remoteNodes) closeStale(ctx context.Context, rn *remoteNode) bool {
+	r.mu.Lock()
+	stale := slices.Clone(rn.stale)
+	r.mu.Unlock()
+	var left []*nodeexec.Executor
+	for _, ex := range stale {
+		if err := ex.CloseStale(ctx); err != nil {
+			left = append(left, ex)
+			r.log.Debug("closing a computation left on a lost node", "addr", rn.addr, "err", err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rn.stale = slices.DeleteFunc(rn.stale, func(ex *nodeexec.Executor) bool { return !slices.Contains(left, ex) })
+	return len(rn.stale) > 0
+}
+
+// closeLostWait bounds how long closing a cluster keeps trying to close its
+// computations on nodes that were lost.
+const closeLostWait = 5 * time.Second
+
+// closeLost closes, after close, the computations the cluster left on
+// nodes it lost (including one lost just now, whose executor the scheduler
+// closed without reaching the node). A node that answers within
+// closeLostWait has them closed, its workers stopped; it is tried again
+// until then, so a frozen node that resumes meanwhile is cleaned up at
+// once, not after its zombie interval. ctx ending does not stop it early:
+// leaving the computations behind is what this is for.
+func (r *remoteNodes) closeLost(ctx context.Context) {
+	r.mu.Lock()
+	var lost []*remoteNode
+	for _, rn := range r.nodes {
+		if rn.ex != nil && rn.ex.Err() != nil {
+			rn.stale = append(rn.stale, rn.ex)
+			rn.ex = nil
+		}
+		if len(rn.stale) > 0 {
+			lost = append(lost, rn)
+		}
+	}
+	r.mu.Unlock()
+	if len(lost) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeLostWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, rn := range lost {
+		wg.Go(func() {
+			// Each try waits as long as allowed: a frozen node's kernel
+			// holds the request, answered as soon as the node resumes.
+			// Tries are repeated for nodes that refuse connections.
+			for r.closeStale(ctx, rn) {
+				select {
+				case <-ctx.Done():
+					r.log.Warn("computation left on a lost node; the node closes it after its zombie interval", "addr", rn.addr)
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // discover finds nodes matching the patterns on the LAN and adds them; an

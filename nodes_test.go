@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
@@ -297,5 +298,59 @@ func TestClusterFrozenNodeAtStart(t *testing.T) {
 	}
 	if r, err := j.Result(ctx); err != nil || r != 49 {
 		t.Fatalf("job on the resumed node: %d %v", r, err)
+	}
+}
+
+// TestClusterCloseClosesLostNode: closing a cluster closes its computation
+// on a node it had declared lost, here a frozen (SIGSTOP) node resumed
+// while the cluster closes: the node drops the computation and its warm
+// workers at once instead of after its zombie interval.
+func TestClusterCloseClosesLostNode(t *testing.T) {
+	bin := nodetest.Build(t)
+	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2")
+	lost := make(chan struct{}, 1)
+	ctx := t.Context()
+	c, err := drove.NewCluster(ctx, square, drove.WithNodes(a.Addr), drove.WithHeartbeat(50*time.Millisecond, 3),
+		drove.OnNodeStatus(func(ev drove.NodeEvent) {
+			if ev.Status == drove.NodeLost {
+				select {
+				case lost <- struct{}{}:
+				default:
+				}
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	j, err := c.Submit(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := j.Result(ctx); err != nil || r != 9 {
+		t.Fatalf("job: %d %v", r, err)
+	}
+	computations := func() int32 {
+		t.Helper()
+		info, err := nodeexec.Info(ctx, nodeexec.NewHTTPClient("", nil), a.Addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Computations
+	}
+	if n := computations(); n != 1 {
+		t.Fatalf("node has %d computations, want 1", n)
+	}
+
+	resume := freeze(t, a.Cmd.Process)
+	<-lost
+	// The node resumes while the cluster closes.
+	resumed := time.AfterFunc(200*time.Millisecond, resume)
+	defer resumed.Stop()
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := computations(); n != 0 {
+		t.Errorf("node still has %d computations of the closed cluster", n)
 	}
 }

@@ -868,10 +868,16 @@ func (e *Executor) Close(ctx context.Context) error {
 }
 
 // CloseStale closes a computation the client left on a node (one reported
-// down that turned out alive), stopping its jobs. Errors are ignored: the
-// node's zombie reaper gets it otherwise.
-func (e *Executor) CloseStale(ctx context.Context) {
-	_, _ = e.api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: e.compID, Terminate: true}))
+// down that may be alive after all), stopping its jobs. A node that no
+// longer has it (it restarted, or closed it already) counts as success; on
+// another error the caller may try again later, or leave it to the node's
+// zombie reaper.
+func (e *Executor) CloseStale(ctx context.Context) error {
+	_, err := e.api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: e.compID, Terminate: true}))
+	if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+		return &ConnError{Addr: e.cfg.Addr, Err: err}
+	}
+	return nil
 }
 
 // Recovered is the result of a job that a client which went away left on a
