@@ -345,6 +345,7 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 		Cpus:                int32(max(0, cfg.CPUs)),
 		HeartbeatIntervalMs: uint32(cfg.Heartbeat / time.Millisecond),
 		GraceMs:             uint64(comp.Grace / time.Millisecond),
+		FileAcks:            true,
 	}
 	var files []*File
 	if comp.Func != "" {
@@ -715,9 +716,17 @@ func (e *Executor) handle(ev *drovev1.Event) {
 			e.rep.Provisional(r.r, k.Provisional)
 		}
 	case *drovev1.Event_File:
+		// The job's SendFile waits for the answer: a refused file is
+		// its error, not a silent loss.
+		var msg string
 		if err := e.fetchFile(k.File); err != nil {
 			e.log.Warn("file sent back by a job not received", "node", e.Name(), "file", k.File.GetName(), "err", err)
+			msg = err.Error()
 		}
+		e.retry(func(ctx context.Context) error {
+			_, err := e.api.FileDone(ctx, connect.NewRequest(&drovev1.FileDoneRequest{ComputationId: e.compID, Seq: ev.Seq, Error: msg}))
+			return err
+		})
 	case *drovev1.Event_Result:
 		e.mu.Lock()
 		r := e.runs[ev.RunId]
@@ -935,8 +944,18 @@ func recoverComputation(ctx context.Context, api drovev1connect.NodeServiceClien
 				continue
 			}
 			cursor = ev.Seq
-			if r, ok := ev.Kind.(*drovev1.Event_Result); ok && r.Result.GetOutcome() != drovev1.Outcome_OUTCOME_NOT_STARTED {
-				out = append(out, Recovered{JobID: ev.JobId, Result: nodeproto.ResultFromProto(r.Result)})
+			switch k := ev.Kind.(type) {
+			case *drovev1.Event_Result:
+				if k.Result.GetOutcome() != drovev1.Outcome_OUTCOME_NOT_STARTED {
+					out = append(out, Recovered{JobID: ev.JobId, Result: nodeproto.ResultFromProto(k.Result)})
+				}
+			case *drovev1.Event_File:
+				// Files are not recovered; the job waiting in SendFile
+				// learns so and goes on.
+				msg := fmt.Sprintf("drove: file %s not received: the client that ran the job went away", k.File.GetName())
+				if _, err := api.FileDone(ctx, connect.NewRequest(&drovev1.FileDoneRequest{ComputationId: id, Seq: ev.Seq, Error: msg})); err != nil {
+					return out, err
+				}
 			}
 		}
 		// Every message says how far the node's events go and what is
