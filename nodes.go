@@ -262,9 +262,8 @@ func (r *remoteNodes) addAll(ctx context.Context, addrs []string) []error {
 			}
 			mu.Unlock()
 			switch {
-			case !late || r.ctx.Err() != nil:
-			case err == nil:
-				r.log.Info("node answered late and joined", "addr", a)
+			case !late || err == nil || r.ctx.Err() != nil:
+				// The caller reports these; connect logs a node added.
 			case permanent(err):
 				r.log.Warn("node refused; giving up on it", "addr", a, "err", err)
 			default:
