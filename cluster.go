@@ -124,6 +124,9 @@ func (c *Cluster[In, Out]) validate() error {
 	if c.cfg.heartbeat < 0 || c.cfg.misses < 0 {
 		return fmt.Errorf("drove: WithHeartbeat(%v, %d): must not be negative", c.cfg.heartbeat, c.cfg.misses)
 	}
+	if c.cfg.connect < 0 {
+		return fmt.Errorf("drove: WithConnectTimeout(%v): must not be negative", c.cfg.connect)
+	}
 	if c.cfg.maxPending < 0 {
 		return fmt.Errorf("drove: WithMaxPending(%d): must not be negative", c.cfg.maxPending)
 	}
@@ -174,6 +177,7 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		rc.ClientID = c.cfg.clientID
 		rc.Discovery.Multicast = c.cfg.multicast
 		rc.Heartbeat, rc.Misses = c.cfg.heartbeat, c.cfg.misses
+		rc.ConnectTimeout = c.cfg.connect
 		if c.cfg.tlsCA != "" {
 			var err error
 			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {
@@ -332,13 +336,19 @@ func (c *Cluster[In, Out]) Cancel(j *Job[Out]) error {
 // Close stops taking jobs, waits for the submitted ones to end, and stops
 // the workers (running their cleanup). If ctx ends first, the remaining
 // jobs are cancelled and stopped, and Close returns ctx's error once they
-// have ended. Close is idempotent.
+// have ended. The computation is closed on every drove node the cluster
+// used, including nodes it lost: Close tries those for up to 5s more, so
+// that a node that was only frozen or cut off stops the cluster's workers
+// when it answers. Close is idempotent.
 func (c *Cluster[In, Out]) Close(ctx context.Context) error {
 	c.closeOnce.Do(func() {
 		if c.remote != nil {
 			c.remote.close()
 		}
 		c.closeErr = c.s.Close(ctx)
+		if c.remote != nil {
+			c.remote.closeLost(ctx)
+		}
 		c.cleanup()
 	})
 	return c.closeErr

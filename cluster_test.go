@@ -354,6 +354,37 @@ func TestSendFile(t *testing.T) {
 	}
 }
 
+// TestSendFileRefused: a file the client refuses — its name leads out of
+// the destination directory through a symbolic link there — is the job's
+// SendFile error, on this machine and through a drove node, and nothing
+// lands outside.
+func TestSendFileRefused(t *testing.T) {
+	tests := []struct {
+		name  string
+		nodes func(t *testing.T) []string
+	}{
+		{"embedded", func(*testing.T) []string { return nil }},
+		{"node", func(t *testing.T) []string { return startNodes(t, "a") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dest, outside := t.TempDir(), t.TempDir()
+			if err := os.Symlink(outside, filepath.Join(dest, "out")); err != nil {
+				t.Fatal(err)
+			}
+			c := newCluster(t, sendFileIn, drove.WithDestDir(dest), drove.WithNodes(tc.nodes(t)...))
+			j := submit(t, c, "out/x.txt")
+			_, err := result(t, j)
+			if err == nil || !strings.Contains(err.Error(), "refused") || j.Status() != drove.Terminated {
+				t.Errorf("job %v with error %v, want Terminated with SendFile's refusal", j.Status(), err)
+			}
+			if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+				t.Errorf("file written outside the destination: %v", ents)
+			}
+		})
+	}
+}
+
 func TestDependsAndEnv(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data.txt")

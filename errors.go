@@ -5,6 +5,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/joberr"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/worker"
 )
 
 // Errors a job can end with. Match them with errors.Is.
@@ -28,6 +29,10 @@ var (
 	ErrNotRegistered = errors.New("drove: function not registered at package initialisation")
 	// ErrEncode wraps the error of an input that cannot be encoded.
 	ErrEncode = errors.New("drove: cannot encode job input")
+	// ErrFileRefused is wrapped by SendFile's error for a file the client
+	// did not take: a name leading out of its destination directory, a
+	// file over WithMaxFileSize, a write that failed.
+	ErrFileRefused = worker.ErrFileRefused
 )
 
 // PanicError is the error of a job whose function panicked; it carries the

@@ -86,6 +86,16 @@ var (
 		}
 		return len(data), drove.SendFile(ctx, name)
 	})
+	// sendFileIn is sendFile for a name in a subdirectory.
+	sendFileIn = drove.Func("test.sendfilein", func(ctx context.Context, name string) (int, error) {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			return 0, err
+		}
+		if err := os.WriteFile(name, []byte("payload"), 0o644); err != nil {
+			return 0, err
+		}
+		return 0, drove.SendFile(ctx, name)
+	})
 	readDep = drove.Func("test.readdep", func(ctx context.Context, name string) (string, error) {
 		b, err := os.ReadFile(name)
 		return string(b), err

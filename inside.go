@@ -32,7 +32,10 @@ func Provisional[Out any](ctx context.Context, v Out) error {
 // SendFile sends the file at path back to the client, which writes it to
 // its destination directory (see WithDestDir) under the same relative path,
 // or under its base name when path is absolute or climbs out with "..".
-// Call it with the context the function was given.
+// Call it with the context the function was given. It returns once the
+// client has the file; if the client refused it (a name that leads out of
+// the destination directory through a symbolic link there, a file over
+// WithMaxFileSize, a failed write), the error wraps ErrFileRefused.
 func SendFile(ctx context.Context, path string) error {
 	j := worker.FromContext(ctx)
 	if j == nil {

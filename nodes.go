@@ -49,6 +49,11 @@ type remoteConfig struct {
 	// Retry is how often a node that is down or unreachable is tried
 	// again; default 5s.
 	Retry time.Duration
+	// ConnectTimeout is how long NewCluster and DiscoverNodes wait for
+	// each node to answer and take the computation; a node still setting
+	// up then goes on in the background and joins when it answers.
+	// Default 10s.
+	ConnectTimeout time.Duration
 	// Discovery configures finding nodes for patterns ("*"); its Secret is
 	// set from Secret.
 	Discovery discovery.ClientConfig
@@ -81,6 +86,12 @@ type remoteNode struct {
 	name string
 	ex   *nodeexec.Executor // nil while not connected
 	err  error              // why it is not connected
+	// stale are computations of this cluster the node may still run: it
+	// was reported down and did not answer the Close then (a frozen node,
+	// a cut link). They are closed when it answers again, and at the
+	// latest by the cluster's Close, so that a node coming back does not
+	// keep them until its zombie interval.
+	stale []*nodeexec.Executor
 }
 
 // nodeAddr adds the default port to a node address without one.
@@ -129,17 +140,25 @@ func newComputation(cfg remoteConfig) (*nodeexec.Computation, error) {
 	return comp, nil
 }
 
+// defaultConnectTimeout is how long a cluster waits for a node to answer
+// before it starts without it.
+const defaultConnectTimeout = 10 * time.Second
+
 // startRemoteNodes adds the configured nodes to s. Nodes given by address
-// are dialled now; it fails only if none of them can be used (a node of
-// another platform, a wrong secret or an unreachable node is in the error),
-// and keeps trying the unreachable ones in the background. Patterns start
-// discovery.
+// are dialled now, each for at most ConnectTimeout; it fails only if none of
+// them can be used (a node of another platform, a wrong secret, an
+// unreachable node or one that did not answer in time is in the error). It
+// keeps trying the unreachable ones in the background, and the ones that
+// did not answer in time join when they do. Patterns start discovery.
 func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig) (*remoteNodes, error) {
 	if cfg.Secret == "" {
 		cfg.Secret = os.Getenv("DROVE_SECRET")
 	}
 	if cfg.Retry <= 0 {
 		cfg.Retry = 5 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = defaultConnectTimeout
 	}
 	cfg.Discovery.Secret = cfg.Secret
 	comp, err := newComputation(cfg)
@@ -172,12 +191,7 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 			addrs = append(addrs, nodeAddr(n))
 		}
 	}
-	errs := make([]error, len(addrs))
-	var wg sync.WaitGroup
-	for i, a := range addrs {
-		wg.Go(func() { errs[i] = r.add(ctx, a) })
-	}
-	wg.Wait()
+	errs := r.addAll(ctx, addrs)
 	ok := 0
 	for _, err := range errs {
 		if err == nil {
@@ -193,7 +207,7 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		r.wg.Go(func() {
 			err := discovery.Watch(r.ctx, r.cfg.Discovery, func(f discovery.Found) {
 				if matchAny(patterns, f.Addr) {
-					go func() { _ = r.add(r.ctx, f.Addr) }()
+					r.wg.Go(func() { _ = r.add(r.ctx, f.Addr) })
 				}
 			})
 			if err != nil {
@@ -203,6 +217,9 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 	}
 	if ok == 0 && len(patterns) == 0 {
 		r.close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("drove: connecting to nodes: %w", ctx.Err())
+		}
 		if len(addrs) == 0 {
 			return nil, fmt.Errorf("drove: no node found for %q", cfg.Nodes)
 		}
@@ -214,6 +231,71 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		}
 	}
 	return r, nil
+}
+
+// addAll adds the nodes at addrs, waiting for each to answer for at most
+// ConnectTimeout or until ctx ends, and returns each node's error. The
+// wait only bounds what the caller is told: a node that has not answered
+// by then is still being set up in the background, joins the scheduler
+// when it answers (its error here wraps context.DeadlineExceeded), and is
+// retried like an unreachable node if it fails. So one hung node (a frozen
+// process still accepts connections) never holds up the others.
+func (r *remoteNodes) addAll(ctx context.Context, addrs []string) []error {
+	errs := make([]error, len(addrs))
+	finished := make([]bool, len(addrs))
+	var mu sync.Mutex
+	waiting, left := true, len(addrs)
+	allDone := make(chan struct{})
+	if left == 0 {
+		close(allDone)
+	}
+	for i, a := range addrs {
+		r.wg.Go(func() {
+			err := r.add(r.ctx, a)
+			mu.Lock()
+			late := !waiting
+			if !late {
+				errs[i], finished[i] = err, true
+				if left--; left == 0 {
+					close(allDone)
+				}
+			}
+			mu.Unlock()
+			switch {
+			case !late || err == nil || r.ctx.Err() != nil:
+				// The caller reports these; connect logs a node added.
+			case permanent(err):
+				r.log.Warn("node refused; giving up on it", "addr", a, "err", err)
+			default:
+				r.log.Warn("node not available; will retry", "addr", a, "err", err)
+			}
+		})
+	}
+	timer := time.NewTimer(r.cfg.ConnectTimeout)
+	defer timer.Stop()
+	var why error
+	select {
+	case <-allDone:
+	case <-timer.C:
+		why = fmt.Errorf("no answer within %v; it joins the cluster when it answers: %w", r.cfg.ConnectTimeout, context.DeadlineExceeded)
+	case <-ctx.Done():
+		why = fmt.Errorf("still connecting when the caller gave up; it joins the cluster when it answers: %w", ctx.Err())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	waiting = false
+	for i, a := range addrs {
+		if finished[i] {
+			continue
+		}
+		errs[i] = &nodeexec.ConnError{Addr: a, Err: why}
+		r.mu.Lock()
+		if rn := r.nodes[a]; rn != nil && rn.ex == nil && rn.err == nil {
+			rn.err = errs[i]
+		}
+		r.mu.Unlock()
+	}
+	return errs
 }
 
 // clientIDFor makes the client id a node files this client under: the
@@ -340,24 +422,29 @@ func (r *remoteNodes) watch(rn *remoteNode) {
 				return
 			case <-ex.Down():
 			}
-			// The node may be alive after all (a cut link): stop what the
-			// old computation still runs there; its jobs were requeued.
-			cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
-			ex.CloseStale(cctx)
 			// The scheduler drops a down node when it is added again, without
-			// closing its executor: release its connections here.
-			_ = ex.Close(cctx)
-			cancel()
+			// closing its executor: release its connections here. Its
+			// computation may live on (a cut link, a frozen node): it is
+			// closed below, stopping what it still runs (its jobs were
+			// requeued).
+			_ = ex.Close(r.ctx)
 			r.mu.Lock()
 			rn.ex, rn.err = nil, ex.Err()
+			rn.stale = append(rn.stale, ex)
 			r.mu.Unlock()
+			cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
+			r.closeStale(cctx, rn)
+			cancel()
 		}
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-time.After(r.cfg.Retry):
 		}
-		cctx, cancel := context.WithTimeout(r.ctx, 2*r.cfg.Retry)
+		cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
+		r.closeStale(cctx, rn)
+		cancel()
+		cctx, cancel = context.WithTimeout(r.ctx, 2*r.cfg.Retry)
 		err := r.connect(cctx, rn)
 		cancel()
 		if err != nil && permanent(err) {
@@ -408,21 +495,95 @@ func (r *remoteNodes) status() []NodeInfo {
 	return out
 }
 
-// close stops reconnecting; the scheduler closes the executors.
+// close stops reconnecting; the scheduler closes the executors, and
+// closeLost the computations left on nodes that were lost.
 func (r *remoteNodes) close() {
 	r.cancel()
 	r.wg.Wait()
 }
 
+// closeStale tries once, within ctx, to close the stale computations of a
+// node, and forgets those that are closed. It reports whether any are left.
+func (r *remoteNodes) closeStale(ctx context.Context, rn *remoteNode) bool {
+	r.mu.Lock()
+	stale := slices.Clone(rn.stale)
+	r.mu.Unlock()
+	var left []*nodeexec.Executor
+	for _, ex := range stale {
+		if err := ex.CloseStale(ctx); err != nil {
+			left = append(left, ex)
+			r.log.Debug("closing a computation left on a lost node", "addr", rn.addr, "err", err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rn.stale = slices.DeleteFunc(rn.stale, func(ex *nodeexec.Executor) bool { return !slices.Contains(left, ex) })
+	return len(rn.stale) > 0
+}
+
+// closeLostWait bounds how long closing a cluster keeps trying to close its
+// computations on nodes that were lost.
+const closeLostWait = 5 * time.Second
+
+// closeLost closes, after close, the computations the cluster left on
+// nodes it lost (including one lost just now, whose executor the scheduler
+// closed without reaching the node). A node that answers within
+// closeLostWait has them closed, its workers stopped; it is tried again
+// until then, so a frozen node that resumes meanwhile is cleaned up at
+// once, not after its zombie interval. ctx ending does not stop it early:
+// leaving the computations behind is what this is for.
+func (r *remoteNodes) closeLost(ctx context.Context) {
+	r.mu.Lock()
+	var lost []*remoteNode
+	for _, rn := range r.nodes {
+		if rn.ex != nil && rn.ex.Err() != nil {
+			rn.stale = append(rn.stale, rn.ex)
+			rn.ex = nil
+		}
+		if len(rn.stale) > 0 {
+			lost = append(lost, rn)
+		}
+	}
+	r.mu.Unlock()
+	if len(lost) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeLostWait)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, rn := range lost {
+		wg.Go(func() {
+			// Each try waits as long as allowed: a frozen node's kernel
+			// holds the request, answered as soon as the node resumes.
+			// Tries are repeated for nodes that refuse connections.
+			for r.closeStale(ctx, rn) {
+				select {
+				case <-ctx.Done():
+					r.log.Warn("computation left on a lost node; the node closes it after its zombie interval", "addr", rn.addr)
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // discover finds nodes matching the patterns on the LAN and adds them; an
-// entry without "*" is an address, added as such.
+// entry without "*" is an address, added as such. Each node gets
+// ConnectTimeout to answer (see addAll).
 func (r *remoteNodes) discover(ctx context.Context, patterns ...string) error {
-	var pats []string
-	var errs []error
+	var pats, addrs []string
 	for _, p := range patterns {
 		if isPattern(p) {
 			pats = append(pats, p)
-		} else if err := r.add(ctx, nodeAddr(p)); err != nil {
+		} else {
+			addrs = append(addrs, nodeAddr(p))
+		}
+	}
+	var errs []error
+	for _, err := range r.addAll(ctx, addrs) {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -433,18 +594,17 @@ func (r *remoteNodes) discover(ctx context.Context, patterns ...string) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	var wg sync.WaitGroup
+	var foundAddrs []string
 	for _, f := range found {
-		if !matchAny(pats, f.Addr) {
-			continue
+		if matchAny(pats, f.Addr) {
+			foundAddrs = append(foundAddrs, f.Addr)
 		}
-		wg.Go(func() {
-			if err := r.add(ctx, f.Addr); err != nil {
-				r.log.Warn("discovered node not usable", "node", f.Name, "addr", f.Addr, "err", err)
-			}
-		})
 	}
-	wg.Wait()
+	for i, err := range r.addAll(ctx, foundAddrs) {
+		if err != nil {
+			r.log.Warn("discovered node not usable yet", "addr", foundAddrs[i], "err", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -2,12 +2,15 @@ package drove_test
 
 import (
 	"context"
-
+	"errors"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
@@ -221,4 +224,133 @@ func startSecretNode(t *testing.T, name, secret string) string {
 	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return n.Addr().String()
+}
+
+// freeze stops a process with SIGSTOP as a hung node would be: its kernel
+// still accepts connections, nothing answers. It is resumed at the end of
+// the test at the latest, before the cleanups that stop it.
+func freeze(t *testing.T, p *os.Process) (resume func()) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resume = func() {
+		if err := p.Signal(syscall.SIGCONT); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) })
+	return resume
+}
+
+// TestClusterFrozenNodeAtStart: a node frozen (SIGSTOP) before the cluster
+// starts does not hold it up: NewCluster returns after the connect timeout
+// with the node that answered, jobs run there, and the frozen node joins
+// once it is resumed.
+func TestClusterFrozenNodeAtStart(t *testing.T) {
+	bin := nodetest.Build(t)
+	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2")
+	b := nodetest.StartProcess(t, bin, nil, "--name", "b", "--cpus", "2")
+	resume := freeze(t, b.Cmd.Process)
+
+	events := make(chan drove.NodeEvent, 16)
+	ctx := t.Context()
+	c, err := drove.NewCluster(ctx, square, drove.WithNodes(a.Addr, b.Addr),
+		drove.WithConnectTimeout(time.Second),
+		drove.OnNodeStatus(func(ev drove.NodeEvent) {
+			select {
+			case events <- ev:
+			default: // only b joining matters, and it comes early
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	for i := range 10 {
+		j, err := c.Submit(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := j.Result(ctx); err != nil || r != i*i || j.Node() != "a" {
+			t.Fatalf("job %d: %d %v on %q", i, r, err, j.Node())
+		}
+	}
+	var slow drove.NodeInfo
+	for _, n := range c.Status().Nodes {
+		if n.Addr == b.Addr {
+			slow = n
+		}
+	}
+	if slow.Up || !errors.Is(slow.Err, context.DeadlineExceeded) {
+		t.Errorf("frozen node's status: %+v", slow)
+	}
+
+	resume()
+	for ev := range events {
+		if ev.Node == "b" && ev.Status == drove.NodeInitialized {
+			break
+		}
+	}
+	j, err := c.Submit(ctx, 7, drove.OnNode("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := j.Result(ctx); err != nil || r != 49 {
+		t.Fatalf("job on the resumed node: %d %v", r, err)
+	}
+}
+
+// TestClusterCloseClosesLostNode: closing a cluster closes its computation
+// on a node it had declared lost, here a frozen (SIGSTOP) node resumed
+// while the cluster closes: the node drops the computation and its warm
+// workers at once instead of after its zombie interval.
+func TestClusterCloseClosesLostNode(t *testing.T) {
+	bin := nodetest.Build(t)
+	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2")
+	lost := make(chan struct{}, 1)
+	ctx := t.Context()
+	c, err := drove.NewCluster(ctx, square, drove.WithNodes(a.Addr), drove.WithHeartbeat(50*time.Millisecond, 3),
+		drove.OnNodeStatus(func(ev drove.NodeEvent) {
+			if ev.Status == drove.NodeLost {
+				select {
+				case lost <- struct{}{}:
+				default:
+				}
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	j, err := c.Submit(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := j.Result(ctx); err != nil || r != 9 {
+		t.Fatalf("job: %d %v", r, err)
+	}
+	computations := func() int32 {
+		t.Helper()
+		info, err := nodeexec.Info(ctx, nodeexec.NewHTTPClient("", nil), a.Addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Computations
+	}
+	if n := computations(); n != 1 {
+		t.Fatalf("node has %d computations, want 1", n)
+	}
+
+	resume := freeze(t, a.Cmd.Process)
+	<-lost
+	// The node resumes while the cluster closes.
+	resumed := time.AfterFunc(200*time.Millisecond, resume)
+	defer resumed.Stop()
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := computations(); n != 0 {
+		t.Errorf("node still has %d computations of the closed cluster", n)
+	}
 }

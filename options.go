@@ -38,6 +38,7 @@ type config struct {
 	multicast  bool
 	heartbeat  time.Duration
 	misses     int
+	connect    time.Duration
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is
@@ -65,6 +66,18 @@ func WithSecret(secret string) Option {
 // node sets another), and a node is lost after 5 silent intervals.
 func WithHeartbeat(interval time.Duration, misses int) Option {
 	return optionFunc(func(c *config) { c.heartbeat, c.misses = interval, misses })
+}
+
+// WithConnectTimeout bounds how long NewCluster (and DiscoverNodes) wait
+// for each drove node to answer and take the computation. A node that has
+// not answered by then does not hold the cluster up: jobs start on the
+// nodes that answered, and the late node joins when it answers
+// (OnNodeStatus reports it as NodeInitialized); NewCluster fails only if
+// no node answered. For Shell on SSH hosts it bounds connecting and
+// logging in to each host, unless ssh_config sets ConnectTimeout. The
+// default is 10s.
+func WithConnectTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.connect = d })
 }
 
 // WithMulticast makes node discovery ("*" and patterns in WithNodes) use

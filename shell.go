@@ -104,6 +104,7 @@ func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 			SSHConfigFile:   c.cfg.ssh.ConfigFile,
 			KnownHostsFiles: c.cfg.ssh.KnownHosts,
 			IdentityFiles:   c.cfg.ssh.IdentityFiles,
+			ConnectTimeout:  c.cfg.connect,
 			Logger:          c.log,
 		}
 		if c.cfg.ssh.AcceptNew {

@@ -49,7 +49,9 @@ func newDemoCmd() *cobra.Command {
 		Short: "Run dispy's sample on an embedded cluster",
 		Long: `Run dispy's sample computation on an embedded cluster of this machine's CPUs:
 each job sleeps a random 1 to 10 units (seconds by default) and returns the
-host name and its number. Prints one line per job, then the cluster's stats.`,
+host name and its number. Prints one line per job, then the cluster's stats.
+Exits 1 if a job did not finish (it failed, or was Abandoned when its node
+was lost).`,
 		Example: `  drove demo
   drove demo --unit 100ms --jobs 20`,
 		Args: cobra.NoArgs,
@@ -89,10 +91,16 @@ func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration,
 		jobs = append(jobs, j)
 	}
 	out := cmd.OutOrStdout()
+	failed := 0
 	for _, j := range jobs {
 		r, err := j.Result(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				_ = c.Close(ctx)
+				return ctx.Err()
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "job %d: %v\n", j.ID(), err)
+			failed++
 			continue
 		}
 		fmt.Fprintf(out, "%s executed job %d at %s with %d\n", r.Host, j.ID(), j.StartTime().Format("2006-01-02 15:04:05.000"), r.N)
@@ -100,5 +108,13 @@ func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration,
 	if err := c.Close(ctx); err != nil {
 		return err
 	}
-	return c.Stats().Print(out)
+	if err := c.Stats().Print(out); err != nil {
+		return err
+	}
+	if failed > 0 {
+		// Failed, timed out or Abandoned (their node was lost): the demo
+		// did not do what it was asked.
+		return fmt.Errorf("%d of %d jobs did not finish", failed, len(jobs))
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -496,5 +497,102 @@ func TestNodeServesOnlyItsUser(t *testing.T) {
 				t.Errorf("%q in\nstdout: %s\nstderr: %s", tc.wantNot, out, errs)
 			}
 		})
+	}
+}
+
+// nodeMetric reads one metric of a node's /metrics, or -1 if the node does
+// not answer or lacks it.
+func nodeMetric(addr, name string) float64 {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// freeze stops a process with SIGSTOP; it is resumed at the end of the
+// test, before the cleanups that stop it.
+func freeze(t *testing.T, p *os.Process) {
+	t.Helper()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) })
+}
+
+// TestAbandonedJobsFailCommand: a job whose node is lost while it runs
+// ends Abandoned, and drove demo and drove submit then exit non-zero,
+// as for a job that failed.
+func TestAbandonedJobsFailCommand(t *testing.T) {
+	bin := buildDrove(t)
+	tests := []struct {
+		name string
+		args []string
+		want string // in stdout or stderr
+	}{
+		{"demo", []string{"demo", "--unit", "1h", "--jobs", "1"}, "job 1: drove: node lost"},
+		{"submit", []string{"submit", "-a", "3600", "/bin/sleep"}, "job 1 [3600] on lostnode: Abandoned: drove: node lost"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startNodeProc(t, bin, nil, "--name", "lostnode", "--cpus", "1")
+			type outcome struct {
+				code     int
+				out, err string
+			}
+			done := make(chan outcome, 1)
+			go func() {
+				code, out, errs := runCmd(t, "", append(tc.args, "--nodes", p.addr)...)
+				done <- outcome{code, out, errs}
+			}()
+			// Once the job runs on the node, the node freezes: the
+			// client loses it after its missed heartbeats.
+			for nodeMetric(p.addr, "drove_node_jobs_started_total") < 1 {
+				select {
+				case o := <-done:
+					t.Fatalf("command ended before its job started: exit %d\n%s%s", o.code, o.out, o.err)
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			freeze(t, p.cmd.Process)
+			o := <-done
+			if o.code == 0 {
+				t.Errorf("exit 0 with an Abandoned job:\n%s%s", o.out, o.err)
+			}
+			if !strings.Contains(o.out+o.err, tc.want) {
+				t.Errorf("output lacks %q:\n%s%s", tc.want, o.out, o.err)
+			}
+		})
+	}
+}
+
+// TestDemoFrozenNode: with one of two nodes frozen (SIGSTOP) before it
+// starts, drove demo runs its jobs on the other one and exits 0, instead
+// of waiting for the frozen node's answer.
+func TestDemoFrozenNode(t *testing.T) {
+	bin := buildDrove(t)
+	a := startNodeProc(t, bin, nil, "--name", "nodeA", "--cpus", "2")
+	b := startNodeProc(t, bin, nil, "--name", "nodeB", "--cpus", "2")
+	freeze(t, b.cmd.Process)
+	code, out, errs := runCmd(t, "", "demo", "--unit", "1ms", "--jobs", "6", "--nodes", a.addr+","+b.addr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if got := len(regexp.MustCompile(`(?m)^\S+ executed job \d+ at .* with ([1-9]|10)$`).FindAllString(out, -1)); got != 6 {
+		t.Errorf("%d job lines in\n%s", got, out)
+	}
+	if !regexp.MustCompile(`(?m)^\s+nodeA \|\s+2 \|\s+6 \|`).MatchString(out) {
+		t.Errorf("nodeA did not run the 6 jobs:\n%s", out)
 	}
 }

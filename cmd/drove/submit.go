@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -32,7 +31,8 @@ working directory, which is also first in the program's PATH.
 
 For each job, in submit order, prints its exit status, then its stdout and
 stderr. A progress bar is drawn on stderr when it is a terminal. The exit
-status is the number of jobs that did not exit 0 (101 for more than 100).`,
+status is the number of jobs that did not exit 0, failed or were Abandoned
+because their node was lost (101 for more than 100).`,
 		Example: `  drove submit -a "1 2" -a "3 4" ./compute.sh
   drove submit -f data.csv -a "data.csv" /usr/bin/wc`,
 		Args: cobra.ExactArgs(1),
@@ -98,12 +98,17 @@ func runSubmit(ctx context.Context, stdout, stderr io.Writer, program string, li
 	failed := 0
 	for i, j := range jobs {
 		code, err := j.Result(ctx)
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			break
+		if ctx.Err() != nil {
+			// Interrupted: the jobs left are cancelled by Close.
+			bar.Finish()
+			_ = c.Close(ctx)
+			return ctx.Err()
 		}
 		bar.Finish()
 		status := fmt.Sprintf("exit status %d", code)
 		if err != nil {
+			// Failed, Cancelled, Terminated or Abandoned (its node was
+			// lost): all count as not exiting 0.
 			status = fmt.Sprintf("%s: %v", j.Status(), err)
 			failed++
 		} else if code != 0 {

@@ -36,6 +36,13 @@ type computation struct {
 	out      *outbox
 	done     chan struct{} // closed by close
 	once     sync.Once
+	// fileAcks: the client answers each File event with FileDone, and a
+	// job's SendFile waits for that answer (fileWait, by event sequence
+	// number). closing ends the waits when the computation closes.
+	fileAcks bool
+	closing  chan struct{}
+	fileMu   sync.Mutex
+	fileWait map[uint64]chan string
 	// startMu serialises Start calls: the local executor queues a run at
 	// a worker under its lock but writes it to the worker's pipe after,
 	// so two concurrent Starts could reach one worker out of order.
@@ -289,6 +296,9 @@ func (c *computation) zombie(now time.Time, iv time.Duration) bool {
 func (c *computation) close(ctx context.Context, terminate bool, why string) {
 	c.once.Do(func() {
 		n := c.n
+		// Workers waiting in SendFile for the client must not keep the
+		// executor from closing.
+		close(c.closing)
 		n.mu.Lock()
 		c.closed = true
 		c.closeWhy = why
@@ -384,11 +394,58 @@ func (f *fileForwarder) WriteChunk(name string, mode os.FileMode, offset int64, 
 		}
 	}
 	_ = f.root.Remove(name)
-	f.c.out.push(&drovev1.Event{Kind: &drovev1.Event_File{File: &drovev1.File{
+	return f.c.sendFile(&drovev1.Event{Kind: &drovev1.Event_File{File: &drovev1.File{
 		Name: name,
 		Blob: &drovev1.Blob{Sum: sum, Mode: uint32(mode.Perm()), Size: uint64(size)},
 	}}})
-	return nil
+}
+
+// sendFile tells the client about a file a job sent back and, if the client
+// answers File events, waits for its answer: the job's SendFile returns
+// it. A client that is away is waited for (it gets the event when it comes
+// back), for as long as the computation is open.
+func (c *computation) sendFile(ev *drovev1.Event) error {
+	if !c.fileAcks {
+		c.out.push(ev)
+		return nil
+	}
+	done := make(chan string, 1)
+	c.fileMu.Lock()
+	// Registered under fileMu with the push, so that an answer cannot
+	// come before its waiter.
+	seq := c.out.push(ev)
+	if seq != 0 {
+		c.fileWait[seq] = done
+	}
+	c.fileMu.Unlock()
+	if seq == 0 {
+		return errCompClosed
+	}
+	defer func() {
+		c.fileMu.Lock()
+		delete(c.fileWait, seq)
+		c.fileMu.Unlock()
+	}()
+	select {
+	case msg := <-done:
+		if msg != "" {
+			return errors.New(msg) // the client's words, for the job
+		}
+		return nil
+	case <-c.closing:
+		return errCompClosed
+	}
+}
+
+// fileDone passes the client's answer about the File event seq to the job
+// waiting for it; an answer nobody waits for (sent again) is dropped.
+func (c *computation) fileDone(seq uint64, msg string) {
+	c.fileMu.Lock()
+	defer c.fileMu.Unlock()
+	if done := c.fileWait[seq]; done != nil {
+		delete(c.fileWait, seq)
+		done <- msg // buffered, one answer per waiter
+	}
 }
 
 func outcomeName(o sched.Outcome) string {

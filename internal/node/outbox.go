@@ -36,24 +36,26 @@ func newOutbox(spoolPath string, onErr func(error)) *outbox {
 	return &outbox{spoolPath: spoolPath, onErr: onErr, notify: make(chan struct{}, 1), away: time.Now()}
 }
 
-// push gives ev the next sequence number and queues it.
-func (o *outbox) push(ev *drovev1.Event) {
+// push gives ev the next sequence number and queues it; it returns the
+// number, 0 once the outbox is closed.
+func (o *outbox) push(ev *drovev1.Event) (seq uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {
-		return
+		return 0
 	}
 	o.seq++
 	ev.Seq = o.seq
 	if !o.attached {
 		o.spoolLocked([]*drovev1.Event{ev})
-		return
+		return ev.Seq
 	}
 	o.mem = append(o.mem, ev)
 	select {
 	case o.notify <- struct{}{}:
 	default:
 	}
+	return ev.Seq
 }
 
 // spoolLocked appends evs to the spool file; if that fails they stay in

@@ -107,6 +107,9 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		hb:       hb,
 		runs:     map[uint64]*nrun{},
 		done:     make(chan struct{}),
+		fileAcks: m.FileAcks,
+		closing:  make(chan struct{}),
+		fileWait: map[uint64]chan string{},
 	}
 	c.dir = filepath.Join(n.cfg.Dir, "comp", m.ClientId, c.id)
 	if err := c.prepare(ctx, m); err != nil {
@@ -266,6 +269,15 @@ func (s *service) Close(ctx context.Context, req *connect.Request[drovev1.CloseR
 	}
 	c.close(ctx, req.Msg.Terminate, "closed by client")
 	return connect.NewResponse(&drovev1.CloseResponse{}), nil
+}
+
+func (s *service) FileDone(ctx context.Context, req *connect.Request[drovev1.FileDoneRequest]) (*connect.Response[drovev1.FileDoneResponse], error) {
+	c, err := s.n.comp(req.Msg.ComputationId)
+	if err != nil {
+		return nil, err
+	}
+	c.fileDone(req.Msg.Seq, req.Msg.Error)
+	return connect.NewResponse(&drovev1.FileDoneResponse{}), nil
 }
 
 // maxBatch bounds the events in one Results message.

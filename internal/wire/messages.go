@@ -55,6 +55,15 @@ type File struct {
 	Last   bool
 }
 
+// FileDone answers the last chunk of a [File] (or a chunk that failed): the
+// client has the file, or refused it for Err. A worker's SendFile returns
+// after it.
+type FileDone struct {
+	ID   uint64
+	Name string
+	Err  string
+}
+
 // ResultKind says how a job ended on the worker.
 type ResultKind uint8
 
@@ -102,6 +111,21 @@ func (*File) Type() Type { return TFile }
 
 // Type implements Message.
 func (*Result) Type() Type { return TResult }
+
+// Type implements Message.
+func (*FileDone) Type() Type { return TFileDone }
+
+func (m *FileDone) append(b []byte) []byte {
+	b = binary.AppendUvarint(b, m.ID)
+	b = appendString(b, m.Name)
+	return appendString(b, m.Err)
+}
+
+func (m *FileDone) decode(d *decoder) {
+	m.ID = d.uvarint()
+	m.Name = d.string()
+	m.Err = d.string()
+}
 
 func (m *Hello) append(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.Version)

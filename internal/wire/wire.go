@@ -20,7 +20,8 @@ import (
 )
 
 // Version is the protocol version. A peer speaking another version is refused.
-const Version = 1
+// Version 2 added [FileDone]: a worker waits for it after sending a file.
+const Version = 2
 
 // DefaultMaxFrame is the largest frame a [Reader] accepts unless told otherwise.
 const DefaultMaxFrame = 256 << 20
@@ -46,6 +47,7 @@ const (
 	TProvisional
 	TFile
 	TResult
+	TFileDone
 )
 
 func (t Type) String() string {
@@ -66,6 +68,8 @@ func (t Type) String() string {
 		return "file"
 	case TResult:
 		return "result"
+	case TFileDone:
+		return "file-done"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -192,6 +196,8 @@ func Decode(b []byte) (Message, error) {
 		m = new(File)
 	case TResult:
 		m = new(Result)
+	case TFileDone:
+		m = new(FileDone)
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, b[0])
 	}

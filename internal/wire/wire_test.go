@@ -19,6 +19,7 @@ var samples = []Message{
 	&Cancel{ID: 9},
 	&Provisional{ID: 3, Output: []byte("partial")},
 	&File{ID: 4, Name: "out/a.txt", Mode: 0o644, Offset: 10, Data: []byte("xyz"), Last: true},
+	&FileDone{ID: 4, Name: "out/a.txt", Err: "refused"},
 	&Result{ID: 5, Kind: ResultPanic, Output: []byte("o"), Err: "boom", Stack: "goroutine 1", Stdout: []byte("hi\n"), Stderr: []byte("err\n"), Start: -5, End: 1 << 40},
 }
 

@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,11 +59,13 @@ func Main() int {
 // they are regular files.
 func Serve(ctx context.Context, in io.Reader, out io.Writer, stdout, stderr *os.File) error {
 	s := &server{
-		r:      wire.NewReader(in, 0),
-		w:      wire.NewWriter(out),
-		stdout: captureOf(stdout),
-		stderr: captureOf(stderr),
-		skip:   map[uint64]bool{},
+		r:        wire.NewReader(in, 0),
+		w:        wire.NewWriter(out),
+		stdout:   captureOf(stdout),
+		stderr:   captureOf(stderr),
+		skip:     map[uint64]bool{},
+		sending:  map[string][]chan string{},
+		readDone: make(chan struct{}),
 	}
 	if err := s.send(&wire.Hello{Version: wire.Version, Fingerprint: registry.Fingerprint(), PID: uint64(os.Getpid())}); err != nil {
 		return err
@@ -132,6 +135,12 @@ type server struct {
 	current uint64
 	cancel  context.CancelFunc
 	skip    map[uint64]bool // runs cancelled while queued
+	// sending holds, by name, the SendFile calls waiting for the
+	// executor's FileDone, oldest first.
+	sending map[string][]chan string
+	// readDone is closed when the executor's frames end: no FileDone
+	// comes after it.
+	readDone chan struct{}
 }
 
 func captureOf(f *os.File) *os.File {
@@ -201,6 +210,7 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(runs)
+		defer close(s.readDone)
 		for {
 			m, err := s.r.Read()
 			if err != nil {
@@ -218,6 +228,17 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 					s.cancel()
 				} else {
 					s.skip[m.ID] = true // still queued: never start it
+				}
+				s.mu.Unlock()
+			case *wire.FileDone:
+				s.mu.Lock()
+				if ws := s.sending[m.Name]; len(ws) > 0 {
+					ws[0] <- m.Err // buffered: never blocks
+					if len(ws) == 1 {
+						delete(s.sending, m.Name)
+					} else {
+						s.sending[m.Name] = ws[1:]
+					}
 				}
 				s.mu.Unlock()
 			default:
@@ -268,7 +289,7 @@ func (s *server) runJob(ctx context.Context, fn *registry.Func, run *wire.Run) (
 		s.mu.Unlock()
 		cancel()
 	}()
-	jctx = context.WithValue(jctx, jobKey{}, &Job{ID: run.ID, s: s})
+	jctx = context.WithValue(jctx, jobKey{}, &Job{ID: run.ID, s: s, ctx: jctx})
 
 	res = &wire.Result{ID: run.ID, Start: time.Now().UnixNano()}
 	func() {
@@ -322,8 +343,9 @@ type jobKey struct{}
 // Job is the running job, as seen from inside a function through its
 // context.
 type Job struct {
-	ID uint64
-	s  *server
+	ID  uint64
+	s   *server
+	ctx context.Context // the job's
 }
 
 // FromContext returns the job running with ctx, or nil outside a worker.
@@ -343,8 +365,48 @@ func (j *Job) Provisional(out []byte) error {
 // fileChunk is the size of the pieces SendFile streams a file in.
 const fileChunk = 1 << 20
 
-// SendFile streams the file at path to the client under name.
+// ErrFileRefused is wrapped by SendFile's error for a file the client did
+// not take (a name it refuses, a size over its limit, a full disk).
+var ErrFileRefused = errors.New("drove: the client refused the file")
+
+// SendFile streams the file at path to the client under name, and waits
+// until the client has it or refused it.
 func (j *Job) SendFile(path, name string) error {
+	done := make(chan string, 1)
+	j.s.mu.Lock()
+	j.s.sending[name] = append(j.s.sending[name], done)
+	j.s.mu.Unlock()
+	if err := j.sendFile(path, name); err != nil {
+		j.s.forget(name, done)
+		return err
+	}
+	select {
+	case msg := <-done:
+		if msg != "" {
+			return fmt.Errorf("%w: %s", ErrFileRefused, msg)
+		}
+		return nil
+	case <-j.s.readDone:
+		return errors.New("drove: the executor went away before confirming the file")
+	case <-j.ctx.Done():
+		j.s.forget(name, done)
+		return fmt.Errorf("drove: waiting for the client to confirm the file: %w", context.Cause(j.ctx))
+	}
+}
+
+// forget drops a SendFile waiter that stopped waiting.
+func (s *server) forget(name string, done chan string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := slices.DeleteFunc(s.sending[name], func(c chan string) bool { return c == done })
+	if len(ws) == 0 {
+		delete(s.sending, name)
+	} else {
+		s.sending[name] = ws
+	}
+}
+
+func (j *Job) sendFile(path, name string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err

@@ -46,6 +46,10 @@ type workerProc struct {
 	exited    chan struct{}
 	waitErr   error
 	cleanExit bool // it was asked to stop, not killed
+
+	// fileErrs holds the first error of each file being received, told
+	// to the worker with its last chunk. Only the reader uses it.
+	fileErrs map[string]error
 }
 
 // entry is a run queued at a worker.
@@ -560,9 +564,7 @@ func (w *workerProc) handle(s *slot, m wire.Message) {
 			e.rep.Provisional(r, m.Output)
 		}
 	case *wire.File:
-		if err := e.receiveFile(m); err != nil {
-			e.log.Warn("file from job refused", "file", m.Name, "err", err)
-		}
+		w.receiveFile(m)
 	default:
 		e.log.Warn("unexpected frame from worker", "type", m.Type())
 		w.signal(syscall.SIGKILL)
@@ -622,6 +624,39 @@ func (w *workerProc) result(s *slot, m *wire.Result) bool {
 	res.Received = int64(len(m.Output) + len(m.Stdout) + len(m.Stderr))
 	e.rep.Done(ent.r, res)
 	return true
+}
+
+// receiveFile writes a chunk of a file the job sends back and, after the
+// last one, tells the worker whether the file arrived: its SendFile
+// returns the first error any chunk met.
+func (w *workerProc) receiveFile(m *wire.File) {
+	e := w.e
+	if w.fileErrs == nil {
+		w.fileErrs = map[string]error{}
+	}
+	if m.Offset == 0 {
+		delete(w.fileErrs, m.Name)
+	}
+	if err := e.receiveFile(m); err != nil {
+		if _, failed := w.fileErrs[m.Name]; !failed {
+			e.log.Warn("file from job refused", "file", m.Name, "err", err)
+			w.fileErrs[m.Name] = err
+		}
+	}
+	if !m.Last {
+		return
+	}
+	done := &wire.FileDone{ID: m.ID, Name: m.Name}
+	if err := w.fileErrs[m.Name]; err != nil {
+		done.Err = err.Error()
+	}
+	delete(w.fileErrs, m.Name)
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err := w.w.Send(done); err != nil {
+		// The reader sees the worker die and reports its runs.
+		w.signal(syscall.SIGKILL)
+	}
 }
 
 func (e *Executor) receiveFile(m *wire.File) error {

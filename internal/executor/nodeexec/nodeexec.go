@@ -349,6 +349,7 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 		Cpus:                int32(max(0, cfg.CPUs)),
 		HeartbeatIntervalMs: uint32(cfg.Heartbeat / time.Millisecond),
 		GraceMs:             uint64(comp.Grace / time.Millisecond),
+		FileAcks:            true,
 	}
 	var files []*File
 	if comp.Func != "" {
@@ -725,9 +726,17 @@ func (e *Executor) handle(ev *drovev1.Event) {
 			e.rep.Provisional(r.r, k.Provisional)
 		}
 	case *drovev1.Event_File:
+		// The job's SendFile waits for the answer: a refused file is
+		// its error, not a silent loss.
+		var msg string
 		if err := e.fetchFile(k.File); err != nil {
 			e.log.Warn("file sent back by a job not received", "node", e.Name(), "file", k.File.GetName(), "err", err)
+			msg = err.Error()
 		}
+		e.retry(func(ctx context.Context) error {
+			_, err := e.api.FileDone(ctx, connect.NewRequest(&drovev1.FileDoneRequest{ComputationId: e.compID, Seq: ev.Seq, Error: msg}))
+			return err
+		})
 	case *drovev1.Event_Result:
 		e.mu.Lock()
 		r := e.runs[ev.RunId]
@@ -878,10 +887,16 @@ func (e *Executor) Close(ctx context.Context) error {
 }
 
 // CloseStale closes a computation the client left on a node (one reported
-// down that turned out alive), stopping its jobs. Errors are ignored: the
-// node's zombie reaper gets it otherwise.
-func (e *Executor) CloseStale(ctx context.Context) {
-	_, _ = e.api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: e.compID, Terminate: true}))
+// down that may be alive after all), stopping its jobs. A node that no
+// longer has it (it restarted, or closed it already) counts as success; on
+// another error the caller may try again later, or leave it to the node's
+// zombie reaper.
+func (e *Executor) CloseStale(ctx context.Context) error {
+	_, err := e.api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: e.compID, Terminate: true}))
+	if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+		return &ConnError{Addr: e.cfg.Addr, Err: err}
+	}
+	return nil
 }
 
 // Recovered is the result of a job that a client which went away left on a
@@ -939,8 +954,18 @@ func recoverComputation(ctx context.Context, api drovev1connect.NodeServiceClien
 				continue
 			}
 			cursor = ev.Seq
-			if r, ok := ev.Kind.(*drovev1.Event_Result); ok && r.Result.GetOutcome() != drovev1.Outcome_OUTCOME_NOT_STARTED {
-				out = append(out, Recovered{JobID: ev.JobId, Result: nodeproto.ResultFromProto(r.Result)})
+			switch k := ev.Kind.(type) {
+			case *drovev1.Event_Result:
+				if k.Result.GetOutcome() != drovev1.Outcome_OUTCOME_NOT_STARTED {
+					out = append(out, Recovered{JobID: ev.JobId, Result: nodeproto.ResultFromProto(k.Result)})
+				}
+			case *drovev1.Event_File:
+				// Files are not recovered; the job waiting in SendFile
+				// learns so and goes on.
+				msg := fmt.Sprintf("drove: file %s not received: the client that ran the job went away", k.File.GetName())
+				if _, err := api.FileDone(ctx, connect.NewRequest(&drovev1.FileDoneRequest{ComputationId: id, Seq: ev.Seq, Error: msg})); err != nil {
+					return out, err
+				}
 			}
 		}
 		// Every message says how far the node's events go and what is

@@ -511,8 +511,12 @@ type SetupRequest struct {
 	// --ping-interval. SetupResponse says what the node chose.
 	HeartbeatIntervalMs uint32 `protobuf:"varint,13,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	GraceMs             uint64 `protobuf:"varint,14,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// file_acks says the client answers every File event with FileDone; the
+	// node then holds the job's SendFile until that answer, so a file the
+	// client refuses fails the SendFile call.
+	FileAcks      bool `protobuf:"varint,15,opt,name=file_acks,json=fileAcks,proto3" json:"file_acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetupRequest) Reset() {
@@ -641,6 +645,13 @@ func (x *SetupRequest) GetGraceMs() uint64 {
 		return x.GraceMs
 	}
 	return 0
+}
+
+func (x *SetupRequest) GetFileAcks() bool {
+	if x != nil {
+		return x.FileAcks
+	}
+	return false
 }
 
 type SetupResponse struct {
@@ -1645,6 +1656,104 @@ func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
 	return file_drove_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
+type FileDoneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ComputationId string                 `protobuf:"bytes,1,opt,name=computation_id,json=computationId,proto3" json:"computation_id,omitempty"`
+	// seq is the File event's sequence number.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// error is why the client did not take the file; empty if it did.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileDoneRequest) Reset() {
+	*x = FileDoneRequest{}
+	mi := &file_drove_v1_node_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileDoneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileDoneRequest) ProtoMessage() {}
+
+func (x *FileDoneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drove_v1_node_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileDoneRequest.ProtoReflect.Descriptor instead.
+func (*FileDoneRequest) Descriptor() ([]byte, []int) {
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FileDoneRequest) GetComputationId() string {
+	if x != nil {
+		return x.ComputationId
+	}
+	return ""
+}
+
+func (x *FileDoneRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *FileDoneRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type FileDoneResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileDoneResponse) Reset() {
+	*x = FileDoneResponse{}
+	mi := &file_drove_v1_node_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileDoneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileDoneResponse) ProtoMessage() {}
+
+func (x *FileDoneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drove_v1_node_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileDoneResponse.ProtoReflect.Descriptor instead.
+func (*FileDoneResponse) Descriptor() ([]byte, []int) {
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{23}
+}
+
 type CloseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ComputationId string                 `protobuf:"bytes,1,opt,name=computation_id,json=computationId,proto3" json:"computation_id,omitempty"`
@@ -1655,7 +1764,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[22]
+	mi := &file_drove_v1_node_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1776,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[22]
+	mi := &file_drove_v1_node_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1789,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{22}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CloseRequest) GetComputationId() string {
@@ -1705,7 +1814,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[23]
+	mi := &file_drove_v1_node_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1826,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[23]
+	mi := &file_drove_v1_node_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1839,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{23}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{25}
 }
 
 var File_drove_v1_node_proto protoreflect.FileDescriptor
@@ -1764,7 +1873,7 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x04size\x18\x03 \x01(\x04R\x04size\"@\n" +
 	"\x06Depend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
-	"\x04blob\x18\x02 \x01(\v2\x0e.drove.v1.BlobR\x04blob\"\xca\x03\n" +
+	"\x04blob\x18\x02 \x01(\v2\x0e.drove.v1.BlobR\x04blob\"\xe7\x03\n" +
 	"\fSetupRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
 	"\tfunc_name\x18\x02 \x01(\tR\bfuncName\x12\x14\n" +
@@ -1782,7 +1891,8 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x03env\x18\v \x03(\tR\x03env\x12\x12\n" +
 	"\x04cpus\x18\f \x01(\x05R\x04cpus\x122\n" +
 	"\x15heartbeat_interval_ms\x18\r \x01(\rR\x13heartbeatIntervalMs\x12\x19\n" +
-	"\bgrace_ms\x18\x0e \x01(\x04R\agraceMs\"\x99\x01\n" +
+	"\bgrace_ms\x18\x0e \x01(\x04R\agraceMs\x12\x1b\n" +
+	"\tfile_acks\x18\x0f \x01(\bR\bfileAcks\"\x99\x01\n" +
 	"\rSetupResponse\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x14\n" +
 	"\x05slots\x18\x02 \x01(\x05R\x05slots\x12\x17\n" +
@@ -1845,7 +1955,12 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x10HeartbeatRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x10\n" +
 	"\x03ack\x18\x02 \x01(\x04R\x03ack\"\x13\n" +
-	"\x11HeartbeatResponse\"S\n" +
+	"\x11HeartbeatResponse\"`\n" +
+	"\x0fFileDoneRequest\x12%\n" +
+	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x12\n" +
+	"\x10FileDoneResponse\"S\n" +
 	"\fCloseRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x1c\n" +
 	"\tterminate\x18\x02 \x01(\bR\tterminate\"\x0f\n" +
@@ -1863,7 +1978,7 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x11ERROR_KIND_REMOTE\x10\x01\x12\x14\n" +
 	"\x10ERROR_KIND_PANIC\x10\x02\x12\x13\n" +
 	"\x0fERROR_KIND_EXIT\x10\x03\x12\x14\n" +
-	"\x10ERROR_KIND_OTHER\x10\x042\x89\x04\n" +
+	"\x10ERROR_KIND_OTHER\x10\x042\xcc\x04\n" +
 	"\vNodeService\x125\n" +
 	"\x04Info\x12\x15.drove.v1.InfoRequest\x1a\x16.drove.v1.InfoResponse\x128\n" +
 	"\x05Setup\x12\x16.drove.v1.SetupRequest\x1a\x17.drove.v1.SetupResponse\x12;\n" +
@@ -1871,7 +1986,8 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x06Cancel\x12\x17.drove.v1.CancelRequest\x1a\x18.drove.v1.CancelResponse\x12@\n" +
 	"\aResults\x12\x18.drove.v1.ResultsRequest\x1a\x19.drove.v1.ResultsResponse0\x01\x12D\n" +
 	"\tHeartbeat\x12\x1a.drove.v1.HeartbeatRequest\x1a\x1b.drove.v1.HeartbeatResponse\x128\n" +
-	"\x05Close\x12\x16.drove.v1.CloseRequest\x1a\x17.drove.v1.CloseResponse\x12M\n" +
+	"\x05Close\x12\x16.drove.v1.CloseRequest\x1a\x17.drove.v1.CloseResponse\x12A\n" +
+	"\bFileDone\x12\x19.drove.v1.FileDoneRequest\x1a\x1a.drove.v1.FileDoneResponse\x12M\n" +
 	"\fComputations\x12\x1d.drove.v1.ComputationsRequest\x1a\x1e.drove.v1.ComputationsResponseB:Z8github.com/drove-dev/drove/internal/gen/drove/v1;drovev1b\x06proto3"
 
 var (
@@ -1887,7 +2003,7 @@ func file_drove_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_drove_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_drove_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_drove_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_drove_v1_node_proto_goTypes = []any{
 	(Outcome)(0),                 // 0: drove.v1.Outcome
 	(ErrorKind)(0),               // 1: drove.v1.ErrorKind
@@ -1913,8 +2029,10 @@ var file_drove_v1_node_proto_goTypes = []any{
 	(*ComputationsResponse)(nil), // 21: drove.v1.ComputationsResponse
 	(*HeartbeatRequest)(nil),     // 22: drove.v1.HeartbeatRequest
 	(*HeartbeatResponse)(nil),    // 23: drove.v1.HeartbeatResponse
-	(*CloseRequest)(nil),         // 24: drove.v1.CloseRequest
-	(*CloseResponse)(nil),        // 25: drove.v1.CloseResponse
+	(*FileDoneRequest)(nil),      // 24: drove.v1.FileDoneRequest
+	(*FileDoneResponse)(nil),     // 25: drove.v1.FileDoneResponse
+	(*CloseRequest)(nil),         // 26: drove.v1.CloseRequest
+	(*CloseResponse)(nil),        // 27: drove.v1.CloseResponse
 }
 var file_drove_v1_node_proto_depIdxs = []int32{
 	3,  // 0: drove.v1.InfoResponse.avail:type_name -> drove.v1.AvailInfo
@@ -1937,18 +2055,20 @@ var file_drove_v1_node_proto_depIdxs = []int32{
 	12, // 17: drove.v1.NodeService.Cancel:input_type -> drove.v1.CancelRequest
 	14, // 18: drove.v1.NodeService.Results:input_type -> drove.v1.ResultsRequest
 	22, // 19: drove.v1.NodeService.Heartbeat:input_type -> drove.v1.HeartbeatRequest
-	24, // 20: drove.v1.NodeService.Close:input_type -> drove.v1.CloseRequest
-	20, // 21: drove.v1.NodeService.Computations:input_type -> drove.v1.ComputationsRequest
-	4,  // 22: drove.v1.NodeService.Info:output_type -> drove.v1.InfoResponse
-	8,  // 23: drove.v1.NodeService.Setup:output_type -> drove.v1.SetupResponse
-	11, // 24: drove.v1.NodeService.Submit:output_type -> drove.v1.SubmitResponse
-	13, // 25: drove.v1.NodeService.Cancel:output_type -> drove.v1.CancelResponse
-	19, // 26: drove.v1.NodeService.Results:output_type -> drove.v1.ResultsResponse
-	23, // 27: drove.v1.NodeService.Heartbeat:output_type -> drove.v1.HeartbeatResponse
-	25, // 28: drove.v1.NodeService.Close:output_type -> drove.v1.CloseResponse
-	21, // 29: drove.v1.NodeService.Computations:output_type -> drove.v1.ComputationsResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
+	26, // 20: drove.v1.NodeService.Close:input_type -> drove.v1.CloseRequest
+	24, // 21: drove.v1.NodeService.FileDone:input_type -> drove.v1.FileDoneRequest
+	20, // 22: drove.v1.NodeService.Computations:input_type -> drove.v1.ComputationsRequest
+	4,  // 23: drove.v1.NodeService.Info:output_type -> drove.v1.InfoResponse
+	8,  // 24: drove.v1.NodeService.Setup:output_type -> drove.v1.SetupResponse
+	11, // 25: drove.v1.NodeService.Submit:output_type -> drove.v1.SubmitResponse
+	13, // 26: drove.v1.NodeService.Cancel:output_type -> drove.v1.CancelResponse
+	19, // 27: drove.v1.NodeService.Results:output_type -> drove.v1.ResultsResponse
+	23, // 28: drove.v1.NodeService.Heartbeat:output_type -> drove.v1.HeartbeatResponse
+	27, // 29: drove.v1.NodeService.Close:output_type -> drove.v1.CloseResponse
+	25, // 30: drove.v1.NodeService.FileDone:output_type -> drove.v1.FileDoneResponse
+	21, // 31: drove.v1.NodeService.Computations:output_type -> drove.v1.ComputationsResponse
+	23, // [23:32] is the sub-list for method output_type
+	14, // [14:23] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1971,7 +2091,7 @@ func file_drove_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drove_v1_node_proto_rawDesc), len(file_drove_v1_node_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -58,6 +58,8 @@ const (
 	NodeServiceHeartbeatProcedure = "/drove.v1.NodeService/Heartbeat"
 	// NodeServiceCloseProcedure is the fully-qualified name of the NodeService's Close RPC.
 	NodeServiceCloseProcedure = "/drove.v1.NodeService/Close"
+	// NodeServiceFileDoneProcedure is the fully-qualified name of the NodeService's FileDone RPC.
+	NodeServiceFileDoneProcedure = "/drove.v1.NodeService/FileDone"
 	// NodeServiceComputationsProcedure is the fully-qualified name of the NodeService's Computations
 	// RPC.
 	NodeServiceComputationsProcedure = "/drove.v1.NodeService/Computations"
@@ -80,6 +82,9 @@ type NodeServiceClient interface {
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	// Close ends a computation, optionally stopping its running jobs.
 	Close(context.Context, *connect.Request[v1.CloseRequest]) (*connect.Response[v1.CloseResponse], error)
+	// FileDone tells the node whether the client took a file a job sent
+	// back (a File event), for clients that set up with file_acks.
+	FileDone(context.Context, *connect.Request[v1.FileDoneRequest]) (*connect.Response[v1.FileDoneResponse], error)
 	// Computations lists a client's open computations, so a client that went
 	// away (crashed, restarted) can come back for its results.
 	Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error)
@@ -138,6 +143,12 @@ func NewNodeServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(nodeServiceMethods.ByName("Close")),
 			connect.WithClientOptions(opts...),
 		),
+		fileDone: connect.NewClient[v1.FileDoneRequest, v1.FileDoneResponse](
+			httpClient,
+			baseURL+NodeServiceFileDoneProcedure,
+			connect.WithSchema(nodeServiceMethods.ByName("FileDone")),
+			connect.WithClientOptions(opts...),
+		),
 		computations: connect.NewClient[v1.ComputationsRequest, v1.ComputationsResponse](
 			httpClient,
 			baseURL+NodeServiceComputationsProcedure,
@@ -156,6 +167,7 @@ type nodeServiceClient struct {
 	results      *connect.Client[v1.ResultsRequest, v1.ResultsResponse]
 	heartbeat    *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
 	close        *connect.Client[v1.CloseRequest, v1.CloseResponse]
+	fileDone     *connect.Client[v1.FileDoneRequest, v1.FileDoneResponse]
 	computations *connect.Client[v1.ComputationsRequest, v1.ComputationsResponse]
 }
 
@@ -194,6 +206,11 @@ func (c *nodeServiceClient) Close(ctx context.Context, req *connect.Request[v1.C
 	return c.close.CallUnary(ctx, req)
 }
 
+// FileDone calls drove.v1.NodeService.FileDone.
+func (c *nodeServiceClient) FileDone(ctx context.Context, req *connect.Request[v1.FileDoneRequest]) (*connect.Response[v1.FileDoneResponse], error) {
+	return c.fileDone.CallUnary(ctx, req)
+}
+
 // Computations calls drove.v1.NodeService.Computations.
 func (c *nodeServiceClient) Computations(ctx context.Context, req *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error) {
 	return c.computations.CallUnary(ctx, req)
@@ -216,6 +233,9 @@ type NodeServiceHandler interface {
 	Heartbeat(context.Context, *connect.Request[v1.HeartbeatRequest]) (*connect.Response[v1.HeartbeatResponse], error)
 	// Close ends a computation, optionally stopping its running jobs.
 	Close(context.Context, *connect.Request[v1.CloseRequest]) (*connect.Response[v1.CloseResponse], error)
+	// FileDone tells the node whether the client took a file a job sent
+	// back (a File event), for clients that set up with file_acks.
+	FileDone(context.Context, *connect.Request[v1.FileDoneRequest]) (*connect.Response[v1.FileDoneResponse], error)
 	// Computations lists a client's open computations, so a client that went
 	// away (crashed, restarted) can come back for its results.
 	Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error)
@@ -270,6 +290,12 @@ func NewNodeServiceHandler(svc NodeServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(nodeServiceMethods.ByName("Close")),
 		connect.WithHandlerOptions(opts...),
 	)
+	nodeServiceFileDoneHandler := connect.NewUnaryHandler(
+		NodeServiceFileDoneProcedure,
+		svc.FileDone,
+		connect.WithSchema(nodeServiceMethods.ByName("FileDone")),
+		connect.WithHandlerOptions(opts...),
+	)
 	nodeServiceComputationsHandler := connect.NewUnaryHandler(
 		NodeServiceComputationsProcedure,
 		svc.Computations,
@@ -292,6 +318,8 @@ func NewNodeServiceHandler(svc NodeServiceHandler, opts ...connect.HandlerOption
 			nodeServiceHeartbeatHandler.ServeHTTP(w, r)
 		case NodeServiceCloseProcedure:
 			nodeServiceCloseHandler.ServeHTTP(w, r)
+		case NodeServiceFileDoneProcedure:
+			nodeServiceFileDoneHandler.ServeHTTP(w, r)
 		case NodeServiceComputationsProcedure:
 			nodeServiceComputationsHandler.ServeHTTP(w, r)
 		default:
@@ -329,6 +357,10 @@ func (UnimplementedNodeServiceHandler) Heartbeat(context.Context, *connect.Reque
 
 func (UnimplementedNodeServiceHandler) Close(context.Context, *connect.Request[v1.CloseRequest]) (*connect.Response[v1.CloseResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("drove.v1.NodeService.Close is not implemented"))
+}
+
+func (UnimplementedNodeServiceHandler) FileDone(context.Context, *connect.Request[v1.FileDoneRequest]) (*connect.Response[v1.FileDoneResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("drove.v1.NodeService.FileDone is not implemented"))
 }
 
 func (UnimplementedNodeServiceHandler) Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error) {
