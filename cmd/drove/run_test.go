@@ -397,13 +397,7 @@ func TestRunSSH(t *testing.T) {
 			done <- code
 		}()
 		p := testPool(t, s)
-		deadline := time.Now().Add(15 * time.Second)
-		for remoteProcs(t, p, "host0", marker)+remoteProcs(t, p, "host1", marker) < 4 {
-			if time.Now().After(deadline) {
-				t.Fatal("jobs 5-8 never started")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitRemoteProcs(t, p, "host0", marker, 4, new(bytes.Buffer))
 		cancel() // what SIGINT does through signal.NotifyContext in main
 		if code := <-done; code != 130 {
 			t.Errorf("exit %d, want 130", code)
@@ -459,10 +453,7 @@ func TestRunSIGINT(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	s := sshtest.Start(t, sshtest.WithHosts(2))
-	bin := filepath.Join(t.TempDir(), "drove")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildDrove(t)
 	marker := fmt.Sprintf("drvsigint%d", time.Now().UnixNano())
 	jl := filepath.Join(t.TempDir(), "joblog")
 	inputs := []string{":::", "1", "2", "3", "4", "5", "6"}
@@ -477,16 +468,9 @@ func TestRunSIGINT(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	p := testPool(t, s)
-	deadline := time.Now().Add(15 * time.Second)
-	for remoteProcs(t, p, "host0", marker) < 4 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("jobs never started: %s", errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRemoteProcs(t, p, "host0", marker, 4, &errb)
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	if cmd.ProcessState.ExitCode() != 130 {
@@ -502,6 +486,80 @@ func TestRunSIGINT(t *testing.T) {
 	if err != nil || string(out) != "3\n4\n5\n6\n" {
 		b, _ := os.ReadFile(jl)
 		t.Errorf("resume: %v, out %q; joblog:\n%s", err, out, b)
+	}
+}
+
+// waitRemoteProcs waits until at least n processes whose command line
+// contains marker run on host (all the test hosts are this machine, so any
+// of them sees every host's processes), failing t after a while.
+func waitRemoteProcs(t *testing.T, p *sshconn.Pool, host, marker string, n int, stderr fmt.Stringer) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := remoteProcs(t, p, host, marker)
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d remote processes started; stderr: %s", got, n, stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRunClientKilled kills a real drove run with SIGKILL, which leaves it
+// no chance to kill anything: the remote commands must end by themselves
+// once their SSH connection is gone, or --resume would run them a second
+// time while the first ones still run.
+func TestRunClientKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	bin := buildDrove(t)
+	p := testPool(t, s)
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"plain", nil},
+		// A job in its own directory under ~/.drove/tmp goes the same way.
+		{"workdir", []string{"--wd", "..."}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			marker := fmt.Sprintf("drvkill%d", time.Now().UnixNano())
+			args := append([]string{"run"}, sshArgs(s)...)
+			args = append(args, "-S", "2/host0,2/host1", "--joblog", filepath.Join(t.TempDir(), "joblog"))
+			args = append(args, tt.args...)
+			// Each job's shell (with the marker) also leaves a child shell
+			// (with the marker) in the background, which must die with the
+			// group too: two processes per job.
+			args = append(args, `sh -c "sleep 300; : `+marker+`" & sleep 301; : `+marker+` {}`, ":::", "1", "2", "3", "4")
+			cmd := exec.Command(bin, args...)
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			waitRemoteProcs(t, p, "host0", marker, 8, &errb)
+			if err := cmd.Process.Kill(); err != nil { // SIGKILL
+				t.Fatal(err)
+			}
+			cmd.Wait()
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				n := remoteProcs(t, p, "host0", marker)
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d remote processes still running 15 s after the client was killed", n)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
 	}
 }
 

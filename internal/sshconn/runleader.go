@@ -30,5 +30,5 @@ const leaderPrefix = "echo '" + pgidMarker + "'$$\n"
 // that is the same as /bin/sh -c. Whatever the shell prints before running
 // the command (rc files sourced by bash) is passed on as output.
 func (p *Pool) RunLeader(ctx context.Context, target string, cmd *Cmd) (ExitStatus, error) {
-	return p.run(ctx, target, cmd, func(script string) string { return leaderPrefix + script })
+	return p.run(ctx, target, cmd, func(script string) string { return leaderPrefix + cmd.watchdog("$PPID") + script })
 }
