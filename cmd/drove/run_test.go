@@ -211,6 +211,19 @@ func remoteProcs(t *testing.T, p *sshconn.Pool, host, marker string) int {
 	return n
 }
 
+// workdirsLeft lists what is left, on host, of the --workdir ... directories
+// of the jobs this process ran: those under ~/.drove/tmp named after its
+// pid. Other tests' directories do not count.
+func workdirsLeft(t *testing.T, p *sshconn.Pool, host string) string {
+	t.Helper()
+	var ls bytes.Buffer
+	cmd := fmt.Sprintf("cd .drove/tmp 2>/dev/null || exit 0; ls -A | grep '^%d-' || true; find %d-* 2>/dev/null || true", os.Getpid(), os.Getpid())
+	if _, err := p.Run(context.Background(), host, &sshconn.Cmd{Command: cmd, Stdout: &ls}); err != nil {
+		t.Fatal(err)
+	}
+	return ls.String()
+}
+
 func TestRunSSH(t *testing.T) {
 	s := sshtest.Start(t, sshtest.WithHosts(2))
 	ssh := sshArgs(s)
@@ -379,10 +392,39 @@ func TestRunSSH(t *testing.T) {
 		if b, _ := os.ReadFile("a.txt.up"); string(b) != "ALPHA\n" {
 			t.Errorf("returned %q", b)
 		}
-		var ls bytes.Buffer
-		p.Run(context.Background(), "host0", &sshconn.Cmd{Command: "ls -A .drove/tmp", Stdout: &ls})
-		if ls.Len() != 0 {
-			t.Errorf("workdir left: %q", ls.String())
+		if left := workdirsLeft(t, p, "host0"); left != "" {
+			t.Errorf("workdir left: %q", left)
+		}
+	})
+	t.Run("workdir ... is removed however the job ends", func(t *testing.T) {
+		t.Chdir(t.TempDir())
+		os.WriteFile("in.txt", []byte("data\n"), 0o644)
+		p := testPool(t, s)
+		tests := []struct {
+			name    string
+			command string
+			extra   []string
+			code    int
+			errs    string // what stderr says
+		}{
+			{"success", "cat {} > {}.out", nil, 0, ""},
+			// The job's failure is what is reported, not the file it did
+			// not make.
+			{"failure without the file to return", "exit 3 #", nil, 1, ""},
+			{"timeout", "sleep 60 #", []string{"--timeout", "0.5", "--term-grace", "100ms"}, 1, "timed out"},
+			{"retried", "exit 4 #", []string{"--retries", "2"}, 1, ""},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				args := with("-S", "host0", "--wd", "...", "--transfer", "--return", "{}.out", "--cleanup")
+				args = append(append(args, tt.extra...), tt.command, ":::", "in.txt")
+				if code, _, errs := drun(t, "", args...); code != tt.code || !strings.Contains(errs, tt.errs) || strings.Contains(errs, "return") {
+					t.Fatalf("exit %d (want %d), stderr %q (want %q, and nothing about the return)", code, tt.code, errs, tt.errs)
+				}
+				if left := workdirsLeft(t, p, "host0"); left != "" {
+					t.Errorf("left in ~/.drove/tmp: %q", left)
+				}
+			})
 		}
 	})
 	t.Run("interrupt kills remote jobs and resume finishes", func(t *testing.T) {
