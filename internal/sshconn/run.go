@@ -165,8 +165,10 @@ func (c *Cmd) Script() (string, error) {
 // ExitStatus. When ctx ends first, Run sends SIGTERM to the whole remote
 // process group over a second session, then SIGKILL after cmd.KillGrace, and
 // returns with Killed set and an error wrapping context.Cause(ctx), so no
-// process the command started is left behind. A host that cannot be reached
-// or a connection lost mid-command yields a [*ConnError].
+// process the command started is left behind. The [Cmd.watchdog] does the
+// same on the host when the session ends under the command (the client
+// died, the connection broke). A host that cannot be reached or a
+// connection lost mid-command yields a [*ConnError].
 //
 // The remote host needs a POSIX sh and setsid(1) (util-linux or busybox).
 func (p *Pool) Run(ctx context.Context, target string, cmd *Cmd) (ExitStatus, error) {
