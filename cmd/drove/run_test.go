@@ -198,16 +198,24 @@ func testPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
 	return p
 }
 
-// remoteProcs counts processes of the test user whose command line
-// contains marker on host, asked over SSH.
-func remoteProcs(t *testing.T, p *sshconn.Pool, host, marker string) int {
+// remoteJobs counts, on host, the process groups (jobs: each remote
+// command has its own) with a process whose command line contains marker,
+// asked over SSH. Groups, not processes: a job's shell, its watchdog and
+// its children all carry the marker.
+func remoteJobs(t *testing.T, p *sshconn.Pool, host, marker string) int {
 	t.Helper()
 	var out bytes.Buffer
-	pat := "[" + marker[:1] + "]" + marker[1:]
-	if _, err := p.Run(context.Background(), host, &sshconn.Cmd{Command: "pgrep -c -f " + sshconn.Quote(pat) + " || true", Stdout: &out}); err != nil {
+	pat := sshconn.Quote("[" + marker[:1] + "]" + marker[1:])
+	cmd := "pids=$(pgrep -d, -u drovetest -f " + pat + ") || { echo 0; exit 0; }; ps -o pgid= -p \"$pids\" | sort -u | wc -l"
+	if _, err := p.Run(context.Background(), host, &sshconn.Cmd{Command: cmd, Stdout: &out}); err != nil {
 		t.Fatal(err)
 	}
-	n, _ := strconv.Atoi(strings.TrimSpace(out.String()))
+	// The count is the last line: a noisy login prints before it.
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	n, err := strconv.Atoi(strings.TrimSpace(lines[len(lines)-1]))
+	if err != nil {
+		t.Fatalf("counting remote jobs: %q", out.String())
+	}
 	return n
 }
 
@@ -341,8 +349,8 @@ func TestRunSSH(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, "timed out") {
 			t.Errorf("exit %d err %s", code, errs)
 		}
-		if n := remoteProcs(t, testPool(t, s), "host0", marker); n != 0 {
-			t.Errorf("%d remote processes left", n)
+		if n := remoteJobs(t, testPool(t, s), "host0", marker); n != 0 {
+			t.Errorf("%d remote jobs left", n)
 		}
 	})
 	t.Run("halt now kills the others", func(t *testing.T) {
@@ -354,8 +362,8 @@ func TestRunSSH(t *testing.T) {
 			t.Errorf("exit %d after %v", code, time.Since(start))
 		}
 		p := testPool(t, s)
-		if n := remoteProcs(t, p, "host0", marker) + remoteProcs(t, p, "host1", marker); n != 0 {
-			t.Errorf("%d remote processes left", n)
+		if n := remoteJobs(t, p, "host0", marker) + remoteJobs(t, p, "host1", marker); n != 0 {
+			t.Errorf("%d remote jobs left", n)
 		}
 	})
 	t.Run("transfer return cleanup basefile workdir", func(t *testing.T) {
@@ -439,13 +447,13 @@ func TestRunSSH(t *testing.T) {
 			done <- code
 		}()
 		p := testPool(t, s)
-		waitRemoteProcs(t, p, "host0", marker, 4, new(bytes.Buffer))
+		waitRemoteJobs(t, p, "host0", marker, 4, new(bytes.Buffer))
 		cancel() // what SIGINT does through signal.NotifyContext in main
 		if code := <-done; code != 130 {
 			t.Errorf("exit %d, want 130", code)
 		}
-		if n := remoteProcs(t, p, "host0", marker) + remoteProcs(t, p, "host1", marker); n != 0 {
-			t.Errorf("%d remote processes left after interrupt", n)
+		if n := remoteJobs(t, p, "host0", marker) + remoteJobs(t, p, "host1", marker); n != 0 {
+			t.Errorf("%d remote jobs left after interrupt", n)
 		}
 		b, _ := os.ReadFile(jl)
 		if n := strings.Count(string(b), "\n"); n != 5 {
@@ -512,14 +520,14 @@ func TestRunSIGINT(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	p := testPool(t, s)
-	waitRemoteProcs(t, p, "host0", marker, 4, &errb)
+	waitRemoteJobs(t, p, "host0", marker, 4, &errb)
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	if cmd.ProcessState.ExitCode() != 130 {
 		t.Errorf("exit %v, want 130; stderr %s", err, errb.String())
 	}
-	if n := remoteProcs(t, p, "host0", marker); n != 0 {
-		t.Errorf("%d remote processes left after SIGINT", n)
+	if n := remoteJobs(t, p, "host0", marker); n != 0 {
+		t.Errorf("%d remote jobs left after SIGINT", n)
 	}
 	// The killed jobs are not in the joblog: --resume runs exactly them.
 	resume := append([]string{"run"}, sshArgs(s)...)
@@ -531,19 +539,19 @@ func TestRunSIGINT(t *testing.T) {
 	}
 }
 
-// waitRemoteProcs waits until at least n processes whose command line
-// contains marker run on host (all the test hosts are this machine, so any
-// of them sees every host's processes), failing t after a while.
-func waitRemoteProcs(t *testing.T, p *sshconn.Pool, host, marker string, n int, stderr fmt.Stringer) {
+// waitRemoteJobs waits until at least n jobs whose command line contains
+// marker run on host (all the test hosts are this machine, so any of them
+// sees every host's processes), failing t after a while.
+func waitRemoteJobs(t *testing.T, p *sshconn.Pool, host, marker string, n int, stderr fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		got := remoteProcs(t, p, host, marker)
+		got := remoteJobs(t, p, host, marker)
 		if got >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d remote processes started; stderr: %s", got, n, stderr)
+			t.Fatalf("%d of %d remote jobs started; stderr: %s", got, n, stderr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -574,9 +582,8 @@ func TestRunClientKilled(t *testing.T) {
 			args := append([]string{"run"}, sshArgs(s)...)
 			args = append(args, "-S", "2/host0,2/host1", "--joblog", filepath.Join(t.TempDir(), "joblog"))
 			args = append(args, tt.args...)
-			// Each job's shell (with the marker) also leaves a child shell
-			// (with the marker) in the background, which must die with the
-			// group too: two processes per job.
+			// Each job's shell also leaves a child shell in the background,
+			// which must die with the group too.
 			args = append(args, `sh -c "sleep 300; : `+marker+`" & sleep 301; : `+marker+` {}`, ":::", "1", "2", "3", "4")
 			cmd := exec.Command(bin, args...)
 			var errb bytes.Buffer
@@ -585,19 +592,19 @@ func TestRunClientKilled(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			waitRemoteProcs(t, p, "host0", marker, 8, &errb)
+			waitRemoteJobs(t, p, "host0", marker, 4, &errb)
 			if err := cmd.Process.Kill(); err != nil { // SIGKILL
 				t.Fatal(err)
 			}
 			cmd.Wait()
 			deadline := time.Now().Add(15 * time.Second)
 			for {
-				n := remoteProcs(t, p, "host0", marker)
+				n := remoteJobs(t, p, "host0", marker)
 				if n == 0 {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("%d remote processes still running 15 s after the client was killed", n)
+					t.Fatalf("%d remote jobs still running 15 s after the client was killed", n)
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -772,7 +779,7 @@ func TestRunNoisyLogin(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "timed out") || out != "motd line\nquick\nmotd line\n" {
 		t.Errorf("exit %d out %q err %s", code, out, errs)
 	}
-	if n := remoteProcs(t, testPool(t, s), "host0", marker); n != 0 {
-		t.Errorf("%d remote processes left after --timeout", n)
+	if n := remoteJobs(t, testPool(t, s), "host0", marker); n != 0 {
+		t.Errorf("%d remote jobs left after --timeout", n)
 	}
 }
