@@ -38,7 +38,8 @@
 // # Cancellation
 //
 // Every method takes a context. [Host.Run] kills the remote process group
-// when it ends. A file method returns as soon as its ctx ends, with ctx's
+// when it ends, and the group also ends by itself on the host if the
+// connection goes away under it (this process was killed, say). A file method returns as soon as its ctx ends, with ctx's
 // error inside the *fs.PathError, even when the server does not answer (a
 // stopped sftp-server, a hung file system). SFTP cannot abort a request,
 // though: one already sent is abandoned, not undone, and may still take

@@ -23,7 +23,8 @@ type Cmd struct {
 	// Dir is the working directory; relative paths resolve against the
 	// Host's. Empty means the Host's working directory ([Host.Getwd]).
 	Dir string
-	// Stdin is sent to the command, followed by EOF. Nil means no input.
+	// Stdin is sent to the command, followed by EOF. Nil means no input:
+	// the command reads /dev/null.
 	Stdin io.Reader
 	// Stdout and Stderr receive the command's output as it arrives. When
 	// nil, the output is collected in [Result].

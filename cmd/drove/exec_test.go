@@ -106,19 +106,13 @@ func TestExec(t *testing.T) {
 			done <- code
 		}()
 		p := testPool(t, s)
-		deadline := time.Now().Add(10 * time.Second)
-		for remoteProcs(t, p, "host0", marker) < 3 {
-			if time.Now().After(deadline) {
-				t.Fatal("commands never started")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitRemoteJobs(t, p, "host0", marker, 3, new(strings.Builder))
 		cancel()
 		if code := <-done; code != 255 {
 			t.Errorf("exit %d, want 255", code)
 		}
-		if n := remoteProcs(t, p, "host0", marker); n != 0 {
-			t.Errorf("%d remote processes left", n)
+		if n := remoteJobs(t, p, "host0", marker); n != 0 {
+			t.Errorf("%d remote jobs left", n)
 		}
 	})
 	t.Run("timeout kills the remote process group", func(t *testing.T) {
@@ -128,8 +122,8 @@ func TestExec(t *testing.T) {
 		if code != 255 || strings.Count(errs, "Timed out") != 2 {
 			t.Errorf("exit %d, stderr %q", code, errs)
 		}
-		if n := remoteProcs(t, testPool(t, s), "host0", marker); n != 0 {
-			t.Errorf("%d remote processes left after -t", n)
+		if n := remoteJobs(t, testPool(t, s), "host0", marker); n != 0 {
+			t.Errorf("%d remote jobs left after -t", n)
 		}
 	})
 	t.Run("help", func(t *testing.T) {

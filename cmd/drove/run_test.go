@@ -198,17 +198,38 @@ func testPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
 	return p
 }
 
-// remoteProcs counts processes of the test user whose command line
-// contains marker on host, asked over SSH.
-func remoteProcs(t *testing.T, p *sshconn.Pool, host, marker string) int {
+// remoteJobs counts, on host, the process groups (jobs: each remote
+// command has its own) with a process whose command line contains marker,
+// asked over SSH. Groups, not processes: a job's shell, its watchdog and
+// its children all carry the marker.
+func remoteJobs(t *testing.T, p *sshconn.Pool, host, marker string) int {
 	t.Helper()
 	var out bytes.Buffer
-	pat := "[" + marker[:1] + "]" + marker[1:]
-	if _, err := p.Run(context.Background(), host, &sshconn.Cmd{Command: "pgrep -c -f " + sshconn.Quote(pat) + " || true", Stdout: &out}); err != nil {
+	pat := sshconn.Quote("[" + marker[:1] + "]" + marker[1:])
+	cmd := "pids=$(pgrep -d, -u drovetest -f " + pat + ") || { echo 0; exit 0; }; ps -o pgid= -p \"$pids\" | sort -u | wc -l"
+	if _, err := p.Run(context.Background(), host, &sshconn.Cmd{Command: cmd, Stdout: &out}); err != nil {
 		t.Fatal(err)
 	}
-	n, _ := strconv.Atoi(strings.TrimSpace(out.String()))
+	// The count is the last line: a noisy login prints before it.
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	n, err := strconv.Atoi(strings.TrimSpace(lines[len(lines)-1]))
+	if err != nil {
+		t.Fatalf("counting remote jobs: %q", out.String())
+	}
 	return n
+}
+
+// workdirsLeft lists what is left, on host, of the --workdir ... directories
+// of the jobs this process ran: those under ~/.drove/tmp named after its
+// pid. Other tests' directories do not count.
+func workdirsLeft(t *testing.T, p *sshconn.Pool, host string) string {
+	t.Helper()
+	var ls bytes.Buffer
+	cmd := fmt.Sprintf("cd .drove/tmp 2>/dev/null || exit 0; ls -A | grep '^%d-' || true; find %d-* 2>/dev/null || true", os.Getpid(), os.Getpid())
+	if _, err := p.Run(context.Background(), host, &sshconn.Cmd{Command: cmd, Stdout: &ls}); err != nil {
+		t.Fatal(err)
+	}
+	return ls.String()
 }
 
 func TestRunSSH(t *testing.T) {
@@ -328,8 +349,8 @@ func TestRunSSH(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, "timed out") {
 			t.Errorf("exit %d err %s", code, errs)
 		}
-		if n := remoteProcs(t, testPool(t, s), "host0", marker); n != 0 {
-			t.Errorf("%d remote processes left", n)
+		if n := remoteJobs(t, testPool(t, s), "host0", marker); n != 0 {
+			t.Errorf("%d remote jobs left", n)
 		}
 	})
 	t.Run("halt now kills the others", func(t *testing.T) {
@@ -341,8 +362,8 @@ func TestRunSSH(t *testing.T) {
 			t.Errorf("exit %d after %v", code, time.Since(start))
 		}
 		p := testPool(t, s)
-		if n := remoteProcs(t, p, "host0", marker) + remoteProcs(t, p, "host1", marker); n != 0 {
-			t.Errorf("%d remote processes left", n)
+		if n := remoteJobs(t, p, "host0", marker) + remoteJobs(t, p, "host1", marker); n != 0 {
+			t.Errorf("%d remote jobs left", n)
 		}
 	})
 	t.Run("transfer return cleanup basefile workdir", func(t *testing.T) {
@@ -379,10 +400,39 @@ func TestRunSSH(t *testing.T) {
 		if b, _ := os.ReadFile("a.txt.up"); string(b) != "ALPHA\n" {
 			t.Errorf("returned %q", b)
 		}
-		var ls bytes.Buffer
-		p.Run(context.Background(), "host0", &sshconn.Cmd{Command: "ls -A .drove/tmp", Stdout: &ls})
-		if ls.Len() != 0 {
-			t.Errorf("workdir left: %q", ls.String())
+		if left := workdirsLeft(t, p, "host0"); left != "" {
+			t.Errorf("workdir left: %q", left)
+		}
+	})
+	t.Run("workdir ... is removed however the job ends", func(t *testing.T) {
+		t.Chdir(t.TempDir())
+		os.WriteFile("in.txt", []byte("data\n"), 0o644)
+		p := testPool(t, s)
+		tests := []struct {
+			name    string
+			command string
+			extra   []string
+			code    int
+			errs    string // what stderr says
+		}{
+			{"success", "cat {} > {}.out", nil, 0, ""},
+			// The job's failure is what is reported, not the file it did
+			// not make.
+			{"failure without the file to return", "exit 3 #", nil, 1, ""},
+			{"timeout", "sleep 60 #", []string{"--timeout", "0.5", "--term-grace", "100ms"}, 1, "timed out"},
+			{"retried", "exit 4 #", []string{"--retries", "2"}, 1, ""},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				args := with("-S", "host0", "--wd", "...", "--transfer", "--return", "{}.out", "--cleanup")
+				args = append(append(args, tt.extra...), tt.command, ":::", "in.txt")
+				if code, _, errs := drun(t, "", args...); code != tt.code || !strings.Contains(errs, tt.errs) || strings.Contains(errs, "return") {
+					t.Fatalf("exit %d (want %d), stderr %q (want %q, and nothing about the return)", code, tt.code, errs, tt.errs)
+				}
+				if left := workdirsLeft(t, p, "host0"); left != "" {
+					t.Errorf("left in ~/.drove/tmp: %q", left)
+				}
+			})
 		}
 	})
 	t.Run("interrupt kills remote jobs and resume finishes", func(t *testing.T) {
@@ -397,19 +447,13 @@ func TestRunSSH(t *testing.T) {
 			done <- code
 		}()
 		p := testPool(t, s)
-		deadline := time.Now().Add(15 * time.Second)
-		for remoteProcs(t, p, "host0", marker)+remoteProcs(t, p, "host1", marker) < 4 {
-			if time.Now().After(deadline) {
-				t.Fatal("jobs 5-8 never started")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitRemoteJobs(t, p, "host0", marker, 4, new(bytes.Buffer))
 		cancel() // what SIGINT does through signal.NotifyContext in main
 		if code := <-done; code != 130 {
 			t.Errorf("exit %d, want 130", code)
 		}
-		if n := remoteProcs(t, p, "host0", marker) + remoteProcs(t, p, "host1", marker); n != 0 {
-			t.Errorf("%d remote processes left after interrupt", n)
+		if n := remoteJobs(t, p, "host0", marker) + remoteJobs(t, p, "host1", marker); n != 0 {
+			t.Errorf("%d remote jobs left after interrupt", n)
 		}
 		b, _ := os.ReadFile(jl)
 		if n := strings.Count(string(b), "\n"); n != 5 {
@@ -459,10 +503,7 @@ func TestRunSIGINT(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	s := sshtest.Start(t, sshtest.WithHosts(2))
-	bin := filepath.Join(t.TempDir(), "drove")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildDrove(t)
 	marker := fmt.Sprintf("drvsigint%d", time.Now().UnixNano())
 	jl := filepath.Join(t.TempDir(), "joblog")
 	inputs := []string{":::", "1", "2", "3", "4", "5", "6"}
@@ -477,23 +518,16 @@ func TestRunSIGINT(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	p := testPool(t, s)
-	deadline := time.Now().Add(15 * time.Second)
-	for remoteProcs(t, p, "host0", marker) < 4 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("jobs never started: %s", errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitRemoteJobs(t, p, "host0", marker, 4, &errb)
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	if cmd.ProcessState.ExitCode() != 130 {
 		t.Errorf("exit %v, want 130; stderr %s", err, errb.String())
 	}
-	if n := remoteProcs(t, p, "host0", marker); n != 0 {
-		t.Errorf("%d remote processes left after SIGINT", n)
+	if n := remoteJobs(t, p, "host0", marker); n != 0 {
+		t.Errorf("%d remote jobs left after SIGINT", n)
 	}
 	// The killed jobs are not in the joblog: --resume runs exactly them.
 	resume := append([]string{"run"}, sshArgs(s)...)
@@ -502,6 +536,79 @@ func TestRunSIGINT(t *testing.T) {
 	if err != nil || string(out) != "3\n4\n5\n6\n" {
 		b, _ := os.ReadFile(jl)
 		t.Errorf("resume: %v, out %q; joblog:\n%s", err, out, b)
+	}
+}
+
+// waitRemoteJobs waits until at least n jobs whose command line contains
+// marker run on host (all the test hosts are this machine, so any of them
+// sees every host's processes), failing t after a while.
+func waitRemoteJobs(t *testing.T, p *sshconn.Pool, host, marker string, n int, stderr fmt.Stringer) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := remoteJobs(t, p, host, marker)
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d remote jobs started; stderr: %s", got, n, stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRunClientKilled kills a real drove run with SIGKILL, which leaves it
+// no chance to kill anything: the remote commands must end by themselves
+// once their SSH connection is gone, or --resume would run them a second
+// time while the first ones still run.
+func TestRunClientKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	bin := buildDrove(t)
+	p := testPool(t, s)
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"plain", nil},
+		// A job in its own directory under ~/.drove/tmp goes the same way.
+		{"workdir", []string{"--wd", "..."}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			marker := fmt.Sprintf("drvkill%d", time.Now().UnixNano())
+			args := append([]string{"run"}, sshArgs(s)...)
+			args = append(args, "-S", "2/host0,2/host1", "--joblog", filepath.Join(t.TempDir(), "joblog"))
+			args = append(args, tt.args...)
+			// Each job's shell also leaves a child shell in the background,
+			// which must die with the group too.
+			args = append(args, `sh -c "sleep 300; : `+marker+`" & sleep 301; : `+marker+` {}`, ":::", "1", "2", "3", "4")
+			cmd := exec.Command(bin, args...)
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			waitRemoteJobs(t, p, "host0", marker, 4, &errb)
+			if err := cmd.Process.Kill(); err != nil { // SIGKILL
+				t.Fatal(err)
+			}
+			cmd.Wait()
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				n := remoteJobs(t, p, "host0", marker)
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d remote jobs still running 15 s after the client was killed", n)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
 	}
 }
 
@@ -672,7 +779,7 @@ func TestRunNoisyLogin(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "timed out") || out != "motd line\nquick\nmotd line\n" {
 		t.Errorf("exit %d out %q err %s", code, out, errs)
 	}
-	if n := remoteProcs(t, testPool(t, s), "host0", marker); n != 0 {
-		t.Errorf("%d remote processes left after --timeout", n)
+	if n := remoteJobs(t, testPool(t, s), "host0", marker); n != 0 {
+		t.Errorf("%d remote jobs left after --timeout", n)
 	}
 }

@@ -25,7 +25,8 @@ type Cmd struct {
 	// Env holds "NAME=value" pairs exported to the command. Values are
 	// passed literally; names must be valid shell identifiers.
 	Env []string
-	// Stdin is sent to the command, followed by EOF. Nil means no input.
+	// Stdin is sent to the command, followed by EOF. Nil means no input:
+	// the command reads /dev/null.
 	Stdin io.Reader
 	// Stdout and Stderr receive the command's output. Nil discards it.
 	Stdout, Stderr io.Writer
@@ -48,12 +49,57 @@ type ExitStatus struct {
 // is still found.
 const pgidMarker = "drove-pgid:"
 
+// grace returns cmd.KillGrace or its default.
+func (c *Cmd) grace() time.Duration {
+	if c.KillGrace > 0 {
+		return c.KillGrace
+	}
+	return 2 * time.Second
+}
+
+// watchdog returns shell code that starts, in the background, a subshell
+// that ends the command's process group if the SSH session ends (the
+// connection dropped, the client was killed) while the command still runs:
+// without a pty sshd signals nothing then, and the command would run on.
+// It goes first in the shell whose pid ($$) is the group, sshd being the
+// process whose pid sshd expands to. The group gets SIGTERM, then SIGKILL
+// after grace, as from [Pool.KillGroup]; the subshell ignores the SIGTERM
+// it sends itself, and dies with the SIGKILL.
+//
+// Without cmd.Stdin the session's stdin, which Run keeps open and never
+// writes to, is the signal: sshd closes it when the session or the
+// connection ends, so the subshell, blocked reading it, wakes up exactly
+// then at no cost, and finds the command still alive ($$ exists: sshd
+// closes it only after reaping the command's shell) or not. The command
+// itself reads /dev/null, as it would a stdin that was at EOF at once.
+// The subshell is a fork of the shell, not a new program, and the rest
+// are builtins.
+//
+// With cmd.Stdin the command needs the session's stdin, so the subshell
+// polls instead, once a second, whether sshd is still there; it does not
+// watch at all if sshd cannot be signalled (another user's process).
+func (c *Cmd) watchdog(sshd string) string {
+	kill := `kill -0 $$ && { trap '' TERM; kill -TERM -$$; sleep ` +
+		strconv.FormatFloat(c.grace().Seconds(), 'f', -1, 64) + `; kill -KILL -$$; }`
+	if c.Stdin == nil {
+		return "exec 3<&0 </dev/null\n" +
+			"{ while read -r _; do :; done; " + kill + "; } <&3 3<&- >/dev/null 2>&1 &\n" +
+			"exec 3<&-\n"
+	}
+	return "{ kill -0 " + sshd + " || exit; while kill -0 $$ && kill -0 " + sshd + "; do sleep 1; done; " +
+		kill + "; } </dev/null >/dev/null 2>&1 &\n"
+}
+
 // wrapper starts the command as the leader of a new session (hence a new
 // process group), first printing that leader's pid, which is the group id,
-// on a marker line on stdout. setsid -w forks when the login shell is
-// already a group leader (it always is under sshd) and relays the exit
-// status.
-const wrapper = `exec setsid -w /bin/sh -c 'echo "` + pgidMarker + `$$" && exec /bin/sh -c "$1"' drove-run `
+// on a marker line on stdout, then starting the [Cmd.watchdog]. setsid -w
+// forks when the login shell is already a group leader (it always is
+// under sshd) and relays the exit status. The login shell's parent, sshd,
+// is passed on as $2 for the watchdog.
+func (c *Cmd) wrapper(script string) string {
+	inner := `echo "` + pgidMarker + `$$" || exit` + "\n" + c.watchdog(`"$2"`) + `exec /bin/sh -c "$1"`
+	return "exec setsid -w /bin/sh -c " + Quote(inner) + " drove-run " + Quote(script) + ` "$PPID"`
+}
 
 // maxNoise bounds how much output before the marker line is buffered while
 // looking for it; past that the command's output is passed on unparsed and
@@ -119,17 +165,20 @@ func (c *Cmd) Script() (string, error) {
 // ExitStatus. When ctx ends first, Run sends SIGTERM to the whole remote
 // process group over a second session, then SIGKILL after cmd.KillGrace, and
 // returns with Killed set and an error wrapping context.Cause(ctx), so no
-// process the command started is left behind. A host that cannot be reached
-// or a connection lost mid-command yields a [*ConnError].
+// process the command started is left behind. The [Cmd.watchdog] does the
+// same on the host when the session ends under the command (the client
+// died, the connection broke). A host that cannot be reached or a
+// connection lost mid-command yields a [*ConnError].
 //
 // The remote host needs a POSIX sh and setsid(1) (util-linux or busybox).
 func (p *Pool) Run(ctx context.Context, target string, cmd *Cmd) (ExitStatus, error) {
-	return p.run(ctx, target, cmd, func(script string) string { return wrapper + Quote(script) })
+	return p.run(ctx, target, cmd, cmd.wrapper)
 }
 
 // run starts cmd's script, as turned into a command line by line, which
 // must print the process group to kill on cancel on a [pgidMarker] line
-// before the command's own output, and waits for it.
+// before the command's own output and start the [Cmd.watchdog], and waits
+// for it.
 func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(script string) string) (ExitStatus, error) {
 	st := ExitStatus{Code: -1}
 	script, err := cmd.Script()
@@ -150,16 +199,16 @@ func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(scrip
 	if cmd.Stderr != nil {
 		s.Stderr = cmd.Stderr
 	}
-	var stdin io.WriteCloser
-	if cmd.Stdin != nil {
-		if stdin, err = s.StdinPipe(); err != nil {
-			return st, &ConnError{Host: target, Addr: addr, Err: err}
-		}
+	// Without cmd.Stdin the pipe stays open, unused, until the session is
+	// closed: its EOF tells the watchdog that the session ended.
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		return st, &ConnError{Host: target, Addr: addr, Err: err}
 	}
 	if err := s.Start(line(script)); err != nil {
 		return st, &ConnError{Host: target, Addr: addr, Err: err}
 	}
-	if stdin != nil {
+	if cmd.Stdin != nil {
 		// Not waited for: a Stdin that blocks must not hold up Run (the
 		// copy ends at its next read once the session is closed).
 		go func() {
@@ -203,11 +252,7 @@ func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(scrip
 		}
 		if st.Killed {
 			if pgid > 0 {
-				grace := cmd.KillGrace
-				if grace <= 0 {
-					grace = 2 * time.Second
-				}
-				if kerr := p.KillGroup(context.WithoutCancel(ctx), target, pgid, grace); kerr != nil {
+				if kerr := p.KillGroup(context.WithoutCancel(ctx), target, pgid, cmd.grace()); kerr != nil {
 					p.cfg.Logger.Warn("sshconn: killing remote process group failed", "host", target, "pgid", pgid, "err", kerr)
 				}
 			}

@@ -20,9 +20,10 @@ const leaderPrefix = "echo '" + pgidMarker + "'$$\n"
 // RunLeader is [Pool.Run] without the setsid wrapper: the command runs in
 // the login shell sshd started for the session, which leads its own process
 // group, so a cancelled command's group is killed the same way (SIGTERM,
-// then SIGKILL after cmd.KillGrace, over a second session). It saves the
-// setsid(1) process and two shells per command, and so needs nothing on the
-// remote host but a POSIX login shell. A death by signal is reported as
+// then SIGKILL after cmd.KillGrace, over a second session), and so is it
+// when the session ends under the command. It saves the setsid(1) process
+// and two shells per command, and so needs nothing on the remote host but
+// a POSIX login shell. A death by signal is reported as
 // such (ExitStatus.Signal) instead of as setsid's exit code.
 //
 // The command is read by the user's login shell, as with `ssh host
@@ -30,5 +31,5 @@ const leaderPrefix = "echo '" + pgidMarker + "'$$\n"
 // that is the same as /bin/sh -c. Whatever the shell prints before running
 // the command (rc files sourced by bash) is passed on as output.
 func (p *Pool) RunLeader(ctx context.Context, target string, cmd *Cmd) (ExitStatus, error) {
-	return p.run(ctx, target, cmd, func(script string) string { return leaderPrefix + script })
+	return p.run(ctx, target, cmd, func(script string) string { return leaderPrefix + cmd.watchdog("$PPID") + script })
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -559,5 +560,88 @@ func TestConnectTimeout(t *testing.T) {
 				t.Errorf("gave up after %v, want about %v", took, tc.want)
 			}
 		})
+	}
+}
+
+// countProcs returns how many of the test user's processes have marker in
+// their command line.
+func countProcs(t *testing.T, p *sshconn.Pool, marker string) int {
+	t.Helper()
+	var out bytes.Buffer
+	pat := "[" + marker[:1] + "]" + marker[1:] // not pgrep's own shell
+	if _, err := p.RunLeader(t.Context(), "host0", &sshconn.Cmd{Command: "pgrep -c -u drovetest -f " + pat + " || true", Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatalf("pgrep: %q", out.String())
+	}
+	return n
+}
+
+// TestSessionEndKillsGroup: when the client's connection goes away under a
+// running command (the client died), the command's process group ends
+// too, SIGKILL following SIGTERM for a process that ignores it; with or
+// without Stdin (which the command may be reading), with either runner. A
+// command that does not get Stdin still sees EOF at once.
+func TestSessionEndKillsGroup(t *testing.T) {
+	s := sshtest.Start(t)
+	p := newPool(t, s)
+	runners := []struct {
+		name string
+		run  func(*sshconn.Pool, context.Context, string, *sshconn.Cmd) (sshconn.ExitStatus, error)
+	}{{"Run", (*sshconn.Pool).Run}, {"RunLeader", (*sshconn.Pool).RunLeader}}
+	for _, r := range runners {
+		for _, withStdin := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/stdin=%v", r.name, withStdin), func(t *testing.T) {
+				var out bytes.Buffer
+				c := &sshconn.Cmd{Command: "cat; echo done", Stdout: &out}
+				if withStdin {
+					c.Stdin = strings.NewReader("in\n")
+				}
+				if st, err := r.run(p, t.Context(), "host0", c); err != nil || st.Code != 0 || out.String() != map[bool]string{false: "done\n", true: "in\ndone\n"}[withStdin] {
+					t.Fatalf("stdin: %+v %v %q", st, err, out.String())
+				}
+
+				marker := fmt.Sprintf("drvgone%d", time.Now().UnixNano())
+				client := newPool(t, s)
+				c = &sshconn.Cmd{
+					Command:   `sh -c "trap '' TERM; sleep 300; : ` + marker + `" & sh -c "sleep 301; : ` + marker + `"; wait`,
+					KillGrace: 300 * time.Millisecond,
+				}
+				if withStdin {
+					pr, pw := io.Pipe() // never ends: the command may read on
+					defer pw.Close()
+					c.Command = "cat >/dev/null & " + c.Command
+					c.Stdin = pr
+				}
+				done := make(chan error, 1)
+				go func() {
+					_, err := r.run(client, context.Background(), "host0", c)
+					done <- err
+				}()
+				deadline := time.Now().Add(10 * time.Second)
+				for countProcs(t, p, marker) < 2 {
+					if time.Now().After(deadline) {
+						t.Fatal("command never started")
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				client.Close() // what the client's death does to the connection
+				var ce *sshconn.ConnError
+				if err := <-done; !errors.As(err, &ce) {
+					t.Errorf("Run after the connection closed: %v, want a *ConnError", err)
+				}
+				deadline = time.Now().Add(10 * time.Second)
+				for n := countProcs(t, p, marker); n != 0; n = countProcs(t, p, marker) {
+					if time.Now().After(deadline) {
+						var ps bytes.Buffer
+						p.RunLeader(t.Context(), "host0", &sshconn.Cmd{Command: "ps -u drovetest -o pid,ppid,pgid,sid,args", Stdout: &ps})
+						t.Fatalf("%d processes left 10 s after the connection closed:\n%s", n, ps.String())
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			})
+		}
 	}
 }

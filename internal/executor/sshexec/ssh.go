@@ -290,11 +290,24 @@ func (e *Executor) redial() error {
 	return fmt.Errorf("sshexec: %s: reconnect: %d attempts failed: %w", e.target, e.cfg.Reconnect, err)
 }
 
-// execute runs r's job and returns its result.
-func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) sched.Result {
+// cleanupTimeout bounds getting a connection to remove a job's files once
+// the job was stopped.
+const cleanupTimeout = 30 * time.Second
+
+// runCommand runs r's job and returns its result.
+func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res sched.Result) {
 	j := jobOf(r.Task)
 	stdout, stderr, collect := outputs(j)
-	res := sched.Result{Start: time.Now()}
+	res.Start = time.Now()
+	// The job's files are removed however it ended (failed, timed out,
+	// stopped), as GNU parallel does, unless the host is out of reach.
+	defer func() {
+		if res.Outcome != sched.Lost {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			e.cleanup(cctx, j)
+		}
+	}()
 	fail := func(err error) sched.Result {
 		res.End = time.Now()
 		collect(&res)
@@ -341,10 +354,23 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) sched
 	if len(j.Return) > 0 {
 		n, err := e.fetch(ctx, j.Dir, j.Return)
 		res.Received += n
-		if err != nil {
+		// A command that failed may well not have made its files: its
+		// exit is the result then, not the missing file.
+		if err != nil && (st.Code == 0 && st.Signal == "" || isConnErr(err)) {
 			return fail(fmt.Errorf("sshexec: %s: return: %w", e.target, err))
 		}
+		if err != nil {
+			e.log.Warn("sshexec: return after a failed command", "host", e.target, "err", err)
+		}
 	}
+	collect(&res)
+	exitResult(&res, st.Code, signalNum(st.Signal), e.cfg.NonZeroIsResult)
+	return res
+}
+
+// cleanup removes from the host what j asked to be removed after it: the
+// transferred and returned files (Cleanup) and its directory (RemoveDir).
+func (e *Executor) cleanup(ctx context.Context, j *Job) {
 	if j.Cleanup && (len(j.Transfer) > 0 || len(j.Return) > 0) {
 		if err := e.remove(ctx, j.Dir, append(append([]string(nil), j.Transfer...), j.Return...)); err != nil {
 			e.log.Warn("sshexec: cleanup failed", "host", e.target, "err", err)
@@ -355,9 +381,6 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) sched
 			e.log.Warn("sshexec: removing workdir failed", "host", e.target, "err", err)
 		}
 	}
-	collect(&res)
-	exitResult(&res, st.Code, signalNum(st.Signal), e.cfg.NonZeroIsResult)
-	return res
 }
 
 // isConnErr reports whether err means the host is unusable rather than the
