@@ -124,9 +124,19 @@ func blobURL(n *node.Node, data []byte) (string, string) {
 
 func do(t *testing.T, method, url string, body io.Reader) (int, string) {
 	t.Helper()
+	return doWith(t, method, url, nil, body)
+}
+
+// doWith sends a request with header h (none if nil), unsigned, and
+// returns the status and body of the answer.
+func doWith(t *testing.T, method, url string, h http.Header, body io.Reader) (int, string) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h != nil {
+		req.Header = h.Clone()
 	}
 	resp, err := nodeexec.NewHTTPClient("", nil).Do(req)
 	if err != nil {

@@ -65,18 +65,7 @@ func signedFor(t *testing.T, secret, addr, method, path string, body []byte) htt
 // signing of its own.
 func sendRaw(t *testing.T, addr, method, path string, h http.Header, body []byte) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, "http://"+addr+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = h.Clone()
-	resp, err := nodeexec.NewHTTPClient("", nil).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return doWith(t, method, "http://"+addr+path, h, bytes.NewReader(body))
 }
 
 // TestSignatureBinding checks that a signed request is good for the one
