@@ -13,17 +13,20 @@ import (
 // Prefetch implements sched.Prefetcher.
 func (e *Executor) Prefetch() int { return e.cfg.Prefetch }
 
-// Start implements sched.Executor.
+// Start implements sched.Executor. A run it cannot take (the executor is
+// closed or its node down, or the run was cancelled already) is reported
+// before Start returns, which the scheduler allows, so no goroutine
+// outlives the call.
 func (e *Executor) Start(r *sched.Run) {
 	e.mu.Lock()
 	if e.closed || e.down {
 		e.mu.Unlock()
-		go e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s", ErrClosed, e.cfg.Addr)})
+		e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s", ErrClosed, e.cfg.Addr)})
 		return
 	}
 	if r.Cause() != nil {
 		e.mu.Unlock()
-		go e.rep.Done(r, sched.Result{Outcome: sched.Killed})
+		e.rep.Done(r, sched.Result{Outcome: sched.Killed})
 		return
 	}
 	e.nextID++
@@ -158,6 +161,7 @@ func (e *Executor) sender() {
 // nodeDown reports the node failed, once, and stops talking to it. The
 // scheduler ends or requeues its runs; late reports about them are dropped.
 func (e *Executor) nodeDown(err error) {
+	err = &ConnError{Addr: e.cfg.Addr, Err: err}
 	e.downOnce.Do(func() {
 		e.mu.Lock()
 		e.down = true

@@ -63,10 +63,11 @@ var (
 	ErrClosed = errors.New("drove: node executor closed")
 )
 
-// ConnError is the error for a node that could not be reached or refused
-// the client.
+// ConnError is the error for a node that could not be reached, refused
+// the client, or was reported down (Reporter.NodeDown): Err says why, and
+// wraps ErrHeartbeat or ErrGone for a node that went down.
 type ConnError struct {
-	Addr string
+	Addr string // the node's host:port
 	Err  error
 }
 
