@@ -1,9 +1,11 @@
 package progress
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -68,4 +70,21 @@ func TestLineEveryAndOutput(t *testing.T) {
 	if !strings.HasSuffix(got, "out\n") && !strings.HasSuffix(got, "      \r") {
 		t.Errorf("line not cleared at stop: %q", got[max(0, len(got)-40):])
 	}
+}
+
+// TestLineEvery: the line is redrawn once per interval, and stop ends the
+// redrawing and clears it (fake time: testing/synctest).
+func TestLineEvery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var term lockedBuf
+		l := &Line{W: &term.b, Lock: &term.mu}
+		n := 0
+		stop := l.Every(time.Second, func() string { n++; return fmt.Sprint("draw ", n) })
+		time.Sleep(3500 * time.Millisecond)
+		stop()
+		time.Sleep(5 * time.Second) // nothing more is drawn after stop
+		if want := "\rdraw 1\rdraw 2\rdraw 3\r      \r"; term.b.String() != want {
+			t.Errorf("wrote %q, want %q", term.b.String(), want)
+		}
+	})
 }
