@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/registry"
@@ -78,5 +80,44 @@ func TestWorkerAccepted(t *testing.T) {
 	}
 	if err := e.Close(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// doneRecorder is a Reporter that records what Done is given.
+type doneRecorder struct {
+	mu   sync.Mutex
+	done []sched.Result
+}
+
+func (d *doneRecorder) Started(*sched.Run, time.Time)  {}
+func (d *doneRecorder) Provisional(*sched.Run, []byte) {}
+func (d *doneRecorder) Done(_ *sched.Run, res sched.Result) {
+	d.mu.Lock()
+	d.done = append(d.done, res)
+	d.mu.Unlock()
+}
+
+// TestStartAfterClose: a run given to a closed executor of functions is
+// reported Lost before Start returns, so no goroutine is left behind to
+// report it.
+func TestStartAfterClose(t *testing.T) {
+	rec := &doneRecorder{}
+	e, err := local.New(t.Context(), local.Config{
+		Slots:       1,
+		Func:        "test.square",
+		Fingerprint: registry.Fingerprint(),
+		Dir:         t.TempDir(),
+	}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.Start(&sched.Run{Task: &sched.Task{ID: 1}})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.done) != 1 || rec.done[0].Outcome != sched.Lost || !errors.Is(rec.done[0].Err, local.ErrClosed) {
+		t.Errorf("reported %+v by the time Start returned, want one Lost with ErrClosed", rec.done)
 	}
 }
