@@ -125,11 +125,10 @@ func TestAbortAndCommitErrors(t *testing.T) {
 		t.Run(fsName, func(t *testing.T) {
 			dir := t.TempDir()
 			fsys, name := open(dir)
-			w, err := atomicfile.Create(fsys, name("sub/f"))
-			if err == nil {
+			if _, err := atomicfile.Create(fsys, name("sub/f")); err == nil {
 				t.Fatal("Create in a missing directory succeeded")
 			}
-			w, err = atomicfile.Create(fsys, name("f"))
+			w, err := atomicfile.Create(fsys, name("f"))
 			if err != nil {
 				t.Fatal(err)
 			}
