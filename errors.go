@@ -3,6 +3,7 @@ package drove
 import (
 	"errors"
 
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/joberr"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/worker"
@@ -47,3 +48,13 @@ type ExitError = joberr.ExitError
 // RemoteError is an error returned by a function in a worker process. Only
 // its text crosses the process boundary.
 type RemoteError = joberr.RemoteError
+
+// NodeConnError is the error of a drove node (WithNodes) that cannot be
+// reached, refuses the client or is lost: NewCluster's error when no node
+// can be used wraps one per node, and a node reported to OnNodeStatus as
+// NodeLost carries one, as does the error of a job abandoned with it
+// (beside ErrNodeLost). Addr is the node's address; Err says why, and
+// matches nodeexec's sentinels for a node that missed its heartbeats or
+// lost the computation. Use errors.As to tell an unreachable node from a
+// job that failed.
+type NodeConnError = nodeexec.ConnError

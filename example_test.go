@@ -7,10 +7,7 @@ import (
 	"time"
 
 	"github.com/drove-dev/drove"
-	"github.com/drove-dev/drove/internal/registry"
 )
-
-func fingerprint() string { return registry.Fingerprint() }
 
 // Cube is registered at package initialisation, as every drove function must
 // be, so that worker processes know it too.

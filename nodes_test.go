@@ -354,3 +354,82 @@ func TestClusterCloseClosesLostNode(t *testing.T) {
 		t.Errorf("node still has %d computations of the closed cluster", n)
 	}
 }
+
+// TestNodeConnError: errors.As tells a node that cannot be reached, or that
+// died under a running job, from a job that failed: their errors are
+// *drove.NodeConnError with the node's address, a failed job's is not.
+func TestNodeConnError(t *testing.T) {
+	ctx := t.Context()
+	bin := nodetest.Build(t)
+
+	// Unreachable at start: a node process that was killed.
+	dead := nodetest.StartProcess(t, bin, nil, "--name", "dead")
+	if err := dead.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	dead.Done <- <-dead.Done // exited; left for the cleanup that waits for it
+	c, err := drove.NewCluster(ctx, square, drove.WithNodes(dead.Addr))
+	if err == nil {
+		c.Close(context.Background())
+		t.Fatal("a cluster whose only node is dead was created")
+	}
+	var ce *drove.NodeConnError
+	if !errors.As(err, &ce) || ce.Addr != dead.Addr {
+		t.Errorf("NewCluster with a dead node: %v, want a *NodeConnError for %s", err, dead.Addr)
+	}
+
+	// Killed under a running job.
+	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "1")
+	lost := make(chan drove.NodeEvent, 1)
+	cl, err := drove.NewCluster(ctx, sleep, drove.WithNodes(a.Addr), drove.WithHeartbeat(50*time.Millisecond, 3),
+		drove.OnNodeStatus(func(ev drove.NodeEvent) {
+			if ev.Status == drove.NodeLost {
+				select {
+				case lost <- ev:
+				default:
+				}
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close(context.Background()) })
+	j, err := cl.Submit(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, j, drove.Running)
+	if err := a.Cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var ev drove.NodeEvent
+	select {
+	case ev = <-lost:
+	case <-time.After(30 * time.Second):
+		t.Fatal("killed node not reported lost within 30s")
+	}
+	ce = nil
+	if !errors.As(ev.Err, &ce) || ce.Addr != a.Addr {
+		t.Errorf("NodeLost event error %v, want a *NodeConnError for %s", ev.Err, a.Addr)
+	}
+	_, err = j.Result(ctx)
+	ce = nil
+	if !errors.Is(err, drove.ErrNodeLost) || !errors.As(err, &ce) || ce.Addr != a.Addr {
+		t.Errorf("job on the killed node: %v, want ErrNodeLost and a *NodeConnError for %s", err, a.Addr)
+	}
+
+	// A job that fails is no node's fault.
+	b := nodetest.StartProcess(t, bin, nil, "--name", "b", "--cpus", "1")
+	fj, err := drove.NewCluster(ctx, fail, drove.WithNodes(b.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fj.Close(context.Background()) })
+	job, err := fj.Submit(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := job.Result(ctx); err == nil || errors.As(err, new(*drove.NodeConnError)) {
+		t.Errorf("failed job: %v, want an error that is no *NodeConnError", err)
+	}
+}

@@ -12,6 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
+
+	"github.com/drove-dev/drove/internal/atomicfile"
 )
 
 // Store is a directory of blobs. Its methods are safe for concurrent use:
@@ -73,26 +76,24 @@ func (s Store) Put(sum string, r io.Reader) (int64, error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return 0, err
 	}
-	tmp, err := os.CreateTemp(s.Dir, ".put-*")
+	w, err := atomicfile.Create(atomicfile.OS, s.Path(sum))
 	if err != nil {
 		return 0, err
 	}
-	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), r)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
+	n, err := io.Copy(io.MultiWriter(w, h), r)
 	if err != nil {
+		w.Abort()
 		return n, fmt.Errorf("blob: writing %s: %w", sum, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		w.Abort()
 		return n, fmt.Errorf("%w: got %s, want %s", ErrSumMismatch, got, sum)
 	}
-	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
-		return n, err
+	if err := w.Commit(0o444, time.Time{}); err != nil {
+		return n, fmt.Errorf("blob: writing %s: %w", sum, err)
 	}
-	return n, os.Rename(tmp.Name(), s.Path(sum))
+	return n, nil
 }
 
 // Link places blob sum at dst. A file with no execute bit in mode is hard

@@ -285,7 +285,10 @@ func Watch(ctx context.Context, cfg ClientConfig, fn func(Found)) error {
 	if cfg.Multicast {
 		joinGroup(conn)
 	}
-	go func() { <-ctx.Done(); conn.Close() }()
+	defer conn.Close()
+	// Closing the socket ends the read below when ctx ends; nothing waits
+	// for ctx once Watch returns.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
 	buf := make([]byte, MaxDatagram+1)
 	for {
 		n, from, err := conn.ReadFromUDP(buf)
@@ -426,7 +429,9 @@ func (r *Responder) Close() error { return r.conn.Close() }
 
 // Serve answers pings until ctx ends.
 func (r *Responder) Serve(ctx context.Context) error {
-	go func() { <-ctx.Done(); r.conn.Close() }()
+	// Closing the socket ends the read below when ctx ends; nothing waits
+	// for ctx once Serve returns.
+	defer context.AfterFunc(ctx, func() { r.conn.Close() })()
 	buf := make([]byte, MaxDatagram+1)
 	for {
 		n, from, err := r.conn.ReadFromUDP(buf)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 func TestPingPong(t *testing.T) {
@@ -118,4 +120,21 @@ func TestAddrFor(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)
 		}
 	}
+}
+
+// TestServeLeavesNoGoroutine: Serve ended by Close, with its context still
+// live, leaves nothing behind waiting for that context.
+func TestServeLeavesNoGoroutine(t *testing.T) {
+	ctx := context.Background() // never ends
+	r, err := Listen(ctx, NodeConfig{ListenAddr: "127.0.0.1:0", Secret: "s", Name: "n", Port: 9999})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(ctx) }()
+	r.Close()
+	if err := <-served; err == nil {
+		t.Error("Serve on a closed socket returned no error")
+	}
+	goleak.VerifyNone(t)
 }

@@ -15,6 +15,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
+
+	"github.com/drove-dev/drove/internal/atomicfile"
 )
 
 // ErrBadName is wrapped by errors about names that would leave the directory.
@@ -30,8 +33,7 @@ type Dir struct {
 }
 
 type part struct {
-	f    *os.File
-	tmp  string
+	w    *atomicfile.Writer
 	next int64
 }
 
@@ -61,26 +63,25 @@ func (d *Dir) WriteChunk(name string, mode os.FileMode, offset int64, data []byt
 	p := d.partial[name]
 	if offset == 0 {
 		if p != nil {
-			p.f.Close()
-			_ = d.root.Remove(p.tmp)
+			p.w.Abort()
 		}
 		if dir := filepath.Dir(name); dir != "." {
 			if err := d.root.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("drove: receiving %s: %w", name, err)
 			}
 		}
-		tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".drove-part")
-		f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		w, err := atomicfile.Create(atomicfile.Root(d.root), name)
 		if err != nil {
+			delete(d.partial, name)
 			return fmt.Errorf("drove: receiving %s: %w", name, err)
 		}
-		p = &part{f: f, tmp: tmp}
+		p = &part{w: w}
 		d.partial[name] = p
 	}
 	if p == nil || p.next != offset {
 		return fmt.Errorf("drove: receiving %s: chunk at offset %d out of order", name, offset)
 	}
-	if _, err := p.f.Write(data); err != nil {
+	if _, err := p.w.Write(data); err != nil {
 		d.dropLocked(name, p)
 		return fmt.Errorf("drove: receiving %s: %w", name, err)
 	}
@@ -89,16 +90,7 @@ func (d *Dir) WriteChunk(name string, mode os.FileMode, offset int64, data []byt
 		return nil
 	}
 	delete(d.partial, name)
-	if err := p.f.Chmod(mode.Perm()); err != nil {
-		d.dropLocked(name, p)
-		return err
-	}
-	if err := p.f.Close(); err != nil {
-		_ = d.root.Remove(p.tmp)
-		return err
-	}
-	if err := d.root.Rename(p.tmp, name); err != nil {
-		_ = d.root.Remove(p.tmp)
+	if err := p.w.Commit(mode, time.Time{}); err != nil {
 		return fmt.Errorf("drove: receiving %s: %w", name, err)
 	}
 	return nil
@@ -114,8 +106,7 @@ func (d *Dir) abort(name string) {
 
 func (d *Dir) dropLocked(name string, p *part) {
 	delete(d.partial, name)
-	p.f.Close()
-	_ = d.root.Remove(p.tmp)
+	p.w.Abort()
 }
 
 // Close drops unfinished files and releases the directory.

@@ -80,3 +80,35 @@ func TestSizeLimitAndOrder(t *testing.T) {
 		t.Errorf("left behind: %v", entries)
 	}
 }
+
+// A file received twice at once (two jobs sending the same name) or a link
+// planted where the temporary file would be does not mix the writes: each
+// transfer has its own temporary file, opened without following links.
+func TestWriteChunkTemporaryFileIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "victim"), []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The temporary name this package once used for out.txt.
+	if err := os.Symlink("victim", filepath.Join(dir, ".out.txt.drove-part")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Open(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.WriteChunk("out.txt", 0o644, 0, []byte("new"), true); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "victim")); string(b) != "keep" {
+		t.Errorf("the planted link's target was written: %q", b)
+	}
+	fi, err := os.Lstat(filepath.Join(dir, "out.txt"))
+	if err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("out.txt is %v (%v), want a regular file", fi, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "out.txt")); string(b) != "new" {
+		t.Errorf("out.txt holds %q", b)
+	}
+}

@@ -1,16 +1,16 @@
 package filesink
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/drove-dev/drove/internal/atomicfile"
 )
 
 // The methods in this file write a directory tree fetched from a server that
@@ -126,35 +126,28 @@ func (d *Dir) Symlink(target, rel string) error {
 // name. It replaces a file or symbolic link rel (never following it), sets
 // the mode to perm and, unless mtime is zero, the times to mtime. The
 // directory of rel should come from [Dir.Mkdir], which checks it is no link.
-func (d *Dir) WriteFile(rel string, perm fs.FileMode, mtime time.Time, fill func(io.Writer) error) (err error) {
-	tmp := path.Join(path.Dir(rel), ".drove-"+rand.Text()[:12]+".part")
-	// O_EXCL: never opens through a link, even one planted under this name.
-	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+func (d *Dir) WriteFile(rel string, perm fs.FileMode, mtime time.Time, fill func(io.Writer) error) error {
+	w, err := atomicfile.Create(atomicfile.Root(d.root), rel)
 	if err != nil {
-		return d.pathErr("create", tmp, err)
+		return d.pathErr("create", rel, err)
 	}
-	defer func() {
-		if err != nil {
-			_ = d.root.Remove(tmp)
-		}
-	}()
-	err = fill(f)
-	if err == nil {
-		err = d.pathErr("chmod", tmp, f.Chmod(perm.Perm()))
-	}
-	if cerr := f.Close(); err == nil {
-		err = d.pathErr("write", tmp, cerr)
-	}
-	if err != nil {
+	if err := fill(w); err != nil {
+		w.Abort()
 		return err
 	}
-	if !mtime.IsZero() {
-		if err := d.root.Chtimes(tmp, mtime, mtime); err != nil {
-			return d.pathErr("chtimes", tmp, err)
-		}
-	}
 	// rename(2) replaces a link rel instead of following it.
-	return d.pathErr("rename", rel, d.root.Rename(tmp, rel))
+	if err := w.Commit(perm, mtime); err != nil {
+		op := "write"
+		var pe *fs.PathError
+		var le *os.LinkError
+		if errors.As(err, &pe) {
+			op = pe.Op
+		} else if errors.As(err, &le) {
+			op = le.Op
+		}
+		return d.pathErr(op, rel, err)
+	}
+	return nil
 }
 
 // SetAttrs sets the mode and times of the directory rel, refusing a symbolic

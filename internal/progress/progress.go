@@ -1,4 +1,6 @@
-// Package progress draws a one-line progress bar on a terminal.
+// Package progress draws status lines on a terminal: a Line redrawn in
+// place that output printed meanwhile never mixes with, and a Bar counting
+// done out of a total on one.
 package progress
 
 import (
@@ -16,7 +18,7 @@ import (
 // not a terminal draws nothing. Its methods are safe for concurrent use.
 type Bar struct {
 	mu    sync.Mutex
-	w     io.Writer
+	line  Line
 	on    bool
 	total int
 	done  int
@@ -29,7 +31,7 @@ type Bar struct {
 func New(w io.Writer, total int, label string) *Bar {
 	f, ok := w.(*os.File)
 	on := ok && term.IsTerminal(int(f.Fd()))
-	return &Bar{w: w, on: on, total: total, label: label, start: time.Now()}
+	return &Bar{line: Line{W: w, Erase: ANSI}, on: on, total: total, label: label, start: time.Now()}
 }
 
 // SetTotal changes the total, for work whose size is learnt as it goes.
@@ -67,14 +69,12 @@ func (b *Bar) drawLocked(now time.Time) {
 		left := time.Duration(float64(now.Sub(b.start)) / float64(b.done) * float64(b.total-b.done))
 		eta = " ETA " + left.Round(time.Second).String()
 	}
-	fmt.Fprintf(b.w, "\r[%s%s] %d/%d %s%s\x1b[K", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), b.done, b.total, b.label, eta)
+	b.line.Draw(fmt.Sprintf("[%s%s] %d/%d %s%s", strings.Repeat("=", fill), strings.Repeat(" ", width-fill), b.done, b.total, b.label, eta))
 }
 
 // Finish clears the bar's line.
 func (b *Bar) Finish() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.on {
-		fmt.Fprint(b.w, "\r\x1b[K")
-	}
+	b.line.Clear()
 }

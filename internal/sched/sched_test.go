@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"pgregory.net/rapid"
@@ -509,67 +510,69 @@ func TestNodeDownRequeuesUnstarted(t *testing.T) {
 // A retry waits for another node rather than going back to the one it
 // failed on, while the tasks behind it use that node.
 func TestRetryWaitsForAnotherNode(t *testing.T) {
-	s := New(Config{})
-	var mu sync.Mutex
-	ran := map[int64][]string{}
-	release := make(chan struct{})
-	record := func(r *Run) {
+	synctest.Test(t, func(t *testing.T) {
+		s := New(Config{})
+		var mu sync.Mutex
+		ran := map[int64][]string{}
+		release := make(chan struct{})
+		record := func(r *Run) {
+			mu.Lock()
+			ran[r.Task.ID] = append(ran[r.Task.ID], r.Node)
+			mu.Unlock()
+		}
+		b := newTestExec(1, func(r *Run) behaviour {
+			record(r)
+			if r.Task.ID == 0 {
+				return behaviour{outcome: OK, hold: release}
+			}
+			return behaviour{outcome: OK}
+		})
+		b.s = s
+		a := newTestExec(1, func(r *Run) behaviour {
+			record(r)
+			if r.Task.ID == 1 {
+				return behaviour{outcome: Failed} // fails on a, whatever the attempt
+			}
+			return behaviour{outcome: OK}
+		})
+		a.s = s
+		if err := s.AddNode("b", 1, b); err != nil {
+			t.Fatal(err)
+		}
+		blocker, retried, other := &Task{ID: 0}, &Task{ID: 1, Retries: 1}, &Task{ID: 2}
+		if err := s.Submit(context.Background(), blocker); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddNode("a", 1, a); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Submit(context.Background(), retried); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // it fails on a, and waits
+		if err := s.Submit(context.Background(), other); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if st := retried.State(); st != Created {
+			t.Fatalf("retry state %d while b is busy; want it waiting (Created)", st)
+		}
+		close(release)
+		if err := s.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close(context.Background())
 		mu.Lock()
-		ran[r.Task.ID] = append(ran[r.Task.ID], r.Node)
-		mu.Unlock()
-	}
-	b := newTestExec(1, func(r *Run) behaviour {
-		record(r)
-		if r.Task.ID == 0 {
-			return behaviour{outcome: OK, hold: release}
+		defer mu.Unlock()
+		if got := ran[1]; len(got) != 2 || got[0] != "a" || got[1] != "b" || retried.State() != Finished {
+			t.Errorf("retried task ran on %v, ended %d; want a then b, Finished", got, retried.State())
 		}
-		return behaviour{outcome: OK}
-	})
-	b.s = s
-	a := newTestExec(1, func(r *Run) behaviour {
-		record(r)
-		if r.Task.ID == 1 {
-			return behaviour{outcome: Failed} // fails on a, whatever the attempt
+		if got := ran[2]; len(got) != 1 || got[0] != "a" {
+			t.Errorf("the task behind the retry ran on %v, want a", got)
 		}
-		return behaviour{outcome: OK}
 	})
-	a.s = s
-	if err := s.AddNode("b", 1, b); err != nil {
-		t.Fatal(err)
-	}
-	blocker, retried, other := &Task{ID: 0}, &Task{ID: 1, Retries: 1}, &Task{ID: 2}
-	if err := s.Submit(context.Background(), blocker); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddNode("a", 1, a); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Submit(context.Background(), retried); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(50 * time.Millisecond) // it fails on a, and waits
-	if err := s.Submit(context.Background(), other); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.Wait(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if st := retried.State(); st != Created {
-		t.Fatalf("retry state %d while b is busy; want it waiting (Created)", st)
-	}
-	close(release)
-	if err := s.Wait(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	_ = s.Close(context.Background())
-	mu.Lock()
-	defer mu.Unlock()
-	if got := ran[1]; len(got) != 2 || got[0] != "a" || got[1] != "b" || retried.State() != Finished {
-		t.Errorf("retried task ran on %v, ended %d; want a then b, Finished", got, retried.State())
-	}
-	if got := ran[2]; len(got) != 1 || got[0] != "a" {
-		t.Errorf("the task behind the retry ran on %v, want a", got)
-	}
 }
 
 // With mixed priorities, a task submitted while its prefetching node has a

@@ -170,8 +170,6 @@ type engine struct {
 	down     map[string]bool // hosts whose connection broke and is not back
 	gaveUp   map[string]bool // of those, the ones no longer being reconnected
 	tokens   chan struct{}   // one per unfinished task: bounds the queue
-	progMu   sync.Mutex
-	progLen  int // length of the progress line on screen
 }
 
 // job is one input combination; it is the task's Ref.

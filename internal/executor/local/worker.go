@@ -308,12 +308,15 @@ func tail(b []byte, n int) []byte {
 
 // startFunc queues r at the least busy worker and, if the worker is
 // ready, sends it at once: a busy worker reads it as soon as it is free.
+//
+// After Close, r is reported Lost before startFunc returns (the scheduler
+// allows reports from inside Start), so no goroutine outlives the executor.
 func (e *Executor) startFunc(r *sched.Run) {
 	e.noteInput(len(r.Task.Input))
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		go e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
+		e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
 		return
 	}
 	var s *slot

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -651,5 +652,41 @@ func TestFrozenClient(t *testing.T) {
 	t.Logf("results spooled %v after the freeze, computation closed after %v", spooledAt, time.Since(frozen))
 	if spooledAt == 0 {
 		t.Error("the frozen client's results were never spooled to disk: the node did not count it away")
+	}
+}
+
+// doneRecorder is a Reporter that records the outcomes reported with Done.
+type doneRecorder struct {
+	mu   sync.Mutex
+	done []sched.Outcome
+}
+
+func (d *doneRecorder) Started(*sched.Run, time.Time)  {}
+func (d *doneRecorder) Provisional(*sched.Run, []byte) {}
+func (d *doneRecorder) NodeDown(string, error)         {}
+func (d *doneRecorder) Done(_ *sched.Run, res sched.Result) {
+	d.mu.Lock()
+	d.done = append(d.done, res.Outcome)
+	d.mu.Unlock()
+}
+
+// TestStartAfterClose: a run given to a closed executor is reported Lost
+// before Start returns, so no goroutine is left behind to report it later.
+func TestStartAfterClose(t *testing.T) {
+	n := startNode(t, nil)
+	rec := &doneRecorder{}
+	ex, err := nodeexec.Dial(t.Context(), nodeexec.Config{Addr: n.addr, ClientID: "test", Heartbeat: 50 * time.Millisecond}, funcComp(t, "double"), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ex.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ex.Start(&sched.Run{Task: &sched.Task{ID: 1, Input: enc(1)}})
+	rec.mu.Lock()
+	got := slices.Clone(rec.done)
+	rec.mu.Unlock()
+	if len(got) != 1 || got[0] != sched.Lost {
+		t.Errorf("reported %v by the time Start returned, want [Lost]", got)
 	}
 }

@@ -23,12 +23,14 @@ type runner struct {
 	wg     sync.WaitGroup
 }
 
-// Start begins r in its own goroutine.
+// Start begins r in its own goroutine. After stop, r is reported Lost
+// before Start returns (the scheduler allows reports from inside Start), so
+// no goroutine outlives the executor.
 func (x *runner) Start(r *sched.Run) {
 	x.mu.Lock()
 	if x.closed {
 		x.mu.Unlock()
-		go x.report(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
+		x.report(r, sched.Result{Outcome: sched.Lost, Err: ErrClosed})
 		return
 	}
 	if x.runs == nil {

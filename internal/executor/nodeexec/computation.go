@@ -1,0 +1,168 @@
+package nodeexec
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime"
+	"time"
+
+	"connectrpc.com/connect"
+
+	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
+	"github.com/drove-dev/drove/internal/nodeauth"
+)
+
+// File is a local file shipped to nodes as a blob.
+type File struct {
+	Path string
+	Sum  string // hex SHA-256 of the contents
+	Mode os.FileMode
+	Size int64
+}
+
+// HashFile returns the File for path.
+func HashFile(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("drove: %s is not a regular file", path)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return nil, fmt.Errorf("drove: hashing %s: %w", path, err)
+	}
+	return &File{Path: path, Sum: hex.EncodeToString(h.Sum(nil)), Mode: fi.Mode().Perm(), Size: n}, nil
+}
+
+// Depend is a file staged into every job directory on the node.
+type Depend struct {
+	Name string // relative to the job directory
+	File *File
+}
+
+// Computation is what runs on the nodes; build it once and share it
+// between the executors of all nodes, so files are hashed once.
+type Computation struct {
+	Func        string // registered function; "" for a program
+	Setup       string
+	Fingerprint string
+	Executable  *File // the client's executable, for Func
+	Program     *File
+	ProgramName string
+	Depends     []Depend
+	Env         []string
+	Grace       time.Duration
+}
+
+func blobProto(f *File) *drovev1.Blob {
+	return &drovev1.Blob{Sum: f.Sum, Mode: uint32(f.Mode), Size: uint64(f.Size)}
+}
+
+// upload sends f unless the node has it already.
+func (e *Executor) upload(ctx context.Context, f *File) error {
+	url := e.base + "/blobs/" + f.Sum
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := e.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	if resp.StatusCode != http.StatusNotFound {
+		return fmt.Errorf("checking blob %s: %s", f.Path, resp.Status)
+	}
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	req, err = http.NewRequestWithContext(ctx, http.MethodPut, url, fh)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = f.Size
+	// Sent again if the node restarted since the signing client learnt its
+	// id (nodeauth.Transport).
+	req.GetBody = func() (io.ReadCloser, error) { return os.Open(f.Path) }
+	// A blob is named by its hash: the signature covers the file without
+	// reading it twice, and the node checks the contents against the name.
+	req.Header.Set(nodeauth.BodyHeader, f.Sum)
+	resp, err = e.bulk.Do(req)
+	if err != nil {
+		return fmt.Errorf("sending %s: %w", f.Path, err)
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("sending %s: %s: %s", f.Path, resp.Status, msg)
+	}
+	e.sent.Add(f.Size)
+	e.totalSent.Add(f.Size)
+	return nil
+}
+
+// setup ships the computation's files the node lacks and opens the
+// computation there.
+func (e *Executor) setup(ctx context.Context) (*drovev1.SetupResponse, error) {
+	req := &drovev1.SetupRequest{
+		ClientId:            e.cfg.ClientID,
+		FuncName:            e.comp.Func,
+		Setup:               e.comp.Setup,
+		Fingerprint:         e.comp.Fingerprint,
+		Goos:                runtime.GOOS,
+		Goarch:              runtime.GOARCH,
+		ProgramName:         e.comp.ProgramName,
+		Env:                 e.comp.Env,
+		Cpus:                int32(max(0, e.cfg.CPUs)),
+		HeartbeatIntervalMs: uint32(e.cfg.Heartbeat / time.Millisecond),
+		GraceMs:             uint64(e.comp.Grace / time.Millisecond),
+		FileAcks:            true,
+	}
+	var files []*File
+	if e.comp.Func != "" {
+		if e.comp.Executable == nil {
+			return nil, errors.New("drove: a function computation needs the executable")
+		}
+		files = append(files, e.comp.Executable)
+		req.Executable = blobProto(e.comp.Executable)
+	} else {
+		if e.comp.Program == nil {
+			return nil, errors.New("drove: a computation needs a function or a program")
+		}
+		files = append(files, e.comp.Program)
+		req.Program = blobProto(e.comp.Program)
+	}
+	for _, d := range e.comp.Depends {
+		files = append(files, d.File)
+		req.Depends = append(req.Depends, &drovev1.Depend{Name: d.Name, Blob: blobProto(d.File)})
+	}
+	for _, f := range files {
+		if err := e.upload(ctx, f); err != nil {
+			return nil, &ConnError{Addr: e.cfg.Addr, Err: err}
+		}
+	}
+	resp, err := e.api.Setup(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, &ConnError{Addr: e.cfg.Addr, Err: err}
+	}
+	return resp.Msg, nil
+}

@@ -1,0 +1,37 @@
+package nodeexec
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+
+	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
+)
+
+// heartbeat acknowledges events and watches the node's heartbeats.
+func (e *Executor) heartbeat() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+		silent := time.Since(time.Unix(0, e.lastHeard.Load()))
+		if silent > time.Duration(e.cfg.Misses)*e.cfg.Heartbeat {
+			e.nodeDown(fmt.Errorf("%w: silent for %v (%d intervals of %v)", ErrHeartbeat, silent.Round(time.Millisecond), e.cfg.Misses, e.cfg.Heartbeat))
+			return
+		}
+		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Heartbeat)
+		_, err := e.api.Heartbeat(ctx, connect.NewRequest(&drovev1.HeartbeatRequest{ComputationId: e.compID, Ack: e.lastSeq.Load()}))
+		cancel()
+		if connect.CodeOf(err) == connect.CodeNotFound {
+			e.nodeDown(fmt.Errorf("%w: %w", ErrGone, err))
+			return
+		}
+	}
+}
