@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -82,6 +83,14 @@ func runSubmit(ctx context.Context, stdout, stderr io.Writer, program string, li
 		return err
 	}
 	bar := progress.New(stderr, len(lists), "jobs")
+	// One counter per job, each ending with its job; every job has ended
+	// once Close returns, so waiting for them after Close cannot hang and
+	// no late redraw follows the last Finish.
+	var counters sync.WaitGroup
+	defer func() {
+		counters.Wait()
+		bar.Finish()
+	}()
 	jobs := make([]*drove.Job[int], 0, len(lists))
 	for _, l := range lists {
 		j, err := c.Submit(ctx, l, jopts...)
@@ -90,10 +99,10 @@ func runSubmit(ctx context.Context, stdout, stderr io.Writer, program string, li
 			return err
 		}
 		jobs = append(jobs, j)
-		go func() {
+		counters.Go(func() {
 			<-j.Done()
 			bar.Add(1)
-		}()
+		})
 	}
 	failed := 0
 	for i, j := range jobs {
