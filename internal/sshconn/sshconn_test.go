@@ -390,9 +390,9 @@ func TestAgentAuth(t *testing.T) {
 	}
 	t.Setenv("SSH_AUTH_SOCK", sock)
 	p, err := sshconn.NewPool(sshconn.Config{
-		ConfigFile:   "none",
-		KnownHosts: []string{s.KnownHosts},
-		IdentityFiles:   []string{filepath.Join(t.TempDir(), "no-such-key")},
+		ConfigFile:    "none",
+		KnownHosts:    []string{s.KnownHosts},
+		IdentityFiles: []string{filepath.Join(t.TempDir(), "no-such-key")},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -22,10 +22,10 @@ func TestFetchStaysInCurrentDir(t *testing.T) {
 		"/work/out": {{Name: "x", Mode: 0o644, Data: []byte("pwned")}},
 	}))
 	pool, err := sshconn.NewPool(sshconn.Config{
-		ConfigFile:   s.SSHConfig,
-		KnownHosts: []string{s.KnownHosts},
-		IdentityFiles:   []string{s.KeyPath},
-		NoAgent:         true,
+		ConfigFile:    s.SSHConfig,
+		KnownHosts:    []string{s.KnownHosts},
+		IdentityFiles: []string{s.KeyPath},
+		NoAgent:       true,
 	})
 	if err != nil {
 		t.Fatal(err)

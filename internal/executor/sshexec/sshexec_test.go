@@ -26,10 +26,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func newPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
 	t.Helper()
 	p, err := sshconn.NewPool(sshconn.Config{
-		ConfigFile:   s.SSHConfig,
-		KnownHosts: []string{s.KnownHosts},
-		IdentityFiles:   []string{s.KeyPath},
-		NoAgent:         true,
+		ConfigFile:    s.SSHConfig,
+		KnownHosts:    []string{s.KnownHosts},
+		IdentityFiles: []string{s.KeyPath},
+		NoAgent:       true,
 	})
 	if err != nil {
 		t.Fatal(err)
