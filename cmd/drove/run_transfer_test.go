@@ -33,7 +33,7 @@ func TestRunTransferCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	type result struct {
-		code       int
+		code      int
 		out, errs string
 	}
 	done := make(chan result, 1)

@@ -71,8 +71,8 @@ func NewPool(cfg Config) (*Pool, error) {
 // pool's Config, without connecting.
 func (p *Pool) Resolve(target string) (Endpoint, error) { return p.resolve(target) }
 
-// Lease is one session slot on a connection, held until Release. Package
-// remote holds one for its SFTP channel; [Pool.NewSession] holds one per
+// Lease is one session slot on a connection, held until Release. An
+// [SFTP] session holds one for its channel; [Pool.NewSession] holds one per
 // session.
 type Lease struct {
 	p    *Pool
