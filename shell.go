@@ -13,6 +13,7 @@ import (
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/wire"
+	"github.com/drove-dev/drove/remote"
 )
 
 // Shell returns a computation that runs each job's input as a shell command
@@ -41,26 +42,17 @@ func Shell() *Function[string, int] {
 	}
 }
 
-// SSHConfig tunes how a Shell cluster reaches its SSH hosts. The zero value
-// means OpenSSH's defaults.
-type SSHConfig struct {
-	// ConfigFile is the ssh_config file for Host aliases; "" means
-	// ~/.ssh/config.
-	ConfigFile string
-	// KnownHosts are the known_hosts files; none means ~/.ssh/known_hosts.
-	KnownHosts []string
-	// IdentityFiles are private keys tried after ssh_config's; none (and
-	// none in ssh_config) means ~/.ssh/id_ed25519, id_ecdsa and id_rsa.
-	IdentityFiles []string
-	// AcceptNew trusts and records the key of a host known_hosts does not
-	// list yet, as StrictHostKeyChecking=accept-new; a changed key is still
-	// refused.
-	AcceptNew bool
-}
+// SSHConfig tunes how a Shell cluster reaches its SSH hosts. It is
+// [remote.Config], drove's one SSH configuration type (package remote's
+// Dial takes it with remote.WithConfig); the fields this type had before
+// it became an alias (ConfigFile, KnownHosts, IdentityFiles, AcceptNew)
+// keep their names and meaning. The zero value means OpenSSH's defaults.
+type SSHConfig = remote.Config
 
 // WithSSH sets how a Shell cluster reaches its SSH hosts. The default is
 // OpenSSH's: ~/.ssh/config, ~/.ssh/known_hosts strictly, ssh-agent and the
-// usual key files.
+// usual key files. A zero ConnectTimeout is [WithConnectTimeout]'s, a nil
+// Logger [WithLogger]'s.
 func WithSSH(cfg SSHConfig) Option {
 	return optionFunc(func(c *config) { c.ssh = cfg })
 }
@@ -100,17 +92,7 @@ func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 		targets = append(targets, target)
 	}
 	if len(targets) > 0 && c.ssh == nil {
-		sc := sshconn.Config{
-			SSHConfigFile:   c.cfg.ssh.ConfigFile,
-			KnownHostsFiles: c.cfg.ssh.KnownHosts,
-			IdentityFiles:   c.cfg.ssh.IdentityFiles,
-			ConnectTimeout:  c.cfg.connect,
-			Logger:          c.log,
-		}
-		if c.cfg.ssh.AcceptNew {
-			sc.HostKeyPolicy = sshconn.AcceptNew
-		}
-		pool, err := sshconn.NewPool(sc)
+		pool, err := sshconn.NewPool(c.sshConfig())
 		if err != nil {
 			return err
 		}
@@ -176,3 +158,16 @@ func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 }
 
 var _ sched.Executor = (*sshexec.Executor)(nil)
+
+// sshConfig is WithSSH's configuration, completed by WithConnectTimeout and
+// WithLogger.
+func (c *Cluster[In, Out]) sshConfig() SSHConfig {
+	sc := c.cfg.ssh
+	if sc.ConnectTimeout == 0 {
+		sc.ConnectTimeout = c.cfg.connect
+	}
+	if sc.Logger == nil {
+		sc.Logger = c.log
+	}
+	return sc
+}

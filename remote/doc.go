@@ -14,6 +14,16 @@
 // (newdir, mkdir, chdir, …, upload, download, run) has a [Host] method, and
 // exec_proxy's sticky error model is available as [Sticky].
 //
+// # Configuration
+//
+// How hosts are reached (ssh_config, known_hosts, keys, agent, timeouts,
+// session multiplexing) is one [Config], given whole with [WithConfig] or
+// field by field with the other With… options. It is drove's one SSH
+// configuration type: drove.WithSSH takes the same type, and drove's
+// run, exec and fs commands fill it from the same flags. Package remote is
+// the public face of drove's SSH layer, whose connection errors
+// ([*ConnError], [*HostKeyError]) say "remote:" wherever they surface.
+//
 // # Paths
 //
 // Remote paths are slash-separated. A relative path is resolved against the
@@ -52,7 +62,8 @@
 // # Concurrency
 //
 // A Host is safe for use by many goroutines. They share one SSH connection:
-// file operations are multiplexed over one SFTP channel, and each Run uses a
+// file operations are multiplexed over one SFTP channel (the one SFTP
+// session the connection pool keeps for the host), and each Run uses a
 // session of its own (more connections are opened when the server's
 // MaxSessions is reached). A connection or SFTP server that dies is replaced
 // on the next call.

@@ -3,8 +3,6 @@ package remote
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +15,8 @@ import (
 
 	"github.com/pkg/sftp"
 
-	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/sshconn/sftpengine"
 )
 
 // TempDir creates a new directory with a unique name in dir (the remote
@@ -37,7 +35,7 @@ func (h *Host) TempDir(ctx context.Context, dir, pattern string) (string, error)
 		prefix, suffix = pattern, ""
 	}
 	for try := 0; ; try++ {
-		name := path.Join(dir, prefix+randHex(6)+suffix)
+		name := path.Join(dir, prefix+sftpengine.RandHex(6)+suffix)
 		err := h.Mkdir(ctx, name, 0o700)
 		if err == nil {
 			return h.Abs(name), nil
@@ -48,12 +46,6 @@ func (h *Host) TempDir(ctx context.Context, dir, pattern string) (string, error)
 	}
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // Mkdir creates the directory name with mode perm, applied exactly (the
 // remote umask does not reduce it). An existing name is an error matching
 // fs.ErrExist.
@@ -62,7 +54,7 @@ func (h *Host) Mkdir(ctx context.Context, name string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("mkdir", name, call0(ctx, h, 0, func() error {
+	return scPathErr(sc, "mkdir", name, call0(ctx, h, 0, func() error {
 		if err := sc.Mkdir(p); err != nil {
 			// SFTP v3 reports an existing name as a generic failure.
 			if _, serr := sc.Lstat(p); serr == nil {
@@ -104,7 +96,7 @@ func (h *Host) Rmdir(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("rmdir", name, call0(ctx, h, 0, func() error { return sc.RemoveDirectory(p) }))
+	return scPathErr(sc, "rmdir", name, call0(ctx, h, 0, func() error { return sc.RemoveDirectory(p) }))
 }
 
 // Remove removes the file, symbolic link or empty directory name (exec_proxy's
@@ -114,7 +106,7 @@ func (h *Host) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("remove", name, call0(ctx, h, 0, func() error { return sc.Remove(p) }))
+	return scPathErr(sc, "remove", name, call0(ctx, h, 0, func() error { return sc.Remove(p) }))
 }
 
 // RemoveAll removes name and everything below it, like os.RemoveAll: a
@@ -128,43 +120,7 @@ func (h *Host) RemoveAll(ctx context.Context, name string) error {
 	if p == "/" {
 		return pathErr("removeall", name, fs.ErrInvalid)
 	}
-	return sc.pathErr("removeall", name, call0(ctx, h, 0, func() error { return removeAll(ctx, sc, p, 0) }))
-}
-
-func removeAll(ctx context.Context, sc *sftpConn, p string, depth int) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if depth > filesink.MaxDepth {
-		return pathErr("removeall", p, ErrTooDeep)
-	}
-	fi, err := sc.Lstat(p)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	if !fi.IsDir() {
-		return ignoreNotExist(sc.Remove(p))
-	}
-	entries, err := sc.readDir(ctx, p)
-	if err != nil {
-		return ignoreNotExist(err)
-	}
-	for _, e := range entries {
-		if err := removeAll(ctx, sc, path.Join(p, e.Name()), depth+1); err != nil {
-			return err
-		}
-	}
-	return ignoreNotExist(sc.RemoveDirectory(p))
-}
-
-func ignoreNotExist(err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
+	return scPathErr(sc, "removeall", name, call0(ctx, h, 0, func() error { return sftpengine.RemoveAll(ctx, sc, p) }))
 }
 
 // Stat returns the FileInfo of name, following symbolic links. Its Sys()
@@ -176,7 +132,7 @@ func (h *Host) Stat(ctx context.Context, name string) (fs.FileInfo, error) {
 	}
 	fi, err := call(ctx, h, 0, func() (fs.FileInfo, error) { return sc.Stat(p) }, nil)
 	if err != nil {
-		return nil, sc.pathErr("stat", name, err)
+		return nil, scPathErr(sc, "stat", name, err)
 	}
 	return fi, nil
 }
@@ -189,7 +145,7 @@ func (h *Host) Lstat(ctx context.Context, name string) (fs.FileInfo, error) {
 	}
 	fi, err := call(ctx, h, 0, func() (fs.FileInfo, error) { return sc.Lstat(p) }, nil)
 	if err != nil {
-		return nil, sc.pathErr("lstat", name, err)
+		return nil, scPathErr(sc, "lstat", name, err)
 	}
 	return fi, nil
 }
@@ -234,9 +190,9 @@ func (h *Host) ReadDir(ctx context.Context, name string) ([]fs.DirEntry, error) 
 		return nil, err
 	}
 	// ReadDirContext takes ctx, but not for opening the directory.
-	infos, err := call(ctx, h, 0, func() ([]fs.FileInfo, error) { return sc.readDir(ctx, p) }, nil)
+	infos, err := call(ctx, h, 0, func() ([]fs.FileInfo, error) { return sftpengine.ReadDir(ctx, sc, p) }, nil)
 	if err != nil {
-		return nil, sc.pathErr("readdir", name, err)
+		return nil, scPathErr(sc, "readdir", name, err)
 	}
 	out := make([]fs.DirEntry, 0, len(infos))
 	for _, fi := range infos {
@@ -246,36 +202,13 @@ func (h *Host) ReadDir(ctx context.Context, name string) ([]fs.DirEntry, error) 
 	return out, nil
 }
 
-// readDir lists the directory p, refusing a listing with a name that is not
-// a single path element, or the same name twice: joined to a path, such a
-// name could lead elsewhere (path.Join(p, "/") is p itself), and pkg/sftp
-// reduces a listed "a/b" to "b", so "a/b" and "c/b" come as two b's.
-func (c *sftpConn) readDir(ctx context.Context, p string) ([]fs.FileInfo, error) {
-	infos, err := c.ReadDirContext(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	seen := make(map[string]bool, len(infos))
-	for _, fi := range infos {
-		name := fi.Name()
-		if err := filesink.CheckName(name); err != nil {
-			return nil, fmt.Errorf("server listed %w", err)
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("server listed %q twice: %w", name, ErrBadName)
-		}
-		seen[name] = true
-	}
-	return infos, nil
-}
-
 // Chmod changes the mode of name (following symbolic links).
 func (h *Host) Chmod(ctx context.Context, name string, mode fs.FileMode) error {
 	p, sc, err := h.prep(ctx, "chmod", name)
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("chmod", name, call0(ctx, h, 0, func() error { return sc.Chmod(p, mode) }))
+	return scPathErr(sc, "chmod", name, call0(ctx, h, 0, func() error { return sc.Chmod(p, mode) }))
 }
 
 // Chown changes the numeric owner and group of name.
@@ -284,7 +217,7 @@ func (h *Host) Chown(ctx context.Context, name string, uid, gid int) error {
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("chown", name, call0(ctx, h, 0, func() error { return sc.Chown(p, uid, gid) }))
+	return scPathErr(sc, "chown", name, call0(ctx, h, 0, func() error { return sc.Chown(p, uid, gid) }))
 }
 
 // Chtimes changes the access and modification times of name (SFTP keeps
@@ -294,7 +227,7 @@ func (h *Host) Chtimes(ctx context.Context, name string, atime, mtime time.Time)
 	if err != nil {
 		return err
 	}
-	return sc.pathErr("chtimes", name, call0(ctx, h, 0, func() error { return sc.Chtimes(p, atime, mtime) }))
+	return scPathErr(sc, "chtimes", name, call0(ctx, h, 0, func() error { return sc.Chtimes(p, atime, mtime) }))
 }
 
 // Symlink creates newname as a symbolic link to oldname. oldname is stored
@@ -317,7 +250,7 @@ func (h *Host) Symlink(ctx context.Context, oldname, newname string) error {
 		return err
 	})
 	if err != nil {
-		return &os.LinkError{Op: "remote: symlink", Old: oldname, New: newname, Err: sc.connErr(unwrapPath(err), false)}
+		return &os.LinkError{Op: "remote: symlink", Old: oldname, New: newname, Err: connErr(sc, unwrapPath(err), false)}
 	}
 	return nil
 }
@@ -330,7 +263,7 @@ func (h *Host) Readlink(ctx context.Context, name string) (string, error) {
 	}
 	t, err := call(ctx, h, 0, func() (string, error) { return sc.ReadLink(p) }, nil)
 	if err != nil {
-		return "", sc.pathErr("readlink", name, err)
+		return "", scPathErr(sc, "readlink", name, err)
 	}
 	return t, nil
 }
@@ -347,29 +280,10 @@ func (h *Host) Rename(ctx context.Context, oldname, newname string) error {
 		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: fs.ErrInvalid}
 	}
 	np := h.Abs(newname)
-	if err := call0(ctx, h, 0, func() error { return rename(sc, op, np) }); err != nil {
-		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: sc.connErr(unwrapPath(err), false)}
+	if err := call0(ctx, h, 0, func() error { return sftpengine.Rename(sc, op, np) }); err != nil {
+		return &os.LinkError{Op: "remote: rename", Old: oldname, New: newname, Err: connErr(sc, unwrapPath(err), false)}
 	}
 	return nil
-}
-
-func rename(sc *sftpConn, oldp, newp string) error {
-	if _, ok := sc.HasExtension("posix-rename@openssh.com"); ok {
-		return sc.PosixRename(oldp, newp)
-	}
-	return sc.Rename(oldp, newp)
-}
-
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }
 
 // Mkfifo creates the named pipe name with mode perm. SFTP has no such
@@ -408,7 +322,7 @@ func (h *Host) Mkfifo(ctx context.Context, name string, perm fs.FileMode) error 
 type File struct {
 	*sftp.File
 	name string
-	c    *sftpConn
+	c    *sshconn.SFTP
 }
 
 // Name returns the name the file was opened with.
@@ -418,7 +332,7 @@ func (f *File) Name() string { return f.name }
 func (f *File) Stat() (fs.FileInfo, error) {
 	fi, err := f.File.Stat()
 	if err != nil {
-		return nil, f.c.pathErr("stat", f.name, err)
+		return nil, scPathErr(f.c, "stat", f.name, err)
 	}
 	return fi, nil
 }
@@ -429,7 +343,7 @@ func (f *File) ioErr(op string, err error) error {
 	if err == nil || err == io.EOF {
 		return err
 	}
-	return pathErr(op, f.name, f.c.connErr(unwrapPath(err), false))
+	return pathErr(op, f.name, connErr(f.c, unwrapPath(err), false))
 }
 
 // Read reads up to len(b) bytes.
@@ -515,7 +429,7 @@ func (h *Host) OpenFile(ctx context.Context, name string, flag int, perm fs.File
 		return f, nil
 	}, func(f *sftp.File) { f.Close() })
 	if err != nil {
-		return nil, sc.pathErr("open", name, err)
+		return nil, scPathErr(sc, "open", name, err)
 	}
 	return &File{File: f, name: name, c: sc}, nil
 }
@@ -531,7 +445,7 @@ func (h *Host) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	b, err := call(ctx, h, 0, func() ([]byte, error) {
 		defer f.Close()
 		var buf bytes.Buffer
-		if _, err := f.WriteTo(ctxWriter{ctx, &buf}); err != nil {
+		if _, err := f.WriteTo(sftpengine.Writer(ctx, &buf, nil)); err != nil {
 			return nil, err
 		}
 		return buf.Bytes(), nil
@@ -550,7 +464,7 @@ func (h *Host) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 		return err
 	}
 	err = call0(ctx, h, 0, func() error {
-		_, err := f.ReadFrom(&ctxReader{ctx: ctx, r: bytes.NewReader(data), size: int64(len(data))})
+		_, err := f.ReadFrom(sftpengine.Reader(ctx, bytes.NewReader(data), int64(len(data)), nil))
 		if perm != 0 && err == nil {
 			err = f.Chmod(perm & fs.ModePerm)
 		}
@@ -559,41 +473,7 @@ func (h *Host) WriteFile(ctx context.Context, name string, data []byte, perm fs.
 		}
 		return err
 	})
-	return f.c.pathErr("write", name, err)
-}
-
-// ctxReader stops a transfer when ctx ends and reports progress. Size lets
-// sftp's ReadFrom use concurrent writes.
-type ctxReader struct {
-	ctx      context.Context
-	r        io.Reader
-	size     int64
-	progress func(int64)
-}
-
-func (r *ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n, err := r.r.Read(p)
-	if r.progress != nil && n > 0 {
-		r.progress(int64(n))
-	}
-	return n, err
-}
-
-func (r *ctxReader) Size() int64 { return r.size }
-
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (w ctxWriter) Write(p []byte) (int, error) {
-	if err := w.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return w.w.Write(p)
+	return scPathErr(f.c, "write", name, err)
 }
 
 // quoteArgs is sshconn.Join, for Cmd.Args.

@@ -1,11 +1,9 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"path"
@@ -13,10 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pkg/sftp"
-
 	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/sshconn/sftpengine"
 )
 
 // ConnError reports a host that could not be reached or authenticated to,
@@ -48,44 +45,91 @@ var (
 	ErrLink = filesink.ErrLink
 )
 
-// Option configures [Dial].
+// Config is how hosts are reached over SSH: ssh_config, known_hosts and
+// the host key policy, identity files and ssh-agent, the login name, the
+// connect timeout, session multiplexing and keepalives, and a logger. It is
+// drove's one SSH configuration type: [WithConfig] takes it here, and
+// drove.WithSSH takes the same type (drove.SSHConfig). The zero value
+// behaves like OpenSSH's ssh for the current user; each field documents its
+// default:
+//
+//	ConfigFile             ssh_config for Host aliases; "" = ~/.ssh/config, "none" = no file
+//	KnownHosts             known_hosts files; none = ~/.ssh/known_hosts (or ssh_config's UserKnownHostsFile)
+//	AcceptNew              trust and record unknown host keys (a changed key is still refused)
+//	IdentityFiles          private keys tried after ssh_config's; none = ~/.ssh/id_ed25519, id_ecdsa, id_rsa
+//	NoAgent                do not use ssh-agent ($SSH_AUTH_SOCK)
+//	User                   login name for targets and ssh_config entries that name none; "" = yours
+//	ConnectTimeout         dial and handshake limit when ssh_config sets none; 0 = 10 s
+//	OverrideConnectTimeout ConnectTimeout wins over ssh_config's, as ssh -o does
+//	MaxSessions            sessions per connection before another is opened; 0 = 10
+//	KeepaliveInterval      keepalive period; 0 = 15 s, negative = none
+//	KeepaliveCountMax      unanswered keepalives before a connection is dead; 0 = 3
+//	Logger                 connection events; nil discards them
+type Config = sshconn.Config
+
+// Option configures [Dial]. The With… options that configure SSH set
+// fields of the [Config] [WithConfig] gives, whatever their order.
 type Option func(*config)
 
 type config struct {
-	ssh       sshconn.Config
-	pool      *sshconn.Pool // shared, not owned
+	ssh       Config
+	sshSet    []func(*Config) // the With… setters, applied after WithConfig
+	pool      *sshconn.Pool   // shared, not owned
 	killGrace time.Duration
 }
 
+// ssh returns the SSH configuration: the one WithConfig gave, then the
+// other options' changes.
+func (c *config) sshConfig() Config {
+	cfg := c.ssh
+	for _, set := range c.sshSet {
+		set(&cfg)
+	}
+	return cfg
+}
+
+func setSSH(f func(*Config)) Option {
+	return func(c *config) { c.sshSet = append(c.sshSet, f) }
+}
+
+// WithConfig sets the whole SSH configuration. The other SSH options
+// change fields of it, whether they come before or after it. The default is
+// the zero Config.
+func WithConfig(cfg Config) Option { return func(c *config) { c.ssh = cfg } }
+
 // WithSSHConfig reads Host aliases from file instead of ~/.ssh/config; "none"
-// disables ssh_config.
-func WithSSHConfig(file string) Option { return func(c *config) { c.ssh.SSHConfigFile = file } }
+// disables ssh_config. It sets [Config.ConfigFile].
+func WithSSHConfig(file string) Option { return setSSH(func(c *Config) { c.ConfigFile = file }) }
 
 // WithKnownHosts checks host keys against files instead of
-// ~/.ssh/known_hosts (or ssh_config's UserKnownHostsFile).
+// ~/.ssh/known_hosts (or ssh_config's UserKnownHostsFile). It sets
+// [Config.KnownHosts].
 func WithKnownHosts(files ...string) Option {
-	return func(c *config) { c.ssh.KnownHostsFiles = files }
+	return setSSH(func(c *Config) { c.KnownHosts = files })
 }
 
 // WithAcceptNew trusts the key of a host not yet in known_hosts and records
 // it there, like OpenSSH's StrictHostKeyChecking=accept-new. A changed key is
-// still refused. By default unknown keys are refused.
-func WithAcceptNew() Option { return func(c *config) { c.ssh.HostKeyPolicy = sshconn.AcceptNew } }
+// still refused. By default unknown keys are refused. It sets
+// [Config.AcceptNew].
+func WithAcceptNew() Option { return setSSH(func(c *Config) { c.AcceptNew = true }) }
 
 // WithIdentityFiles adds private key files to try after those ssh_config
-// names. By default ~/.ssh/id_ed25519, id_ecdsa and id_rsa are tried.
+// names. By default ~/.ssh/id_ed25519, id_ecdsa and id_rsa are tried. It
+// appends to [Config.IdentityFiles].
 func WithIdentityFiles(files ...string) Option {
-	return func(c *config) { c.ssh.IdentityFiles = append(c.ssh.IdentityFiles, files...) }
+	return setSSH(func(c *Config) { c.IdentityFiles = append(c.IdentityFiles, files...) })
 }
 
 // WithoutAgent disables ssh-agent, which is used by default when
-// SSH_AUTH_SOCK is set.
-func WithoutAgent() Option { return func(c *config) { c.ssh.NoAgent = true } }
+// SSH_AUTH_SOCK is set. It sets [Config.NoAgent].
+func WithoutAgent() Option { return setSSH(func(c *Config) { c.NoAgent = true }) }
 
 // WithConnectTimeout bounds connecting when ssh_config sets no
-// ConnectTimeout. The default is 10 seconds.
+// ConnectTimeout. The default is 10 seconds. It sets
+// [Config.ConnectTimeout].
 func WithConnectTimeout(d time.Duration) Option {
-	return func(c *config) { c.ssh.ConnectTimeout = d }
+	return setSSH(func(c *Config) { c.ConnectTimeout = d })
 }
 
 // WithKillGrace sets how long a timed-out command's process group has
@@ -94,7 +138,8 @@ func WithKillGrace(d time.Duration) Option { return func(c *config) { c.killGrac
 
 // WithLogger sets the logger for connection events. The default discards
 // them.
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.ssh.Logger = l } }
+// It sets [Config.Logger].
+func WithLogger(l *slog.Logger) Option { return setSSH(func(c *Config) { c.Logger = l }) }
 
 // withPool shares an existing connection pool (used by Pool).
 func withPool(p *sshconn.Pool) Option { return func(c *config) { c.pool = p } }
@@ -108,7 +153,6 @@ type Host struct {
 	killGrace time.Duration
 
 	mu     sync.Mutex
-	sc     *sftpConn // nil until first use or after the SFTP server died
 	cwd    string
 	closed bool
 	wg     sync.WaitGroup
@@ -123,7 +167,7 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Host, error) {
 	}
 	h := &Host{target: target, pool: c.pool, killGrace: c.killGrace}
 	if h.pool == nil {
-		p, err := sshconn.NewPool(c.ssh)
+		p, err := sshconn.NewPool(c.sshConfig())
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +181,7 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Host, error) {
 	wd, err := sc.Getwd()
 	if err != nil {
 		h.Close()
-		return nil, fmt.Errorf("remote: %s: getwd: %w", target, sc.connErr(err, false))
+		return nil, fmt.Errorf("remote: %s: getwd: %w", target, connErr(sc, err, false))
 	}
 	h.mu.Lock()
 	h.cwd = wd
@@ -148,10 +192,7 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Host, error) {
 // Target returns the target Dial was given.
 func (h *Host) Target() string { return h.target }
 
-// closeGrace is how long Close waits for the SFTP session to end.
-const closeGrace = 2 * time.Second
-
-// Close ends the SFTP session and, unless the Host shares a Pool's
+// Close ends the Host's SFTP session and, unless the Host shares a Pool's
 // connections, the SSH connection. It waits for the Host's goroutines,
 // among them calls abandoned when their ctx ended. If the SFTP server does
 // not answer within 2 seconds, Close ends the SSH connection under the
@@ -163,141 +204,44 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
-	sc := h.sc
-	h.sc = nil
 	h.mu.Unlock()
-	if sc != nil {
-		ended := make(chan struct{})
-		go func() { sc.Close(); close(ended) }()
-		select {
-		case <-ended:
-		case <-time.After(closeGrace):
-			// pkg/sftp waits for the server to close its end, which a
-			// stopped or stuck sftp-server never does: end the SSH
-			// connection under the session instead.
-			sc.lease.Client().Close()
-			<-ended
-		}
-		sc.lease.Release()
+	var err error
+	if h.ownPool {
+		err = h.pool.Close()
+	} else {
+		h.pool.CloseSFTP(h.target)
 	}
 	h.wg.Wait()
-	if h.ownPool {
-		return h.pool.Close()
-	}
-	return nil
+	return err
 }
 
-// sftpConn is one SFTP session and the SSH connection it runs on. It
-// embeds the client so that its methods are called directly; connErr tells
-// an error of the session's end from an answer of the server.
-type sftpConn struct {
-	*sftp.Client
-	target string
-	lease  *sshconn.Lease
-	ended  chan struct{} // closed when the SFTP session has ended
-}
-
-// client returns the SFTP session, starting one on a pooled connection if
-// there is none or the previous one died.
-func (h *Host) client(ctx context.Context) (*sftpConn, error) {
+// client returns the host's SFTP session, which the connection pool keeps,
+// starting one if there is none or the previous one ended.
+func (h *Host) client(ctx context.Context) (*sshconn.SFTP, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	if h.sc != nil {
-		select {
-		case <-h.sc.lease.Lost():
-			h.sc.Close()
-			h.sc.lease.Release()
-			h.sc = nil
-		default:
-			return h.sc, nil
-		}
-	}
-	lease, err := h.pool.Acquire(ctx, h.target)
-	if err != nil {
-		return nil, err
-	}
-	sc, err := sftp.NewClient(lease.Client(),
-		sftp.UseConcurrentReads(true),
-		sftp.UseConcurrentWrites(true),
-		sftp.MaxConcurrentRequestsPerFile(64),
-		sftp.MaxPacketUnchecked(packetSize(lease.Client().ServerVersion())),
-	)
-	if err != nil {
-		lease.Release()
-		return nil, &ConnError{Host: h.target, Addr: lease.Endpoint().Addr(), Err: fmt.Errorf("sftp subsystem: %w", err)}
-	}
-	c := &sftpConn{Client: sc, target: h.target, lease: lease, ended: make(chan struct{})}
-	h.sc = c
-	h.wg.Add(1)
-	go func() {
-		// When the SFTP server goes away (killed, or the connection lost),
-		// forget the client so that the next call starts a new one.
-		defer h.wg.Done()
-		sc.Wait()
-		h.mu.Lock()
-		if h.sc == c {
-			h.sc = nil
-			lease.Release()
-		}
-		h.mu.Unlock()
-		// After h.sc is cleared, so that whoever sees ended and calls
-		// client gets a new session.
-		close(c.ended)
-	}()
-	return c, nil
+	return h.pool.SFTP(ctx, h.target)
 }
 
-// connErr returns err as a *ConnError when it was caused by the end of the
-// SFTP session or of the SSH connection under it, so that callers (and
-// [Pool], which moves the evaluation to another host) can tell a lost host
-// from an answer of the server. Other errors are returned unchanged. eofOK
-// says io.EOF is a normal result of the call (a read at the end of a file);
-// otherwise an EOF means the channel closed under the request.
-func (c *sftpConn) connErr(err error, eofOK bool) error {
-	if err == nil {
-		return nil
-	}
-	var ce *ConnError
-	var se *sftp.StatusError
-	switch {
-	case errors.As(err, &ce),
-		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		// The server answered: the session is alive.
-		errors.As(err, &se), errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission),
-		errors.Is(err, fs.ErrExist), errors.Is(err, fs.ErrInvalid),
-		errors.Is(err, errNotDir), errors.Is(err, errIsDir), errors.Is(err, errSpecial):
+// connErr is [sshconn.SFTP.ConnErr], but for the errors of the package's
+// own checks, which are answers, never a lost session.
+func connErr(sc *sshconn.SFTP, err error, eofOK bool) error {
+	if errors.Is(err, errNotDir) || errors.Is(err, errIsDir) || errors.Is(err, errSpecial) {
 		return err
 	}
-	if errors.Is(err, io.EOF) && eofOK {
-		return err
-	}
-	lost := errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-	if !lost {
-		// Writes to a closed channel fail with errors of their own; the
-		// session's state tells.
-		select {
-		case <-c.ended:
-			lost = true
-		case <-c.lease.Lost():
-			lost = true
-		default:
-		}
-	}
-	if !lost {
-		return err
-	}
-	return &ConnError{Host: c.target, Addr: c.lease.Endpoint().Addr(), Err: fmt.Errorf("sftp session lost: %w", err)}
+	return sc.ConnErr(err, eofOK)
 }
 
-// pathErr is the package's pathErr for an error of a call on c.
-func (c *sftpConn) pathErr(op, name string, err error) error {
-	return pathErr(op, name, c.connErr(unwrapPath(err), false))
+// scPathErr is pathErr for an error of a call on sc.
+func scPathErr(sc *sshconn.SFTP, op, name string, err error) error {
+	return pathErr(op, name, connErr(sc, unwrapPath(err), false))
 }
 
 // Getwd returns the Host's working directory, against which relative paths
@@ -326,7 +270,7 @@ func (h *Host) Chdir(ctx context.Context, dir string) error {
 	}
 	fi, err := call(ctx, h, 0, func() (fs.FileInfo, error) { return sc.Stat(p) }, nil)
 	if err != nil {
-		return sc.pathErr("chdir", dir, err)
+		return scPathErr(sc, "chdir", dir, err)
 	}
 	if !fi.IsDir() {
 		return pathErr("chdir", dir, errNotDir)
@@ -343,7 +287,7 @@ var (
 )
 
 // prep validates name, resolves it and returns the SFTP client.
-func (h *Host) prep(ctx context.Context, op, name string) (string, *sftpConn, error) {
+func (h *Host) prep(ctx context.Context, op, name string) (string, *sshconn.SFTP, error) {
 	if strings.IndexByte(name, 0) >= 0 || name == "" {
 		return "", nil, pathErr(op, name, fs.ErrInvalid)
 	}
@@ -357,24 +301,6 @@ func (h *Host) prep(ctx context.Context, op, name string) (string, *sftpConn, er
 // pathErr builds the *fs.PathError every file method returns, keeping the
 // name as the caller gave it and unwrapping the sftp package's own PathError
 // so that only one op and path appear in the message.
-func pathErr(op, name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	return &fs.PathError{Op: "remote: " + op, Path: name, Err: err}
-}
+func pathErr(op, name string, err error) error { return sftpengine.PathErr(op, name, err) }
 
-// packetSize picks the SFTP data size per request. The SFTP draft's safe
-// value is 32 KiB; OpenSSH's sftp-server has long accepted messages up to
-// 256 KiB and reads of 64 KiB, and 64 KiB requests download about 20% faster
-// on loopback (bench/remote.md).
-func packetSize(serverVersion []byte) int {
-	if bytes.Contains(serverVersion, []byte("OpenSSH")) {
-		return 64 << 10
-	}
-	return 32 << 10
-}
+func unwrapPath(err error) error { return sftpengine.UnwrapPath(err) }

@@ -77,11 +77,12 @@ func NewPool(ctx context.Context, targets []string, opts ...PoolOption) (*Pool, 
 	for _, o := range pc.host {
 		o(&hc)
 	}
-	conns, err := sshconn.NewPool(hc.ssh)
+	sshCfg := hc.sshConfig()
+	conns, err := sshconn.NewPool(sshCfg)
 	if err != nil {
 		return nil, err
 	}
-	log := hc.ssh.Logger
+	log := sshCfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

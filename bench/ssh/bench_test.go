@@ -328,7 +328,7 @@ func commandEnv(env []string, name string, args ...string) error {
 }
 
 func droveInProcess(s *sshtest.Server, logins string, args []string) error {
-	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig})
+	pool, err := sshconn.NewPool(sshconn.Config{ConfigFile: s.SSHConfig})
 	if err != nil {
 		return err
 	}

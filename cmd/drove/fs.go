@@ -24,12 +24,8 @@ import (
 
 // fsFlags are the flags of `drove fs` itself, given before HOST.
 type fsFlags struct {
-	json       bool
-	sshConfig  string
-	knownHosts []string
-	acceptNew  bool
-	identities []string
-	timeout    time.Duration
+	json bool
+	ssh  sshFlags
 }
 
 // newFSCmd returns `drove fs HOST COMMAND [ARGS]`: file system commands and
@@ -80,11 +76,8 @@ run, and {"ok":false,"error":…} on failure. cat always writes the raw bytes.`,
 	cmd.Flags().SetInterspersed(false)
 	fl := cmd.Flags()
 	fl.BoolVar(&f.json, "json", false, "print results as JSON")
-	fl.StringVarP(&f.sshConfig, "ssh-config", "F", "", "ssh_config file (default ~/.ssh/config)")
-	fl.StringArrayVar(&f.knownHosts, "known-hosts", nil, "known_hosts file (default ~/.ssh/known_hosts)")
-	fl.BoolVar(&f.acceptNew, "accept-new", false, "trust and record unknown host keys (changed keys are still refused)")
-	fl.StringArrayVarP(&f.identities, "identity", "i", nil, "private key file (repeatable)")
-	fl.DurationVar(&f.timeout, "connect-timeout", 0, "connection timeout (default 10s, or ssh_config ConnectTimeout)")
+	f.ssh.register(cmd)
+	f.ssh.registerDeprecatedIdentityShorthand(cmd)
 	return cmd
 }
 
@@ -102,22 +95,7 @@ func runFS(cmd *cobra.Command, f *fsFlags, host string, args []string) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	opts := []remote.Option{}
-	if f.sshConfig != "" {
-		opts = append(opts, remote.WithSSHConfig(f.sshConfig))
-	}
-	if len(f.knownHosts) > 0 {
-		opts = append(opts, remote.WithKnownHosts(f.knownHosts...))
-	}
-	if f.acceptNew {
-		opts = append(opts, remote.WithAcceptNew())
-	}
-	if len(f.identities) > 0 {
-		opts = append(opts, remote.WithIdentityFiles(f.identities...))
-	}
-	if f.timeout > 0 {
-		opts = append(opts, remote.WithConnectTimeout(f.timeout))
-	}
+	sshCfg := f.ssh.sshConfig()
 	for len(args) > 0 && args[0] == "--json" {
 		f.json, args = true, args[1:]
 	}
@@ -139,7 +117,7 @@ func runFS(cmd *cobra.Command, f *fsFlags, host string, args []string) error {
 	sc.cmd.SilenceErrors, sc.cmd.SilenceUsage = true, true
 	var env fsEnv
 	sc.cmd.RunE = func(c *cobra.Command, a []string) error {
-		h, err := remote.Dial(ctx, host, opts...)
+		h, err := remote.Dial(ctx, host, remote.WithConfig(sshCfg))
 		if err != nil {
 			return err
 		}

@@ -154,7 +154,7 @@ func TestFSErrors(t *testing.T) {
 		{[]string{"host0", "frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"host0", "chmod", "rwx", "/tmp"}, "bad mode"},
 		{[]string{"host0", "ln", "a", "b"}, "ln -s"},
-		{[]string{"down", "ls"}, "drove: fs ls: sshconn: down (127.0.0.1:"},
+		{[]string{"down", "ls"}, "drove: fs ls: remote: down (127.0.0.1:"},
 	} {
 		code, _, errs := fsRun(t, s, "", tc.args...)
 		if code == 0 || !strings.Contains(errs, tc.want) {

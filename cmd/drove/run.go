@@ -12,51 +12,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/drove-dev/drove/internal/nodeset"
-	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/workqueue"
 )
-
-// sshFlags are the SSH client options shared by drove run and drove exec.
-type sshFlags struct {
-	config         string
-	knownHosts     []string
-	identities     []string
-	user           string
-	acceptNew      bool
-	connectTimeout time.Duration
-	maxSessions    int
-	cmd            *cobra.Command // to tell a given flag from its default
-}
-
-func (s *sshFlags) register(cmd *cobra.Command) {
-	s.cmd = cmd
-	f := cmd.Flags()
-	f.StringVarP(&s.config, "ssh-config", "F", "", "ssh_config `FILE` for Host aliases, users, ports, keys, ProxyJump (default ~/.ssh/config; \"none\" for no file)")
-	f.StringArrayVar(&s.knownHosts, "known-hosts", nil, "known_hosts `FILE` to check host keys against (repeatable; default ~/.ssh/known_hosts or ssh_config's UserKnownHostsFile)")
-	f.StringArrayVar(&s.identities, "identity", nil, "private key `FILE` to log in with, after ssh-agent and ssh_config's IdentityFile (repeatable)")
-	f.StringVar(&s.user, "login-user", "", "login `NAME` for hosts that name no user (default: ssh_config's User, else yours)")
-	f.BoolVar(&s.acceptNew, "accept-new", false, "trust the key of a host known_hosts does not list yet and record it (StrictHostKeyChecking=accept-new); a changed key is still refused")
-	f.DurationVar(&s.connectTimeout, "connect-timeout", 10*time.Second, "time to connect and log in before a host counts as down; when given, it wins over ssh_config's ConnectTimeout")
-	f.IntVar(&s.maxSessions, "max-sessions", 10, "sessions multiplexed over one SSH connection before another is opened (sshd's MaxSessions)")
-}
-
-func (s *sshFlags) pool() (*sshconn.Pool, error) {
-	cfg := sshconn.Config{
-		SSHConfigFile:   s.config,
-		KnownHostsFiles: s.knownHosts,
-		IdentityFiles:   s.identities,
-		User:            s.user,
-		ConnectTimeout:  s.connectTimeout,
-		MaxSessions:     s.maxSessions,
-		// Given on the command line, the timeout wins over ssh_config's,
-		// as ssh -o does; its default does not.
-		OverrideConnectTimeout: s.cmd != nil && s.cmd.Flags().Changed("connect-timeout"),
-	}
-	if s.acceptNew {
-		cfg.HostKeyPolicy = sshconn.AcceptNew
-	}
-	return sshconn.NewPool(cfg)
-}
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {

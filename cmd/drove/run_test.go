@@ -190,7 +190,7 @@ func sshArgs(s *sshtest.Server) []string {
 
 func testPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
 	t.Helper()
-	p, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true})
+	p, err := sshconn.NewPool(sshconn.Config{ConfigFile: s.SSHConfig, NoAgent: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,36 +16,29 @@ import (
 	"github.com/kevinburke/ssh_config"
 )
 
-// HostKeyPolicy says what to do with a host key that known_hosts does not
-// list.
-type HostKeyPolicy int
-
-const (
-	// Strict refuses unknown and changed host keys (OpenSSH's
-	// StrictHostKeyChecking=yes). It is the zero value.
-	Strict HostKeyPolicy = iota
-	// AcceptNew trusts the key of a host that known_hosts does not list yet
-	// and appends it to the first known_hosts file, but still refuses a key
-	// that differs from a recorded one (StrictHostKeyChecking=accept-new).
-	AcceptNew
-)
-
-// Config configures a [Pool]. The zero value is a usable configuration that
-// behaves like OpenSSH's ssh for the current user.
+// Config is drove's one SSH client configuration: package remote exports
+// it as remote.Config, the root package as drove.SSHConfig, and the CLI
+// fills it from the flags run, exec and fs share. It configures a [Pool].
+// The zero value is a usable configuration that behaves like OpenSSH's ssh
+// for the current user.
 type Config struct {
-	// SSHConfigFile is the ssh_config file used to resolve Host aliases.
+	// ConfigFile is the ssh_config file used to resolve Host aliases.
 	// Empty means ~/.ssh/config; a missing file is not an error. "none"
 	// disables ssh_config.
-	SSHConfigFile string
+	ConfigFile string
 
-	// KnownHostsFiles are the known_hosts files checked, and the first one is
+	// KnownHosts are the known_hosts files checked, and the first one is
 	// the file AcceptNew appends to. Empty means ~/.ssh/known_hosts, unless
 	// ssh_config sets UserKnownHostsFile for the host.
-	KnownHostsFiles []string
+	KnownHosts []string
 
-	// HostKeyPolicy is Strict (the zero value) or AcceptNew. An ssh_config
-	// StrictHostKeyChecking of accept-new also enables AcceptNew for a host.
-	HostKeyPolicy HostKeyPolicy
+	// AcceptNew trusts the key of a host that known_hosts does not list yet
+	// and appends it to the first known_hosts file, but still refuses a key
+	// that differs from a recorded one (OpenSSH's
+	// StrictHostKeyChecking=accept-new). False (the default) refuses unknown
+	// keys too, unless ssh_config sets StrictHostKeyChecking accept-new for
+	// the host.
+	AcceptNew bool
 
 	// IdentityFiles are private key files tried after those ssh_config
 	// names. If neither lists any, ~/.ssh/id_ed25519, id_ecdsa and id_rsa are
@@ -152,14 +145,14 @@ func ParseTarget(target string) (userName, host string, port int, err error) {
 			host = h
 			port, err = strconv.Atoi(p)
 			if err != nil || port <= 0 || port > 65535 {
-				return "", "", 0, fmt.Errorf("sshconn: bad port in target %q", target)
+				return "", "", 0, fmt.Errorf("remote: bad port in target %q", target)
 			}
 		} else if strings.HasPrefix(s, "[") {
 			host = strings.Trim(s, "[]")
 		}
 	}
 	if host == "" {
-		return "", "", 0, fmt.Errorf("sshconn: no host in target %q", target)
+		return "", "", 0, fmt.Errorf("remote: no host in target %q", target)
 	}
 	return userName, host, port, nil
 }
@@ -180,12 +173,12 @@ func loadSSHConfig(file string) (*sshConfig, error) {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
 			return &sshConfig{}, nil
 		}
-		return nil, fmt.Errorf("sshconn: ssh_config: %w", err)
+		return nil, fmt.Errorf("remote: ssh_config: %w", err)
 	}
 	defer f.Close()
 	c, err := ssh_config.Decode(f)
 	if err != nil {
-		return nil, fmt.Errorf("sshconn: ssh_config %s: %w", file, err)
+		return nil, fmt.Errorf("remote: ssh_config %s: %w", file, err)
 	}
 	return &sshConfig{c: c}, nil
 }
@@ -227,7 +220,7 @@ func (p *Pool) resolve(target string) (Endpoint, error) {
 	if e.Port == 0 {
 		if ps := sc.get(alias, "Port"); ps != "" {
 			if e.Port, err = strconv.Atoi(ps); err != nil {
-				return Endpoint{}, fmt.Errorf("sshconn: %s: bad Port %q in ssh_config", target, ps)
+				return Endpoint{}, fmt.Errorf("remote: %s: bad Port %q in ssh_config", target, ps)
 			}
 		}
 	}
@@ -253,7 +246,7 @@ func (p *Pool) resolve(target string) (Endpoint, error) {
 			e.ConnectTimeout = time.Duration(n) * time.Second
 		}
 	}
-	e.KnownHostsFiles = p.cfg.KnownHostsFiles
+	e.KnownHostsFiles = p.cfg.KnownHosts
 	if len(e.KnownHostsFiles) == 0 {
 		if kh := sc.get(alias, "UserKnownHostsFile"); kh != "" && !strings.EqualFold(kh, "none") {
 			for _, f := range strings.Fields(kh) {
@@ -265,7 +258,7 @@ func (p *Pool) resolve(target string) (Endpoint, error) {
 		e.KnownHostsFiles = []string{filepath.Join(homeDir(), ".ssh", "known_hosts")}
 	}
 	shk := strings.ToLower(sc.get(alias, "StrictHostKeyChecking"))
-	e.AcceptNew = p.cfg.HostKeyPolicy == AcceptNew || shk == "accept-new"
+	e.AcceptNew = p.cfg.AcceptNew || shk == "accept-new"
 	return e, nil
 }
 

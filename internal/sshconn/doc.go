@@ -1,5 +1,8 @@
 // Package sshconn is drove's SSH client layer, shared by `drove run`,
-// `drove exec` and package remote.
+// `drove exec`, `drove fs`, Shell clusters and package remote, which is its
+// public face: [Config] is remote.Config (and drove.SSHConfig), and
+// [ConnError] and [HostKeyError] are remote's, so their messages start with
+// "remote:".
 //
 // A [Pool] resolves targets the way OpenSSH does (ssh_config Host aliases,
 // HostName, User, Port, IdentityFile, ProxyJump, ConnectTimeout,
@@ -9,6 +12,10 @@
 // already holds [Config.MaxSessions] sessions (sshd's MaxSessions, 10 by
 // default) the pool opens another one; keepalives detect dead connections and
 // the next request dials again.
+//
+// [Pool.SFTP] returns the one SFTP session the pool keeps per host, shared
+// by all its users; this package is the only one in drove that creates SFTP
+// clients, and package sftpengine moves files over them.
 //
 // [Pool.Run] runs a shell command in its own process group on the remote
 // host, so that a timeout or cancellation kills everything it started, and

@@ -10,8 +10,8 @@ import (
 
 var (
 	// ErrClosed is returned by a [Pool] after Close.
-	ErrClosed = errors.New("sshconn: pool closed")
-	errNUL    = errors.New("sshconn: argument contains a NUL byte")
+	ErrClosed = errors.New("remote: SSH connections closed")
+	errNUL    = errors.New("remote: argument contains a NUL byte")
 )
 
 // ConnError reports that a host could not be reached, authenticated to, or
@@ -25,9 +25,9 @@ type ConnError struct {
 // Error names the host, the address and the cause.
 func (e *ConnError) Error() string {
 	if e.Addr != "" && !strings.Contains(e.Host, e.Addr) {
-		return fmt.Sprintf("sshconn: %s (%s): %v", e.Host, e.Addr, e.Err)
+		return fmt.Sprintf("remote: %s (%s): %v", e.Host, e.Addr, e.Err)
 	}
-	return fmt.Sprintf("sshconn: %s: %v", e.Host, e.Err)
+	return fmt.Sprintf("remote: %s: %v", e.Host, e.Err)
 }
 
 // Unwrap returns the cause.
@@ -53,10 +53,10 @@ func (e *HostKeyError) Error() string {
 	}
 	files := strings.Join(e.Files, ", ")
 	if e.Changed {
-		return fmt.Sprintf("sshconn: HOST KEY CHANGED for %s (%s): server offered %s, which differs from %s; refusing to connect",
+		return fmt.Sprintf("remote: HOST KEY CHANGED for %s (%s): server offered %s, which differs from %s; refusing to connect",
 			e.Host, e.Addr, fp, files)
 	}
-	return fmt.Sprintf("sshconn: unknown host key for %s (%s): %s is not in %s (use accept-new to trust it on first use)",
+	return fmt.Sprintf("remote: unknown host key for %s (%s): %s is not in %s (use accept-new to trust it on first use)",
 		e.Host, e.Addr, fp, files)
 }
 

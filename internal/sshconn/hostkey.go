@@ -35,14 +35,14 @@ func (h *hostKeys) db(files []string) (*knownhosts.HostKeyDB, error) {
 		if _, err := os.Stat(f); err == nil {
 			existing = append(existing, f)
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("sshconn: known_hosts: %w", err)
+			return nil, fmt.Errorf("remote: known_hosts: %w", err)
 		}
 	}
 	var db *knownhosts.HostKeyDB
 	if len(existing) > 0 {
 		var err error
 		if db, err = knownhosts.NewDB(existing...); err != nil {
-			return nil, fmt.Errorf("sshconn: known_hosts: %w", err)
+			return nil, fmt.Errorf("remote: known_hosts: %w", err)
 		}
 	}
 	if h.dbs == nil {
@@ -103,18 +103,18 @@ func (h *hostKeys) appendKey(e Endpoint, hostname string, remote net.Addr, key s
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		return fmt.Errorf("sshconn: accept-new: %w", err)
+		return fmt.Errorf("remote: accept-new: %w", err)
 	}
 	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("sshconn: accept-new: %w", err)
+		return fmt.Errorf("remote: accept-new: %w", err)
 	}
 	err = knownhosts.WriteKnownHost(f, hostname, remote, key)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sshconn: accept-new: %w", err)
+		return fmt.Errorf("remote: accept-new: %w", err)
 	}
 	// Forget every cached database: any of them may include this file.
 	clear(h.dbs)

@@ -34,8 +34,10 @@ type Pool struct {
 }
 
 type hostConns struct {
-	conns   []*conn
-	dialing *dialAttempt
+	conns        []*conn
+	dialing      *dialAttempt
+	sftp         *SFTP      // the host's SFTP session, or nil
+	sftpStarting *sftpStart // an SFTP session being started, or nil
 }
 
 type dialAttempt struct {
@@ -58,7 +60,7 @@ type conn struct {
 // syntax error is reported here.
 func NewPool(cfg Config) (*Pool, error) {
 	cfg = cfg.withDefaults()
-	sc, err := loadSSHConfig(cfg.SSHConfigFile)
+	sc, err := loadSSHConfig(cfg.ConfigFile)
 	if err != nil {
 		return nil, err
 	}
@@ -69,8 +71,8 @@ func NewPool(cfg Config) (*Pool, error) {
 // pool's Config, without connecting.
 func (p *Pool) Resolve(target string) (Endpoint, error) { return p.resolve(target) }
 
-// Lease is one session slot on a connection, held until Release. Package
-// remote holds one for its SFTP channel; [Pool.NewSession] holds one per
+// Lease is one session slot on a connection, held until Release. An
+// [SFTP] session holds one for its channel; [Pool.NewSession] holds one per
 // session.
 type Lease struct {
 	p    *Pool
@@ -232,8 +234,8 @@ func (p *Pool) NewSession(ctx context.Context, target string) (*Session, error) 
 	}
 }
 
-// Close closes every connection and waits for the pool's goroutines. Leases
-// and sessions still open fail from then on.
+// Close ends the SFTP sessions, closes every connection and waits for the
+// pool's goroutines. Leases and sessions still open fail from then on.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -242,10 +244,14 @@ func (p *Pool) Close() error {
 	}
 	p.closed = true
 	var all []*conn
+	var hosts []*hostConns
 	for _, h := range p.hosts {
 		all = append(all, h.conns...)
+		hosts = append(hosts, h)
 	}
 	p.mu.Unlock()
+	// SFTP sessions first, so that their servers see them closed cleanly.
+	p.closeSFTPs(hosts)
 	for _, c := range all {
 		c.close()
 	}

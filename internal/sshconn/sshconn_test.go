@@ -52,7 +52,7 @@ var hostile = []string{
 
 func newPool(t *testing.T, s *sshtest.Server, mut ...func(*sshconn.Config)) *sshconn.Pool {
 	t.Helper()
-	cfg := sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true,
+	cfg := sshconn.Config{ConfigFile: s.SSHConfig, NoAgent: true,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for _, f := range mut {
 		f(&cfg)
@@ -264,7 +264,7 @@ func TestServerLowerMaxSessions(t *testing.T) {
 func TestUnknownHostKey(t *testing.T) {
 	s := sshtest.Start(t)
 	empty := filepath.Join(t.TempDir(), "known_hosts")
-	p := newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{empty} })
+	p := newPool(t, s, func(c *sshconn.Config) { c.KnownHosts = []string{empty} })
 	_, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "true"})
 	var hke *sshconn.HostKeyError
 	if !errors.As(err, &hke) || hke.Changed || hke.Host != "host0" {
@@ -285,7 +285,7 @@ func TestChangedHostKey(t *testing.T) {
 	_, port, _ := strings.Cut(s.Addrs[0], ":")
 	f := strings.Fields(string(line))
 	os.WriteFile(kh, []byte("[127.0.0.2]:"+port+" "+f[1]+" "+f[2]+"\n"), 0o600)
-	p := newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{kh} })
+	p := newPool(t, s, func(c *sshconn.Config) { c.KnownHosts = []string{kh} })
 	_, err := p.Run(t.Context(), "host0", &sshconn.Cmd{Command: "true"})
 	var hke *sshconn.HostKeyError
 	if !errors.As(err, &hke) || !hke.Changed {
@@ -300,8 +300,8 @@ func TestAcceptNew(t *testing.T) {
 	s := sshtest.Start(t)
 	kh := filepath.Join(t.TempDir(), "sub", "known_hosts")
 	p := newPool(t, s, func(c *sshconn.Config) {
-		c.KnownHostsFiles = []string{kh}
-		c.HostKeyPolicy = sshconn.AcceptNew
+		c.KnownHosts = []string{kh}
+		c.AcceptNew = true
 	})
 	if _, st := run(t, p, "host0", &sshconn.Cmd{Command: "true"}); st.Code != 0 {
 		t.Fatal(st)
@@ -311,7 +311,7 @@ func TestAcceptNew(t *testing.T) {
 		t.Fatalf("known_hosts after accept-new: %q %v", data, err)
 	}
 	// A fresh strict pool now trusts the recorded key.
-	p2 := newPool(t, s, func(c *sshconn.Config) { c.KnownHostsFiles = []string{kh} })
+	p2 := newPool(t, s, func(c *sshconn.Config) { c.KnownHosts = []string{kh} })
 	if _, st := run(t, p2, "host0", &sshconn.Cmd{Command: "true"}); st.Code != 0 {
 		t.Fatal(st)
 	}
@@ -354,7 +354,7 @@ func TestProxyJump(t *testing.T) {
 		port, s.KeyPath, s.KnownHosts)
 	file := filepath.Join(t.TempDir(), "config")
 	os.WriteFile(file, append([]byte(extra), cfg...), 0o600)
-	p := newPool(t, s, func(c *sshconn.Config) { c.SSHConfigFile = file })
+	p := newPool(t, s, func(c *sshconn.Config) { c.ConfigFile = file })
 	out, st := run(t, p, "jumped", &sshconn.Cmd{Command: `echo "$SSH_CONNECTION"`})
 	// The connection to 127.0.0.3 comes from the jump host's sshd, which
 	// connects from a loopback address too; what matters is the target.
@@ -390,9 +390,9 @@ func TestAgentAuth(t *testing.T) {
 	}
 	t.Setenv("SSH_AUTH_SOCK", sock)
 	p, err := sshconn.NewPool(sshconn.Config{
-		SSHConfigFile:   "none",
-		KnownHostsFiles: []string{s.KnownHosts},
-		IdentityFiles:   []string{filepath.Join(t.TempDir(), "no-such-key")},
+		ConfigFile:    "none",
+		KnownHosts:    []string{s.KnownHosts},
+		IdentityFiles: []string{filepath.Join(t.TempDir(), "no-such-key")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -402,8 +402,8 @@ func TestAgentAuth(t *testing.T) {
 		t.Fatal(st)
 	}
 	// Without the agent the same pool configuration has no key.
-	p2, _ := sshconn.NewPool(sshconn.Config{SSHConfigFile: "none", NoAgent: true,
-		KnownHostsFiles: []string{s.KnownHosts}, IdentityFiles: []string{filepath.Join(t.TempDir(), "no-such-key")}})
+	p2, _ := sshconn.NewPool(sshconn.Config{ConfigFile: "none", NoAgent: true,
+		KnownHosts: []string{s.KnownHosts}, IdentityFiles: []string{filepath.Join(t.TempDir(), "no-such-key")}})
 	defer p2.Close()
 	var ce *sshconn.ConnError
 	if _, err := p2.Run(t.Context(), s.Target(0), &sshconn.Cmd{Command: "true"}); !errors.As(err, &ce) {
@@ -540,7 +540,7 @@ func TestConnectTimeout(t *testing.T) {
 		{"default when ssh_config is silent", host + ":" + port, 700 * time.Millisecond, false, 700 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: cfgFile, NoAgent: true, ConnectTimeout: tc.timeout, OverrideConnectTimeout: tc.override})
+			p, err := sshconn.NewPool(sshconn.Config{ConfigFile: cfgFile, NoAgent: true, ConnectTimeout: tc.timeout, OverrideConnectTimeout: tc.override})
 			if err != nil {
 				t.Fatal(err)
 			}

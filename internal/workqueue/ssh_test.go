@@ -18,7 +18,7 @@ import (
 // reconnected and runs the rest.
 func TestHostLost(t *testing.T) {
 	s := sshtest.Start(t)
-	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true})
+	pool, err := sshconn.NewPool(sshconn.Config{ConfigFile: s.SSHConfig, NoAgent: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestHostLost(t *testing.T) {
 // any more count as failed instead of waiting for ever.
 func TestHostLostForGood(t *testing.T) {
 	s := sshtest.Start(t)
-	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: s.SSHConfig, NoAgent: true})
+	pool, err := sshconn.NewPool(sshconn.Config{ConfigFile: s.SSHConfig, NoAgent: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +102,8 @@ func TestHostLostForGood(t *testing.T) {
 // every job, the lost ones included.
 func TestHostGoneOtherCarriesOn(t *testing.T) {
 	gone, stays := sshtest.Start(t), sshtest.Start(t)
-	pool, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: "none", NoAgent: true, User: sshtest.User,
-		KnownHostsFiles: []string{gone.KnownHosts, stays.KnownHosts}, IdentityFiles: []string{gone.KeyPath, stays.KeyPath}})
+	pool, err := sshconn.NewPool(sshconn.Config{ConfigFile: "none", NoAgent: true, User: sshtest.User,
+		KnownHosts: []string{gone.KnownHosts, stays.KnownHosts}, IdentityFiles: []string{gone.KeyPath, stays.KeyPath}})
 	if err != nil {
 		t.Fatal(err)
 	}

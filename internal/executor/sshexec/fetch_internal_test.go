@@ -22,10 +22,10 @@ func TestFetchStaysInCurrentDir(t *testing.T) {
 		"/work/out": {{Name: "x", Mode: 0o644, Data: []byte("pwned")}},
 	}))
 	pool, err := sshconn.NewPool(sshconn.Config{
-		SSHConfigFile:   s.SSHConfig,
-		KnownHostsFiles: []string{s.KnownHosts},
-		IdentityFiles:   []string{s.KeyPath},
-		NoAgent:         true,
+		ConfigFile:    s.SSHConfig,
+		KnownHosts:    []string{s.KnownHosts},
+		IdentityFiles: []string{s.KeyPath},
+		NoAgent:       true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +38,6 @@ func TestFetchStaysInCurrentDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(t.Context())
-	defer e.closeSFTP()
 
 	for _, target := range []string{"absolute", "../outside"} {
 		t.Run(target, func(t *testing.T) {

@@ -4,58 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
-
-	"github.com/pkg/sftp"
 
 	"github.com/drove-dev/drove/internal/filesink"
+	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/sshconn/sftpengine"
 )
 
-// client returns the executor's SFTP client, opening one on its own pool
-// lease the first time and again after the connection was lost.
-func (e *Executor) client(ctx context.Context) (*sftp.Client, error) {
-	e.fmu.Lock()
-	defer e.fmu.Unlock()
-	if e.sftp != nil {
-		select {
-		case <-e.lease.Lost():
-			e.closeSFTPLocked()
-		default:
-			return e.sftp, nil
-		}
-	}
-	l, err := e.pool.Acquire(ctx, e.target)
+// client returns the pool's SFTP session for the host. The directories
+// known to exist are forgotten when the session is a new one, as after a
+// lost connection.
+func (e *Executor) client(ctx context.Context) (*sshconn.SFTP, error) {
+	s, err := e.pool.SFTP(ctx, e.target)
 	if err != nil {
 		return nil, err
 	}
-	c, err := sftp.NewClient(l.Client(), sftp.UseConcurrentWrites(true))
-	if err != nil {
-		l.Release()
-		return nil, fmt.Errorf("sftp subsystem: %w", err)
-	}
-	e.sftp, e.lease = c, l
-	return c, nil
-}
-
-func (e *Executor) closeSFTP() {
 	e.fmu.Lock()
-	defer e.fmu.Unlock()
-	e.closeSFTPLocked()
-}
-
-func (e *Executor) closeSFTPLocked() {
-	if e.sftp != nil {
-		e.sftp.Close()
-		e.lease.Release()
-		e.sftp, e.lease = nil, nil
+	if e.session != s {
+		e.session = s
 		e.dirs = map[string]bool{}
 	}
+	e.fmu.Unlock()
+	return s, nil
 }
 
 // paths returns where file f lives remotely (relative to the login
@@ -77,8 +51,8 @@ func paths(dir, f string) (remote, local string) {
 	return path.Clean(rel), local
 }
 
-// mkdirAll creates dir on the host once per executor.
-func (e *Executor) mkdirAll(c *sftp.Client, dir string) error {
+// mkdirAll creates dir on the host once per SFTP session.
+func (e *Executor) mkdirAll(s *sshconn.SFTP, dir string) error {
 	if dir == "" || dir == "." || dir == "/" {
 		return nil
 	}
@@ -88,8 +62,8 @@ func (e *Executor) mkdirAll(c *sftp.Client, dir string) error {
 	if known {
 		return nil
 	}
-	if err := c.MkdirAll(dir); err != nil {
-		return fmt.Errorf("mkdir %s: %w", dir, err)
+	if err := s.MkdirAll(dir); err != nil {
+		return sftpengine.SessionPathErr(s, "mkdir", dir, err)
 	}
 	e.fmu.Lock()
 	e.dirs[dir] = true
@@ -98,63 +72,59 @@ func (e *Executor) mkdirAll(c *sftp.Client, dir string) error {
 }
 
 // transfer creates dir and copies the local files into it, returning the
-// bytes sent.
+// bytes sent. Each file is written under a temporary name and renamed when
+// complete, with its mode and modification time; cancelling ctx stops the
+// copy in the middle of a file and removes the temporary file.
 func (e *Executor) transfer(ctx context.Context, dir string, files []string) (int64, error) {
-	c, err := e.client(ctx)
+	s, err := e.client(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if err := e.mkdirAll(c, dir); err != nil {
+	if err := e.mkdirAll(s, dir); err != nil {
 		return 0, err
 	}
 	var sent int64
 	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return sent, context.Cause(ctx)
+		}
 		remote, local := paths(dir, f)
-		n, err := e.put(c, local, remote)
+		n, err := e.put(ctx, s, local, remote)
 		sent += n
 		if err != nil {
 			return sent, err
-		}
-		if ctx.Err() != nil {
-			return sent, context.Cause(ctx)
 		}
 	}
 	return sent, nil
 }
 
-func (e *Executor) put(c *sftp.Client, local, remote string) (int64, error) {
-	src, err := os.Open(local)
+func (e *Executor) put(ctx context.Context, s *sshconn.SFTP, local, remote string) (int64, error) {
+	fi, err := os.Stat(local)
 	if err != nil {
 		return 0, err
 	}
-	defer src.Close()
-	fi, err := src.Stat()
-	if err != nil {
+	if !fi.Mode().IsRegular() {
+		return 0, &fs.PathError{Op: "transfer", Path: local, Err: errors.New("not a regular file")}
+	}
+	if err := e.mkdirAll(s, path.Dir(remote)); err != nil {
 		return 0, err
 	}
-	if err := e.mkdirAll(c, path.Dir(remote)); err != nil {
-		return 0, err
-	}
-	dst, err := c.OpenFile(remote, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	// A relative remote path is relative to the login directory, where
+	// the SFTP session starts, and so is its temporary name.
+	var n int64
+	err = sftpengine.UploadFile(ctx, s, local, remote, fi, func(k int64) { n += k })
 	if err != nil {
-		return 0, fmt.Errorf("create %s: %w", remote, err)
-	}
-	n, err := io.Copy(dst, src)
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return n, fmt.Errorf("write %s: %w", remote, err)
-	}
-	if err := c.Chmod(remote, fi.Mode().Perm()); err != nil {
-		return n, fmt.Errorf("chmod %s: %w", remote, err)
+		if ctx.Err() != nil {
+			return n, context.Cause(ctx)
+		}
+		return n, sftpengine.SessionPathErr(s, "upload", remote, err)
 	}
 	return n, nil
 }
 
 // fetch copies the files back from the host, returning the bytes received.
 func (e *Executor) fetch(ctx context.Context, dir string, files []string) (int64, error) {
-	c, err := e.client(ctx)
+	s, err := e.client(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -164,7 +134,7 @@ func (e *Executor) fetch(ctx context.Context, dir string, files []string) (int64
 		if i := strings.Index(local, "/./"); i >= 0 {
 			local = local[i+3:]
 		}
-		n, err := get(c, remote, local)
+		n, err := get(ctx, s, remote, local)
 		got += n
 		if err != nil {
 			return got, err
@@ -173,27 +143,22 @@ func (e *Executor) fetch(ctx context.Context, dir string, files []string) (int64
 	return got, nil
 }
 
-// get copies the remote file to local. A local path inside the current
-// directory (the usual case: the same relative path as on the host) is
-// written through an os.Root confined to the current directory, so that a
-// symbolic link on the way that leads out of it, such as one an earlier
-// download from a hostile server left, is refused rather than followed. An
-// absolute path or one climbing out with ".." names its place explicitly;
-// only its last element is confined.
-func get(c *sftp.Client, remote, local string) (int64, error) {
-	src, err := c.Open(remote)
+// get copies the remote file to local, with its mode and modification
+// time, through the engine's temporary name and rename. A local path inside
+// the current directory (the usual case: the same relative path as on the
+// host) is written through an os.Root confined to the current directory, so
+// that a symbolic link on the way that leads out of it, such as one an
+// earlier download from a hostile server left, is refused rather than
+// followed. An absolute path or one climbing out with ".." names its place
+// explicitly; only its last element is confined.
+func get(ctx context.Context, s *sshconn.SFTP, remote, local string) (int64, error) {
+	fi, err := s.Stat(remote)
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", remote, err)
+		return 0, sftpengine.SessionPathErr(s, "return", remote, err)
 	}
-	defer src.Close()
-	n, err := writeLocal(src, local)
-	if err != nil {
-		return n, fmt.Errorf("copy %s to %s: %w", remote, local, err)
+	if !fi.Mode().IsRegular() {
+		return 0, sftpengine.PathErr("return", remote, errors.New("not a regular file"))
 	}
-	return n, nil
-}
-
-func writeLocal(src *sftp.File, local string) (int64, error) {
 	dir, rel := ".", filepath.ToSlash(filepath.Clean(local))
 	if !filepath.IsLocal(local) {
 		dir, rel = filepath.Dir(local), filepath.Base(local)
@@ -211,30 +176,28 @@ func writeLocal(src *sftp.File, local string) (int64, error) {
 			return 0, err
 		}
 	}
-	perm := fs.FileMode(0o600)
-	if fi, err := src.Stat(); err == nil {
-		perm = fi.Mode().Perm()
-	}
 	var n int64
-	err = dst.WriteFile(rel, perm, time.Time{}, func(w io.Writer) error {
-		var err error
-		n, err = io.Copy(w, src)
-		return err
-	})
-	return n, err
+	err = sftpengine.DownloadFile(ctx, s, remote, dst, rel, fi, func(k int64) { n += k })
+	if err != nil {
+		if ctx.Err() != nil {
+			return n, context.Cause(ctx)
+		}
+		return n, fmt.Errorf("copy %s to %s: %w", remote, local, s.ConnErr(err, false))
+	}
+	return n, nil
 }
 
 // remove deletes the files from the host; missing files are fine.
 func (e *Executor) remove(ctx context.Context, dir string, files []string) error {
-	c, err := e.client(ctx)
+	s, err := e.client(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, f := range files {
 		remote, _ := paths(dir, f)
-		if err := c.Remove(remote); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("remove %s: %w", remote, err))
+		if err := s.Remove(remote); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, sftpengine.SessionPathErr(s, "remove", remote, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -242,12 +205,15 @@ func (e *Executor) remove(ctx context.Context, dir string, files []string) error
 
 // removeAll deletes dir and its contents from the host.
 func (e *Executor) removeAll(ctx context.Context, dir string) error {
-	c, err := e.client(ctx)
+	s, err := e.client(ctx)
 	if err != nil {
 		return err
 	}
-	if err := c.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", dir, err)
+	if path.Clean(dir) == "/" {
+		return sftpengine.PathErr("removeall", dir, fs.ErrInvalid)
+	}
+	if err := sftpengine.RemoveAll(ctx, s, dir); err != nil {
+		return sftpengine.SessionPathErr(s, "removeall", dir, err)
 	}
 	e.fmu.Lock()
 	delete(e.dirs, dir)

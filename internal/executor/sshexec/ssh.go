@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pkg/sftp"
-
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
@@ -77,10 +75,9 @@ type Executor struct {
 
 	runner
 
-	fmu   sync.Mutex // guards the SFTP client and dirs
-	sftp  *sftp.Client
-	lease *sshconn.Lease
-	dirs  map[string]bool // directories known to exist
+	fmu     sync.Mutex    // guards session and dirs
+	session *sshconn.SFTP // the pool's SFTP session dirs is about
+	dirs    map[string]bool
 
 	// Reconnection. A lost connection is acted on once: gen counts the
 	// connections the node has had, and a run that started on an earlier
@@ -134,7 +131,6 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 	}
 	if len(cfg.BaseFiles) > 0 {
 		if _, err := e.transfer(ctx, cfg.BaseDir, cfg.BaseFiles); err != nil {
-			e.closeSFTP()
 			return nil, fmt.Errorf("sshexec: %s: basefile: %w", target, err)
 		}
 	}
@@ -171,8 +167,8 @@ func (e *Executor) Slots() int { return e.cfg.Slots }
 // Target returns the host as given to New.
 func (e *Executor) Target() string { return e.target }
 
-// Close stops all runs, removes the base files if asked to, and releases
-// the executor's SFTP channel. The pool stays open: it is shared.
+// Close stops all runs and removes the base files if asked to. The pool,
+// and its SFTP session for the host, stay open: they are shared.
 func (e *Executor) Close(ctx context.Context) error {
 	e.rmu.Lock()
 	e.closing = true
@@ -188,7 +184,6 @@ func (e *Executor) Close(ctx context.Context) error {
 			err = errors.Join(err, fmt.Errorf("sshexec: %s: removing basefiles: %w", e.target, cerr))
 		}
 	}
-	e.closeSFTP()
 	return err
 }
 

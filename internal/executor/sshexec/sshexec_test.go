@@ -26,10 +26,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func newPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
 	t.Helper()
 	p, err := sshconn.NewPool(sshconn.Config{
-		SSHConfigFile:   s.SSHConfig,
-		KnownHostsFiles: []string{s.KnownHosts},
-		IdentityFiles:   []string{s.KeyPath},
-		NoAgent:         true,
+		ConfigFile:    s.SSHConfig,
+		KnownHosts:    []string{s.KnownHosts},
+		IdentityFiles: []string{s.KeyPath},
+		NoAgent:       true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +279,7 @@ func TestUnreachableAndUnknownKey(t *testing.T) {
 	}
 	empty := filepath.Join(t.TempDir(), "known_hosts")
 	os.WriteFile(empty, nil, 0o644)
-	strict, err := sshconn.NewPool(sshconn.Config{SSHConfigFile: "none", KnownHostsFiles: []string{empty}, IdentityFiles: []string{s.KeyPath}, NoAgent: true})
+	strict, err := sshconn.NewPool(sshconn.Config{ConfigFile: "none", KnownHosts: []string{empty}, IdentityFiles: []string{s.KeyPath}, NoAgent: true})
 	if err != nil {
 		t.Fatal(err)
 	}
