@@ -104,6 +104,19 @@ func Create(fsys FS, name string) (*Writer, error) {
 // Write writes to the temporary file.
 func (w *Writer) Write(p []byte) (int, error) { return w.f.Write(p) }
 
+// ReadFrom copies r into the temporary file, through the file's own
+// ReadFrom where it has one: an SFTP file's keeps many writes in flight,
+// which a plain copy of Writes would serialise.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := w.f.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(onlyWriter{w.f}, r)
+}
+
+// onlyWriter hides a File's other methods from io.Copy.
+type onlyWriter struct{ io.Writer }
+
 // TempName is the temporary file's name.
 func (w *Writer) TempName() string { return w.tmp }
 

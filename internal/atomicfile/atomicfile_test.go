@@ -186,3 +186,45 @@ func TestTempName(t *testing.T) {
 		}
 	}
 }
+
+// TestReadFrom: a copy through ReadFrom lands whole under the final name
+// on Commit, and a copy that fails leaves nothing after Abort.
+func TestReadFrom(t *testing.T) {
+	for name, mk := range fileSystems(t) {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			fsys, p := mk(dir)
+			w, err := atomicfile.Create(fsys, p("f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := strings.Repeat("x", 100<<10)
+			if n, err := w.ReadFrom(strings.NewReader(want)); err != nil || n != int64(len(want)) {
+				t.Fatalf("ReadFrom: %d, %v", n, err)
+			}
+			if err := w.Commit(0o640, time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := os.ReadFile(filepath.Join(dir, "f")); err != nil || string(got) != want {
+				t.Fatalf("read back %d bytes, %v", len(got), err)
+			}
+
+			w, err = atomicfile.Create(fsys, p("g"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			boom := errors.New("boom")
+			if _, err := w.ReadFrom(io.MultiReader(strings.NewReader("partial"), iotestErrReader{boom})); !errors.Is(err, boom) {
+				t.Fatalf("ReadFrom: %v, want %v", err, boom)
+			}
+			w.Abort()
+			if got := entries(t, dir); len(got) != 1 || got[0] != "f" {
+				t.Fatalf("left %v, want only f", got)
+			}
+		})
+	}
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }

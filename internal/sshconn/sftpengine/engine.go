@@ -54,13 +54,6 @@ func RandHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// TempName returns a hidden temporary name in the directory of the remote
-// path final. It does not include the final name, which may be close to
-// NAME_MAX already.
-func TempName(final string) string {
-	return path.Join(path.Dir(final), ".drove-"+RandHex(8)+".part")
-}
-
 // Rename renames oldp to newp, replacing newp if it exists (with the
 // server's posix-rename extension, which OpenSSH has; otherwise SFTP's
 // plain rename, which fails if newp exists).

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/drove-dev/drove/internal/atomicfile"
 	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
@@ -117,36 +118,40 @@ func Upload(ctx context.Context, s *sshconn.SFTP, local, dst string, o Options) 
 // and renames it to dst, so that dst is never a partial file. Cancelling
 // ctx stops the copy at the next request and removes the temporary file.
 // progress, if not nil, is called with the bytes read as they are.
-func UploadFile(ctx context.Context, s *sshconn.SFTP, local, dst string, fi fs.FileInfo, progress func(int64)) (err error) {
+func UploadFile(ctx context.Context, s *sshconn.SFTP, local, dst string, fi fs.FileInfo, progress func(int64)) error {
 	src, err := os.Open(local)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	tmp := TempName(dst)
-	f, err := s.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	w, err := atomicfile.Create(sftpFS{s}, dst)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			removeTemp(s, tmp)
-		}
-	}()
-	_, err = f.ReadFrom(Reader(ctx, src, fi.Size(), progress))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if _, err := w.ReadFrom(Reader(ctx, src, fi.Size(), progress)); err != nil {
+		w.Abort()
 		return err
 	}
-	if err := s.Chmod(tmp, fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if err := s.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
-		return err
-	}
-	return Rename(s, tmp, dst)
+	return w.Commit(fi.Mode().Perm(), fi.ModTime())
+}
+
+// sftpFS is an SFTP session as an [atomicfile.FS].
+type sftpFS struct{ s *sshconn.SFTP }
+
+func (f sftpFS) OpenFile(name string, flag int, _ fs.FileMode) (atomicfile.File, error) {
+	// The mode is set by Commit, once the file is complete.
+	return f.s.OpenFile(name, flag)
+}
+
+func (f sftpFS) Chtimes(name string, atime, mtime time.Time) error {
+	return f.s.Chtimes(name, atime, mtime)
+}
+
+func (f sftpFS) Rename(oldname, newname string) error { return Rename(f.s, oldname, newname) }
+
+func (f sftpFS) Remove(name string) error {
+	removeTemp(f.s, name)
+	return nil
 }
 
 // removeTemp removes the temporary file of a failed upload. If the SFTP
