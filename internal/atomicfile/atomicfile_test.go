@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/drove-dev/drove/internal/atomicfile"
@@ -214,7 +215,7 @@ func TestReadFrom(t *testing.T) {
 				t.Fatal(err)
 			}
 			boom := errors.New("boom")
-			if _, err := w.ReadFrom(io.MultiReader(strings.NewReader("partial"), iotestErrReader{boom})); !errors.Is(err, boom) {
+			if _, err := w.ReadFrom(io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(boom))); !errors.Is(err, boom) {
 				t.Fatalf("ReadFrom: %v, want %v", err, boom)
 			}
 			w.Abort()
@@ -224,7 +225,3 @@ func TestReadFrom(t *testing.T) {
 		})
 	}
 }
-
-type iotestErrReader struct{ err error }
-
-func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
