@@ -49,9 +49,9 @@ type Result struct {
 	ExitCode int            // the exit code; -1 if killed by a signal
 	Signal   syscall.Signal // the signal that ended it, if the server said; see [Result.SignalName]
 	Killed   bool           // true if Run killed it (timeout or ctx)
-	Stdout   []byte        // output collected when Cmd.Stdout was nil
-	Stderr   []byte        // output collected when Cmd.Stderr was nil
-	Duration time.Duration // wall time of the command
+	Stdout   []byte         // output collected when Cmd.Stdout was nil
+	Stderr   []byte         // output collected when Cmd.Stderr was nil
+	Duration time.Duration  // wall time of the command
 }
 
 // SignalName returns the name of the signal that ended the command without

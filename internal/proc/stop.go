@@ -27,12 +27,20 @@ func Grace(d time.Duration) time.Duration {
 	return DefaultGrace
 }
 
+const numSteps = 3
+
 // Steps are the signals of a stop, in order, each sent Grace after the one
 // before while the process group lives: a polite request (SIGINT; a Go
 // function's context is cancelled instead), then SIGTERM, then SIGKILL.
 // Escalate and ShellStop both follow them, for local and remote groups.
-func Steps() [3]syscall.Signal {
-	return [3]syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL}
+func Steps() [numSteps]syscall.Signal {
+	return [numSteps]syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL}
+}
+
+// Longest returns how long a stop with grace takes at most until its last
+// step (SIGKILL) is sent.
+func Longest(grace time.Duration) time.Duration {
+	return (numSteps - 1) * Grace(grace)
 }
 
 // Group is a process group on this machine, named by its id (the pid of
@@ -85,7 +93,9 @@ func Escalate(grace time.Duration, polite func(), signal func(syscall.Signal)) *
 	}
 	// The first step may write to a pipe or signal: off the caller's
 	// goroutine, which may hold locks the process's reader needs.
+	s.mu.Lock()
 	s.timer = time.AfterFunc(0, func() { step(0) })
+	s.mu.Unlock()
 	return s
 }
 

@@ -324,7 +324,7 @@ func (p *Pool) KillGroup(ctx context.Context, target string, pgid int, grace tim
 		return fmt.Errorf("sshconn: refusing to kill process group %d", pgid)
 	}
 	grace = proc.Grace(grace)
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(len(proc.Steps())-1)*grace+15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, proc.Longest(grace)+15*time.Second)
 	defer cancel()
 	s, err := p.NewSession(ctx, target)
 	if err != nil {
