@@ -14,6 +14,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/blob"
 	"github.com/drove-dev/drove/internal/executor/local"
+	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
@@ -201,11 +202,22 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		name = "localhost"
 	}
 	slots := local.Slots(c.cfg.cpus, runtime.NumCPU())
-	ex, err := local.New(ctx, local.Config{
+	var ex sched.Executor
+	if c.fn.program != "" {
+		ex = process.New(process.Config{
+			Slots:   slots,
+			Program: c.fn.program,
+			Env:     c.cfg.env,
+			Dir:     c.workDir,
+			Blobs:   blobs,
+			Depends: deps,
+			Grace:   c.cfg.grace,
+			Logger:  c.log.With("node", name),
+		}, c.s)
+	} else if ex, err = local.New(ctx, local.Config{
 		Slots:       slots,
 		Func:        c.fn.name,
 		Setup:       c.cfg.setup,
-		Program:     c.fn.program,
 		Fingerprint: registry.Fingerprint(),
 		Env:         c.cfg.env,
 		Dir:         c.workDir,
@@ -214,8 +226,7 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		Files:       c.files,
 		Grace:       c.cfg.grace,
 		Logger:      c.log.With("node", name),
-	}, c.s)
-	if err != nil {
+	}, c.s); err != nil {
 		return err
 	}
 	if err := c.s.AddNode(name, slots, ex); err != nil {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/joberr"
+	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/worker"
 )
@@ -42,8 +43,10 @@ type PanicError = joberr.PanicError
 
 // ExitError is the error of a job whose process ended abnormally: a worker
 // that called os.Exit or crashed while running it, or a program killed by a
-// signal. It carries the exit code or signal and the end of stderr.
-type ExitError = joberr.ExitError
+// signal. It carries the exit code or signal and the end of stderr. It is
+// the same type as remote.ExitError: one type for how any process, local or
+// remote, ended.
+type ExitError = proc.ExitError
 
 // RemoteError is an error returned by a function in a worker process. Only
 // its text crosses the process boundary.

@@ -171,8 +171,9 @@ func WithWorkDir(dir string) Option {
 }
 
 // WithCancelGrace sets how long each step of stopping a running job waits
-// before the next: the job's context is cancelled (a program gets SIGINT),
-// then SIGTERM, then SIGKILL. The default is 5s.
+// before the next: the job's context is cancelled (a program or shell
+// command gets SIGINT), then SIGTERM, then SIGKILL. The default is 2s, the
+// same for every kind of job, local or on SSH hosts.
 func WithCancelGrace(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.grace = d })
 }

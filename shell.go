@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/drove-dev/drove/internal/executor/local"
+	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/executor/sshexec"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -128,7 +129,7 @@ func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 			continue
 		}
 		slots := local.Slots(c.cfg.cpus, runtime.NumCPU())
-		ex := sshexec.NewLocal(sshexec.LocalConfig{Slots: slots, NonZeroIsResult: true, KillGrace: c.cfg.grace, Logger: c.log}, c.s)
+		ex := process.New(process.Config{Slots: slots, NonZeroIsResult: true, Grace: c.cfg.grace, Logger: c.log}, c.s)
 		if err := c.s.AddNode(":", slots, ex); err != nil {
 			return err
 		}

@@ -132,8 +132,9 @@ func WithConnectTimeout(d time.Duration) Option {
 	return setSSH(func(c *Config) { c.ConnectTimeout = d })
 }
 
-// WithKillGrace sets how long a timed-out command's process group has
-// between SIGTERM and SIGKILL. The default is 2 seconds.
+// WithKillGrace sets how long each step of stopping a timed-out or
+// cancelled command's process group waits: SIGINT, then SIGTERM, then
+// SIGKILL. The default is 2 seconds.
 func WithKillGrace(d time.Duration) Option { return func(c *config) { c.killGrace = d } }
 
 // WithLogger sets the logger for connection events. The default discards

@@ -3,10 +3,13 @@ package remote
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"io"
+	"syscall"
 	"time"
 
+	"github.com/drove-dev/drove/internal/proc"
+	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
 
@@ -30,7 +33,8 @@ type Cmd struct {
 	// nil, the output is collected in [Result].
 	Stdout, Stderr io.Writer
 	// Timeout, if positive, kills the command's whole remote process group
-	// (SIGTERM, then SIGKILL after the Host's kill grace) when it expires.
+	// (SIGINT, SIGTERM, then SIGKILL, the Host's kill grace apart) when it
+	// expires.
 	// Cancelling ctx does the same.
 	Timeout time.Duration
 }
@@ -42,38 +46,28 @@ func Command(name string, args ...string) *Cmd {
 
 // Result describes a finished command.
 type Result struct {
-	ExitCode int           // the exit code; -1 if killed by a signal
-	Signal   string        // the signal that ended it, if the server said
-	Killed   bool          // true if Run killed it (timeout or ctx)
-	Stdout   []byte        // output collected when Cmd.Stdout was nil
-	Stderr   []byte        // output collected when Cmd.Stderr was nil
-	Duration time.Duration // wall time of the command
+	ExitCode int            // the exit code; -1 if killed by a signal
+	Signal   syscall.Signal // the signal that ended it, if the server said; see [Result.SignalName]
+	Killed   bool           // true if Run killed it (timeout or ctx)
+	Stdout   []byte         // output collected when Cmd.Stdout was nil
+	Stderr   []byte         // output collected when Cmd.Stderr was nil
+	Duration time.Duration  // wall time of the command
 }
+
+// SignalName returns the name of the signal that ended the command without
+// its "SIG" prefix ("TERM"), as SSH reports it, or "" if none did.
+func (r *Result) SignalName() string { return proc.SignalName(r.Signal) }
 
 // ExitError is returned by [Host.Run] for a command that exited with a
-// non-zero status or was killed by a signal.
-type ExitError struct {
-	Host    string
-	Command string
-	Code    int    // -1 if killed by a signal
-	Signal  string // the signal's name, if any
-	Stderr  []byte // the tail of stderr when Run collected it
-}
-
-// Error names the host, the command, its status and the tail of its stderr.
-func (e *ExitError) Error() string {
-	msg := fmt.Sprintf("remote: %s: command %q exited with status %d", e.Host, e.Command, e.Code)
-	if e.Signal != "" {
-		msg = fmt.Sprintf("remote: %s: command %q killed by signal %s", e.Host, e.Command, e.Signal)
-	}
-	if s := bytes.TrimSpace(e.Stderr); len(s) > 0 {
-		if len(s) > 512 {
-			s = s[len(s)-512:]
-		}
-		msg += ": " + string(s)
-	}
-	return msg
-}
+// non-zero status or was killed by a signal. It has the Host, the Command,
+// the Code (-1 if killed by a signal), the Signal (a [syscall.Signal]; its
+// name as SSH reports it, "TERM", is [ExitError.SignalName]) and the tail of
+// the Stderr Run collected. Its Error names the host, the command, its
+// status and the tail of its stderr.
+//
+// It is the same type as drove.ExitError: one type for how any process,
+// local or remote, ended.
+type ExitError = proc.ExitError
 
 // Run runs c on the host and waits for it. Every command runs in a new
 // process group on its own SSH session, so many may run at once.
@@ -116,16 +110,19 @@ func (h *Host) Run(ctx context.Context, c *Cmd) (*Result, error) {
 	if c.Stderr == nil {
 		res.Stderr = errBuf.Bytes()
 	}
-	if err != nil {
-		if !st.Killed {
-			return nil, err // *ConnError, or a bad Cmd (NUL byte, bad Env name)
-		}
-		return res, fmt.Errorf("remote: %s: %q killed: %w", h.target, command, context.Cause(ctx))
+	end := st.End(ctx, err)
+	end.Host, end.Command, end.Stderr = h.target, command, res.Stderr
+	var out sched.Result
+	proc.Classify(&out, end, proc.Rules{})
+	var xe *ExitError
+	switch {
+	case out.Outcome == sched.OK:
+		return res, nil
+	case out.Outcome == sched.Killed || errors.As(out.Err, &xe):
+		return res, out.Err
+	default:
+		return nil, out.Err // *ConnError, or a bad Cmd (NUL byte, bad Env name)
 	}
-	if st.Code != 0 {
-		return res, &ExitError{Host: h.target, Command: command, Code: st.Code, Signal: st.Signal, Stderr: res.Stderr}
-	}
-	return res, nil
 }
 
 // Output runs name with args (each passed literally) and returns its

@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/proc"
+	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
 
@@ -251,23 +253,21 @@ func runOnHost(ctx context.Context, pool *sshconn.Pool, h nodeset.Host, name, co
 		le.flush()
 	}
 	r.out, r.err = ob.Bytes(), eb.Bytes()
-	var ce *sshconn.ConnError
-	var he *sshconn.HostKeyError
+	var res sched.Result
+	proc.Classify(&res, st.End(ctx, err), proc.Rules{})
+	var xe *proc.ExitError
 	switch {
-	case st.Killed && errors.Is(context.Cause(ctx), errTimedOut):
+	case res.Outcome == sched.OK:
+	case res.Outcome == sched.Killed && errors.Is(res.Err, errTimedOut):
 		r.code, r.failure = 255, "Timed out, Killed by signal 9"
-	case st.Killed:
+	case res.Outcome == sched.Killed:
 		r.code, r.failure = 255, "Interrupted"
-	case errors.As(err, &he):
-		r.code, r.failure = 255, he.Error()
-	case errors.As(err, &ce):
-		r.code, r.failure = 255, ce.Error()
-	case err != nil:
-		r.code, r.failure = 255, err.Error()
-	case st.Signal != "":
-		r.code, r.failure = 255, "Killed by signal "+st.Signal
-	case st.Code != 0:
-		r.code, r.failure = st.Code, fmt.Sprintf("Exited with error code %d", st.Code)
+	case !errors.As(res.Err, &xe):
+		r.code, r.failure = 255, res.Err.Error() // the host, not the command
+	case xe.Signal != 0:
+		r.code, r.failure = 255, "Killed by signal "+xe.SignalName()
+	default:
+		r.code, r.failure = xe.Code, fmt.Sprintf("Exited with error code %d", xe.Code)
 	}
 	return r
 }

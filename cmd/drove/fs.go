@@ -542,7 +542,7 @@ func newFSSubcommands() map[string]*fsSub {
 		}
 		if e.json {
 			json.NewEncoder(e.stdout).Encode(map[string]any{
-				"exit_code": res.ExitCode, "signal": res.Signal,
+				"exit_code": res.ExitCode, "signal": res.SignalName(),
 				"stdout": string(res.Stdout), "stderr": string(res.Stderr),
 				"duration_sec": res.Duration.Seconds(),
 			})

@@ -136,7 +136,7 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.StringVar(&fl.workdir, "wd", "", "same as --workdir")
 	f.BoolVar(&fl.bar, "bar", false, "show a progress bar on standard error when it is a terminal")
 	f.BoolVar(&fl.eta, "eta", false, "show the estimated time left on standard error when it is a terminal")
-	f.DurationVar(&fl.killGrace, "term-grace", 2*time.Second, "time a stopped job's process group gets between SIGTERM and SIGKILL")
+	f.DurationVar(&fl.killGrace, "term-grace", 2*time.Second, "how long each step of stopping a job waits: SIGINT, SIGTERM, then SIGKILL to its process group")
 	return cmd
 }
 

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/filesink"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/nodeproto"
@@ -30,7 +29,7 @@ type computation struct {
 	dir      string
 	slots    int
 	hb       time.Duration
-	ex       *local.Executor
+	ex       sched.Executor // local (functions) or process (programs)
 	files    *filesink.Dir
 	root     *os.Root // of out/, for the file forwarder
 	out      *outbox
@@ -279,7 +278,9 @@ func (c *computation) cancel(ids []uint64, recall bool) {
 	n.mu.Unlock()
 	for _, r := range stop {
 		if recall {
-			c.ex.Recall(r)
+			if p, ok := c.ex.(sched.Prefetcher); ok {
+				p.Recall(r)
+			}
 		} else {
 			c.ex.Cancel(r)
 		}

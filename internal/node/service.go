@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/drove-dev/drove/internal/executor/local"
+	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/filesink"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
@@ -196,29 +197,32 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) (err
 	for _, d := range m.Depends {
 		lcfg.Depends = append(lcfg.Depends, local.Depend{Name: filepath.Clean(d.Name), Sum: d.Blob.Sum, Mode: os.FileMode(d.Blob.Mode).Perm()})
 	}
-	if m.FuncName != "" {
-		lcfg.Executable = filepath.Join(c.dir, "exe")
-		if err := stageExecutable(n.blobs.Path(m.Executable.Sum), lcfg.Executable, 0o700); err != nil {
-			return connect.NewError(connect.CodeInternal, err)
-		}
-	} else {
+	if m.FuncName == "" {
 		name := filepath.Base(filepath.Clean(m.ProgramName))
 		if name == "." || name == "/" || name == ".." {
 			name = "program"
 		}
-		lcfg.Program = filepath.Join(c.dir, "bin", name)
-		if err := stageExecutable(n.blobs.Path(m.Program.Sum), lcfg.Program, os.FileMode(m.Program.Mode).Perm()|0o500); err != nil {
+		program := filepath.Join(c.dir, "bin", name)
+		if err := stageExecutable(n.blobs.Path(m.Program.Sum), program, os.FileMode(m.Program.Mode).Perm()|0o500); err != nil {
 			return connect.NewError(connect.CodeInternal, err)
 		}
+		c.ex = process.New(process.Config{Slots: lcfg.Slots, Program: program, Env: lcfg.Env, Dir: lcfg.Dir,
+			Blobs: lcfg.Blobs, Depends: lcfg.Depends, Grace: lcfg.Grace, Logger: lcfg.Logger}, c)
+		return nil
 	}
-	if c.ex, err = local.New(ctx, lcfg, c); err != nil {
+	lcfg.Executable = filepath.Join(c.dir, "exe")
+	if err := stageExecutable(n.blobs.Path(m.Executable.Sum), lcfg.Executable, 0o700); err != nil {
+		return connect.NewError(connect.CodeInternal, err)
+	}
+	lx, err := local.New(ctx, lcfg, c)
+	if err != nil {
 		code := connect.CodeFailedPrecondition
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			code = connect.CodeCanceled
 		}
 		return connect.NewError(code, err)
 	}
-	c.prefetch = c.ex.Prefetch()
+	c.ex, c.prefetch = lx, lx.Prefetch()
 	return nil
 }
 

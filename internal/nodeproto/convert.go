@@ -12,6 +12,7 @@ import (
 
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/joberr"
+	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 )
 
@@ -45,13 +46,13 @@ func ResultProto(res sched.Result) *drovev1.Result {
 }
 
 // ErrorProto converts a job's error for the wire, keeping the types that
-// callers branch on (see package joberr).
+// callers branch on (see packages joberr and proc).
 func ErrorProto(err error) *drovev1.JobError {
 	if err == nil {
 		return nil
 	}
 	var pe *joberr.PanicError
-	var xe *joberr.ExitError
+	var xe *proc.ExitError
 	var re *joberr.RemoteError
 	switch {
 	case errors.As(err, &pe):
@@ -79,7 +80,7 @@ func ErrorFromProto(p *drovev1.JobError) error {
 	case drovev1.ErrorKind_ERROR_KIND_PANIC:
 		return &joberr.PanicError{Value: p.Message, Stack: p.Stack}
 	case drovev1.ErrorKind_ERROR_KIND_EXIT:
-		return &joberr.ExitError{Code: int(p.ExitCode), Signal: syscall.Signal(p.Signal), Stderr: p.Stderr}
+		return &proc.ExitError{Code: int(p.ExitCode), Signal: syscall.Signal(p.Signal), Stderr: p.Stderr}
 	case drovev1.ErrorKind_ERROR_KIND_REMOTE:
 		return &joberr.RemoteError{Msg: p.Message}
 	}

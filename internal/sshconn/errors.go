@@ -33,6 +33,15 @@ func (e *ConnError) Error() string {
 // Unwrap returns the cause.
 func (e *ConnError) Unwrap() error { return e.Err }
 
+// IsHostError reports whether err means that the host is unusable (it
+// could not be reached or authenticated to, its connection was lost, or the
+// pool is closed) rather than a command on it failing.
+func IsHostError(err error) bool {
+	var ce *ConnError
+	var he *HostKeyError
+	return errors.As(err, &ce) || errors.As(err, &he) || errors.Is(err, ErrClosed)
+}
+
 // HostKeyError reports that a host's key is not in known_hosts (Changed is
 // false) or differs from the one recorded there (Changed is true). The
 // connection was refused in both cases.

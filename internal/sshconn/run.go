@@ -9,8 +9,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/drove-dev/drove/internal/proc"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -30,16 +32,38 @@ type Cmd struct {
 	Stdin io.Reader
 	// Stdout and Stderr receive the command's output. Nil discards it.
 	Stdout, Stderr io.Writer
-	// KillGrace is how long the process group has between SIGTERM and
-	// SIGKILL when ctx ends. Zero means 2 seconds.
+	// KillGrace is how long each step of stopping the process group
+	// waits when ctx ends: SIGINT, then SIGTERM, then SIGKILL (see
+	// [proc.Steps]). Zero means [proc.DefaultGrace].
 	KillGrace time.Duration
 }
 
-// ExitStatus describes how a remote command ended.
+// ExitStatus describes how a remote command ended, as the SSH server
+// reported it. [ExitStatus.End] turns it into the input of [proc.Classify].
 type ExitStatus struct {
-	Code   int    // exit code; -1 if the command died of a signal or was killed
-	Signal string // the signal's name ("TERM") if the server reported one
-	Killed bool   // true if Run killed the process group because ctx ended
+	Code   int            // exit code; -1 if the command died of a signal or was killed
+	Signal syscall.Signal // the signal the server reported ("TERM"), or 0
+	Killed bool           // true if Run killed the process group because ctx ended
+}
+
+// End returns how the command ended, for [proc.Classify], from st and the
+// error Run returned with it: ctx is the context Run was given, whose
+// cause is why a Killed command was stopped. A [*ConnError],
+// [*HostKeyError] or [ErrClosed] means the host is lost.
+func (st ExitStatus) End(ctx context.Context, err error) proc.End {
+	e := proc.End{Code: st.Code, Signal: st.Signal}
+	switch {
+	case st.Killed:
+		e.Stopped = context.Cause(ctx)
+		if e.Stopped == nil {
+			e.Stopped = context.Canceled
+		}
+	case err != nil:
+		e.Err, e.Lost = err, IsHostError(err)
+	default:
+		e.Exited = true
+	}
+	return e
 }
 
 // pgidMarker starts the line on which the remote shell reports its pid,
@@ -50,21 +74,17 @@ type ExitStatus struct {
 const pgidMarker = "drove-pgid:"
 
 // grace returns cmd.KillGrace or its default.
-func (c *Cmd) grace() time.Duration {
-	if c.KillGrace > 0 {
-		return c.KillGrace
-	}
-	return 2 * time.Second
-}
+func (c *Cmd) grace() time.Duration { return proc.Grace(c.KillGrace) }
 
 // watchdog returns shell code that starts, in the background, a subshell
 // that ends the command's process group if the SSH session ends (the
 // connection dropped, the client was killed) while the command still runs:
 // without a pty sshd signals nothing then, and the command would run on.
 // It goes first in the shell whose pid ($$) is the group, sshd being the
-// process whose pid sshd expands to. The group gets SIGTERM, then SIGKILL
-// after grace, as from [Pool.KillGroup]; the subshell ignores the SIGTERM
-// it sends itself, and dies with the SIGKILL.
+// process whose pid sshd expands to. The group is stopped by [proc.Steps]
+// (SIGINT, SIGTERM, SIGKILL, grace apart), as by [Pool.KillGroup]; the
+// subshell ignores the SIGINT and SIGTERM it sends itself, and dies with
+// the SIGKILL.
 //
 // Without cmd.Stdin the session's stdin, which Run keeps open and never
 // writes to, is the signal: sshd closes it when the session or the
@@ -79,8 +99,7 @@ func (c *Cmd) grace() time.Duration {
 // polls instead, once a second, whether sshd is still there; it does not
 // watch at all if sshd cannot be signalled (another user's process).
 func (c *Cmd) watchdog(sshd string) string {
-	kill := `kill -0 $$ && { trap '' TERM; kill -TERM -$$; sleep ` +
-		strconv.FormatFloat(c.grace().Seconds(), 'f', -1, 64) + `; kill -KILL -$$; }`
+	kill := `kill -0 $$ && { trap '' INT TERM; ` + proc.ShellStop("$$", c.grace(), false) + `; }`
 	if c.Stdin == nil {
 		return "exec 3<&0 </dev/null\n" +
 			"{ while read -r _; do :; done; " + kill + "; } <&3 3<&- >/dev/null 2>&1 &\n" +
@@ -162,8 +181,9 @@ func (c *Cmd) Script() (string, error) {
 // Run runs cmd on target in a new remote process group and waits for it.
 //
 // A command that runs and exits non-zero is not an error: its code is in the
-// ExitStatus. When ctx ends first, Run sends SIGTERM to the whole remote
-// process group over a second session, then SIGKILL after cmd.KillGrace, and
+// ExitStatus. When ctx ends first, Run stops the whole remote process group
+// over a second session ([Pool.KillGroup]: SIGINT, SIGTERM, then SIGKILL,
+// cmd.KillGrace apart), and
 // returns with Killed set and an error wrapping context.Cause(ctx), so no
 // process the command started is left behind. The [Cmd.watchdog] does the
 // same on the host when the session ends under the command (the client
@@ -281,8 +301,8 @@ func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(scrip
 		st.Code = 0
 	case errors.As(werr, &exitErr):
 		st.Code = exitErr.ExitStatus()
-		st.Signal = exitErr.Signal()
-		if st.Signal != "" {
+		st.Signal = proc.SignalNum(exitErr.Signal())
+		if st.Signal != 0 {
 			st.Code = -1
 		}
 	case st.Killed:
@@ -295,30 +315,23 @@ func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(scrip
 	return st, nil
 }
 
-// KillGroup sends SIGTERM to the remote process group pgid on target, and
-// SIGKILL if any member is still alive after grace. It returns once the
-// group is gone or has been sent SIGKILL.
+// KillGroup stops the remote process group pgid on target by [proc.Steps]:
+// SIGINT, then SIGTERM, then SIGKILL, each sent if a member is still alive
+// grace ([proc.DefaultGrace] if not positive) after the one before. It
+// returns once the group is gone or has been sent SIGKILL.
 func (p *Pool) KillGroup(ctx context.Context, target string, pgid int, grace time.Duration) error {
 	if pgid <= 1 {
 		return fmt.Errorf("sshconn: refusing to kill process group %d", pgid)
 	}
-	ctx, cancel := context.WithTimeout(ctx, grace+15*time.Second)
+	grace = proc.Grace(grace)
+	ctx, cancel := context.WithTimeout(ctx, proc.Longest(grace)+15*time.Second)
 	defer cancel()
 	s, err := p.NewSession(ctx, target)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	tries := int(grace / (100 * time.Millisecond))
-	g := strconv.Itoa(pgid)
-	// No "--" before the negative pid: dash's kill does not accept it, and
-	// a leading signal option already ends option parsing.
-	script := `kill -TERM -` + g + ` 2>/dev/null || exit 0
-i=0
-while kill -0 -` + g + ` 2>/dev/null; do
-  if [ $i -ge ` + strconv.Itoa(tries) + ` ]; then kill -KILL -` + g + ` 2>/dev/null; exit 0; fi
-  sleep 0.1; i=$((i+1))
-done`
+	script := proc.ShellStop(strconv.Itoa(pgid), grace, true)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(script) }()
 	select {

@@ -19,8 +19,8 @@ const leaderPrefix = "echo '" + pgidMarker + "'$$\n"
 
 // RunLeader is [Pool.Run] without the setsid wrapper: the command runs in
 // the login shell sshd started for the session, which leads its own process
-// group, so a cancelled command's group is killed the same way (SIGTERM,
-// then SIGKILL after cmd.KillGrace, over a second session), and so is it
+// group, so a cancelled command's group is stopped the same way (SIGINT,
+// SIGTERM, then SIGKILL, cmd.KillGrace apart, over a second session), and so is it
 // when the session ends under the command. It saves the setsid(1) process
 // and two shells per command, and so needs nothing on the remote host but
 // a POSIX login shell. A death by signal is reported as

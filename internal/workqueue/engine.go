@@ -26,9 +26,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/executor/sshexec"
-	"github.com/drove-dev/drove/internal/joberr"
 	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
@@ -341,7 +342,7 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 			slots = e.cfg.Jobs
 		}
 		if l.IsLocal() {
-			lx := sshexec.NewLocal(sshexec.LocalConfig{Slots: slots, KillGrace: e.cfg.KillGrace, BaseFiles: e.hostBaseFiles(),
+			lx := process.New(process.Config{Slots: slots, Grace: e.cfg.KillGrace, BaseFiles: e.hostBaseFiles(),
 				BaseDir: e.cfg.Workdir, CleanupBase: e.cfg.Cleanup, Logger: e.cfg.Logger}, e.sched)
 			res[i] = made{ex: lx, slots: lx.Slots()}
 			continue
@@ -606,7 +607,7 @@ func (e *engine) classify(t *sched.Task) outcome {
 		return outcome{exitval: 255, failed: true, logged: true, msg: fmt.Sprint(res.Err)}
 	}
 	o := outcome{failed: true, logged: true}
-	var xe *joberr.ExitError
+	var xe *proc.ExitError
 	switch {
 	case errors.Is(res.Err, sched.ErrTimeout):
 		o.exitval, o.signal = -1, int(syscall.SIGTERM)

@@ -25,7 +25,4 @@ func TestPrefetchFollowsInputSize(t *testing.T) {
 			}
 		})
 	}
-	if got := (&Executor{cfg: Config{Program: "/bin/true", Slots: 3}}).Prefetch(); got != 0 {
-		t.Errorf("programs queue nothing ahead, got %d", got)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drove-dev/drove/internal/joberr"
+	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/wire"
 	"github.com/drove-dev/drove/internal/worker"
@@ -186,30 +187,30 @@ func (e *Executor) startWorker(ctx context.Context, s *slot) error {
 	if err != nil {
 		return err
 	}
-	s.dir, s.stdout, s.stderr = d.dir, d.stdout, d.stderr
+	s.Dir = d
 	w := s.w
 	jobsR, jobsW, err := os.Pipe()
 	if err != nil {
-		s.release()
+		s.Release()
 		return err
 	}
 	resR, resW, err := os.Pipe()
 	if err != nil {
 		jobsR.Close()
 		jobsW.Close()
-		s.release()
+		s.Release()
 		return err
 	}
 	cmd := exec.Command(e.cfg.Executable)
-	cmd.Dir = s.dir
+	cmd.Dir = s.Path
 	cmd.Env = append(append(os.Environ(), e.cfg.Env...), worker.EnvMode+"=1")
 	if os.Getenv("GORACE") == "" {
 		// A binary built with -race sleeps a second at exit unless told
 		// not to; workers exit at every Close.
 		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
 	}
-	cmd.Stdout = s.stdout
-	cmd.Stderr = s.stderr
+	cmd.Stdout = s.Stdout
+	cmd.Stderr = s.Stderr
 	cmd.ExtraFiles = []*os.File{jobsR, resW} // fds 3 and 4
 	// Its own process group: a terminal's Ctrl-C reaches the client, which
 	// stops jobs in order, not every worker at once.
@@ -220,7 +221,7 @@ func (e *Executor) startWorker(ctx context.Context, s *slot) error {
 	if err != nil {
 		jobsW.Close()
 		resR.Close()
-		s.release()
+		s.Release()
 		return fmt.Errorf("drove: starting worker %s: %w", e.cfg.Executable, err)
 	}
 	e.mu.Lock()
@@ -231,7 +232,7 @@ func (e *Executor) startWorker(ctx context.Context, s *slot) error {
 		w.in.Close()
 		w.out.Close()
 		_ = cmd.Wait()
-		s.release()
+		s.Release()
 		return err
 	}
 	e.wg.Add(1)
@@ -293,7 +294,7 @@ func (w *workerProc) handshake(ctx context.Context, s *slot) error {
 }
 
 func stderrNote(s *slot) string {
-	if b := worker.TakeOutput(s.stderr); len(b) > 0 {
+	if b := worker.TakeOutput(s.Stderr); len(b) > 0 {
 		return "; its stderr: " + string(tail(b, 2048))
 	}
 	return ""
@@ -586,7 +587,7 @@ func (w *workerProc) result(s *slot, m *wire.Result) bool {
 	ent := w.queue[0]
 	w.queue = w.queue[1:]
 	if s.stop != nil {
-		s.stop.halt()
+		s.stop.Halt()
 		s.stop = nil
 	}
 	if !ent.cancelled {
@@ -688,7 +689,7 @@ func (w *workerProc) died(s *slot, readErr error) {
 	queued := w.queue
 	w.queue = nil
 	if s.stop != nil {
-		s.stop.halt()
+		s.stop.Halt()
 		s.stop = nil
 	}
 	for _, ent := range queued {
@@ -697,8 +698,8 @@ func (w *workerProc) died(s *slot, readErr error) {
 		}
 	}
 	e.mu.Unlock()
-	stdout, stderr := worker.TakeOutput(s.stdout), worker.TakeOutput(s.stderr)
-	s.release()
+	stdout, stderr := worker.TakeOutput(s.Stdout), worker.TakeOutput(s.Stderr)
+	s.Release()
 	for i, ent := range queued {
 		if ent.cancelled {
 			continue
@@ -711,26 +712,14 @@ func (w *workerProc) died(s *slot, readErr error) {
 		if errors.Is(readErr, wire.ErrMalformed) || errors.Is(readErr, wire.ErrTooLarge) {
 			res.Err = fmt.Errorf("drove: worker protocol error: %w", readErr)
 		} else {
-			res.Err = exitError(w.cmd.ProcessState, stderr)
+			code, sig := proc.StateOf(w.cmd.ProcessState)
+			res.Err = &proc.ExitError{Code: code, Signal: sig, Stderr: proc.Tail(stderr, proc.StderrTail)}
 		}
 		if ent.r.Cause() != nil {
 			res.Outcome = sched.Killed
 		}
 		e.rep.Done(ent.r, res)
 	}
-}
-
-func exitError(ps *os.ProcessState, stderr []byte) *joberr.ExitError {
-	xe := &joberr.ExitError{Code: -1, Stderr: tail(stderr, 4096)}
-	if ps == nil {
-		return xe
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		xe.Signal = ws.Signal()
-		return xe
-	}
-	xe.Code = ps.ExitCode()
-	return xe
 }
 
 func resultOf(m *wire.Result) sched.Result {

@@ -32,25 +32,6 @@ func (e *Executor) client(ctx context.Context) (*sshconn.SFTP, error) {
 	return s, nil
 }
 
-// paths returns where file f lives remotely (relative to the login
-// directory unless absolute) and locally, for a job working in dir. A "/./"
-// in f marks the start of the part that is relative to dir, as in GNU
-// parallel; otherwise a relative f is relative to dir and an absolute one
-// stays where it is.
-func paths(dir, f string) (remote, local string) {
-	local = f
-	rel := f
-	if i := strings.Index(f, "/./"); i >= 0 {
-		rel = f[i+3:]
-	} else if path.IsAbs(f) {
-		return path.Clean(f), local
-	}
-	if dir != "" {
-		return path.Join(dir, rel), local
-	}
-	return path.Clean(rel), local
-}
-
 // mkdirAll creates dir on the host once per SFTP session.
 func (e *Executor) mkdirAll(s *sshconn.SFTP, dir string) error {
 	if dir == "" || dir == "." || dir == "/" {

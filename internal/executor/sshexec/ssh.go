@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drove-dev/drove/internal/executor/process"
+	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
@@ -25,11 +27,12 @@ type Config struct {
 	// zero.
 	FreeCPUs int
 	// NonZeroIsResult makes a non-zero exit code an OK outcome carrying the
-	// code in Output, as the local program executor does, instead of a
-	// Failed one with a *joberr.ExitError. A death by signal still fails.
+	// code in Output, as the program executor does, instead of a Failed
+	// one with a *proc.ExitError. A death by signal still fails.
 	NonZeroIsResult bool
-	// KillGrace is how long a stopped command's process group has between
-	// SIGTERM and SIGKILL. Zero means sshconn's default (2 seconds).
+	// KillGrace is how long each step of stopping a command's process
+	// group waits: SIGINT, SIGTERM, then SIGKILL. Zero means
+	// proc.DefaultGrace.
 	KillGrace time.Duration
 	// BaseFiles are local files copied to the host when the executor is
 	// made, before any command runs (GNU parallel --basefile).
@@ -73,7 +76,7 @@ type Executor struct {
 	rep    Reporter
 	log    *slog.Logger
 
-	runner
+	process.Runner
 
 	fmu     sync.Mutex    // guards session and dirs
 	session *sshconn.SFTP // the pool's SFTP session dirs is about
@@ -112,7 +115,7 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 		runGen: map[*sched.Run]uint64{},
 	}
 	e.rctx, e.rcancel = context.WithCancel(context.Background())
-	e.execute, e.report = e.runCommand, e.done
+	e.Execute, e.Report, e.Closed = e.runCommand, e.done, ErrClosed
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -176,7 +179,7 @@ func (e *Executor) Close(ctx context.Context) error {
 	e.rcancel()
 	e.rwg.Wait()
 	var err error
-	if serr := e.stop(ctx); serr != nil {
+	if serr := e.Stop(ctx); serr != nil {
 		err = fmt.Errorf("sshexec: %s: close: %w", e.target, serr)
 	}
 	if e.cfg.CleanupBase && len(e.cfg.BaseFiles) > 0 {
@@ -192,7 +195,7 @@ func (e *Executor) Start(r *sched.Run) {
 	e.rmu.Lock()
 	e.runGen[r] = e.gen
 	e.rmu.Unlock()
-	e.runner.Start(r)
+	e.Runner.Start(r)
 }
 
 // done reports r's end, and the node as down when its connection was lost;
@@ -291,8 +294,9 @@ const cleanupTimeout = 30 * time.Second
 
 // runCommand runs r's job and returns its result.
 func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res sched.Result) {
-	j := jobOf(r.Task)
-	stdout, stderr, collect := outputs(j)
+	j := process.JobOf(r.Task)
+	stdout, stderr, collect := process.Outputs(j)
+	rules := proc.Rules{NonZeroIsResult: e.cfg.NonZeroIsResult}
 	res.Start = time.Now()
 	// The job's files are removed however it ended (failed, timed out,
 	// stopped), as GNU parallel does, unless the host is out of reach.
@@ -306,14 +310,11 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 	fail := func(err error) sched.Result {
 		res.End = time.Now()
 		collect(&res)
-		switch {
-		case ctx.Err() != nil:
-			res.Outcome, res.Err = sched.Killed, stopped(context.Cause(ctx))
-		case isConnErr(err):
-			res.Outcome, res.Err = sched.Lost, fmt.Errorf("sshexec: %s: %w", e.target, err)
-		default:
-			res.Outcome, res.Err = sched.Failed, err
+		end := proc.End{Err: err, Lost: isConnErr(err), Stopped: context.Cause(ctx)}
+		if end.Lost {
+			end.Err = fmt.Errorf("sshexec: %s: %w", e.target, err)
 		}
+		proc.Classify(&res, end, rules)
 		return res
 	}
 	if j.Dir != "" || len(j.Transfer) > 0 {
@@ -323,7 +324,7 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 			return fail(fmt.Errorf("sshexec: %s: transfer: %w", e.target, err))
 		}
 	}
-	command := j.command(r.Node, slot)
+	command := j.CommandLine(r.Node, slot)
 	res.Sent += int64(len(command) + len(j.Stdin))
 	cmd := &sshconn.Cmd{
 		Command:   command,
@@ -338,12 +339,13 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 	}
 	st, err := e.pool.RunLeader(ctx, e.target, cmd)
 	res.End = time.Now()
-	if err != nil && !st.Killed {
+	end := st.End(ctx, err)
+	if end.Err != nil {
 		return fail(err)
 	}
-	if st.Killed {
+	if end.Stopped != nil {
 		collect(&res)
-		res.Outcome, res.Err = sched.Killed, stopped(context.Cause(ctx))
+		proc.Classify(&res, end, rules)
 		return res
 	}
 	if len(j.Return) > 0 {
@@ -351,7 +353,7 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 		res.Received += n
 		// A command that failed may well not have made its files: its
 		// exit is the result then, not the missing file.
-		if err != nil && (st.Code == 0 && st.Signal == "" || isConnErr(err)) {
+		if err != nil && (st.Code == 0 && st.Signal == 0 || isConnErr(err)) {
 			return fail(fmt.Errorf("sshexec: %s: return: %w", e.target, err))
 		}
 		if err != nil {
@@ -359,7 +361,8 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 		}
 	}
 	collect(&res)
-	exitResult(&res, st.Code, signalNum(st.Signal), e.cfg.NonZeroIsResult)
+	end.Stderr = res.Stderr
+	proc.Classify(&res, end, rules)
 	return res
 }
 
@@ -380,8 +383,4 @@ func (e *Executor) cleanup(ctx context.Context, j *Job) {
 
 // isConnErr reports whether err means the host is unusable rather than the
 // command failing.
-func isConnErr(err error) bool {
-	var ce *sshconn.ConnError
-	var he *sshconn.HostKeyError
-	return errors.As(err, &ce) || errors.As(err, &he) || errors.Is(err, sshconn.ErrClosed)
-}
+func isConnErr(err error) bool { return sshconn.IsHostError(err) }

@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/drove-dev/drove/internal/executor/sshexec"
-	"github.com/drove-dev/drove/internal/joberr"
+	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
@@ -136,14 +136,14 @@ func TestCommands(t *testing.T) {
 			if string(res.Stdout) != tt.wantOut || string(res.Stderr) != tt.wantErr {
 				t.Errorf("stdout %q stderr %q, want %q %q", res.Stdout, res.Stderr, tt.wantOut, tt.wantErr)
 			}
-			var xe *joberr.ExitError
+			var xe *proc.ExitError
 			switch {
 			case tt.wantCode == 0:
 				if task.State() != sched.Finished || res.Err != nil {
 					t.Errorf("state %v err %v", task.State(), res.Err)
 				}
 			case !errors.As(res.Err, &xe):
-				t.Errorf("err %v, want *joberr.ExitError", res.Err)
+				t.Errorf("err %v, want *proc.ExitError", res.Err)
 			case tt.wantSignal && xe.Signal == 0:
 				t.Errorf("signal %v, want signalled=%v", xe.Signal, tt.wantSignal)
 			}
@@ -379,31 +379,6 @@ func TestFiles(t *testing.T) {
 	pool.Run(context.Background(), s.Aliases[0], &sshconn.Cmd{Command: "ls sub; rmdir " + wd + " sub", Stdout: &out})
 	if out.Len() != 0 {
 		t.Errorf("basefile not cleaned up: %q", out.String())
-	}
-}
-
-func TestLocal(t *testing.T) {
-	sc := sched.New(sched.Config{})
-	defer sc.Close(context.Background())
-	l := sshexec.NewLocal(sshexec.LocalConfig{Slots: 2, KillGrace: 200 * time.Millisecond}, sc)
-	sc.AddNode(":", l.Slots(), l)
-	res := run(t, sc, &sched.Task{Input: []byte("echo a; echo b >&2; exit 4")})
-	if exitCode(t, res) != 4 || string(res.Stdout) != "a\n" || string(res.Stderr) != "b\n" {
-		t.Errorf("result %+v", res)
-	}
-	var out bytes.Buffer
-	res = run(t, sc, &sched.Task{Ref: spec{&sshexec.Job{Command: "cat; echo $X; pwd", Stdin: []byte("in\n"), Env: []string{"X=y"}, Dir: t.TempDir(), Stdout: &out}}})
-	if !strings.HasPrefix(out.String(), "in\ny\n/") || res.Stdout != nil {
-		t.Errorf("streamed %q collected %q", out.String(), res.Stdout)
-	}
-	marker := fmt.Sprintf("drovelocal%d", time.Now().UnixNano())
-	task := &sched.Task{Timeout: 300 * time.Millisecond, Input: []byte("trap '' TERM; sh -c 'sleep 300; : " + marker + "' & sleep 301")}
-	res = run(t, sc, task)
-	if !errors.Is(res.Err, sched.ErrTimeout) {
-		t.Errorf("err %v", res.Err)
-	}
-	if out, _ := exec("pgrep", "-f", marker); out != "" {
-		t.Errorf("left running: %s", out)
 	}
 }
 
