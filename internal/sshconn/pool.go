@@ -165,7 +165,7 @@ func (p *Pool) Acquire(ctx context.Context, target string) (*Lease, error) {
 		p.wg.Add(1)
 		p.mu.Unlock()
 		go p.monitor(k, c)
-		p.cfg.Logger.Debug("sshconn: connected", "host", ep.Target, "addr", ep.Addr(), "conns", len(h.conns))
+		p.cfg.Logger.Debug("ssh: connected", "host", ep.Target, "addr", ep.Addr(), "conns", len(h.conns))
 		return &Lease{p: p, c: c}, nil
 	}
 }
@@ -217,7 +217,7 @@ func (p *Pool) NewSession(ctx context.Context, target string) (*Session, error) 
 				p.mu.Lock()
 				if n := l.c.inUse; n >= 1 && n < l.c.limit {
 					l.c.limit = n
-					p.cfg.Logger.Warn("sshconn: server refuses sessions; lowering cap", "host", target, "cap", n)
+					p.cfg.Logger.Warn("ssh: server refuses sessions; lowering cap", "host", target, "cap", n)
 				}
 				p.mu.Unlock()
 			}
@@ -308,7 +308,7 @@ loop:
 			if pending > 0 {
 				missed++
 				if missed >= p.cfg.KeepaliveCountMax {
-					p.cfg.Logger.Warn("sshconn: keepalive timeout; closing connection", "host", c.ep.Target)
+					p.cfg.Logger.Warn("ssh: keepalive timeout; closing connection", "host", c.ep.Target)
 					break loop
 				}
 				continue
@@ -337,7 +337,7 @@ loop:
 	c.close()
 	<-ended
 	close(c.lost)
-	p.cfg.Logger.Debug("sshconn: connection ended", "host", c.ep.Target)
+	p.cfg.Logger.Debug("ssh: connection ended", "host", c.ep.Target)
 }
 
 // dial connects to ep, through its ProxyJump hosts if any.
@@ -437,7 +437,7 @@ func (p *Pool) auth(ep Endpoint) ([]ssh.AuthMethod, closer) {
 			ac = c
 			agentClient = agent.NewClient(c)
 		} else {
-			p.cfg.Logger.Debug("sshconn: ssh-agent unavailable", "err", err)
+			p.cfg.Logger.Debug("ssh: ssh-agent unavailable", "err", err)
 		}
 	}
 	signers := func() ([]ssh.Signer, error) {
@@ -477,14 +477,14 @@ func (p *Pool) keyFromFile(name string) ssh.Signer {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		p.cfg.Logger.Warn("sshconn: identity file unreadable", "file", name, "err", err)
+		p.cfg.Logger.Warn("ssh: identity file unreadable", "file", name, "err", err)
 	default:
 		s, err = ssh.ParsePrivateKey(data)
 		var pm *ssh.PassphraseMissingError
 		if errors.As(err, &pm) {
-			p.cfg.Logger.Debug("sshconn: skipping encrypted identity file (use ssh-agent)", "file", name)
+			p.cfg.Logger.Debug("ssh: skipping encrypted identity file (use ssh-agent)", "file", name)
 		} else if err != nil {
-			p.cfg.Logger.Warn("sshconn: identity file unusable", "file", name, "err", err)
+			p.cfg.Logger.Warn("ssh: identity file unusable", "file", name, "err", err)
 		}
 	}
 	p.keyFile[name] = s

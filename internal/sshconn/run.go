@@ -164,7 +164,7 @@ func (c *Cmd) Script() (string, error) {
 	for _, kv := range c.Env {
 		name, val, ok := strings.Cut(kv, "=")
 		if !ok || !envName.MatchString(name) {
-			return "", fmt.Errorf("sshconn: bad environment entry %q", kv)
+			return "", fmt.Errorf("drove: bad environment entry %q", kv)
 		}
 		if err := CheckArg(val); err != nil {
 			return "", err
@@ -273,7 +273,7 @@ func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(scrip
 		if st.Killed {
 			if pgid > 0 {
 				if kerr := p.KillGroup(context.WithoutCancel(ctx), target, pgid, cmd.grace()); kerr != nil {
-					p.cfg.Logger.Warn("sshconn: killing remote process group failed", "host", target, "pgid", pgid, "err", kerr)
+					p.cfg.Logger.Warn("ssh: killing remote process group failed", "host", target, "pgid", pgid, "err", kerr)
 				}
 			}
 			select {
@@ -310,7 +310,7 @@ func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(scrip
 		return st, &ConnError{Host: target, Addr: addr, Err: fmt.Errorf("command interrupted: %w", werr)}
 	}
 	if st.Killed {
-		return st, fmt.Errorf("sshconn: %s: command killed: %w", target, context.Cause(ctx))
+		return st, fmt.Errorf("drove: %s: command killed: %w", target, context.Cause(ctx))
 	}
 	return st, nil
 }
@@ -321,7 +321,7 @@ func (p *Pool) run(ctx context.Context, target string, cmd *Cmd, line func(scrip
 // returns once the group is gone or has been sent SIGKILL.
 func (p *Pool) KillGroup(ctx context.Context, target string, pgid int, grace time.Duration) error {
 	if pgid <= 1 {
-		return fmt.Errorf("sshconn: refusing to kill process group %d", pgid)
+		return fmt.Errorf("drove: refusing to kill process group %d", pgid)
 	}
 	grace = proc.Grace(grace)
 	ctx, cancel := context.WithTimeout(ctx, proc.Longest(grace)+15*time.Second)
@@ -342,7 +342,7 @@ func (p *Pool) KillGroup(ctx context.Context, target string, pgid int, grace tim
 		err = context.Cause(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("sshconn: kill process group %d on %s: %w", pgid, target, err)
+		return fmt.Errorf("drove: kill process group %d on %s: %w", pgid, target, err)
 	}
 	return nil
 }
