@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drove-dev/drove/internal/atomicfile"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 )
@@ -201,22 +202,13 @@ func copyLocal(src, dst string) (int64, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return 0, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".drove-*")
+	var n int64
+	err = atomicfile.WriteFile(atomicfile.OS, dst, fi.Mode().Perm(), fi.ModTime(), func(w io.Writer) error {
+		var err error
+		n, err = io.Copy(w, in)
+		return err
+	})
 	if err != nil {
-		return 0, err
-	}
-	n, err := io.Copy(tmp, in)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), fi.Mode().Perm())
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
 		return n, fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return n, nil
