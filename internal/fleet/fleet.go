@@ -276,14 +276,17 @@ func (f *Fleet) keep(m *member, first chan<- error) {
 		}
 		err := f.connect(ctx, m)
 		cancel()
-		if first != nil {
-			first <- err
-			first = nil
-		}
 		if f.ctx.Err() != nil {
+			if first != nil {
+				first <- err
+			}
 			return
 		}
 		if err == nil {
+			if first != nil {
+				first <- nil
+				first = nil
+			}
 			everUp, failures = true, 0
 			if !f.watch(m) {
 				return
@@ -295,15 +298,24 @@ func (f *Fleet) keep(m *member, first chan<- error) {
 		if !everUp && failures == 1 {
 			f.s.ReportNode(sched.NodeEvent{Node: f.nameOf(m), Kind: sched.NodeUnreachable, Err: err})
 		}
+		// The events go out before Add returns, so that a caller that
+		// closes the scheduler at once still gets them.
+		giveUp := true
 		switch {
 		case f.cfg.Permanent != nil && f.cfg.Permanent(err):
 			f.giveUp(m, err)
-			return
 		case !everUp && !f.cfg.RetryUnreachable:
 			f.giveUp(m, err)
-			return
 		case f.cfg.Backoff.Attempts > 0 && failures >= f.cfg.Backoff.Attempts:
 			f.giveUp(m, fmt.Errorf("fleet: %s: %d attempts failed: %w", m.Key, failures, err))
+		default:
+			giveUp = false
+		}
+		if first != nil {
+			first <- err
+			first = nil
+		}
+		if giveUp {
 			return
 		}
 		t := time.NewTimer(f.cfg.Backoff.Delay(failures))
