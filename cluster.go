@@ -16,6 +16,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/filesink"
+	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
@@ -35,6 +36,7 @@ type Cluster[In, Out any] struct {
 	workDir string // removed by Close when we made it
 	files   *filesink.Dir
 	ssh     *sshconn.Pool // shell clusters' SSH connections
+	hosts   *fleet.Fleet  // shell clusters' SSH hosts; nil otherwise
 	remote  *remoteNodes  // drove nodes (WithNodes); nil otherwise
 
 	closeOnce sync.Once
@@ -76,6 +78,9 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 		Logger:     c.log,
 	})
 	if err := c.startNodes(ctx); err != nil {
+		if c.hosts != nil {
+			c.hosts.Close()
+		}
 		_ = c.s.Close(ctx)
 		c.cleanup()
 		return nil, err
@@ -282,10 +287,14 @@ func (c *Cluster[In, Out]) nodeEvent() func(sched.NodeEvent) {
 		switch ev.Kind {
 		case sched.NodeUp:
 			ne.Status = NodeInitialized
-		case sched.NodeDown:
+		case sched.NodeDown, sched.NodeUnreachable:
 			ne.Status = NodeLost
 		case sched.NodeRemoved:
 			ne.Status = NodeClosed
+		default:
+			// NodeGone: a node lost (or unreachable) and given up, reported
+			// NodeLost already; the fleet logs it.
+			return
 		}
 		c.cfg.onNode(ne)
 	}
@@ -355,6 +364,9 @@ func (c *Cluster[In, Out]) Close(ctx context.Context) error {
 	c.closeOnce.Do(func() {
 		if c.remote != nil {
 			c.remote.close()
+		}
+		if c.hosts != nil {
+			c.hosts.Close()
 		}
 		c.closeErr = c.s.Close(ctx)
 		if c.remote != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
+	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
@@ -63,16 +64,20 @@ type remoteConfig struct {
 	ClientID string
 }
 
-// remoteNodes keeps a cluster's drove nodes in its scheduler: it dials
-// them, and when one goes down (or was unreachable), keeps trying it and
-// adds it again once it answers, so a restarted node is picked up.
+// remoteNodes is a cluster's drove nodes: it maps the cluster's options to
+// the dialling of each node (nodeexec) and leaves keeping them to a fleet,
+// which redials a node that went down (or was unreachable) every Retry, so
+// a restarted node is picked up. What is particular to drove nodes stays
+// here: discovery, names, and the computations left on lost nodes.
 type remoteNodes struct {
 	s        *sched.Scheduler
 	cfg      remoteConfig
 	comp     *nodeexec.Computation
 	clientID string
 	log      *slog.Logger
+	fleet    *fleet.Fleet
 
+	// Discovery's goroutines.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -83,9 +88,7 @@ type remoteNodes struct {
 
 type remoteNode struct {
 	addr string
-	name string
-	ex   *nodeexec.Executor // nil while not connected
-	err  error              // why it is not connected
+	name string // its name in the scheduler, fixed when it first answers
 	// stale are computations of this cluster the node may still run: it
 	// was reported down and did not answer the Close then (a frozen node,
 	// a cut link). They are closed when it answers again, and at the
@@ -183,6 +186,15 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.fleet = fleet.New(s, fleet.Config{
+		// A node is tried every Retry for as long as the cluster runs.
+		Backoff:          fleet.Backoff{Initial: cfg.Retry, Max: cfg.Retry, Attempts: -1},
+		ConnectTimeout:   cfg.ConnectTimeout,
+		RetryUnreachable: true,
+		Permanent:        permanent,
+		Lost:             r.lost,
+		Logger:           r.log,
+	})
 	var addrs, patterns []string
 	for _, n := range cfg.Nodes {
 		if isPattern(n) {
@@ -207,7 +219,7 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		r.wg.Go(func() {
 			err := discovery.Watch(r.ctx, r.cfg.Discovery, func(f discovery.Found) {
 				if matchAny(patterns, f.Addr) {
-					r.wg.Go(func() { _ = r.add(r.ctx, f.Addr) })
+					r.wg.Go(func() { r.addAll(r.ctx, []string{f.Addr}) })
 				}
 			})
 			if err != nil {
@@ -239,63 +251,14 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 // by then is still being set up in the background, joins the scheduler
 // when it answers (its error here wraps context.DeadlineExceeded), and is
 // retried like an unreachable node if it fails. So one hung node (a frozen
-// process still accepts connections) never holds up the others.
+// process still accepts connections) never holds up the others. A node
+// already known is left alone.
 func (r *remoteNodes) addAll(ctx context.Context, addrs []string) []error {
-	errs := make([]error, len(addrs))
-	finished := make([]bool, len(addrs))
-	var mu sync.Mutex
-	waiting, left := true, len(addrs)
-	allDone := make(chan struct{})
-	if left == 0 {
-		close(allDone)
-	}
+	members := make([]fleet.Member, len(addrs))
 	for i, a := range addrs {
-		r.wg.Go(func() {
-			err := r.add(r.ctx, a)
-			mu.Lock()
-			late := !waiting
-			if !late {
-				errs[i], finished[i] = err, true
-				if left--; left == 0 {
-					close(allDone)
-				}
-			}
-			mu.Unlock()
-			switch {
-			case !late || err == nil || r.ctx.Err() != nil:
-				// The caller reports these; connect logs a node added.
-			case permanent(err):
-				r.log.Warn("node refused; giving up on it", "addr", a, "err", err)
-			default:
-				r.log.Warn("node not available; will retry", "addr", a, "err", err)
-			}
-		})
+		members[i] = fleet.Member{Key: a, Dial: func(ctx context.Context) (fleet.Conn, error) { return r.dial(ctx, a) }}
 	}
-	timer := time.NewTimer(r.cfg.ConnectTimeout)
-	defer timer.Stop()
-	var why error
-	select {
-	case <-allDone:
-	case <-timer.C:
-		why = fmt.Errorf("no answer within %v; it joins the cluster when it answers: %w", r.cfg.ConnectTimeout, context.DeadlineExceeded)
-	case <-ctx.Done():
-		why = fmt.Errorf("still connecting when the caller gave up; it joins the cluster when it answers: %w", ctx.Err())
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	waiting = false
-	for i, a := range addrs {
-		if finished[i] {
-			continue
-		}
-		errs[i] = &nodeexec.ConnError{Addr: a, Err: why}
-		r.mu.Lock()
-		if rn := r.nodes[a]; rn != nil && rn.ex == nil && rn.err == nil {
-			rn.err = errs[i]
-		}
-		r.mu.Unlock()
-	}
-	return errs
+	return r.fleet.Add(ctx, members...)
 }
 
 // clientIDFor makes the client id a node files this client under: the
@@ -314,37 +277,13 @@ func clientIDFor(host, random string) string {
 }
 
 func (r *remoteNodes) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	n := 0
-	for _, rn := range r.nodes {
-		if rn.ex != nil {
+	for _, st := range r.fleet.Members() {
+		if st.Up {
 			n++
 		}
 	}
 	return n
-}
-
-// add dials the node at addr and adds it to the scheduler, then watches it.
-// A node already known is left alone. Errors that retrying cannot fix (a
-// wrong platform, a refused secret) are returned and not retried; an
-// unreachable node is retried in the background.
-func (r *remoteNodes) add(ctx context.Context, addr string) error {
-	r.mu.Lock()
-	if _, ok := r.nodes[addr]; ok {
-		r.mu.Unlock()
-		return nil
-	}
-	rn := &remoteNode{addr: addr}
-	r.nodes[addr] = rn
-	r.mu.Unlock()
-	err := r.connect(ctx, rn)
-	if err != nil && !permanent(err) {
-		r.wg.Go(func() { r.watch(rn) })
-	} else if err == nil {
-		r.wg.Go(func() { r.watch(rn) })
-	}
-	return err
 }
 
 // permanent reports errors that retrying a node will not fix: another
@@ -365,9 +304,27 @@ func permanent(err error) bool {
 	return strings.Contains(err.Error(), "remote error: tls:")
 }
 
-func (r *remoteNodes) connect(ctx context.Context, rn *remoteNode) error {
+// node returns the node at addr, known from now on.
+func (r *remoteNodes) node(addr string) *remoteNode {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rn := r.nodes[addr]
+	if rn == nil {
+		rn = &remoteNode{addr: addr}
+		r.nodes[addr] = rn
+	}
+	return rn
+}
+
+// dial sets the computation up on the node at addr, once the computations
+// it was left with are closed (tried for at most Retry).
+func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error) {
+	rn := r.node(addr)
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.Retry)
+	r.closeStale(cctx, rn)
+	cancel()
 	ex, err := nodeexec.Dial(ctx, nodeexec.Config{
-		Addr:      rn.addr,
+		Addr:      addr,
 		Secret:    r.cfg.Secret,
 		TLS:       r.cfg.TLS,
 		ClientID:  r.clientID,
@@ -375,83 +332,41 @@ func (r *remoteNodes) connect(ctx context.Context, rn *remoteNode) error {
 		Heartbeat: r.cfg.Heartbeat,
 		Misses:    r.cfg.Misses,
 		Files:     r.cfg.Files,
-		Logger:    r.log.With("node", rn.addr),
+		Logger:    r.log.With("node", addr),
 	}, r.comp, r.s)
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if err != nil {
-		rn.err = err
-		return err
+		return fleet.Conn{}, err
 	}
-	if r.ctx.Err() != nil {
-		go func() { _ = ex.Close(context.Background()) }()
-		return errors.New("drove: cluster closing")
-	}
+	r.mu.Lock()
 	if rn.name == "" {
 		rn.name = ex.Name()
 		for _, o := range r.nodes {
 			if o != rn && o.name == rn.name {
 				// Two nodes of one name (say, two on one host): the
 				// address tells them apart.
-				rn.name = ex.Name() + "@" + rn.addr
+				rn.name = ex.Name() + "@" + addr
 				break
 			}
 		}
 	}
-	ex.SetName(rn.name)
-	if err := r.s.AddNode(rn.name, ex.Slots(), ex); err != nil {
-		go func() { _ = ex.Close(context.Background()) }()
-		rn.err = err
-		return err
-	}
-	rn.ex, rn.err = ex, nil
-	r.log.Info("node added", "node", rn.name, "addr", rn.addr, "slots", ex.Slots())
-	return nil
+	name := rn.name
+	r.mu.Unlock()
+	ex.SetName(name)
+	return fleet.Conn{Executor: ex, Slots: ex.Slots(), Name: name}, nil
 }
 
-// watch waits for the node to go down (or starts out down) and tries it
-// again every Retry until it is back, for as long as the cluster runs.
-func (r *remoteNodes) watch(rn *remoteNode) {
-	for {
-		r.mu.Lock()
-		ex := rn.ex
-		r.mu.Unlock()
-		if ex != nil {
-			select {
-			case <-r.ctx.Done():
-				return
-			case <-ex.Down():
-			}
-			// The scheduler drops a down node when it is added again, without
-			// closing its executor: release its connections here. Its
-			// computation may live on (a cut link, a frozen node): it is
-			// closed below, stopping what it still runs (its jobs were
-			// requeued).
-			_ = ex.Close(r.ctx)
-			r.mu.Lock()
-			rn.ex, rn.err = nil, ex.Err()
-			rn.stale = append(rn.stale, ex)
-			r.mu.Unlock()
-			cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
-			r.closeStale(cctx, rn)
-			cancel()
-		}
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-time.After(r.cfg.Retry):
-		}
-		cctx, cancel := context.WithTimeout(r.ctx, r.cfg.Retry)
-		r.closeStale(cctx, rn)
-		cancel()
-		cctx, cancel = context.WithTimeout(r.ctx, 2*r.cfg.Retry)
-		err := r.connect(cctx, rn)
-		cancel()
-		if err != nil && permanent(err) {
-			r.log.Warn("node refused; giving up on it", "addr", rn.addr, "err", err)
-			return
-		}
-	}
+// lost keeps the computation of a node that went down (the fleet closed
+// its executor, which reaches no node) among those to close on the node:
+// it may live on (a cut link, a frozen node), running what it still holds
+// (its jobs were requeued). It tries once now, for at most Retry.
+func (r *remoteNodes) lost(ctx context.Context, addr string, ex sched.Executor) {
+	rn := r.node(addr)
+	r.mu.Lock()
+	rn.stale = append(rn.stale, ex.(*nodeexec.Executor))
+	r.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.Retry)
+	defer cancel()
+	r.closeStale(cctx, rn)
 }
 
 // NodeInfo is the state of one drove node of a cluster, with what it last
@@ -471,12 +386,11 @@ type NodeInfo struct {
 
 // status describes the nodes, sorted by address.
 func (r *remoteNodes) status() []NodeInfo {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]NodeInfo, 0, len(r.nodes))
-	for _, rn := range r.nodes {
-		ni := NodeInfo{Name: rn.name, Addr: rn.addr, Err: rn.err}
-		if ex := rn.ex; ex != nil {
+	members := r.fleet.Members()
+	out := make([]NodeInfo, 0, len(members))
+	for _, st := range members {
+		ni := NodeInfo{Name: st.Name, Addr: st.Key, Err: st.Err}
+		if ex, ok := st.Executor.(*nodeexec.Executor); ok {
 			ni.Up = ex.Err() == nil
 			if !ni.Up {
 				ni.Err = ex.Err()
@@ -495,11 +409,12 @@ func (r *remoteNodes) status() []NodeInfo {
 	return out
 }
 
-// close stops reconnecting; the scheduler closes the executors, and
-// closeLost the computations left on nodes that were lost.
+// close stops discovery and reconnecting; the scheduler closes the
+// executors, and closeLost the computations left on nodes that were lost.
 func (r *remoteNodes) close() {
 	r.cancel()
 	r.wg.Wait()
+	r.fleet.Close()
 }
 
 // closeStale tries once, within ctx, to close the stale computations of a
@@ -533,13 +448,16 @@ const closeLostWait = 5 * time.Second
 // once, not after its zombie interval. ctx ending does not stop it early:
 // leaving the computations behind is what this is for.
 func (r *remoteNodes) closeLost(ctx context.Context) {
+	members := r.fleet.Members()
 	r.mu.Lock()
 	var lost []*remoteNode
-	for _, rn := range r.nodes {
-		if rn.ex != nil && rn.ex.Err() != nil {
-			rn.stale = append(rn.stale, rn.ex)
-			rn.ex = nil
+	for _, st := range members {
+		if ex, ok := st.Executor.(*nodeexec.Executor); ok && ex.Err() != nil {
+			rn := r.nodes[st.Key]
+			rn.stale = append(rn.stale, ex)
 		}
+	}
+	for _, rn := range r.nodes {
 		if len(rn.stale) > 0 {
 			lost = append(lost, rn)
 		}
@@ -660,11 +578,9 @@ func (c *Cluster[In, Out]) SetNodeCPUs(name string, cpus int) error {
 // granted returns the slots the named node granted the computation, if it
 // is a connected drove node.
 func (r *remoteNodes) granted(name string) (int, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rn := range r.nodes {
-		if rn.name == name && rn.ex != nil {
-			return rn.ex.Slots(), true
+	for _, st := range r.fleet.Members() {
+		if ex, ok := st.Executor.(*nodeexec.Executor); ok && st.Name == name {
+			return ex.Slots(), true
 		}
 	}
 	return 0, false

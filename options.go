@@ -146,7 +146,9 @@ func OnJobStatus[Out any](fn func(JobEvent[Out])) Option {
 }
 
 // OnNodeStatus calls fn when a node joins, fails or is closed, on the same
-// goroutine as the job callbacks.
+// goroutine as the job callbacks. A node that cannot be reached when it is
+// first dialled is reported NodeLost too (with why); one dialled again
+// after it was lost is reported NodeInitialized when it is back.
 func OnNodeStatus(fn func(NodeEvent)) Option {
 	return optionFunc(func(c *config) { c.onNode = fn })
 }

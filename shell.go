@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/executor/sshexec"
+	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/wire"
@@ -34,7 +34,8 @@ import (
 // NodeLost with an error wrapping an *SSHConnError or an *SSHHostKeyError;
 // NewCluster fails (with those errors) only when no node can be used. A
 // host whose connection breaks later is reported NodeLost, dialled again
-// for about half a minute, and NodeInitialized again once it is back.
+// (at once, then after 1, 2, 4, 8 and 16 s), and NodeInitialized again
+// once it is back; one that stays away is given up and logged.
 func Shell() *Function[string, int] {
 	return &Function[string, int]{
 		shell:  true,
@@ -66,16 +67,12 @@ type SSHConnError = sshconn.ConnError
 // known_hosts, or differs from the one there.
 type SSHHostKeyError = sshconn.HostKeyError
 
-// shellReconnects is how many times an SSH host whose connection broke is
-// dialled again (at once, then after 1, 2, 4, 8 and 16 s) before it stays
-// lost.
-const shellReconnects = 6
-
 // startShellNodes adds one executor per SSH host (or this machine) to the
-// scheduler. SSH hosts are connected to in parallel; one that cannot be
-// reached, or whose host key is refused, is reported through OnNodeStatus
-// as NodeLost and left out, and only when no node at all can be used is
-// that an error.
+// scheduler. The SSH hosts are kept by a fleet: dialled in parallel, one
+// that cannot be reached, or whose host key is refused, is left out and
+// reported (NodeUnreachable, which OnNodeStatus sees as NodeLost), and
+// one whose connection breaks is dialled again with fleet.DefaultBackoff.
+// Only when no node at all can be used is that an error.
 func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 	nodes := c.cfg.nodes
 	if len(nodes) == 0 {
@@ -99,31 +96,7 @@ func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 		}
 		c.ssh = pool
 	}
-	// WithCPUs is the slot count of every SSH host too: n > 0 slots, 0 the
-	// host's CPU count, -n that count less n.
-	slots, free := max(0, c.cfg.cpus), max(0, -c.cfg.cpus)
-	type made struct {
-		ex  *sshexec.Executor
-		err error
-	}
-	res := make([]made, len(targets))
-	var wg sync.WaitGroup
-	for i, target := range targets {
-		wg.Go(func() {
-			ex, err := sshexec.New(ctx, c.ssh, target, sshexec.Config{
-				Slots: slots, FreeCPUs: free, NonZeroIsResult: true, KillGrace: c.cfg.grace, Logger: c.log,
-				Reconnect: shellReconnects,
-				GaveUp: func(err error) {
-					c.log.Warn("drove: SSH host stays lost", "host", target, "err", err)
-				},
-			}, c.s)
-			res[i] = made{ex, err}
-		})
-	}
-	wg.Wait()
-
 	added := 0
-	var errs []error
 	for _, n := range nodes {
 		if n != ":" {
 			continue
@@ -135,22 +108,32 @@ func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 		}
 		added++
 	}
-	for i, m := range res {
-		target := targets[i]
-		if m.err != nil {
-			err := fmt.Errorf("drove: ssh://%s: %w", target, m.err)
-			errs = append(errs, err)
-			c.log.Warn("drove: SSH host unreachable; left out", "host", target, "err", m.err)
-			if c.cfg.onNode != nil {
-				c.cfg.onNode(NodeEvent{Node: target, Status: NodeLost, Err: err})
+	if len(targets) == 0 {
+		return nil
+	}
+	// WithCPUs is the slot count of every SSH host too: n > 0 slots, 0 the
+	// host's CPU count, -n that count less n.
+	slots, free := max(0, c.cfg.cpus), max(0, -c.cfg.cpus)
+	members := make([]fleet.Member, len(targets))
+	for i, target := range targets {
+		members[i] = fleet.Member{Key: target, Dial: func(ctx context.Context) (fleet.Conn, error) {
+			ex, err := sshexec.New(ctx, c.ssh, target, sshexec.Config{
+				Slots: slots, FreeCPUs: free, NonZeroIsResult: true, KillGrace: c.cfg.grace, Logger: c.log,
+			}, c.s)
+			if err != nil {
+				return fleet.Conn{}, fmt.Errorf("drove: ssh://%s: %w", target, err)
 			}
-			continue
+			return fleet.Conn{Executor: ex, Slots: ex.Slots()}, nil
+		}}
+	}
+	c.hosts = fleet.New(c.s, fleet.Config{Permanent: sshconn.Permanent, Logger: c.log})
+	var errs []error
+	for _, err := range c.hosts.Add(ctx, members...) {
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			added++
 		}
-		if err := c.s.AddNode(target, m.ex.Slots(), m.ex); err != nil {
-			_ = m.ex.Close(ctx)
-			return err
-		}
-		added++
 	}
 	if added == 0 {
 		return errors.Join(errs...)

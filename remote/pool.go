@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
@@ -20,22 +21,22 @@ import (
 // runs up to its number of slots at once, waiting work goes to whichever
 // host frees a slot first (so faster hosts take more), an evaluation whose
 // host died is run again on another host, and every result comes back with
-// its input. It runs on drove's scheduling core (internal/sched) with an
-// executor over [*Host].
+// its input. A host that died is dialled again (at once, then after 1, 2,
+// 4, 8 and 16 s) and takes work again once it is back; one that stays away
+// is given up. It runs on drove's scheduling core (internal/sched) with an
+// executor over [*Host], its hosts kept by internal/fleet.
 //
 // Create it with [NewPool], submit work with [Map] or [Pool.RunAll], and
 // Close it. A Pool is safe for concurrent use; several Maps may run at once.
 type Pool struct {
 	conns   *sshconn.Pool
 	sched   *sched.Scheduler
+	hosts   *fleet.Fleet
 	retries int
 	log     *slog.Logger
 
-	mu    sync.Mutex
-	live  map[string]*Host
-	down  map[string]error
-	dead  chan struct{} // closed when no host is left
-	order []string
+	deadOnce sync.Once
+	dead     chan struct{} // closed when every host is given up
 }
 
 // PoolOption configures [NewPool].
@@ -56,7 +57,7 @@ func WithSlots(n int) PoolOption { return func(c *poolConfig) { c.slots = n } }
 // An evaluation whose host died, that is whose error matches *ConnError (a
 // connection or SFTP session lost during a command or a file operation), is
 // always moved to another host (up to 5 times) without counting as a retry,
-// and the host is taken out of the pool.
+// and the host is taken out of the pool until it is dialled again.
 func WithRetries(n int) PoolOption { return func(c *poolConfig) { c.retries = n } }
 
 // WithHostOptions sets the options used to dial every host (ssh_config,
@@ -86,57 +87,54 @@ func NewPool(ctx context.Context, targets []string, opts ...PoolOption) (*Pool, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Pool{conns: conns, retries: pc.retries, log: log,
-		live: map[string]*Host{}, down: map[string]error{}, dead: make(chan struct{})}
-	p.sched = sched.New(sched.Config{Reentrant: true, Logger: log.With("component", "sched")})
-
-	type dialed struct {
-		h     *Host
-		slots int
-		err   error
-	}
-	res := make([]dialed, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Go(func() {
+	p := &Pool{conns: conns, retries: pc.retries, log: log, dead: make(chan struct{})}
+	p.sched = sched.New(sched.Config{Reentrant: true, OnNode: p.nodeEvent, Logger: log.With("component", "sched")})
+	p.hosts = fleet.New(p.sched, fleet.Config{Permanent: sshconn.Permanent, Logger: log})
+	var members []fleet.Member
+	seen := map[string]bool{}
+	for _, t := range targets {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		members = append(members, fleet.Member{Key: t, Dial: func(ctx context.Context) (fleet.Conn, error) {
 			h, err := Dial(ctx, t, append(slices.Clone(pc.host), withPool(conns))...)
 			if err != nil {
-				res[i].err = err
-				return
+				return fleet.Conn{}, err
 			}
 			slots := pc.slots
 			if slots <= 0 {
 				slots = cpuCount(ctx, h)
 			}
-			res[i] = dialed{h: h, slots: slots}
-		})
+			ex := &hostExec{name: t, h: h, p: p, runs: map[*sched.Run]context.CancelCauseFunc{}}
+			return fleet.Conn{Executor: ex, Slots: slots}, nil
+		}})
 	}
-	wg.Wait()
 	var errs []error
-	for i, t := range targets {
-		if _, dup := p.live[t]; dup {
-			if res[i].h != nil {
-				res[i].h.Close()
-			}
-			continue
-		}
-		if res[i].err != nil {
-			p.down[t] = res[i].err
-			errs = append(errs, res[i].err)
-			continue
-		}
-		p.live[t] = res[i].h
-		p.order = append(p.order, t)
-		ex := &hostExec{name: t, h: res[i].h, p: p, runs: map[*sched.Run]context.CancelCauseFunc{}}
-		if err := p.sched.AddNode(t, res[i].slots, ex); err != nil {
+	for _, err := range p.hosts.Add(ctx, members...) {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if len(p.live) == 0 {
+	if len(errs) == len(members) {
 		p.Close()
 		return nil, fmt.Errorf("remote: no host reachable: %w", errors.Join(errs...))
 	}
 	return p, nil
+}
+
+// nodeEvent notes when every host is given up: no evaluation can run any
+// more.
+func (p *Pool) nodeEvent(ev sched.NodeEvent) {
+	if ev.Kind != sched.NodeGone {
+		return
+	}
+	for _, st := range p.hosts.Members() {
+		if !st.Gone {
+			return
+		}
+	}
+	p.deadOnce.Do(func() { close(p.dead) })
 }
 
 // cpuCount asks the host for its online CPUs; 1 if it cannot tell.
@@ -152,51 +150,40 @@ func cpuCount(ctx context.Context, h *Host) int {
 	return n
 }
 
-// Hosts returns the targets of the hosts still in use, in the order given
+// Hosts returns the targets of the hosts in use now, in the order given
 // to NewPool.
 func (p *Pool) Hosts() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	var out []string
-	for _, t := range p.order {
-		if _, ok := p.live[t]; ok {
-			out = append(out, t)
+	for _, st := range p.hosts.Members() {
+		if st.Up {
+			out = append(out, st.Key)
 		}
 	}
 	return out
 }
 
-// Down returns the hosts that could not be reached or died, with why.
+// Down returns the hosts that could not be reached or died, with why. A
+// host that died is dialled again and leaves Down once it is back.
 func (p *Pool) Down() map[string]error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[string]error, len(p.down))
-	for k, v := range p.down {
-		out[k] = v
+	out := map[string]error{}
+	for _, st := range p.hosts.Members() {
+		if !st.Up {
+			out[st.Key] = st.Err
+		}
 	}
 	return out
 }
 
 // hostDied takes a host out of the pool; its running evaluations move to
-// other hosts.
+// other hosts, and the pool dials it again.
 func (p *Pool) hostDied(name string, err error) {
-	p.mu.Lock()
-	if _, ok := p.live[name]; !ok {
-		p.mu.Unlock()
-		return
-	}
-	delete(p.live, name)
-	p.down[name] = err
-	if len(p.live) == 0 {
-		close(p.dead)
-	}
-	p.mu.Unlock()
 	p.log.Warn("remote: host died; moving its work to other hosts", "host", name, "err", err)
 	p.sched.NodeDown(name, err)
 }
 
 // Close waits for running evaluations and closes every connection.
 func (p *Pool) Close() error {
+	p.hosts.Close()
 	err := p.sched.Close(context.Background())
 	if errors.Is(err, sched.ErrClosed) {
 		err = nil
@@ -208,7 +195,7 @@ func (p *Pool) Close() error {
 }
 
 // ErrNoHosts is the error of evaluations left when every host of a Pool
-// has died.
+// has died and been given up.
 var ErrNoHosts = errors.New("remote: no live host left in pool")
 
 // Eval is one evaluation's outcome, with its input.
@@ -314,6 +301,7 @@ type hostExec struct {
 	mu     sync.Mutex
 	runs   map[*sched.Run]context.CancelCauseFunc
 	closed bool
+	lost   bool // the host was reported down: once is enough
 	wg     sync.WaitGroup
 }
 
@@ -354,7 +342,13 @@ func (e *hostExec) Start(r *sched.Run) {
 			// The host is gone: the scheduler moves this evaluation (and
 			// the host's other running ones) elsewhere.
 			res.Outcome = sched.Lost
-			e.p.hostDied(e.name, err)
+			e.mu.Lock()
+			report := !e.lost && !e.closed
+			e.lost = true
+			e.mu.Unlock()
+			if report {
+				e.p.hostDied(e.name, err)
+			}
 		default:
 			res.Outcome = sched.Failed
 			if out != nil {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -103,6 +104,14 @@ const (
 	NodeUp      NodeEventKind = iota + 1 // added and ready for tasks
 	NodeDown                             // failed; its tasks were rescheduled or abandoned
 	NodeRemoved                          // closed on request
+	// NodeUnreachable: a node that was never up could not be reached and
+	// was left out. Reported with [Scheduler.ReportNode] by whoever dials
+	// nodes; the node may still join later (NodeUp).
+	NodeUnreachable
+	// NodeGone: a node that was down or unreachable is given up on: it is
+	// not dialled again and will not come back. Reported with
+	// [Scheduler.ReportNode].
+	NodeGone
 )
 
 func (k NodeEventKind) String() string {
@@ -113,6 +122,10 @@ func (k NodeEventKind) String() string {
 		return "down"
 	case NodeRemoved:
 		return "removed"
+	case NodeUnreachable:
+		return "unreachable"
+	case NodeGone:
+		return "gone"
 	}
 	return fmt.Sprintf("NodeEventKind(%d)", int(k))
 }
@@ -122,7 +135,7 @@ type NodeEvent struct {
 	Node  string
 	Kind  NodeEventKind
 	Slots int
-	Err   error // why a node went down
+	Err   error // why a node went down, could not be reached or is gone
 }
 
 // Scheduler is the scheduling core. Create it with New; all methods are safe
@@ -146,6 +159,7 @@ type Scheduler struct {
 	starting   bool   // a goroutine is in startPending
 
 	events    []any // TaskEvent or NodeEvent, delivered in order
+	watchers  []*func(NodeEvent)
 	eventCond *sync.Cond
 	stopEvent bool
 	eventDone chan struct{}
@@ -198,11 +212,55 @@ func New(cfg Config) *Scheduler {
 		s.tokens = make(chan struct{}, cfg.MaxPending)
 	}
 	if cfg.OnTask != nil || cfg.OnNode != nil {
-		s.eventCond = sync.NewCond(&s.mu)
-		s.eventDone = make(chan struct{})
-		go s.deliver()
+		s.startDeliveryLocked()
 	}
 	return s
+}
+
+// startDeliveryLocked starts the goroutine that runs the callbacks; Close
+// stops it.
+func (s *Scheduler) startDeliveryLocked() {
+	s.eventCond = sync.NewCond(&s.mu)
+	s.eventDone = make(chan struct{})
+	go s.deliver()
+}
+
+// WatchNodes calls fn with every node event from now on, after
+// Config.OnNode and on the same goroutine, in order. It is how a layer that
+// keeps nodes (dials them, redials lost ones) learns that a node went down
+// whatever reported it. fn must not block. The returned stop ends the
+// calls; none are made after Close has returned.
+func (s *Scheduler) WatchNodes(fn func(NodeEvent)) (stop func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.eventCond == nil && !s.stopEvent {
+		s.startDeliveryLocked()
+	}
+	w := &fn
+	s.watchers = append(s.watchers, w)
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i, o := range s.watchers {
+			if o == w {
+				s.watchers = append(s.watchers[:i], s.watchers[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// ReportNode emits ev, in order with the scheduler's own node events, to
+// Config.OnNode and the watchers. It is for what only the layer keeping the
+// nodes knows (kinds NodeUnreachable and NodeGone); it changes nothing in
+// the scheduler. After Close it does nothing.
+func (s *Scheduler) ReportNode(ev NodeEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopEvent {
+		return
+	}
+	s.emitLocked(ev)
 }
 
 // AddNode adds a node with the given slots, run by ex. A node of the same
@@ -696,13 +754,14 @@ func (s *Scheduler) Close(ctx context.Context) error {
 			s.finishLocked(heap.Pop(&n.pinned).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
 		}
 	}
+	s.stopEvent = true
 	if s.eventCond != nil {
-		s.stopEvent = true
 		s.eventCond.Signal()
 	}
+	done := s.eventDone
 	s.mu.Unlock()
-	if s.eventDone != nil {
-		<-s.eventDone
+	if done != nil {
+		<-done
 	}
 	if werr != nil {
 		errs = append([]error{werr}, errs...)
@@ -896,7 +955,7 @@ func (s *Scheduler) emitLocked(ev any) {
 			return
 		}
 	case NodeEvent:
-		if s.cfg.OnNode == nil {
+		if s.cfg.OnNode == nil && len(s.watchers) == 0 {
 			return
 		}
 	}
@@ -927,7 +986,15 @@ func (s *Scheduler) deliver() {
 			case TaskEvent:
 				s.cfg.OnTask(ev)
 			case NodeEvent:
-				s.cfg.OnNode(ev)
+				if s.cfg.OnNode != nil {
+					s.cfg.OnNode(ev)
+				}
+				s.mu.Lock()
+				ws := slices.Clone(s.watchers)
+				s.mu.Unlock()
+				for _, w := range ws {
+					(*w)(ev)
+				}
 			}
 			batch[i] = nil
 		}

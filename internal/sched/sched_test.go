@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -609,5 +610,48 @@ func TestMixedPrioritiesUseFreeSlots(t *testing.T) {
 	}
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatchNodesAndReportNode: watchers see the scheduler's node events and
+// those reported for it, in order after OnNode, and none after stop.
+func TestWatchNodesAndReportNode(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	rec := func(who string) func(NodeEvent) {
+		return func(ev NodeEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, who+":"+ev.Kind.String()+" "+ev.Node)
+		}
+	}
+	for _, onNode := range []bool{true, false} {
+		got = nil
+		cfg := Config{}
+		if onNode {
+			cfg.OnNode = rec("cfg")
+		}
+		s := New(cfg)
+		stop := s.WatchNodes(rec("w"))
+		s.ReportNode(NodeEvent{Node: "b", Kind: NodeUnreachable})
+		ex := newTestExec(1, func(*Run) behaviour { return behaviour{outcome: OK} })
+		ex.s = s
+		if err := s.AddNode("a", 1, ex); err != nil {
+			t.Fatal(err)
+		}
+		s.NodeDown("a", nil)
+		s.ReportNode(NodeEvent{Node: "a", Kind: NodeGone})
+		if err := s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		s.ReportNode(NodeEvent{Node: "c", Kind: NodeGone}) // after Close: dropped
+		want := "w:unreachable b, w:up a, w:down a, w:gone a"
+		if onNode {
+			want = "cfg:unreachable b, w:unreachable b, cfg:up a, w:up a, cfg:down a, w:down a, cfg:gone a, w:gone a"
+		}
+		if g := strings.Join(got, ", "); g != want {
+			t.Errorf("OnNode %v: events %q, want %q", onNode, g, want)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/executor/sshexec"
+	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/nodeset"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
@@ -139,18 +141,13 @@ func (s *Summary) ExitStatus() int {
 	return s.Failed
 }
 
-// A host whose connection broke is tried again this many times, the first
-// at once and then after 1, 2, 4, 8 and 16 s, about half a minute in all
-// before it is given up, which rides out an sshd restart or a short
-// network outage.
-const reconnectAttempts = 6
-
 // ErrNoHosts is returned when no host could be used.
 var ErrNoHosts = errors.New("workqueue: no usable host")
 
 type engine struct {
 	cfg   Config
 	sched *sched.Scheduler
+	hosts *fleet.Fleet // the SSH hosts; nil with only this machine
 	out   *output
 	log   *slog.Logger
 	base  map[string]int // {%}: the slot numbers before each node's
@@ -287,6 +284,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		Logger:    cfg.Logger,
 	})
 	total, err := e.connect(ctx)
+	if e.hosts != nil {
+		defer e.hosts.Close()
+	}
 	if err != nil {
 		e.sched.Close(context.Background())
 		return &e.sum, err
@@ -326,68 +326,81 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	return &e.sum, nil
 }
 
-// connect makes an executor per login, in parallel, and returns the total
-// slot count. Hosts that cannot be reached are reported and left out.
+// connect adds an executor per login, dialling the SSH hosts in parallel
+// (internal/fleet), and returns the total slot count. Hosts that cannot be
+// reached are reported (as node events) and left out; a host whose
+// connection breaks later is dialled again, and given up after about half
+// a minute (fleet.DefaultBackoff).
 func (e *engine) connect(ctx context.Context) (int, error) {
-	type made struct {
-		ex    sched.Executor
-		slots int
-		err   error
-	}
-	res := make([]made, len(e.cfg.Logins))
-	var wg sync.WaitGroup
+	e.base = map[string]int{}
+	slots := make([]int, len(e.cfg.Logins))
+	locals := make([]*process.Executor, len(e.cfg.Logins))
+	var members []fleet.Member
+	var index []int // the login of each member
 	for i, l := range e.cfg.Logins {
-		slots := l.Slots
-		if slots == 0 {
-			slots = e.cfg.Jobs
+		n := l.Slots
+		if n == 0 {
+			n = e.cfg.Jobs
 		}
 		if l.IsLocal() {
-			lx := process.New(process.Config{Slots: slots, Grace: e.cfg.KillGrace, BaseFiles: e.hostBaseFiles(),
+			lx := process.New(process.Config{Slots: n, Grace: e.cfg.KillGrace, BaseFiles: e.hostBaseFiles(),
 				BaseDir: e.cfg.Workdir, CleanupBase: e.cfg.Cleanup, Logger: e.cfg.Logger}, e.sched)
-			res[i] = made{ex: lx, slots: lx.Slots()}
+			slots[i], locals[i] = lx.Slots(), lx
 			continue
 		}
 		if e.cfg.Pool == nil {
 			return 0, errors.New("workqueue: SSH hosts given without a connection pool")
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		members = append(members, fleet.Member{Key: l.Host, Dial: func(ctx context.Context) (fleet.Conn, error) {
 			x, err := sshexec.New(ctx, e.cfg.Pool, l.Host, sshexec.Config{
-				Slots:          slots,
-				KillGrace:      e.cfg.KillGrace,
-				BaseFiles:      e.hostBaseFiles(),
-				BaseDir:        e.cfg.Workdir,
-				CleanupBase:    e.cfg.Cleanup,
-				Reconnect:      reconnectAttempts,
-				ReconnectDelay: e.cfg.ReconnectDelay,
-				GaveUp:         func(err error) { e.gaveUpOn(l.Host, err) },
-				Logger:         e.cfg.Logger,
+				Slots:       n,
+				KillGrace:   e.cfg.KillGrace,
+				BaseFiles:   e.hostBaseFiles(),
+				BaseDir:     e.cfg.Workdir,
+				CleanupBase: e.cfg.Cleanup,
+				Logger:      e.cfg.Logger,
 			}, e.sched)
 			if err != nil {
-				res[i] = made{err: err}
-				return
+				return fleet.Conn{}, err
 			}
-			res[i] = made{ex: x, slots: x.Slots()}
-		}()
+			return fleet.Conn{Executor: x, Slots: x.Slots()}, nil
+		}})
+		index = append(index, i)
 	}
-	wg.Wait()
-	e.base = map[string]int{}
-	total := 0
 	var errs []error
-	for i, m := range res {
-		host := e.cfg.Logins[i].Host
-		if m.err != nil {
-			fmt.Fprintf(e.cfg.Stderr, "drove: %s: connection failed: %v\n", host, m.err)
-			e.sum.HostsDown = append(e.sum.HostsDown, host)
-			errs = append(errs, m.err)
+	if len(members) > 0 {
+		e.hosts = fleet.New(e.sched, fleet.Config{
+			Backoff:   fleet.Backoff{Initial: e.cfg.ReconnectDelay},
+			Permanent: sshconn.Permanent,
+			Logger:    e.cfg.Logger,
+		})
+		for k, err := range e.hosts.Add(ctx, members...) {
+			if err != nil {
+				errs = append(errs, err)
+				slots[index[k]] = -1 // left out
+			}
+		}
+	}
+	// The hosts the fleet added are in the scheduler with their slots.
+	for _, n := range e.sched.Stats().Nodes {
+		for i, l := range e.cfg.Logins {
+			if l.Host == n.Name && slots[i] == 0 {
+				slots[i] = n.Slots
+			}
+		}
+	}
+	total := 0
+	for i, l := range e.cfg.Logins {
+		if slots[i] < 0 {
 			continue
 		}
-		e.base[host] = total
-		total += m.slots
+		e.base[l.Host] = total
+		total += slots[i]
 		e.up++
-		if err := e.sched.AddNode(host, m.slots, m.ex); err != nil {
-			return 0, err
+		if l.IsLocal() {
+			if err := e.sched.AddNode(l.Host, slots[i], locals[i]); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if e.up == 0 {
@@ -502,51 +515,43 @@ func (e *engine) newTask(seq int, args []string) *sched.Task {
 	return &sched.Task{ID: int64(seq), Timeout: e.cfg.Timeout, Retries: retries, Ref: j}
 }
 
+// onNode keeps the hosts' count and says on stderr what happens to them.
 func (e *engine) onNode(ev sched.NodeEvent) {
+	var msg string
+	var stop []*sched.Task
+	e.mu.Lock()
 	switch ev.Kind {
 	case sched.NodeUp:
-		e.mu.Lock()
-		back := e.down[ev.Node]
-		if back {
+		if e.down[ev.Node] {
 			delete(e.down, ev.Node)
 			delete(e.gaveUp, ev.Node)
 			e.up++
-			for i, h := range e.sum.HostsDown {
-				if h == ev.Node {
-					e.sum.HostsDown = append(e.sum.HostsDown[:i], e.sum.HostsDown[i+1:]...)
-					break
-				}
-			}
+			e.sum.HostsDown = slices.DeleteFunc(e.sum.HostsDown, func(h string) bool { return h == ev.Node })
+			msg = "reconnected"
 		}
-		e.mu.Unlock()
-		if back {
-			e.out.mu.Lock()
-			fmt.Fprintf(e.cfg.Stderr, "drove: %s: reconnected\n", ev.Node)
-			e.out.mu.Unlock()
-		}
+	case sched.NodeUnreachable:
+		msg = fmt.Sprintf("connection failed: %v", ev.Err)
+		e.sum.HostsDown = append(e.sum.HostsDown, ev.Node)
 	case sched.NodeDown:
-		e.out.mu.Lock()
-		fmt.Fprintf(e.cfg.Stderr, "drove: %s: connection lost: %v\n", ev.Node, ev.Err)
-		e.out.mu.Unlock()
-		e.mu.Lock()
+		msg = fmt.Sprintf("connection lost: %v", ev.Err)
 		e.sum.HostsDown = append(e.sum.HostsDown, ev.Node)
 		e.down[ev.Node] = true
 		e.up--
-		stop := e.checkAllDownLocked()
-		e.mu.Unlock()
-		e.stopAll(stop)
+		stop = e.checkAllDownLocked()
+	case sched.NodeGone:
+		// A host left out at the start was reported unreachable already.
+		if e.down[ev.Node] {
+			msg = fmt.Sprintf("giving up: %v", ev.Err)
+			e.gaveUp[ev.Node] = true
+			stop = e.checkAllDownLocked()
+		}
 	}
-}
-
-// gaveUpOn records that host will not be reconnected.
-func (e *engine) gaveUpOn(host string, err error) {
-	e.out.mu.Lock()
-	fmt.Fprintf(e.cfg.Stderr, "drove: %s: giving up: %v\n", host, err)
-	e.out.mu.Unlock()
-	e.mu.Lock()
-	e.gaveUp[host] = true
-	stop := e.checkAllDownLocked()
 	e.mu.Unlock()
+	if msg != "" {
+		e.out.mu.Lock()
+		fmt.Fprintf(e.cfg.Stderr, "drove: %s: %s\n", ev.Node, msg)
+		e.out.mu.Unlock()
+	}
 	e.stopAll(stop)
 }
 

@@ -18,9 +18,9 @@
 // that cannot be reached, or whose connection breaks, ends the run Lost with
 // an error wrapping the [*sshconn.ConnError], and the executor reports its
 // node down, so that the scheduler moves its other tasks elsewhere: a
-// connection failure is never confused with a command's failure. With
-// [Config.Reconnect] the executor then connects again in the background and
-// adds the node back under the same name.
+// connection failure is never confused with a command's failure. The
+// executor never connects again: internal/fleet, which keeps the hosts,
+// dials the host anew and adds a new executor under the same name.
 //
 // Cancellation and timeouts stop the command's whole process group on the
 // remote host through a second session (SIGINT, SIGTERM, then SIGKILL, the

@@ -43,28 +43,8 @@ type Config struct {
 	BaseDir string
 	// CleanupBase removes the BaseFiles from the host at Close.
 	CleanupBase bool
-	// Reconnect is how many times the executor tries to connect again
-	// after its connection broke, before it leaves the node down for good.
-	// The first attempt is immediate, the next ones wait ReconnectDelay,
-	// doubled after each failure (at most 30 s). Zero means no reconnect:
-	// the node stays down. Reconnecting needs a Reporter that is also a
-	// [NodeAdder].
-	Reconnect int
-	// ReconnectDelay is the wait before the second attempt; zero means 1 s.
-	ReconnectDelay time.Duration
-	// GaveUp, if set, is called with the last error when the Reconnect
-	// attempts are used up (or reconnecting cannot succeed: the pool was
-	// closed, the host key was refused) and the node stays down.
-	GaveUp func(err error)
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
-}
-
-// NodeAdder is implemented by a [Reporter] that takes a node back once its
-// connection is restored; *sched.Scheduler does, replacing the node that
-// went down by one of the same name.
-type NodeAdder interface {
-	AddNode(name string, slots int, ex sched.Executor) error
 }
 
 // Executor runs shell commands on one SSH host, each in a session of a
@@ -82,16 +62,12 @@ type Executor struct {
 	session *sshconn.SFTP // the pool's SFTP session dirs is about
 	dirs    map[string]bool
 
-	// Reconnection. A lost connection is acted on once: gen counts the
-	// connections the node has had, and a run that started on an earlier
-	// one reports its loss too late to matter.
+	// The loss of the connection is reported once: the node is then
+	// down for good, and whoever keeps the hosts (internal/fleet) dials
+	// the host again with a new executor.
 	rmu     sync.Mutex
-	gen     uint64
-	runGen  map[*sched.Run]uint64
+	lost    bool
 	closing bool
-	rctx    context.Context
-	rcancel context.CancelFunc
-	rwg     sync.WaitGroup
 }
 
 var _ sched.Executor = (*Executor)(nil)
@@ -112,9 +88,7 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 		rep:    rep,
 		log:    cfg.Logger,
 		dirs:   map[string]bool{},
-		runGen: map[*sched.Run]uint64{},
 	}
-	e.rctx, e.rcancel = context.WithCancel(context.Background())
 	e.Execute, e.Report, e.Closed = e.runCommand, e.done, ErrClosed
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -176,8 +150,6 @@ func (e *Executor) Close(ctx context.Context) error {
 	e.rmu.Lock()
 	e.closing = true
 	e.rmu.Unlock()
-	e.rcancel()
-	e.rwg.Wait()
 	var err error
 	if serr := e.Stop(ctx); serr != nil {
 		err = fmt.Errorf("sshexec: %s: close: %w", e.target, serr)
@@ -190,102 +162,21 @@ func (e *Executor) Close(ctx context.Context) error {
 	return err
 }
 
-// Start begins r, noting which connection of the node it runs on.
-func (e *Executor) Start(r *sched.Run) {
-	e.rmu.Lock()
-	e.runGen[r] = e.gen
-	e.rmu.Unlock()
-	e.Runner.Start(r)
-}
-
-// done reports r's end, and the node as down when its connection was lost;
-// then it tries to reconnect. The node goes down first, so that the
-// scheduler sends r's task and the queued ones to other hosts rather than
-// back to this one while it is unusable.
+// done reports r's end, and the node as down when its connection was lost
+// (once). The node goes down first, so that the scheduler sends r's task
+// and the queued ones to other hosts rather than back to this one while it
+// is unusable.
 func (e *Executor) done(r *sched.Run, res sched.Result) {
 	e.rmu.Lock()
-	gen, ok := e.runGen[r]
-	delete(e.runGen, r)
-	lost := res.Outcome == sched.Lost && !errors.Is(res.Err, ErrClosed) && ok && gen == e.gen && !e.closing
+	lost := res.Outcome == sched.Lost && !errors.Is(res.Err, ErrClosed) && !e.lost && !e.closing
 	if lost {
-		e.gen++
+		e.lost = true
 	}
 	e.rmu.Unlock()
-	if !lost {
-		e.rep.Done(r, res)
-		return
+	if lost {
+		e.rep.NodeDown(r.Node, res.Err)
 	}
-	e.rep.NodeDown(r.Node, res.Err)
 	e.rep.Done(r, res) // dropped by the scheduler if NodeDown ended r
-	e.reconnect(r.Node, res.Err)
-}
-
-// reconnect tries, in the background, to connect to the host again and
-// then adds it back to the scheduler under the same name.
-func (e *Executor) reconnect(name string, cause error) {
-	adder, ok := e.rep.(NodeAdder)
-	if !ok || e.cfg.Reconnect <= 0 {
-		if e.cfg.GaveUp != nil {
-			e.cfg.GaveUp(cause)
-		}
-		return
-	}
-	e.rmu.Lock()
-	if e.closing {
-		e.rmu.Unlock()
-		return
-	}
-	e.rwg.Add(1)
-	e.rmu.Unlock()
-	go func() {
-		defer e.rwg.Done()
-		err := e.redial()
-		if err == nil {
-			e.log.Info("sshexec: reconnected", "host", e.target)
-			if err = adder.AddNode(name, e.cfg.Slots, e); err == nil {
-				return
-			}
-		}
-		if e.rctx.Err() != nil {
-			return // closing: nobody waits for the node any more
-		}
-		if e.cfg.GaveUp != nil {
-			e.cfg.GaveUp(err)
-		}
-	}()
-}
-
-// redial makes up to cfg.Reconnect attempts to open a session on the host,
-// with exponential backoff, and returns nil once one succeeds. A session,
-// not just a lease, proves the connection: a lease may still be on the
-// broken connection if the pool has not noticed yet.
-func (e *Executor) redial() error {
-	delay := e.cfg.ReconnectDelay
-	if delay <= 0 {
-		delay = time.Second
-	}
-	var err error
-	for attempt := 0; attempt < e.cfg.Reconnect; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-time.After(delay):
-			case <-e.rctx.Done():
-				return context.Cause(e.rctx)
-			}
-			delay = min(2*delay, 30*time.Second)
-		}
-		var s *sshconn.Session
-		if s, err = e.pool.NewSession(e.rctx, e.target); err == nil {
-			s.Close()
-			return nil
-		}
-		var he *sshconn.HostKeyError
-		if errors.Is(err, sshconn.ErrClosed) || errors.As(err, &he) || e.rctx.Err() != nil {
-			return err // trying again cannot help
-		}
-		e.log.Debug("sshexec: reconnect failed", "host", e.target, "attempt", attempt+1, "err", err)
-	}
-	return fmt.Errorf("sshexec: %s: reconnect: %d attempts failed: %w", e.target, e.cfg.Reconnect, err)
 }
 
 // cleanupTimeout bounds getting a connection to remove a job's files once

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/drove-dev/drove/internal/executor/sshexec"
+	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -383,20 +384,27 @@ func TestFiles(t *testing.T) {
 }
 
 // TestReconnect breaks the connection under a running command: the node
-// goes down, the executor reconnects and re-adds it under the same name, and
-// the task runs again there.
+// goes down (reported once by the executor), the fleet dials the host again
+// and adds a new executor under the same name, and the task runs again
+// there.
 func TestReconnect(t *testing.T) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
 	events := make(chan sched.NodeEvent, 10)
 	sc := sched.New(sched.Config{Reentrant: true, OnNode: func(ev sched.NodeEvent) { events <- ev }})
 	defer sc.Close(context.Background())
-	e, err := sshexec.New(context.Background(), pool, s.Aliases[0], sshexec.Config{Slots: 1, Reconnect: 3, ReconnectDelay: 100 * time.Millisecond,
-		GaveUp: func(err error) { t.Errorf("gave up: %v", err) }}, sc)
-	if err != nil {
+	f := fleet.New(sc, fleet.Config{Backoff: fleet.Backoff{Initial: 100 * time.Millisecond, Attempts: 3}})
+	defer f.Close()
+	dial := func(ctx context.Context) (fleet.Conn, error) {
+		e, err := sshexec.New(ctx, pool, s.Aliases[0], sshexec.Config{Slots: 1}, sc)
+		if err != nil {
+			return fleet.Conn{}, err
+		}
+		return fleet.Conn{Executor: e, Slots: 1, Name: "a"}, nil
+	}
+	if err := f.Add(t.Context(), fleet.Member{Key: s.Aliases[0], Dial: dial})[0]; err != nil {
 		t.Fatal(err)
 	}
-	sc.AddNode("a", 1, e)
 	// The first attempt leaves a mark and sleeps; the second finds it.
 	mark := filepath.Join(s.Dir, "mark")
 	os.Chmod(s.Dir, 0o777)

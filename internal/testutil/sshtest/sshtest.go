@@ -77,8 +77,9 @@ type Server struct {
 	// Dir is the temporary directory holding all these files.
 	Dir string
 
-	cmd *exec.Cmd
-	out *syncbuf.Buffer
+	cmd     *exec.Cmd
+	cfgPath string
+	out     *syncbuf.Buffer
 }
 
 // Option changes how [Start] configures sshd.
@@ -215,17 +216,31 @@ Subsystem sftp %s
 	cfgPath := filepath.Join(dir, "sshd_config")
 	writeFile(t, cfgPath, []byte(cfg.String()), 0o644)
 
-	s.cmd = exec.Command(sshdPath, "-D", "-e", "-f", cfgPath)
-	s.cmd.Stdout = s.out
-	s.cmd.Stderr = s.out
-	dieWithParent(s.cmd)
-	if err := s.cmd.Start(); err != nil {
+	s.cfgPath = cfgPath
+	s.launch(t)
+	return s
+}
+
+// launch starts sshd and waits until every address accepts connections.
+func (s *Server) launch(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(sshdPath, "-D", "-e", "-f", s.cfgPath)
+	cmd.Stdout = s.out
+	cmd.Stderr = s.out
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
 		t.Fatalf("sshtest: start sshd: %v", err)
 	}
+	s.cmd = cmd
 	exited := make(chan struct{})
-	go func() { s.cmd.Wait(); close(exited) }()
+	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		s.cmd.Process.Kill()
+		if s.cmd == cmd {
+			// Connections still open (a client the test closes later) keep
+			// sshd's output pipe, and so Wait, busy: end them too.
+			s.Stop()
+		}
+		cmd.Process.Kill()
 		<-exited
 		if t.Failed() {
 			t.Logf("sshtest: sshd output:\n%s", s.out.String())
@@ -234,7 +249,14 @@ Subsystem sftp %s
 	if err := s.waitReady(exited, 10*time.Second); err != nil {
 		t.Fatalf("sshtest: %v\nsshd output:\n%s", err, s.out.String())
 	}
-	return s
+}
+
+// Restart starts sshd again after [Server.Stop], on the same addresses
+// with the same keys, and returns once every address accepts connections:
+// a host that comes back.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.launch(t)
 }
 
 // Output returns what sshd has logged so far.
@@ -446,7 +468,8 @@ func descendants(pid int) ([]int, error) {
 }
 
 // Stop kills sshd and the processes serving its connections: the hosts go
-// down for good (their ports refuse connections) until the test ends.
+// down (their ports refuse connections) until the test ends or
+// [Server.Restart].
 func (s *Server) Stop() {
 	// The listener goes first, stopped so that it forks no new connection
 	// while its children are found: killing the connections first would
