@@ -23,10 +23,10 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/hostset"
+	"github.com/drove-dev/drove/internal/parallel"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
-	"github.com/drove-dev/drove/internal/workqueue"
 )
 
 var (
@@ -77,7 +77,7 @@ func TestSSHBench(t *testing.T) {
 			return command(droveBin, append([]string{"run", "-F", s.SSHConfig, "-S", logins, "true", ":::"}, args...)...)
 		}})
 	} else {
-		cs = append(cs, contender{name: "drove run (engine in process)", how: "workqueue.Run, -S " + logins + " (drove binary lacks the run command)", run: func(t *testing.T) error {
+		cs = append(cs, contender{name: "drove run (engine in process)", how: "parallel.Run, -S " + logins + " (drove binary lacks the run command)", run: func(t *testing.T) error {
 			return droveInProcess(s, logins, args)
 		}})
 	}
@@ -333,13 +333,13 @@ func droveInProcess(s *sshtest.Server, logins string, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	ls, err := nodeset.ParseLogins(logins)
+	ls, err := hostset.ParseLogins(logins)
 	if err != nil {
 		return err
 	}
-	sum, err := workqueue.Run(context.Background(), workqueue.Config{
+	sum, err := parallel.Run(context.Background(), parallel.Config{
 		Template: "true",
-		Sources:  []workqueue.Source{{Args: args}},
+		Sources:  []parallel.Source{{Args: args}},
 		Logins:   ls,
 		Pool:     pool,
 	})

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -95,7 +95,7 @@ that could not be reached or a command killed by -t (as ssh reports them).`,
 
 // hostResult is how the command went on one host.
 type hostResult struct {
-	host    nodeset.Host
+	host    hostset.Host
 	name    string // pssh output file name
 	code    int    // exit code; 255 for a connection failure or a kill
 	out     []byte
@@ -111,9 +111,9 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	if fl.fanout < 1 {
 		return errors.New("exec: -p must be at least 1")
 	}
-	var hosts []nodeset.Host
+	var hosts []hostset.Host
 	for _, w := range fl.nodes {
-		hs, err := nodeset.ParseHosts(w)
+		hs, err := hostset.ParseHosts(w)
 		if err != nil {
 			return err
 		}
@@ -124,7 +124,7 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 		if err != nil {
 			return err
 		}
-		hs, err := nodeset.ParseHostFile(fh)
+		hs, err := hostset.ParseHostFile(fh)
 		fh.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -136,7 +136,7 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	}
 	// Output names are taken before -l fills in users: pssh names a host
 	// with its user only when the entry gave one.
-	names := nodeset.OutputNames(hosts)
+	names := hostset.OutputNames(hosts)
 	for i := range hosts {
 		if hosts[i].User == "" {
 			hosts[i].User = fl.user
@@ -229,7 +229,7 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 
 // runOnHost runs the command on one host and collects its output, also
 // printing it line by line when live.
-func runOnHost(ctx context.Context, pool *sshconn.Pool, h nodeset.Host, name, command string, input []byte, timeout time.Duration, live bool, mu *sync.Mutex, stdout, stderr io.Writer) *hostResult {
+func runOnHost(ctx context.Context, pool *sshconn.Pool, h hostset.Host, name, command string, input []byte, timeout time.Duration, live bool, mu *sync.Mutex, stdout, stderr io.Writer) *hostResult {
 	r := &hostResult{host: h, name: name}
 	var ob, eb bytes.Buffer
 	c := &sshconn.Cmd{Command: command, Stdout: &ob, Stderr: &eb, Env: []string{"PSSH_HOST=" + h.Host}}
@@ -330,7 +330,7 @@ func printGroups(w io.Writer, results []*hostResult, pick func(*hostResult) []by
 	sort.SliceStable(order, func(i, j int) bool { return len(byKey[order[i]].names) > len(byKey[order[j]].names) })
 	for _, k := range order {
 		g := byKey[k]
-		fmt.Fprintf(w, "---------------\n%s (%d)\n---------------\n", nodeset.Fold(g.names), len(g.names))
+		fmt.Fprintf(w, "---------------\n%s (%d)\n---------------\n", hostset.Fold(g.names), len(g.names))
 		w.Write(g.out)
 		if !bytes.HasSuffix(g.out, []byte("\n")) {
 			io.WriteString(w, "\n")

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/drove-dev/drove/internal/nodeset"
-	"github.com/drove-dev/drove/internal/workqueue"
+	"github.com/drove-dev/drove/internal/hostset"
+	"github.com/drove-dev/drove/internal/parallel"
 )
 
 // isTerminal reports whether w is a terminal.
@@ -142,7 +142,7 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 
 // splitInputs separates the command template from the ::: and :::: input
 // sources.
-func splitInputs(args []string, stdin io.Reader, argFiles []string) (tmpl []string, srcs []workqueue.Source, closers []io.Closer, err error) {
+func splitInputs(args []string, stdin io.Reader, argFiles []string) (tmpl []string, srcs []parallel.Source, closers []io.Closer, err error) {
 	i := 0
 	for i < len(args) && args[i] != ":::" && args[i] != "::::" {
 		i++
@@ -156,7 +156,7 @@ func splitInputs(args []string, stdin io.Reader, argFiles []string) (tmpl []stri
 			i++
 		}
 		if sep == ":::" {
-			srcs = append(srcs, workqueue.Source{Args: append([]string{}, args[start:i]...)})
+			srcs = append(srcs, parallel.Source{Args: append([]string{}, args[start:i]...)})
 			continue
 		}
 		for _, name := range args[start:i] {
@@ -165,7 +165,7 @@ func splitInputs(args []string, stdin io.Reader, argFiles []string) (tmpl []stri
 				return nil, nil, closers, err
 			}
 			closers = append(closers, c)
-			srcs = append(srcs, workqueue.Source{Lines: r})
+			srcs = append(srcs, parallel.Source{Lines: r})
 		}
 	}
 	for _, name := range argFiles {
@@ -174,10 +174,10 @@ func splitInputs(args []string, stdin io.Reader, argFiles []string) (tmpl []stri
 			return nil, nil, closers, err
 		}
 		closers = append(closers, c)
-		srcs = append(srcs, workqueue.Source{Lines: r})
+		srcs = append(srcs, parallel.Source{Lines: r})
 	}
 	if len(srcs) == 0 {
-		srcs = []workqueue.Source{{Lines: stdin}}
+		srcs = []parallel.Source{{Lines: stdin}}
 	}
 	return tmpl, srcs, closers, nil
 }
@@ -206,25 +206,25 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	var logins []nodeset.Login
+	var logins []hostset.Login
 	for _, s := range fl.logins {
-		ls, err := nodeset.ParseLogins(s)
+		ls, err := hostset.ParseLogins(s)
 		if err != nil {
 			return err
 		}
-		logins = nodeset.MergeLogins(logins, ls...)
+		logins = hostset.MergeLogins(logins, ls...)
 	}
 	for _, name := range fl.loginFiles {
 		fh, err := os.Open(name)
 		if err != nil {
 			return err
 		}
-		ls, err := nodeset.ParseLoginFile(fh)
+		ls, err := hostset.ParseLoginFile(fh)
 		fh.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		logins = nodeset.MergeLogins(logins, ls...)
+		logins = hostset.MergeLogins(logins, ls...)
 	}
 	if fl.jobs < 0 {
 		return errors.New("-j must not be negative")
@@ -236,11 +236,11 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--timeout: %w", err)
 	}
-	halt, err := workqueue.ParseHalt(fl.halt)
+	halt, err := parallel.ParseHalt(fl.halt)
 	if err != nil {
 		return err
 	}
-	cfg := workqueue.Config{
+	cfg := parallel.Config{
 		Template:     strings.Join(tmpl, " "),
 		Sources:      srcs,
 		Logins:       logins,
@@ -282,9 +282,9 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 			break
 		}
 	}
-	sum, err := workqueue.Run(cmd.Context(), cfg)
+	sum, err := parallel.Run(cmd.Context(), cfg)
 	if err != nil {
-		if errors.Is(err, workqueue.ErrNoHosts) {
+		if errors.Is(err, parallel.ErrNoHosts) {
 			fmt.Fprintln(stderr, "drove: run: no host could be used")
 			return &exitError{code: 255}
 		}

@@ -18,9 +18,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drove-dev/drove/internal/parallel"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
-	"github.com/drove-dev/drove/internal/workqueue"
 )
 
 // runSub runs one of this file's subcommands on its own, whether or not the
@@ -131,7 +131,7 @@ func TestRunJobLogResultsResume(t *testing.T) {
 	}
 	b, _ := os.ReadFile(jl)
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	if lines[0] != strings.TrimSuffix(workqueue.JobLogHeader, "\n") || len(lines) != 4 {
+	if lines[0] != strings.TrimSuffix(parallel.JobLogHeader, "\n") || len(lines) != 4 {
 		t.Fatalf("joblog:\n%s", b)
 	}
 	exits := map[string]string{}

@@ -1,4 +1,4 @@
-package workqueue
+package parallel
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
 )
@@ -35,7 +35,7 @@ func TestHostLost(t *testing.T) {
 	sum, err := Run(context.Background(), Config{
 		Template: "sleep 0.2; echo",
 		Sources:  []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
-		Logins:   []nodeset.Login{{Host: s.Aliases[0], Slots: 2}},
+		Logins:   []hostset.Login{{Host: s.Aliases[0], Slots: 2}},
 		Pool:     pool,
 		Stdout:   &out,
 		Stderr:   &errb,
@@ -74,7 +74,7 @@ func TestHostLostForGood(t *testing.T) {
 	sum, err := Run(context.Background(), Config{
 		Template: "sleep 0.2; echo",
 		Sources:  []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
-		Logins:   []nodeset.Login{{Host: s.Aliases[0], Slots: 2}},
+		Logins:   []hostset.Login{{Host: s.Aliases[0], Slots: 2}},
 		Pool:     pool,
 		Stdout:   &out,
 		Stderr:   &errb,
@@ -113,7 +113,7 @@ func TestHostGoneOtherCarriesOn(t *testing.T) {
 	sum, err := Run(context.Background(), Config{
 		Template:       "sleep 0.2; echo",
 		Sources:        []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
-		Logins:         []nodeset.Login{{Host: gone.Addrs[0], Slots: 2}, {Host: stays.Addrs[0], Slots: 2}},
+		Logins:         []hostset.Login{{Host: gone.Addrs[0], Slots: 2}, {Host: stays.Addrs[0], Slots: 2}},
 		Pool:           pool,
 		ReconnectDelay: 10 * time.Millisecond,
 		Stdout:         &out,

@@ -1,4 +1,4 @@
-// Package nodeset parses the host lists of the tools drove imitates:
+// Package hostset parses the host lists of the tools drove imitates:
 // ClusterShell node sets ("node[01-10,15]", "rack[1-2]-n[1-4]", comma
 // lists), GNU parallel's -S "[N/]login[,…]" arguments and --slf files (":"
 // is this machine), and pssh host files ("[user@]host[:port] [user]" lines
@@ -7,7 +7,7 @@
 //
 // Expansion is bounded by [MaxNodes] so that a typo like "n[1-999999999]"
 // fails instead of exhausting memory.
-package nodeset
+package hostset
 
 import (
 	"errors"
@@ -22,7 +22,7 @@ const MaxNodes = 1 << 20
 
 // ErrSyntax is wrapped by every parse error, so callers can test for a
 // malformed pattern with errors.Is.
-var ErrSyntax = errors.New("nodeset: syntax error")
+var ErrSyntax = errors.New("drove: node set syntax error")
 
 func syntaxErr(pattern, format string, args ...any) error {
 	return fmt.Errorf("%w in %q: %s", ErrSyntax, pattern, fmt.Sprintf(format, args...))

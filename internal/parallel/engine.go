@@ -1,4 +1,4 @@
-// Package workqueue is the engine of `drove run`: GNU parallel's work queue
+// Package parallel is the engine of `drove run`: GNU parallel's work queue
 // over SSH hosts and this machine, on top of the scheduling core.
 //
 // Inputs come from argument lists (:::), files or standard input, one
@@ -9,7 +9,7 @@
 // writes GNU parallel's joblog and a results directory, resumes from a
 // joblog, retries on other hosts, enforces timeouts and halts, and counts
 // failures into GNU parallel's exit status.
-package workqueue
+package parallel
 
 import (
 	"bufio"
@@ -30,7 +30,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/executor/sshexec"
 	"github.com/drove-dev/drove/internal/fleet"
-	"github.com/drove-dev/drove/internal/nodeset"
+	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -53,7 +53,7 @@ type Config struct {
 	Sources []Source
 	// Logins are the hosts (GNU parallel -S and --slf); empty means this
 	// machine only.
-	Logins []nodeset.Login
+	Logins []hostset.Login
 	// Jobs is the slot count of hosts whose login has no "N/": zero means
 	// each host's CPU count.
 	Jobs int
@@ -142,7 +142,7 @@ func (s *Summary) ExitStatus() int {
 }
 
 // ErrNoHosts is returned when no host could be used.
-var ErrNoHosts = errors.New("workqueue: no usable host")
+var ErrNoHosts = errors.New("drove: no usable host")
 
 type engine struct {
 	cfg   Config
@@ -222,7 +222,7 @@ func (j *job) lastCommand() string {
 // returns, and the summary says Interrupted.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if len(cfg.Sources) == 0 {
-		return nil, errors.New("workqueue: no input source")
+		return nil, errors.New("drove: no input source")
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
@@ -231,10 +231,10 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		cfg.Stderr = io.Discard
 	}
 	if (cfg.Resume || cfg.ResumeFailed) && cfg.JobLog == "" {
-		return nil, errors.New("workqueue: --resume and --resume-failed need --joblog")
+		return nil, errors.New("drove: --resume and --resume-failed need --joblog")
 	}
 	if len(cfg.Logins) == 0 {
-		cfg.Logins = []nodeset.Login{{Host: nodeset.Local}}
+		cfg.Logins = []hostset.Login{{Host: hostset.Local}}
 	}
 	if cfg.Template != "" && !hasReplacement(cfg.Template) {
 		cfg.Template += " {}"
@@ -257,19 +257,19 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		if cfg.Resume || cfg.ResumeFailed {
 			var err error
 			if skip, err = resumeSet(cfg.JobLog, cfg.ResumeFailed); err != nil {
-				return nil, fmt.Errorf("workqueue: %w", err)
+				return nil, fmt.Errorf("drove: %w", err)
 			}
 		}
 		f, err := openJobLog(cfg.JobLog, cfg.Resume || cfg.ResumeFailed)
 		if err != nil {
-			return nil, fmt.Errorf("workqueue: joblog: %w", err)
+			return nil, fmt.Errorf("drove: joblog: %w", err)
 		}
 		e.joblog = f
 		defer f.Close()
 	}
 	if cfg.Results != "" {
 		if err := os.MkdirAll(cfg.Results, 0o755); err != nil {
-			return nil, fmt.Errorf("workqueue: results: %w", err)
+			return nil, fmt.Errorf("drove: results: %w", err)
 		}
 	}
 	inputs, err := newInputs(cfg.Sources)
@@ -319,7 +319,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	stopProgress()
 	e.out.flushAll()
 	if cerr != nil && werr == nil {
-		e.log.Debug("workqueue: close", "err", cerr)
+		e.log.Debug("drove: close", "err", cerr)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -349,7 +349,7 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 			continue
 		}
 		if e.cfg.Pool == nil {
-			return 0, errors.New("workqueue: SSH hosts given without a connection pool")
+			return 0, errors.New("drove: SSH hosts given without a connection pool")
 		}
 		members = append(members, fleet.Member{Key: l.Host, Dial: func(ctx context.Context) (fleet.Conn, error) {
 			x, err := sshexec.New(ctx, e.cfg.Pool, l.Host, sshexec.Config{
@@ -716,7 +716,7 @@ func hostOf(t *sched.Task) string {
 	if n := t.NodeName(); n != "" {
 		return n
 	}
-	return nodeset.Local
+	return hostset.Local
 }
 
 func writeResults(dir string, seq int, stdout, stderr []byte, exitval int) error {
@@ -761,7 +761,7 @@ func newInputs(srcs []Source) (*inputs, error) {
 				list = append(list, sc.Text())
 			}
 			if err := sc.Err(); err != nil {
-				return nil, fmt.Errorf("workqueue: reading input: %w", err)
+				return nil, fmt.Errorf("drove: reading input: %w", err)
 			}
 		}
 		if len(list) == 0 {
