@@ -49,7 +49,7 @@ type Job = process.Job
 type Spec = process.Spec
 
 // ErrClosed is the error of runs started after Close.
-var ErrClosed = errors.New("sshexec: executor closed")
+var ErrClosed = errors.New("drove: executor closed")
 
 // paths returns where file f lives remotely and locally: see
 // [process.Paths].

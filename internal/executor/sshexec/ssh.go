@@ -79,7 +79,7 @@ var _ sched.Executor = (*Executor)(nil)
 // CPU count when cfg.Slots is 0 and copies cfg.BaseFiles.
 func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep Reporter) (*Executor, error) {
 	if cfg.Slots < 0 {
-		return nil, fmt.Errorf("sshexec: %s: negative slot count %d", target, cfg.Slots)
+		return nil, fmt.Errorf("drove: %s: negative slot count %d", target, cfg.Slots)
 	}
 	e := &Executor{
 		pool:   pool,
@@ -108,7 +108,7 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 	}
 	if len(cfg.BaseFiles) > 0 {
 		if _, err := e.transfer(ctx, cfg.BaseDir, cfg.BaseFiles); err != nil {
-			return nil, fmt.Errorf("sshexec: %s: basefile: %w", target, err)
+			return nil, fmt.Errorf("drove: %s: basefile: %w", target, err)
 		}
 	}
 	return e, nil
@@ -128,7 +128,7 @@ func (e *Executor) nproc(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			return 0, &sshconn.ConnError{Host: e.target, Err: context.Cause(ctx)}
 		}
-		return 0, fmt.Errorf("sshexec: %s: counting CPUs: %w", e.target, err)
+		return 0, fmt.Errorf("drove: %s: counting CPUs: %w", e.target, err)
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
 	if err != nil || n < 1 {
@@ -152,11 +152,11 @@ func (e *Executor) Close(ctx context.Context) error {
 	e.rmu.Unlock()
 	var err error
 	if serr := e.Stop(ctx); serr != nil {
-		err = fmt.Errorf("sshexec: %s: close: %w", e.target, serr)
+		err = fmt.Errorf("drove: %s: close: %w", e.target, serr)
 	}
 	if e.cfg.CleanupBase && len(e.cfg.BaseFiles) > 0 {
 		if cerr := e.remove(ctx, e.cfg.BaseDir, e.cfg.BaseFiles); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("sshexec: %s: removing basefiles: %w", e.target, cerr))
+			err = errors.Join(err, fmt.Errorf("drove: %s: removing basefiles: %w", e.target, cerr))
 		}
 	}
 	return err
@@ -203,7 +203,7 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 		collect(&res)
 		end := proc.End{Err: err, Lost: isConnErr(err), Stopped: context.Cause(ctx)}
 		if end.Lost {
-			end.Err = fmt.Errorf("sshexec: %s: %w", e.target, err)
+			end.Err = fmt.Errorf("drove: %s: %w", e.target, err)
 		}
 		proc.Classify(&res, end, rules)
 		return res
@@ -212,7 +212,7 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 		n, err := e.transfer(ctx, j.Dir, j.Transfer)
 		res.Sent += n
 		if err != nil {
-			return fail(fmt.Errorf("sshexec: %s: transfer: %w", e.target, err))
+			return fail(fmt.Errorf("drove: %s: transfer: %w", e.target, err))
 		}
 	}
 	command := j.CommandLine(r.Node, slot)
@@ -245,10 +245,10 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 		// A command that failed may well not have made its files: its
 		// exit is the result then, not the missing file.
 		if err != nil && (st.Code == 0 && st.Signal == 0 || isConnErr(err)) {
-			return fail(fmt.Errorf("sshexec: %s: return: %w", e.target, err))
+			return fail(fmt.Errorf("drove: %s: return: %w", e.target, err))
 		}
 		if err != nil {
-			e.log.Warn("sshexec: return after a failed command", "host", e.target, "err", err)
+			e.log.Warn("ssh: return after a failed command", "host", e.target, "err", err)
 		}
 	}
 	collect(&res)
@@ -262,12 +262,12 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 func (e *Executor) cleanup(ctx context.Context, j *Job) {
 	if j.Cleanup && (len(j.Transfer) > 0 || len(j.Return) > 0) {
 		if err := e.remove(ctx, j.Dir, append(append([]string(nil), j.Transfer...), j.Return...)); err != nil {
-			e.log.Warn("sshexec: cleanup failed", "host", e.target, "err", err)
+			e.log.Warn("ssh: cleanup failed", "host", e.target, "err", err)
 		}
 	}
 	if j.RemoveDir && j.Dir != "" {
 		if err := e.removeAll(ctx, j.Dir); err != nil {
-			e.log.Warn("sshexec: removing workdir failed", "host", e.target, "err", err)
+			e.log.Warn("ssh: removing workdir failed", "host", e.target, "err", err)
 		}
 	}
 }
