@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,15 +9,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/drove-dev/drove/internal/hostset"
-	"github.com/drove-dev/drove/internal/proc"
-	"github.com/drove-dev/drove/internal/sched"
-	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/parallel"
 )
 
 type execFlags struct {
@@ -93,16 +89,6 @@ that could not be reached or a command killed by -t (as ssh reports them).`,
 	return cmd
 }
 
-// hostResult is how the command went on one host.
-type hostResult struct {
-	host    hostset.Host
-	name    string // pssh output file name
-	code    int    // exit code; 255 for a connection failure or a kill
-	out     []byte
-	err     []byte
-	failure string // pssh's failure text, or ""
-}
-
 func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	if len(args) == 0 {
@@ -134,14 +120,6 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	if len(hosts) == 0 {
 		return errors.New("exec: no hosts (use -w NODESET or -h HOSTSFILE)")
 	}
-	// Output names are taken before -l fills in users: pssh names a host
-	// with its user only when the entry gave one.
-	names := hostset.OutputNames(hosts)
-	for i := range hosts {
-		if hosts[i].User == "" {
-			hosts[i].User = fl.user
-		}
-	}
 	var timeout time.Duration
 	if fl.timeout != "" && fl.timeout != "none" {
 		var err error
@@ -163,60 +141,46 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 			}
 		}
 	}
-	pool, err := fl.ssh.pool()
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 
-	command := strings.Join(args, " ")
-	results := make([]*hostResult, len(hosts))
-	var mu sync.Mutex // serialises printing
 	live := !fl.inline && !fl.gather
 	finished := 0
-	sem := make(chan struct{}, fl.fanout)
-	var wg sync.WaitGroup
 	ctx := cmd.Context()
-	for i, h := range hosts {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			results[i] = &hostResult{host: h, name: names[i], code: 255, failure: "Interrupted"}
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r := runOnHost(ctx, pool, h, names[i], command, input, timeout, live, &mu, stdout, stderr)
-			results[i] = r
+	results, err := parallel.Broadcast(ctx, parallel.BroadcastConfig{
+		Command: strings.Join(args, " "),
+		// Output names come from the hosts as written: pssh names a host
+		// with its user only when the entry gave one, not after -l.
+		Hosts:   hosts,
+		User:    fl.user,
+		SSH:     fl.ssh.sshConfig(),
+		Fanout:  fl.fanout,
+		Timeout: timeout,
+		Stdin:   input,
+		Live:    live,
+		Stdout:  stdout,
+		Stderr:  stderr,
+		// One call at a time, between whole lines of live output.
+		OnDone: func(r parallel.HostResult) {
 			if err := writeHostFiles(fl, r); err != nil {
-				mu.Lock()
 				fmt.Fprintf(stderr, "drove: exec: %v\n", err)
-				mu.Unlock()
 			}
-			mu.Lock()
-			defer mu.Unlock()
 			finished++
 			switch {
 			case fl.inline:
 				printInline(stdout, finished, r)
-			case live && r.failure != "":
-				fmt.Fprintf(stderr, "drove: %s: %s\n", r.name, r.failure)
+			case live && r.Failure != "":
+				fmt.Fprintf(stderr, "drove: %s: %s\n", r.Name, r.Failure)
 			}
-		}()
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("exec: %w", err)
 	}
-	wg.Wait()
 	if fl.gather {
 		printGathered(stdout, stderr, results)
 	}
 	maxCode := 0
 	for _, r := range results {
-		if r.code > maxCode {
-			maxCode = r.code
-		}
+		maxCode = max(maxCode, r.Code)
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "drove: exec: interrupted; remote commands killed")
@@ -227,65 +191,18 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	return nil
 }
 
-// runOnHost runs the command on one host and collects its output, also
-// printing it line by line when live.
-func runOnHost(ctx context.Context, pool *sshconn.Pool, h hostset.Host, name, command string, input []byte, timeout time.Duration, live bool, mu *sync.Mutex, stdout, stderr io.Writer) *hostResult {
-	r := &hostResult{host: h, name: name}
-	var ob, eb bytes.Buffer
-	c := &sshconn.Cmd{Command: command, Stdout: &ob, Stderr: &eb, Env: []string{"PSSH_HOST=" + h.Host}}
-	var lo, le *prefixWriter
-	if live {
-		lo = &prefixWriter{mu: mu, w: stdout, prefix: name + ": ", copy: &ob}
-		le = &prefixWriter{mu: mu, w: stderr, prefix: name + ": ", copy: &eb}
-		c.Stdout, c.Stderr = lo, le
-	}
-	if input != nil {
-		c.Stdin = bytes.NewReader(input)
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, timeout, errTimedOut)
-		defer cancel()
-	}
-	st, err := pool.RunLeader(ctx, h.Target(), c)
-	if live {
-		lo.flush()
-		le.flush()
-	}
-	r.out, r.err = ob.Bytes(), eb.Bytes()
-	var res sched.Result
-	proc.Classify(&res, st.End(ctx, err), proc.Rules{})
-	var xe *proc.ExitError
-	switch {
-	case res.Outcome == sched.OK:
-	case res.Outcome == sched.Killed && errors.Is(res.Err, errTimedOut):
-		r.code, r.failure = 255, "Timed out, Killed by signal 9"
-	case res.Outcome == sched.Killed:
-		r.code, r.failure = 255, "Interrupted"
-	case !errors.As(res.Err, &xe):
-		r.code, r.failure = 255, res.Err.Error() // the host, not the command
-	case xe.Signal != 0:
-		r.code, r.failure = 255, "Killed by signal "+xe.SignalName()
-	default:
-		r.code, r.failure = xe.Code, fmt.Sprintf("Exited with error code %d", xe.Code)
-	}
-	return r
-}
-
-var errTimedOut = errors.New("timed out")
-
 // printInline prints pssh -i's report for one host.
-func printInline(w io.Writer, n int, r *hostResult) {
+func printInline(w io.Writer, n int, r parallel.HostResult) {
 	ts := time.Now().Format("15:04:05")
-	if r.failure != "" {
-		fmt.Fprintf(w, "[%d] %s [FAILURE] %s %s\n", n, ts, r.name, r.failure)
+	if r.Failure != "" {
+		fmt.Fprintf(w, "[%d] %s [FAILURE] %s %s\n", n, ts, r.Name, r.Failure)
 	} else {
-		fmt.Fprintf(w, "[%d] %s [SUCCESS] %s\n", n, ts, r.name)
+		fmt.Fprintf(w, "[%d] %s [SUCCESS] %s\n", n, ts, r.Name)
 	}
-	w.Write(r.out)
-	if len(r.err) > 0 {
+	w.Write(r.Stdout)
+	if len(r.Stderr) > 0 {
 		io.WriteString(w, "Stderr: ")
-		w.Write(r.err)
+		w.Write(r.Stderr)
 	}
 }
 
@@ -294,19 +211,19 @@ func printInline(w io.Writer, n int, r *hostResult) {
 // first. Standard error is gathered the same way, separately, on stderr,
 // so that it is neither lost nor mixed into the stdout groups; failures are
 // listed on stderr after it.
-func printGathered(stdout, stderr io.Writer, results []*hostResult) {
-	printGroups(stdout, results, func(r *hostResult) []byte { return r.out })
-	printGroups(stderr, results, func(r *hostResult) []byte { return r.err })
+func printGathered(stdout, stderr io.Writer, results []parallel.HostResult) {
+	printGroups(stdout, results, func(r parallel.HostResult) []byte { return r.Stdout })
+	printGroups(stderr, results, func(r parallel.HostResult) []byte { return r.Stderr })
 	for _, r := range results {
-		if r.failure != "" {
-			fmt.Fprintf(stderr, "drove: %s: %s\n", r.name, r.failure)
+		if r.Failure != "" {
+			fmt.Fprintf(stderr, "drove: %s: %s\n", r.Name, r.Failure)
 		}
 	}
 }
 
 // printGroups prints, for the output pick returns, one block per set of
 // hosts with identical output and exit code; hosts with none are left out.
-func printGroups(w io.Writer, results []*hostResult, pick func(*hostResult) []byte) {
+func printGroups(w io.Writer, results []parallel.HostResult, pick func(parallel.HostResult) []byte) {
 	type group struct {
 		names []string
 		out   []byte
@@ -318,14 +235,14 @@ func printGroups(w io.Writer, results []*hostResult, pick func(*hostResult) []by
 		if len(out) == 0 {
 			continue
 		}
-		k := fmt.Sprintf("%d\x00%s", r.code, out)
+		k := fmt.Sprintf("%d\x00%s", r.Code, out)
 		g, ok := byKey[k]
 		if !ok {
 			g = &group{out: out}
 			byKey[k] = g
 			order = append(order, k)
 		}
-		g.names = append(g.names, r.name)
+		g.names = append(g.names, r.Name)
 	}
 	sort.SliceStable(order, func(i, j int) bool { return len(byKey[order[i]].names) > len(byKey[order[j]].names) })
 	for _, k := range order {
@@ -338,57 +255,16 @@ func printGroups(w io.Writer, results []*hostResult, pick func(*hostResult) []by
 	}
 }
 
-func writeHostFiles(fl *execFlags, r *hostResult) error {
+func writeHostFiles(fl *execFlags, r parallel.HostResult) error {
 	if fl.outDir != "" {
-		if err := os.WriteFile(filepath.Join(fl.outDir, r.name), r.out, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(fl.outDir, r.Name), r.Stdout, 0o644); err != nil {
 			return err
 		}
 	}
 	if fl.errDir != "" {
-		if err := os.WriteFile(filepath.Join(fl.errDir, r.name), r.err, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(fl.errDir, r.Name), r.Stderr, 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// prefixWriter prints whole lines with a prefix under a shared lock, and
-// keeps a copy of everything for -o/-e.
-type prefixWriter struct {
-	mu     *sync.Mutex
-	w      io.Writer
-	prefix string
-	part   []byte
-	copy   *bytes.Buffer
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.copy.Write(b)
-	p.part = append(p.part, b...)
-	i := bytes.LastIndexByte(p.part, '\n')
-	if i < 0 {
-		return len(b), nil
-	}
-	var out bytes.Buffer
-	for _, line := range bytes.SplitAfter(p.part[:i+1], []byte("\n")) {
-		if len(line) > 0 {
-			out.WriteString(p.prefix)
-			out.Write(line)
-		}
-	}
-	p.mu.Lock()
-	p.w.Write(out.Bytes())
-	p.mu.Unlock()
-	p.part = append(p.part[:0], p.part[i+1:]...)
-	return len(b), nil
-}
-
-func (p *prefixWriter) flush() {
-	if len(p.part) == 0 {
-		return
-	}
-	p.mu.Lock()
-	fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.part)
-	p.mu.Unlock()
-	p.part = nil
 }

@@ -149,8 +149,9 @@ func (o *output) print(p piece) {
 	}
 }
 
-// tagLines prefixes every line of b with tag (which ends in a tab). An
-// unterminated last line gets a newline, as GNU parallel's --tag does.
+// tagLines prefixes every line of b with tag (GNU parallel's --tag: the
+// arguments and a tab; drove exec: "host: "). An unterminated last line
+// gets a newline, as GNU parallel's --tag does.
 func tagLines(tag string, b []byte) []byte {
 	if tag == "" {
 		return b
@@ -173,8 +174,9 @@ func tagLines(tag string, b []byte) []byte {
 	return out.Bytes()
 }
 
-// lineWriter prints complete lines through o as they arrive (--line-buffer)
-// and keeps a copy of the attempt's output for --results.
+// lineWriter prints complete lines through o as they arrive, each prefixed
+// with tag (drove run --line-buffer, drove exec's live output), and keeps a
+// copy of the attempt's output (--results, drove exec's -o, -i and -b).
 type lineWriter struct {
 	o     *output
 	seq   int
