@@ -117,9 +117,17 @@ type Config struct {
 	// before it is redialled, for what the backend must do about what the
 	// executor may have left on the member.
 	Lost func(ctx context.Context, key string, ex sched.Executor)
+	// MaxDials bounds the dials in flight at once, so that a thousand
+	// hosts are not all dialled in the same instant (pssh's and
+	// ClusterShell's fan-out bound connections too). Zero means
+	// [DefaultMaxDials].
+	MaxDials int
 	// Logger receives what happens to members; nil discards it.
 	Logger *slog.Logger
 }
+
+// DefaultMaxDials is ClusterShell's default fan-out.
+const DefaultMaxDials = 64
 
 // State is one member's state, as [Fleet.Members] reports it.
 type State struct {
@@ -134,7 +142,7 @@ type State struct {
 
 // ErrClosed is the error of a member that was connecting when the fleet
 // closed.
-var ErrClosed = errors.New("fleet: closed")
+var ErrClosed = errors.New("drove: closed")
 
 // Fleet keeps members in a scheduler. Create it with [New] and stop it with
 // [Fleet.Close]; its methods are safe for concurrent use.
@@ -146,7 +154,8 @@ type Fleet struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	stop   func() // stops watching the scheduler's node events
+	stop   func()        // stops watching the scheduler's node events
+	dials  chan struct{} // a token per dial in flight (MaxDials)
 
 	mu      sync.Mutex
 	members map[string]*member
@@ -170,7 +179,10 @@ type member struct {
 // from now until Close.
 func New(s *sched.Scheduler, cfg Config) *Fleet {
 	cfg.Backoff = cfg.Backoff.withDefaults()
-	f := &Fleet{s: s, cfg: cfg, log: cfg.Logger, members: map[string]*member{}}
+	if cfg.MaxDials <= 0 {
+		cfg.MaxDials = DefaultMaxDials
+	}
+	f := &Fleet{s: s, cfg: cfg, log: cfg.Logger, members: map[string]*member{}, dials: make(chan struct{}, cfg.MaxDials)}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -252,7 +264,7 @@ func (f *Fleet) Add(ctx context.Context, members ...Member) []error {
 		select {
 		case errs[i] = <-ch:
 		default:
-			errs[i] = fmt.Errorf("fleet: %s: %w", members[i].Key, why)
+			errs[i] = fmt.Errorf("drove: %s: %w", members[i].Key, why)
 			f.mu.Lock()
 			if m := f.members[members[i].Key]; !m.up && m.err == nil {
 				m.err = errs[i]
@@ -307,7 +319,7 @@ func (f *Fleet) keep(m *member, first chan<- error) {
 		case !everUp && !f.cfg.RetryUnreachable:
 			f.giveUp(m, err)
 		case f.cfg.Backoff.Attempts > 0 && failures >= f.cfg.Backoff.Attempts:
-			f.giveUp(m, fmt.Errorf("fleet: %s: %d attempts failed: %w", m.Key, failures, err))
+			f.giveUp(m, fmt.Errorf("drove: %s: %d attempts failed: %w", m.Key, failures, err))
 		default:
 			giveUp = false
 		}
@@ -330,7 +342,13 @@ func (f *Fleet) keep(m *member, first chan<- error) {
 
 // connect dials the member once and adds it to the scheduler.
 func (f *Fleet) connect(ctx context.Context, m *member) error {
+	select {
+	case f.dials <- struct{}{}:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 	c, err := m.Dial(ctx)
+	<-f.dials
 	if err != nil {
 		f.mu.Lock()
 		m.err = err

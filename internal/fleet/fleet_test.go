@@ -271,3 +271,46 @@ func TestBackoffDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxDials: no more than MaxDials members are dialled at once, and
+// every member is dialled in the end.
+func TestMaxDials(t *testing.T) {
+	for _, limit := range []int{1, 3} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := sched.New(sched.Config{})
+				defer s.Close(context.Background())
+				f := fleet.New(s, fleet.Config{MaxDials: limit})
+				defer f.Close()
+				var inFlight, most atomic.Int32
+				var members []fleet.Member
+				for i := range 8 {
+					members = append(members, fleet.Member{Key: fmt.Sprint(i), Dial: func(ctx context.Context) (fleet.Conn, error) {
+						n := inFlight.Add(1)
+						for {
+							m := most.Load()
+							if n <= m || most.CompareAndSwap(m, n) {
+								break
+							}
+						}
+						time.Sleep(time.Second)
+						inFlight.Add(-1)
+						return fleet.Conn{Executor: &fakeEx{s: s}, Slots: 1}, nil
+					}})
+				}
+				start := time.Now()
+				for i, err := range f.Add(t.Context(), members...) {
+					if err != nil {
+						t.Errorf("member %d: %v", i, err)
+					}
+				}
+				if got := most.Load(); got != int32(limit) {
+					t.Errorf("%d dials at once, want %d", got, limit)
+				}
+				if took, want := time.Since(start), time.Duration((8+limit-1)/limit)*time.Second; took != want {
+					t.Errorf("Add took %v, want %v", took, want)
+				}
+			})
+		})
+	}
+}

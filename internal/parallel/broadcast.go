@@ -34,7 +34,8 @@ type BroadcastConfig struct {
 	User string
 	// SSH configures the connections.
 	SSH sshconn.Config
-	// Fanout is how many hosts run the command at once (pssh -p); at least 1.
+	// Fanout is how many hosts run the command at once (pssh -p), and how
+	// many are dialled at once; at least 1.
 	Fanout int
 	// Timeout stops the command on a host, its whole process group, after
 	// this long; zero means no limit.
@@ -117,9 +118,9 @@ func Broadcast(ctx context.Context, cfg BroadcastConfig) ([]HostResult, error) {
 	b.sched = sched.New(sched.Config{MaxPending: cfg.Fanout, OnTask: b.onTask, Logger: cfg.Logger})
 	// Unreachable hosts are left out for good (no RetryUnreachable): a
 	// host down at the start fails at once rather than after the backoff.
-	hosts := fleet.New(b.sched, fleet.Config{Permanent: sshconn.Permanent, Logger: cfg.Logger})
+	hosts := fleet.New(b.sched, fleet.Config{Permanent: sshconn.Permanent, MaxDials: cfg.Fanout, Logger: cfg.Logger})
 
-	// Every host is dialled at once; its command is submitted as soon as it
+	// Every host is dialled, cfg.Fanout at a time; its command is submitted as soon as it
 	// answers (a slow host holds up no other), lowest host first among
 	// those waiting for the fan-out.
 	type dialled struct {
