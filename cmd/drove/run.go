@@ -13,6 +13,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/parallel"
+	"github.com/drove-dev/drove/internal/proc"
 )
 
 // isTerminal reports whether w is a terminal.
@@ -136,7 +137,7 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.StringVar(&fl.workdir, "wd", "", "same as --workdir")
 	f.BoolVar(&fl.bar, "bar", false, "show a progress bar on standard error when it is a terminal")
 	f.BoolVar(&fl.eta, "eta", false, "show the estimated time left on standard error when it is a terminal")
-	f.DurationVar(&fl.killGrace, "term-grace", 2*time.Second, "how long each step of stopping a job waits: SIGINT, SIGTERM, then SIGKILL to its process group")
+	f.DurationVar(&fl.killGrace, "term-grace", proc.DefaultGrace, "how long each step of stopping a job waits: SIGINT, SIGTERM, then SIGKILL to its process group")
 	return cmd
 }
 
