@@ -59,8 +59,7 @@ type TenantConfig struct {
 	// Exclusive tenants run alone: while one has unfinished tasks, tenants
 	// created after it get no new runs, and its own tasks start only once
 	// no tenant created before it is active and no other tenant has a run
-	// in progress. Once it runs, it runs alone until it has no unfinished
-	// task left.
+	// in flight. While it has runs in flight, no other tenant gets one.
 	Exclusive bool
 }
 
@@ -327,50 +326,54 @@ func (s *Scheduler) nextTenantLocked() *Tenant {
 		}
 		return s.ready.items[0]
 	}
-	gate := s.gateLocked()
+	running, first := s.gateLocked()
 	var best *Tenant
 	for _, t := range s.ready.items {
-		if s.allowedLocked(t, gate) && (best == nil || s.ready.less(t, best)) {
+		if s.allowedLocked(t, running, first) && (best == nil || s.ready.less(t, best)) {
 			best = t
 		}
 	}
 	return best
 }
 
-// gateLocked returns the earliest created active exclusive tenant, or nil.
-func (s *Scheduler) gateLocked() *Tenant {
-	var g *Tenant
+// gateLocked returns the active exclusive tenant that has runs in flight
+// (it runs alone, so there is at most one), and the earliest created active
+// exclusive tenant.
+func (s *Scheduler) gateLocked() (running, first *Tenant) {
 	for _, t := range s.exclusives {
-		if g == nil || t.seq < g.seq {
-			g = t
+		if t.inflight > 0 {
+			running = t
+		}
+		if first == nil || t.seq < first.seq {
+			first = t
 		}
 	}
-	return g
+	return running, first
 }
 
-// allowedLocked reports whether t may get a new run while gate (see
-// gateLocked) is active.
-func (s *Scheduler) allowedLocked(t, gate *Tenant) bool {
+// allowedLocked reports whether t may get a new run, given gateLocked's
+// answers: an exclusive tenant that runs keeps the nodes to itself; the
+// earliest active exclusive tenant starts once no tenant created before it
+// is active and nothing else is in flight, and holds back the tenants
+// created after it meanwhile.
+func (s *Scheduler) allowedLocked(t, running, first *Tenant) bool {
 	switch {
-	case gate == nil:
+	case running != nil:
+		return t == running
+	case first == nil:
 		return true
-	case t == gate:
-		if gate.inflight > 0 {
-			return true
-		}
+	case t == first:
 		if s.inflight > 0 {
 			return false
 		}
 		for _, o := range s.tenants {
-			if o.seq < gate.seq && o.unfinished > 0 {
+			if o.seq < first.seq && o.unfinished > 0 {
 				return false
 			}
 		}
 		return true
-	case gate.inflight > 0:
-		return false
 	}
-	return t.seq < gate.seq
+	return t.seq < first.seq
 }
 
 // pinnedNextLocked returns the task pinned to n that goes next, or nil.
@@ -378,10 +381,10 @@ func (s *Scheduler) pinnedNextLocked(n *node) *Task {
 	if len(s.exclusives) == 0 {
 		return n.pinned.items[0]
 	}
-	gate := s.gateLocked()
+	running, first := s.gateLocked()
 	var best *Task
 	for _, t := range n.pinned.items {
-		if s.allowedLocked(t.ten, gate) && (best == nil || n.pinned.less(t, best)) {
+		if s.allowedLocked(t.ten, running, first) && (best == nil || n.pinned.less(t, best)) {
 			best = t
 		}
 	}
