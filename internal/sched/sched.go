@@ -73,9 +73,11 @@ type Executor interface {
 // exactly.
 type Prefetcher interface {
 	// Prefetch is how many runs the executor takes beyond its slots. The
-	// scheduler asks at each dispatch, so the depth may follow the work
-	// (it must not block); an executor that answers 0 when added never
-	// queues ahead.
+	// scheduler asks whenever a run is given to the node or ends there, so
+	// the depth may follow the work (it must not block); an executor that
+	// answers 0 when added never queues ahead. With tenant executors on
+	// the node (see [Scheduler.SetTenantExecutor]) the depth is the node
+	// executor's, shared by all.
 	Prefetch() int
 	// Recall asks for a run queued ahead to be given back unstarted (as
 	// NotStarted). A run that has started meanwhile just goes on.
