@@ -7,8 +7,24 @@
 //
 // Placement follows dispy: a task goes to the node with a free slot and the
 // lowest busy/slots ratio; a node never runs more tasks than it has slots.
-// Among queued tasks the highest priority goes first, then the earliest
-// submitted.
+//
+// Several tenants (computations, see [Tenant]) share the nodes' slots. When
+// a slot frees, the scheduler's [Policy] chooses whose task goes next, and
+// within a tenant the highest priority goes first, then the earliest
+// submitted. Tasks with no tenant belong to a default tenant, so a front end
+// that runs one computation needs to know nothing of tenants. A task pinned
+// to a node goes there when the node has a slot, unless a task of its own
+// tenant that is more urgent is queued; the policy does not delay it.
+//
+// A node has one executor, given to [Scheduler.AddNode], that runs the tasks
+// of every tenant; [Scheduler.SetTenantExecutor] gives a tenant its own
+// executor on a node (a drove node runs each computation in its own
+// workers; a shared scheduler reaches each computation on each node through
+// its own connection), still counted against the node's slots.
+//
+// Dispatching a task costs O(log n) in nodes and in tenants with queued
+// tasks: free nodes and ready tenants are kept in heaps. While an exclusive
+// tenant is active, the ready tenants are scanned instead.
 package sched
 
 import (
@@ -57,9 +73,11 @@ type Executor interface {
 // exactly.
 type Prefetcher interface {
 	// Prefetch is how many runs the executor takes beyond its slots. The
-	// scheduler asks at each dispatch, so the depth may follow the work
-	// (it must not block); an executor that answers 0 when added never
-	// queues ahead.
+	// scheduler asks whenever a run is given to the node or ends there, so
+	// the depth may follow the work (it must not block); an executor that
+	// answers 0 when added never queues ahead. With tenant executors on
+	// the node (see [Scheduler.SetTenantExecutor]) the depth is the node
+	// executor's, shared by all.
 	Prefetch() int
 	// Recall asks for a run queued ahead to be given back unstarted (as
 	// NotStarted). A run that has started meanwhile just goes on.
@@ -78,6 +96,8 @@ type Config struct {
 	// it ends Abandoned all the same, so that a task that brings down every
 	// node it lands on cannot loop forever. Default 5.
 	MaxLost int
+	// Policy chooses which tenant's task goes next; the default is Fair.
+	Policy Policy
 	// OnTask, if set, receives every state change of every task after
 	// Created, in order, on one goroutine owned by the scheduler.
 	OnTask func(TaskEvent)
@@ -149,7 +169,19 @@ type Scheduler struct {
 	mu         sync.Mutex
 	nodes      []*node
 	byName     map[string]*node
-	queue      taskHeap
+	nodeSeq    uint64
+	free       nodeHeap           // nodes that can take a run now
+	usable     int                // nodes up, allocated, with slots
+	ahead      bool               // queueing ahead is allowed (see recallLocked)
+	pinnedAt   map[*node]struct{} // nodes with pinned tasks queued
+	def        *Tenant            // tasks without a tenant
+	tenants    []*Tenant          // in creation order
+	tenantSeq  uint64
+	ready      tenantHeap // tenants with queued tasks, by policy
+	exclusives []*Tenant  // active exclusive tenants
+	vclock     int64      // Fair: the usage an activated tenant starts at
+	picks      uint64
+	inflight   int // runs dispatched and not ended
 	seq        uint64
 	unfinished int
 	priorities map[int]int   // unfinished tasks by priority
@@ -167,6 +199,11 @@ type Scheduler struct {
 
 type node struct {
 	name      string
+	seq       uint64 // order added, to break ties in placement
+	hidx      int    // in the free heap; -1 when not there
+	usable    bool   // counted in Scheduler.usable
+	dropped   bool
+	tenantEx  map[*Tenant]Executor
 	slots     int
 	prefetch  int
 	pf        Prefetcher // asked for prefetch at each dispatch; nil if it queues nothing
@@ -200,7 +237,11 @@ func New(cfg Config) *Scheduler {
 		priorities: map[int]int{},
 		idle:       make(chan struct{}),
 		begin:      time.Now(),
+		ahead:      true,
+		pinnedAt:   map[*node]struct{}{},
+		ready:      tenantHeap{policy: cfg.Policy},
 	}
+	s.def = s.newTenantLocked(TenantConfig{})
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -281,7 +322,8 @@ func (s *Scheduler) AddNode(name string, slots int, ex Executor) error {
 		}
 		s.dropNodeLocked(old)
 	}
-	n := &node{name: name, slots: slots, ex: ex, runs: map[*Run]struct{}{}, allocated: true}
+	s.nodeSeq++
+	n := &node{name: name, seq: s.nodeSeq, hidx: -1, slots: slots, ex: ex, runs: map[*Run]struct{}{}, allocated: true}
 	if p, ok := ex.(Prefetcher); ok {
 		n.prefetch = max(0, p.Prefetch())
 		if n.prefetch > 0 {
@@ -291,6 +333,7 @@ func (s *Scheduler) AddNode(name string, slots int, ex Executor) error {
 	n.stats.Name = name
 	s.nodes = append(s.nodes, n)
 	s.byName[name] = n
+	s.placeLocked(n)
 	s.emitLocked(NodeEvent{Node: name, Kind: NodeUp, Slots: slots})
 	s.dispatchLocked()
 	s.mu.Unlock()
@@ -299,6 +342,15 @@ func (s *Scheduler) AddNode(name string, slots int, ex Executor) error {
 }
 
 func (s *Scheduler) dropNodeLocked(n *node) {
+	if n.hidx >= 0 {
+		heap.Remove(&s.free, n.hidx)
+	}
+	if n.usable {
+		n.usable = false
+		s.usable--
+	}
+	n.dropped = true
+	delete(s.pinnedAt, n)
 	delete(s.byName, n.name)
 	for i, m := range s.nodes {
 		if m == n {
@@ -321,6 +373,7 @@ func (s *Scheduler) SetSlots(name string, slots int) error {
 		return fmt.Errorf("%w: %s", ErrNoNode, name)
 	}
 	n.slots = slots
+	s.placeLocked(n)
 	s.dispatchLocked()
 	s.mu.Unlock()
 	s.startPending()
@@ -341,14 +394,15 @@ func (s *Scheduler) setAllocated(name string, on bool) error {
 		return fmt.Errorf("%w: %s", ErrNoNode, name)
 	}
 	n.allocated = on
+	s.placeLocked(n)
 	s.dispatchLocked()
 	s.mu.Unlock()
 	s.startPending()
 	return nil
 }
 
-// Submit queues t. With MaxPending set it blocks while that many tasks are
-// unfinished, until ctx is done.
+// Submit queues t, for t.Tenant or the default tenant. With MaxPending set
+// it blocks while that many tasks are unfinished, until ctx is done.
 func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
 	if s.tokens != nil {
 		select {
@@ -363,6 +417,15 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
 		s.release()
 		return ErrClosed
 	}
+	ten := t.Tenant
+	if ten == nil {
+		ten = s.def
+	}
+	if ten.s != s || ten.closed {
+		s.mu.Unlock()
+		s.release()
+		return fmt.Errorf("%w: tenant %q", ErrClosed, ten.name)
+	}
 	var pin *node
 	if t.Node != "" {
 		n, ok := s.byName[t.Node]
@@ -375,17 +438,15 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
 	}
 	t.done = make(chan struct{})
 	t.state.Store(uint32(Created))
+	t.ten = ten
 	s.seq++
 	t.seq = s.seq
 	if s.unfinished == 0 {
 		s.idle = make(chan struct{})
 	}
 	s.unfinished++
-	if pin != nil {
-		heap.Push(&pin.pinned, t)
-	} else {
-		heap.Push(&s.queue, t)
-	}
+	s.activateLocked(ten)
+	s.queueLocked(t, pin)
 	s.priorities[t.Priority]++
 	// Recall first, so the tasks taken back are dispatched with the rest.
 	recall := s.recallLocked()
@@ -470,12 +531,19 @@ func (s *Scheduler) cancel(t *Task, cause error) {
 	if t.index >= 0 {
 		if n := s.byName[t.Node]; t.Node != "" && n != nil {
 			heap.Remove(&n.pinned, t.index)
+			if n.pinned.Len() == 0 {
+				delete(s.pinnedAt, n)
+			}
 		} else {
-			heap.Remove(&s.queue, t.index)
+			heap.Remove(&t.ten.queue, t.index)
+			s.readyFixLocked(t.ten)
 		}
 	}
 	s.finishLocked(t, Cancelled, Result{Outcome: Killed, Err: cause})
+	// Its tenant may have been holding others back (exclusive).
+	s.dispatchLocked()
 	s.mu.Unlock()
+	s.startPending()
 }
 
 // timeout is a run's timer firing.
@@ -530,6 +598,7 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 		n.unwait(r)
 	}
 	n.busy--
+	s.placeLocked(n)
 	t := r.Task
 	t.run = nil
 	n.stats.Sent += res.Sent
@@ -544,6 +613,11 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 	if res.End.IsZero() {
 		res.End = time.Now()
 	}
+	var used time.Duration
+	if r.started && res.Outcome != NotStarted {
+		used = max(0, res.End.Sub(res.Start))
+	}
+	s.settleLocked(t.ten, r.charged, used)
 	cause := r.Cause()
 	switch {
 	case res.Outcome == NotStarted && cause == nil:
@@ -600,10 +674,22 @@ func (s *Scheduler) requeueLocked(t *Task, from *node) {
 	t.state.Store(uint32(Created))
 	s.emitLocked(TaskEvent{Task: t, State: Created, Node: from.name})
 	if t.Node != "" {
-		heap.Push(&from.pinned, t)
+		s.queueLocked(t, from)
 		return
 	}
-	heap.Push(&s.queue, t)
+	s.queueLocked(t, nil)
+}
+
+// queueLocked queues t at the node it is pinned to, or in its tenant's
+// queue.
+func (s *Scheduler) queueLocked(t *Task, pin *node) {
+	if pin != nil {
+		heap.Push(&pin.pinned, t)
+		s.pinnedAt[pin] = struct{}{}
+		return
+	}
+	heap.Push(&t.ten.queue, t)
+	s.readyFixLocked(t.ten)
 }
 
 func (s *Scheduler) finishLocked(t *Task, st State, res Result) {
@@ -618,6 +704,17 @@ func (s *Scheduler) finishLocked(t *Task, st State, res Result) {
 	if s.priorities[t.Priority]--; s.priorities[t.Priority] == 0 {
 		delete(s.priorities, t.Priority)
 	}
+	switch ts := &t.ten.stats; st {
+	case Finished:
+		ts.Finished++
+	case Cancelled:
+		ts.Cancelled++
+	case Terminated:
+		ts.Terminated++
+	case Abandoned:
+		ts.Abandoned++
+	}
+	s.deactivateLocked(t.ten)
 	s.emitLocked(TaskEvent{Task: t, State: st, Output: res.Output, Node: t.NodeName()})
 	s.release()
 }
@@ -634,6 +731,7 @@ func (s *Scheduler) NodeDown(name string, err error) {
 		return
 	}
 	n.down = true
+	s.placeLocked(n)
 	if err == nil {
 		err = ErrNodeLost
 	}
@@ -649,6 +747,7 @@ func (s *Scheduler) NodeDown(name string, err error) {
 		t := heap.Pop(&n.pinned).(*Task)
 		s.finishLocked(t, Abandoned, Result{Outcome: Lost, Err: fmt.Errorf("%w: %s: %w", ErrNodeLost, name, err)})
 	}
+	delete(s.pinnedAt, n)
 	s.emitLocked(NodeEvent{Node: name, Kind: NodeDown, Err: err})
 	s.dispatchLocked()
 	s.mu.Unlock()
@@ -667,15 +766,23 @@ func (s *Scheduler) RemoveNode(ctx context.Context, name string, terminate bool)
 	}
 	n.removed = true
 	n.allocated = false
+	s.placeLocked(n)
 	var cancel []*Task
 	for n.pinned.Len() > 0 {
 		t := heap.Pop(&n.pinned).(*Task)
 		s.finishLocked(t, Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
 	}
+	delete(s.pinnedAt, n)
+	// Its runs keep their executors; nothing new is assigned to it.
+	tex := n.tenantEx
+	n.tenantEx = nil
 	for r := range n.runs {
 		cancel = append(cancel, r.Task)
 	}
+	// The pinned tasks' tenants may have been holding others back.
+	s.dispatchLocked()
 	s.mu.Unlock()
+	s.startPending()
 	if terminate {
 		for _, t := range cancel {
 			s.Cancel(t)
@@ -686,7 +793,7 @@ func (s *Scheduler) RemoveNode(ctx context.Context, name string, terminate bool)
 			break
 		}
 	}
-	err := n.ex.Close(ctx)
+	err := closeNode(ctx, n, tex)
 	s.mu.Lock()
 	s.dropNodeLocked(n)
 	s.emitLocked(NodeEvent{Node: name, Kind: NodeRemoved})
@@ -729,14 +836,19 @@ func (s *Scheduler) Close(ctx context.Context) error {
 	defer cancel()
 	s.mu.Lock()
 	nodes := append([]*node(nil), s.nodes...)
+	texs := make([]map[*Tenant]Executor, len(nodes))
+	for i, n := range nodes {
+		texs[i] = n.tenantEx
+		n.tenantEx = nil
+	}
 	s.mu.Unlock()
 	var errs []error
-	for _, n := range nodes {
+	for i, n := range nodes {
 		if n.removed {
 			continue
 		}
-		if err := n.ex.Close(cctx); err != nil {
-			errs = append(errs, fmt.Errorf("node %s: %w", n.name, err))
+		if err := closeNode(cctx, n, texs[i]); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	// Anything an executor failed to report is lost with it.
@@ -746,14 +858,7 @@ func (s *Scheduler) Close(ctx context.Context) error {
 			s.endRunLocked(r, Result{Outcome: Lost, Err: ErrClosed})
 		}
 	}
-	for s.queue.Len() > 0 {
-		s.finishLocked(heap.Pop(&s.queue).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
-	}
-	for _, n := range s.nodes {
-		for n.pinned.Len() > 0 {
-			s.finishLocked(heap.Pop(&n.pinned).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
-		}
-	}
+	s.cancelQueuedLocked()
 	s.stopEvent = true
 	if s.eventCond != nil {
 		s.eventCond.Signal()
@@ -769,16 +874,42 @@ func (s *Scheduler) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (s *Scheduler) cancelAll() {
-	s.mu.Lock()
-	var running []*Task
-	for s.queue.Len() > 0 {
-		s.finishLocked(heap.Pop(&s.queue).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
+// cancelQueuedLocked cancels every queued task, pinned or not.
+func (s *Scheduler) cancelQueuedLocked() {
+	for _, ten := range s.tenants {
+		for ten.queue.Len() > 0 {
+			s.finishLocked(heap.Pop(&ten.queue).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
+		}
+		s.readyFixLocked(ten)
 	}
 	for _, n := range s.nodes {
 		for n.pinned.Len() > 0 {
 			s.finishLocked(heap.Pop(&n.pinned).(*Task), Cancelled, Result{Outcome: Killed, Err: ErrCancelled})
 		}
+		delete(s.pinnedAt, n)
+	}
+}
+
+// closeNode closes n's executor and tex, the tenants' executors taken from
+// it under the lock (whoever takes them closes them: this or CloseTenant).
+func closeNode(ctx context.Context, n *node, tex map[*Tenant]Executor) error {
+	var errs []error
+	if err := n.ex.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("node %s: %w", n.name, err))
+	}
+	for t, ex := range tex {
+		if err := ex.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %q on node %s: %w", t.name, n.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Scheduler) cancelAll() {
+	s.mu.Lock()
+	var running []*Task
+	s.cancelQueuedLocked()
+	for _, n := range s.nodes {
 		for r := range n.runs {
 			running = append(running, r.Task)
 		}
@@ -792,25 +923,38 @@ func (s *Scheduler) cancelAll() {
 // dispatchLocked assigns queued tasks to free slots and queues the runs for
 // startPending, which hands them to executors once the lock is released.
 func (s *Scheduler) dispatchLocked() {
-	ahead := len(s.priorities) < 2
-	for _, n := range s.nodes {
-		if n.pf != nil {
-			n.prefetch = max(1, n.pf.Prefetch())
-		}
-	}
+	s.syncAheadLocked()
 	var deferred []*Task
 	for {
 		progress := false
-		for _, n := range s.nodes {
-			if n.pinned.Len() > 0 && n.free(ahead) && (s.queue.Len() == 0 || !s.queue.less(s.queue.items[0], n.pinned.items[0])) {
-				s.toStart = append(s.toStart, s.assignLocked(n, heap.Pop(&n.pinned).(*Task)))
-				progress = true
+		for n := range s.pinnedAt {
+			if !n.free(s.ahead) {
+				continue
 			}
+			t := s.pinnedNextLocked(n)
+			if t == nil {
+				continue
+			}
+			if q := &t.ten.queue; q.Len() > 0 && q.less(q.items[0], t) {
+				continue // its tenant has a more urgent task queued
+			}
+			heap.Remove(&n.pinned, t.index)
+			if n.pinned.Len() == 0 {
+				delete(s.pinnedAt, n)
+			}
+			s.toStart = append(s.toStart, s.assignLocked(n, t))
+			progress = true
 		}
-		for s.queue.Len() > 0 {
-			n, wait := s.pickLocked(s.queue.items[0], ahead)
+		for {
+			ten := s.nextTenantLocked()
+			if ten == nil {
+				break
+			}
+			t := ten.queue.items[0]
+			n, wait := s.pickLocked(t)
 			if n != nil {
-				s.toStart = append(s.toStart, s.assignLocked(n, heap.Pop(&s.queue).(*Task)))
+				heap.Pop(&ten.queue)
+				s.toStart = append(s.toStart, s.assignLocked(n, t))
 				progress = true
 				break
 			}
@@ -819,14 +963,16 @@ func (s *Scheduler) dispatchLocked() {
 			}
 			// A retry waits for a node other than the one it failed on;
 			// the tasks behind it need not.
-			deferred = append(deferred, heap.Pop(&s.queue).(*Task))
+			heap.Pop(&ten.queue)
+			s.readyFixLocked(ten)
+			deferred = append(deferred, t)
 		}
 		if !progress {
 			break
 		}
 	}
 	for _, t := range deferred {
-		heap.Push(&s.queue, t)
+		s.queueLocked(t, nil)
 	}
 }
 
@@ -839,37 +985,44 @@ const maxDeferred = 64
 // waits (wait is true) as long as another node could take it later, and
 // goes back to the same node only when no other is usable, as GNU
 // parallel's --retries does.
-func (s *Scheduler) pickLocked(t *Task, ahead bool) (n *node, wait bool) {
-	var best, fallback *node
-	others := false
-	for _, n := range s.nodes {
-		if n.name != t.lastNode && !n.down && n.allocated && n.slots > 0 {
-			others = true
+func (s *Scheduler) pickLocked(t *Task) (n *node, wait bool) {
+	if s.free.Len() == 0 {
+		return nil, false
+	}
+	top := s.free.items[0]
+	if top.name != t.lastNode {
+		return top, false
+	}
+	// The next best is one of the root's children.
+	var next *node
+	for _, i := range []int{1, 2} {
+		if i < s.free.Len() && (next == nil || s.free.less(s.free.items[i], next)) {
+			next = s.free.items[i]
 		}
-		if !n.free(ahead) {
-			continue
-		}
-		if n.name == t.lastNode {
-			fallback = n
-			continue
-		}
-		// n.busy/n.slots < best.busy/best.slots without division.
-		if best == nil || n.busy*best.slots < best.busy*n.slots {
-			best = n
-		}
+	}
+	others := s.usable
+	if top.usable {
+		others--
 	}
 	switch {
-	case best != nil:
-		return best, false
-	case fallback != nil && others:
+	case next != nil:
+		return next, false
+	case others > 0:
 		return nil, true
 	}
-	return fallback, false
+	return top, false
 }
 
 func (s *Scheduler) assignLocked(n *node, t *Task) *Run {
-	r := &Run{Task: t, Node: n.name, Attempt: t.attempts, ex: n.ex, node: n}
+	ex := n.ex
+	if tex, ok := n.tenantEx[t.ten]; ok {
+		ex = tex
+	}
+	r := &Run{Task: t, Node: n.name, Attempt: t.attempts, ex: ex, node: n}
+	r.charged = s.chargeLocked(t.ten)
+	s.readyFixLocked(t.ten)
 	n.busy++
+	s.placeLocked(n)
 	n.runs[r] = struct{}{}
 	t.run = r
 	t.nodeName.Store(&n.name)
@@ -1019,13 +1172,19 @@ type Stats struct {
 	Pending int // queued, not running
 	Running int
 	Begin   time.Time
+	// Tenants in creation order, the default tenant (named "") first.
+	Tenants []TenantStats
 }
 
 // Stats returns a snapshot.
 func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Pending: s.queue.Len(), Begin: s.begin}
+	st := Stats{Begin: s.begin}
+	for _, t := range s.tenants {
+		st.Pending += t.queue.Len()
+		st.Tenants = append(st.Tenants, s.tenantStatsLocked(t))
+	}
 	for _, n := range s.nodes {
 		ns := n.stats
 		ns.Slots = n.slots

@@ -31,6 +31,7 @@ type testExec struct {
 	plan  func(r *Run) behaviour
 
 	report   func(*Run, Result) // default: s.Done
+	seen     func(*Run, Result) // if set, sees every report first
 	mu       sync.Mutex
 	running  map[*Run]chan struct{}
 	overflow error
@@ -80,6 +81,9 @@ func (e *testExec) Start(r *Run) {
 		e.mu.Lock()
 		delete(e.running, r)
 		e.mu.Unlock()
+		if e.seen != nil {
+			e.seen(r, res)
+		}
 		if e.report != nil {
 			e.report(r, res)
 		} else {
@@ -198,6 +202,26 @@ func TestPropertyInvariants(t *testing.T) {
 				}
 			},
 		})
+		// Tenants share the nodes; tasks of none belong to the default one.
+		tenants := []*Tenant{nil}
+		for i := range rapid.IntRange(0, 3).Draw(rt, "tenants") {
+			tenants = append(tenants, s.NewTenant(TenantConfig{
+				Name:      fmt.Sprint("t", i),
+				Exclusive: rapid.IntRange(0, 3).Draw(rt, "exclusive") == 0,
+			}))
+		}
+		type span struct {
+			ten        *Tenant
+			start, end time.Time
+		}
+		var spans []span
+		seen := func(r *Run, res Result) {
+			if res.Outcome != NotStarted {
+				mu.Lock()
+				spans = append(spans, span{r.Task.Tenant, res.Start, res.End})
+				mu.Unlock()
+			}
+		}
 		nNodes := rapid.IntRange(1, 3).Draw(rt, "nodes")
 		var execs []*testExec
 		plans := map[*Task]behaviour{}
@@ -216,6 +240,7 @@ func TestPropertyInvariants(t *testing.T) {
 		for i := range nNodes {
 			e := newTestExec(rapid.IntRange(1, 3).Draw(rt, "slots"), plan)
 			e.s = s
+			e.seen = seen
 			execs = append(execs, e)
 			var ex Executor = e
 			if depth := rapid.IntRange(0, 2).Draw(rt, "prefetch"); depth > 0 {
@@ -235,6 +260,7 @@ func TestPropertyInvariants(t *testing.T) {
 				ID:       int64(i + 1),
 				Priority: rapid.IntRange(-2, 2).Draw(rt, "priority"),
 				Retries:  rapid.IntRange(0, 2).Draw(rt, "retries"),
+				Tenant:   tenants[rapid.IntRange(0, len(tenants)-1).Draw(rt, "tenant")],
 			}
 			if rapid.IntRange(0, 4).Draw(rt, "pin") == 0 {
 				t.Node = fmt.Sprintf("n%d", rapid.IntRange(0, nNodes-1).Draw(rt, "pinned"))
@@ -316,6 +342,28 @@ func TestPropertyInvariants(t *testing.T) {
 			if e.overflow != nil {
 				rt.Fatal(e.overflow)
 			}
+		}
+		// An exclusive tenant's runs overlap no other tenant's.
+		for _, a := range spans {
+			if a.ten == nil || !a.ten.exclusive {
+				continue
+			}
+			for _, b := range spans {
+				if b.ten != a.ten && b.start.Before(a.end) && a.start.Before(b.end) {
+					rt.Fatalf("a run of exclusive tenant %s overlaps one of %v", a.ten.name, b.ten)
+				}
+			}
+		}
+		st := s.Stats()
+		ended := 0
+		for _, ts := range st.Tenants {
+			ended += ts.Finished + ts.Cancelled + ts.Terminated + ts.Abandoned
+			if ts.Pending != 0 || ts.Running != 0 {
+				rt.Fatalf("tenant %q: %d pending, %d running after the end", ts.Name, ts.Pending, ts.Running)
+			}
+		}
+		if ended != len(tasks) {
+			rt.Fatalf("tenants' stats count %d final tasks, want %d", ended, len(tasks))
 		}
 	})
 }

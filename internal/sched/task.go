@@ -51,6 +51,7 @@ type Task struct {
 	Node     string        // run only on this node; "" for any
 	Input    []byte        // encoded input, opaque to the scheduler
 	Ref      any           // the front end's own value, handed back in events
+	Tenant   *Tenant       // the computation it belongs to; nil for the default tenant
 
 	state    atomic.Uint32
 	start    atomic.Int64 // Unix nanoseconds of the latest dispatch
@@ -58,6 +59,7 @@ type Task struct {
 	done     chan struct{}
 
 	// Guarded by the scheduler's lock.
+	ten      *Tenant
 	seq      uint64
 	index    int // in its heap; -1 when not queued
 	attempts int
@@ -116,6 +118,7 @@ type Run struct {
 
 	ex       Executor
 	node     *node
+	charged  int64 // slot-time charged to its tenant at dispatch (see Fair)
 	cause    atomic.Pointer[error]
 	timer    *time.Timer
 	over     bool // guarded by the scheduler's lock
