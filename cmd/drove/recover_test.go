@@ -290,4 +290,3 @@ func TestRecoverHelp(t *testing.T) {
 		t.Errorf("submit --help does not explain --recover-file:\n%s", out)
 	}
 }
-
