@@ -38,6 +38,7 @@ type Cluster[In, Out any] struct {
 	ssh     *sshconn.Pool // shell clusters' SSH connections
 	hosts   *fleet.Fleet  // shell clusters' SSH hosts; nil otherwise
 	remote  *remoteNodes  // drove nodes (WithNodes); nil otherwise
+	recover *recoverLog   // WithRecoverFile; nil otherwise
 
 	closeOnce sync.Once
 	closeErr  error
@@ -95,11 +96,8 @@ func (c *Cluster[In, Out]) validate() error {
 			return errors.New("drove: WithSetup and WithDepends are for functions and programs, not shell commands")
 		}
 	} else if fn.program != "" {
-		path, err := exec.LookPath(fn.program)
+		path, err := programPath(fn.program)
 		if err != nil {
-			return fmt.Errorf("drove: program %s: %w", fn.program, err)
-		}
-		if path, err = filepath.Abs(path); err != nil {
 			return err
 		}
 		c.fn = &Function[In, Out]{program: path, encode: fn.encode, decode: fn.decode}
@@ -127,6 +125,9 @@ func (c *Cluster[In, Out]) validate() error {
 		}
 		c.onJob = f
 	}
+	if c.cfg.recover != "" && (fn.shell || len(c.cfg.nodes) == 0) {
+		return errors.New("drove: WithRecoverFile needs drove nodes (WithNodes): the jobs of an embedded cluster or of shell commands end with the client")
+	}
 	if c.cfg.heartbeat < 0 || c.cfg.misses < 0 {
 		return fmt.Errorf("drove: WithHeartbeat(%v, %d): must not be negative", c.cfg.heartbeat, c.cfg.misses)
 	}
@@ -137,6 +138,16 @@ func (c *Cluster[In, Out]) validate() error {
 		return fmt.Errorf("drove: WithMaxPending(%d): must not be negative", c.cfg.maxPending)
 	}
 	return nil
+}
+
+// programPath finds a program as NewCluster runs it: in PATH if the name
+// has no slash, made absolute.
+func programPath(program string) (string, error) {
+	path, err := exec.LookPath(program)
+	if err != nil {
+		return "", fmt.Errorf("drove: program %s: %w", program, err)
+	}
+	return filepath.Abs(path)
 }
 
 func (c *Cluster[In, Out]) openDestDir() (*filesink.Dir, error) {
@@ -190,8 +201,24 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 				return err
 			}
 		}
+		if c.cfg.recover != "" {
+			if rc.ClientID == "" {
+				rc.ClientID = newClientID()
+			}
+			comp, err := recoverComputation(c.fn)
+			if err != nil {
+				return err
+			}
+			if c.recover, err = createRecoverLog(c.cfg.recover, rc.ClientID, comp); err != nil {
+				return err
+			}
+			rc.Record = c.recover.add
+		}
 		r, err := startRemoteNodes(ctx, c.s, rc)
 		if err != nil {
+			if c.recover != nil {
+				_ = c.recover.remove() // no node has the computation
+			}
 			return err
 		}
 		c.remote = r
@@ -371,6 +398,9 @@ func (c *Cluster[In, Out]) Close(ctx context.Context) error {
 		c.closeErr = c.s.Close(ctx)
 		if c.remote != nil {
 			c.remote.closeLost(ctx)
+		}
+		if c.recover != nil {
+			c.closeErr = errors.Join(c.closeErr, c.recover.remove())
 		}
 		c.cleanup()
 	})

@@ -6,6 +6,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/joberr"
 	"github.com/drove-dev/drove/internal/proc"
+	"github.com/drove-dev/drove/internal/recoverfile"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/worker"
 )
@@ -35,6 +36,13 @@ var (
 	// did not take: a name leading out of its destination directory, a
 	// file over WithMaxFileSize, a write that failed.
 	ErrFileRefused = worker.ErrFileRefused
+	// ErrRecoverFile is wrapped by RecoverFromFile's error for a file that
+	// is not a recover file this version of drove can use (garbled, of
+	// another version, or naming a scheduler).
+	ErrRecoverFile = recoverfile.ErrFormat
+	// ErrRecoverMismatch is wrapped by RecoverFromFile's error when the
+	// recover file is for another computation than the one given.
+	ErrRecoverMismatch = errors.New("drove: the recover file is for another computation")
 )
 
 // PanicError is the error of a job whose function panicked; it carries the

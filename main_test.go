@@ -14,6 +14,9 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv("DROVE_TEST_RECOVER_CLIENT"); addr != "" {
 		os.Exit(recoverClientMain(addr)) // this process plays a client that goes away
 	}
+	if path := os.Getenv("DROVE_TEST_RECOVER_FILE"); path != "" {
+		os.Exit(recoverFileClientMain(path, os.Getenv("DROVE_TEST_RECOVER_NODES"))) // a client killed while its jobs run
+	}
 
 	os.Exit(m.Run())
 }

@@ -62,6 +62,10 @@ type remoteConfig struct {
 	// gets its results back under the same ID (nodeexec.Recover). Default:
 	// the host name and a random suffix.
 	ClientID string
+	// Record, if set, is called with a node's address once the computation
+	// is set up on it, before the node gets a job; its error keeps the
+	// node out (retried like an unreachable one).
+	Record func(addr string) error
 }
 
 // remoteNodes is a cluster's drove nodes: it maps the cluster's options to
@@ -168,9 +172,6 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 	if err != nil {
 		return nil, err
 	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	host, _ := os.Hostname()
 	r := &remoteNodes{
 		s:        s,
 		cfg:      cfg,
@@ -180,7 +181,7 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		nodes:    map[string]*remoteNode{},
 	}
 	if r.clientID == "" {
-		r.clientID = clientIDFor(host, hex.EncodeToString(b[:]))
+		r.clientID = newClientID()
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -261,6 +262,15 @@ func (r *remoteNodes) addAll(ctx context.Context, addrs []string) []error {
 	return r.fleet.Add(ctx, members...)
 }
 
+// newClientID makes a client id no other client has: the host name with a
+// random suffix.
+func newClientID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	host, _ := os.Hostname()
+	return clientIDFor(host, hex.EncodeToString(b[:]))
+}
+
 // clientIDFor makes the client id a node files this client under: the
 // host name for people reading the node's directory, made safe.
 func clientIDFor(host, random string) string {
@@ -336,6 +346,12 @@ func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error)
 	}, r.comp, r.s)
 	if err != nil {
 		return fleet.Conn{}, err
+	}
+	if r.cfg.Record != nil {
+		if err := r.cfg.Record(addr); err != nil {
+			_ = ex.Close(ctx)
+			return fleet.Conn{}, err
+		}
 	}
 	r.mu.Lock()
 	if rn.name == "" {

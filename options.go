@@ -35,6 +35,7 @@ type config struct {
 	tlsKey     string
 	tlsCA      string
 	clientID   string
+	recover    string
 	multicast  bool
 	heartbeat  time.Duration
 	misses     int

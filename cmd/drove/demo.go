@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -43,6 +44,7 @@ func newDemoCmd() *cobra.Command {
 		unit  time.Duration
 		cpus  int
 		nodes []string
+		rfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -62,20 +64,27 @@ was lost).`,
 			if unit <= 0 {
 				return fmt.Errorf("--unit must be positive, got %v", unit)
 			}
-			return runDemo(cmd.Context(), cmd, jobs, unit, cpus, nodes)
+			if rfile != "" && len(nodes) == 0 {
+				return errors.New("--recover-file needs --nodes: the jobs of an embedded cluster end with this command")
+			}
+			return runDemo(cmd.Context(), cmd, jobs, unit, cpus, nodes, rfile)
 		},
 	}
 	cmd.Flags().IntVarP(&jobs, "jobs", "n", 5, "number of jobs to submit")
 	cmd.Flags().DurationVar(&unit, "unit", time.Second, "how long one unit of sleep is; jobs sleep 1 to 10 units")
 	cmd.Flags().IntVarP(&cpus, "cpus", "c", 0, "CPUs to use: 0 for all, a negative number leaves that many free")
 	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "drove nodes to run on (host[:port], \"*\" to discover); default an embedded cluster")
+	cmd.Flags().StringVar(&rfile, "recover-file", "", `with --nodes: keep a file naming this client and its nodes while the jobs run ("drove recover FILE" shows the jobs of a demo that was killed)`)
 	return cmd
 }
 
-func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration, cpus int, nodes []string) error {
+func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration, cpus int, nodes []string, recoverFile string) error {
 	opts := []drove.Option{drove.WithCPUs(cpus)}
 	if len(nodes) > 0 {
 		opts = append(opts, drove.WithNodes(nodes...))
+	}
+	if recoverFile != "" {
+		opts = append(opts, drove.WithRecoverFile(recoverFile))
 	}
 	c, err := drove.NewCluster(ctx, demoCompute, opts...)
 	if err != nil {

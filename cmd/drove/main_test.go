@@ -15,6 +15,9 @@ import (
 // TestMain lets the test binary serve as a worker for the commands' clusters.
 func TestMain(m *testing.M) {
 	drove.Main()
+	if path := os.Getenv("DROVE_TEST_RECOVER_FILE"); path != "" {
+		os.Exit(gatedClientMain(path, os.Getenv("DROVE_TEST_RECOVER_NODE"), os.Getenv("DROVE_TEST_RECOVER_DIR"))) // a client killed while its jobs run
+	}
 	os.Exit(m.Run())
 }
 

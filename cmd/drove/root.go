@@ -17,14 +17,15 @@ func newRootCmd() *cobra.Command {
 (an embedded cluster, nothing to start by hand), drove node daemons, or SSH hosts.
 
 Start with "drove demo" to see jobs run on the embedded cluster, and
-"drove submit PROGRAM" to run a program once per argument list. "drove run"
+"drove submit PROGRAM" to run a program once per argument list ("drove recover
+FILE" collects the results of one that was killed). "drove run"
 is a work queue of shell commands over SSH hosts (GNU parallel style),
 "drove exec" runs one command on many hosts (pssh, clush), and "drove fs"
 works with a remote machine's files over SFTP.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newCertCmd())
+	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newCertCmd(), newRecoverCmd())
 	return root
 }
 

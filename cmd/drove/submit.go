@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -15,12 +16,14 @@ import (
 
 func newSubmitCmd() *cobra.Command {
 	var (
-		nodes   []string
-		files   []string
-		argSets []string
-		cpus    int
-		retries int
-		timeout string
+		nodes       []string
+		files       []string
+		argSets     []string
+		cpus        int
+		retries     int
+		timeout     string
+		recoverFile string
+		auth        clientAuth
 	)
 	cmd := &cobra.Command{
 		Use:   "submit [flags] PROGRAM",
@@ -33,9 +36,16 @@ working directory, which is also first in the program's PATH.
 For each job, in submit order, prints its exit status, then its stdout and
 stderr. A progress bar is drawn on stderr when it is a terminal. The exit
 status is the number of jobs that did not exit 0, failed or were Abandoned
-because their node was lost (101 for more than 100).`,
+because their node was lost (101 for more than 100).
+
+With --nodes, requests to the drove nodes are signed with the cluster secret
+(--secret, --secret-file or $DROVE_SECRET), over mutual TLS with --tls-ca.
+--recover-file keeps a file naming this client and its nodes while the jobs
+run: if this command is killed, "drove recover FILE" collects the results
+the nodes kept. The file is removed when the command ends normally.`,
 		Example: `  drove submit -a "1 2" -a "3 4" ./compute.sh
-  drove submit -f data.csv -a "data.csv" /usr/bin/wc`,
+  drove submit -f data.csv -a "data.csv" /usr/bin/wc
+  drove submit --nodes 10.0.0.5,10.0.0.6 --secret-file ~/.drove-secret --recover-file run.recover -a 1 ./compute.sh`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []drove.JobOption
@@ -62,7 +72,18 @@ because their node was lost (101 for more than 100).`,
 			}
 			clusterOpts := []drove.Option{drove.WithCPUs(cpus), drove.WithDepends(files...)}
 			if len(nodes) > 0 {
+				ao, err := auth.options()
+				if err != nil {
+					return err
+				}
 				clusterOpts = append(clusterOpts, drove.WithNodes(nodes...))
+				clusterOpts = append(clusterOpts, ao...)
+			}
+			if recoverFile != "" {
+				if len(nodes) == 0 {
+					return errors.New("--recover-file needs --nodes: the jobs of an embedded cluster end with this command")
+				}
+				clusterOpts = append(clusterOpts, drove.WithRecoverFile(recoverFile))
 			}
 			return runSubmit(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], lists, clusterOpts, opts)
 		},
@@ -74,6 +95,8 @@ because their node was lost (101 for more than 100).`,
 	f.IntVarP(&cpus, "cpus", "c", 0, "CPUs of this machine to use: 0 for all, a negative number leaves that many free")
 	f.IntVar(&retries, "retries", 0, "run a job again up to N times if it fails (a non-zero exit is not a failure)")
 	f.StringVar(&timeout, "timeout", "", "stop a job that runs longer than this (e.g. 30s, 5m; a bare number is seconds)")
+	f.StringVar(&recoverFile, "recover-file", "", `with --nodes: keep a file for "drove recover" to collect the results if this command is killed`)
+	auth.register(f)
 	return cmd
 }
 

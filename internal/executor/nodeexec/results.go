@@ -158,6 +158,21 @@ type Recovered struct {
 	Result sched.Result
 }
 
+// State is the final state the job ended in, as the client's scheduler
+// would have set it: Finished, Cancelled (stopped on request), Abandoned
+// (its node failed under it) or Terminated (it failed).
+func (r Recovered) State() sched.State {
+	switch r.Result.Outcome {
+	case sched.OK:
+		return sched.Finished
+	case sched.Killed:
+		return sched.Cancelled
+	case sched.Lost, sched.NotStarted:
+		return sched.Abandoned
+	}
+	return sched.Terminated
+}
+
 // Recover comes back, as client cfg.ClientID, for the results a node kept
 // for that client after it went away (it crashed, or its process ended
 // without closing its cluster): it waits for the client's jobs still queued
@@ -165,6 +180,17 @@ type Recovered struct {
 // computations. It returns every result the client had not acknowledged:
 // one delivered just before the client went away may also have reached it.
 func Recover(ctx context.Context, cfg Config) ([]Recovered, error) {
+	return collect(ctx, cfg, true)
+}
+
+// Peek is Recover without closing the computations: the results stay on
+// the node, for a Recover that can decode them (the process that owns the
+// function). Files the jobs send are refused all the same.
+func Peek(ctx context.Context, cfg Config) ([]Recovered, error) {
+	return collect(ctx, cfg, false)
+}
+
+func collect(ctx context.Context, cfg Config, close bool) ([]Recovered, error) {
 	hc := NewHTTPClient(cfg.Secret, cfg.TLS)
 	defer hc.CloseIdleConnections()
 	api := newAPI(hc, baseURL(cfg.Addr, cfg.TLS))
@@ -178,6 +204,9 @@ func Recover(ctx context.Context, cfg Config) ([]Recovered, error) {
 		out = append(out, rs...)
 		if err != nil {
 			return out, &ConnError{Addr: cfg.Addr, Err: err}
+		}
+		if !close {
+			continue
 		}
 		if _, err := api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: id})); err != nil {
 			return out, &ConnError{Addr: cfg.Addr, Err: err}
