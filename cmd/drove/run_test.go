@@ -597,6 +597,14 @@ func TestRunClientKilled(t *testing.T) {
 				t.Fatal(err)
 			}
 			cmd.Wait()
+			// The killed client leaves its --wd ... directories behind, as
+			// GNU parallel does; remove them, or a later test process that
+			// happens to get the same pid would take them for its own.
+			t.Cleanup(func() {
+				for _, h := range []string{"host0", "host1"} {
+					p.Run(context.Background(), h, &sshconn.Cmd{Command: fmt.Sprintf("rm -rf .drove/tmp/%d-*", cmd.Process.Pid)})
+				}
+			})
 			deadline := time.Now().Add(15 * time.Second)
 			for {
 				n := remoteJobs(t, p, "host0", marker)
