@@ -1213,9 +1213,8 @@ func (s *Scheduler) NodeTasks(name string) []*Task {
 }
 
 // taskHeap orders tasks by priority (high first), then submit order.
-type taskHeap struct{ items []*Task }
+type taskHeap struct{ indexedHeap[*Task] }
 
-func (h *taskHeap) Len() int { return len(h.items) }
 func (h *taskHeap) less(a, b *Task) bool {
 	if a.Priority != b.Priority {
 		return a.Priority > b.Priority
@@ -1223,22 +1222,31 @@ func (h *taskHeap) less(a, b *Task) bool {
 	return a.seq < b.seq
 }
 func (h *taskHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
-func (h *taskHeap) Swap(i, j int) {
+
+func (t *Task) setHeapIndex(i int) { t.index = i }
+
+// indexedHeap is the storage of a container/heap whose elements keep their
+// own index up to date, so that heap.Fix and heap.Remove can find them;
+// each heap adds its Less.
+type indexedHeap[T interface{ setHeapIndex(int) }] struct{ items []T }
+
+func (h *indexedHeap[T]) Len() int { return len(h.items) }
+func (h *indexedHeap[T]) Swap(i, j int) {
 	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.items[i].index = i
-	h.items[j].index = j
+	h.items[i].setHeapIndex(i)
+	h.items[j].setHeapIndex(j)
 }
-func (h *taskHeap) Push(x any) {
-	t := x.(*Task)
-	t.index = len(h.items)
+func (h *indexedHeap[T]) Push(x any) {
+	t := x.(T)
+	t.setHeapIndex(len(h.items))
 	h.items = append(h.items, t)
 }
-func (h *taskHeap) Pop() any {
-	old := h.items
-	n := len(old)
-	t := old[n-1]
-	old[n-1] = nil
-	t.index = -1
-	h.items = old[:n-1]
+func (h *indexedHeap[T]) Pop() any {
+	n := len(h.items)
+	t := h.items[n-1]
+	var zero T
+	h.items[n-1] = zero
+	t.setHeapIndex(-1)
+	h.items = h.items[:n-1]
 	return t
 }

@@ -404,11 +404,10 @@ func (s *Scheduler) tenantStatsLocked(t *Tenant) TenantStats {
 
 // tenantHeap orders the tenants with queued tasks by the policy.
 type tenantHeap struct {
-	items  []*Tenant
+	indexedHeap[*Tenant]
 	policy Policy
 }
 
-func (h *tenantHeap) Len() int { return len(h.items) }
 func (h *tenantHeap) less(a, b *Tenant) bool {
 	switch h.policy {
 	case Fair:
@@ -424,32 +423,13 @@ func (h *tenantHeap) less(a, b *Tenant) bool {
 	return a.seq < b.seq
 }
 func (h *tenantHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
-func (h *tenantHeap) Swap(i, j int) {
-	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.items[i].index = i
-	h.items[j].index = j
-}
-func (h *tenantHeap) Push(x any) {
-	t := x.(*Tenant)
-	t.index = len(h.items)
-	h.items = append(h.items, t)
-}
-func (h *tenantHeap) Pop() any {
-	old := h.items
-	n := len(old)
-	t := old[n-1]
-	old[n-1] = nil
-	t.index = -1
-	h.items = old[:n-1]
-	return t
-}
+func (t *Tenant) setHeapIndex(i int)     { t.index = i }
 
 // nodeHeap holds the nodes that can take a run, least loaded (busy/slots)
 // first, then in the order they were added, so placement costs O(log n) in
 // nodes.
-type nodeHeap struct{ items []*node }
+type nodeHeap struct{ indexedHeap[*node] }
 
-func (h *nodeHeap) Len() int { return len(h.items) }
 func (h *nodeHeap) less(a, b *node) bool {
 	// a.busy/a.slots < b.busy/b.slots without division.
 	if x, y := a.busy*b.slots, b.busy*a.slots; x != y {
@@ -458,25 +438,7 @@ func (h *nodeHeap) less(a, b *node) bool {
 	return a.seq < b.seq
 }
 func (h *nodeHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
-func (h *nodeHeap) Swap(i, j int) {
-	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.items[i].hidx = i
-	h.items[j].hidx = j
-}
-func (h *nodeHeap) Push(x any) {
-	n := x.(*node)
-	n.hidx = len(h.items)
-	h.items = append(h.items, n)
-}
-func (h *nodeHeap) Pop() any {
-	old := h.items
-	k := len(old)
-	n := old[k-1]
-	old[k-1] = nil
-	n.hidx = -1
-	h.items = old[:k-1]
-	return n
-}
+func (n *node) setHeapIndex(i int)     { n.hidx = i }
 
 // placeLocked updates what the scheduler keeps about n after a change of
 // its load or state: its queue-ahead depth, whether it is in the free heap
