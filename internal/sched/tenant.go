@@ -61,6 +61,12 @@ type TenantConfig struct {
 	// no tenant created before it is active and no other tenant has a run
 	// in flight. While it has runs in flight, no other tenant gets one.
 	Exclusive bool
+	// Slots, if positive, bounds the tenant's runs in flight (queued ahead
+	// at a node included): a computation that may use only some of the
+	// nodes' slots, or whose executor runs at most so many at once. Its
+	// tasks wait while it is at the bound and others take the free slots.
+	// Tasks pinned to a node are counted but not held back.
+	Slots int
 }
 
 // Tenant is one computation sharing the scheduler's nodes with others.
@@ -71,6 +77,7 @@ type Tenant struct {
 	s         *Scheduler
 	name      string
 	exclusive bool
+	slots     int // TenantConfig.Slots
 	created   time.Time
 
 	// Guarded by the scheduler's lock.
@@ -132,6 +139,7 @@ func (s *Scheduler) newTenantLocked(cfg TenantConfig) *Tenant {
 		s:         s,
 		name:      cfg.Name,
 		exclusive: cfg.Exclusive,
+		slots:     max(0, cfg.Slots),
 		created:   time.Now(),
 		seq:       s.tenantSeq,
 		index:     -1,
@@ -304,12 +312,13 @@ func (s *Scheduler) settleLocked(t *Tenant, charged int64, used time.Duration) {
 }
 
 // readyFixLocked keeps t in the ready heap exactly while it has queued
-// tasks, at the place its policy key says.
+// tasks and is below its Slots, at the place its policy key says.
 func (s *Scheduler) readyFixLocked(t *Tenant) {
+	ready := t.queue.Len() > 0 && (t.slots == 0 || t.inflight < t.slots)
 	switch {
-	case t.queue.Len() > 0 && t.index < 0:
+	case ready && t.index < 0:
 		heap.Push(&s.ready, t)
-	case t.queue.Len() > 0:
+	case ready:
 		heap.Fix(&s.ready, t.index)
 	case t.index >= 0:
 		heap.Remove(&s.ready, t.index)

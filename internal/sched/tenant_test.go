@@ -373,3 +373,55 @@ func TestParsePolicy(t *testing.T) {
 		t.Errorf("ParsePolicy(fifo): %v", err)
 	}
 }
+
+// TestTenantSlots: a tenant with Slots 1 on a node of 4 slots never has
+// two runs at once, and another tenant takes the slots it leaves free.
+func TestTenantSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := New(Config{})
+		var mu sync.Mutex
+		var spans []span
+		e := newTestExec(4, func(r *Run) behaviour { return behaviour{outcome: OK, delay: 10 * time.Millisecond} })
+		e.s = s
+		recordSpans(e, &mu, &spans)
+		if err := s.AddNode("n", 4, e); err != nil {
+			t.Fatal(err)
+		}
+		capped := s.NewTenant(TenantConfig{Name: "A", Slots: 1})
+		other := s.NewTenant(TenantConfig{Name: "B"})
+		for i := range 8 {
+			ten := capped
+			if i%2 == 1 {
+				ten = other
+			}
+			if err := s.Submit(t.Context(), &Task{ID: int64(i), Tenant: ten}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		mostA, mostAll := 0, 0
+		for _, a := range spans {
+			nA, nAll := 0, 0
+			for _, b := range spans {
+				if b.start.Compare(a.start) <= 0 && a.start.Before(b.end) {
+					nAll++
+					if b.tenant == "A" {
+						nA++
+					}
+				}
+			}
+			if a.tenant == "A" {
+				mostA = max(mostA, nA)
+			}
+			mostAll = max(mostAll, nAll)
+		}
+		if len(spans) != 8 || mostA != 1 || mostAll != 4 {
+			t.Errorf("%d runs; at most %d of the capped tenant's at once (want 1), %d in all (want 4)", len(spans), mostA, mostAll)
+		}
+	})
+}
