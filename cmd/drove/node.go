@@ -14,6 +14,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/nodeauth"
+	"github.com/drove-dev/drove/internal/sched"
 )
 
 // secretEnv is the environment variable holding the cluster secret, for
@@ -31,6 +32,7 @@ func newNodeCmd() *cobra.Command {
 		configFile string
 		schedHost  []string
 		logLevel   string
+		policy     string
 		noDisc     bool
 	)
 	cmd := &cobra.Command{
@@ -48,6 +50,13 @@ of the cluster CA (see "drove cert"); --tls-cert and --tls-key without
 --tls-ca only encrypt and do not count. With neither, only clients of the
 same user on this machine are served (on Linux; elsewhere none), unless
 --insecure is given.
+
+The CPUs are shared between the computations by --policy: fair (the
+default) gives each computation with jobs an even share of the CPU time;
+fsfs runs the jobs in the order they were submitted, whichever computation
+they belong to; early runs the earliest computation's jobs first, the later
+ones taking the CPUs it leaves free. A computation's own jobs run in the
+order submitted.
 
 A client that goes away finds its finished results kept for it when it comes
 back; after --zombie-interval without contact its computation is closed and
@@ -73,6 +82,9 @@ its files deleted.`,
 				if cfg.TLS, err = nodeauth.ServerTLS(certFile, keyFile, caFile); err != nil {
 					return err
 				}
+			}
+			if cfg.Policy, err = sched.ParsePolicy(policy); err != nil {
+				return fmt.Errorf("--policy: %w", err)
 			}
 			if cfg.ZombieInterval < time.Second {
 				return fmt.Errorf("--zombie-interval must be at least 1s, got %v", cfg.ZombieInterval)
@@ -128,6 +140,7 @@ its files deleted.`,
 	f.StringArrayVar(&schedHost, "scheduler-host", nil, "client host[:port] (port default 9700) told by UDP unicast that this node is up, at start and every 10s, so a client on another subnet that discovers nodes (\"*\") finds it (repeatable)")
 	f.BoolVar(&cfg.Clean, "clean", false, "delete what --dest-path holds from an earlier run before starting")
 	f.StringVar(&configFile, "config", "", `file of "flag = value" lines (dispynode's --config; [DEFAULT] headers and # comments are ignored); command-line flags win`)
+	f.StringVar(&policy, "policy", "fair", "how computations share the CPUs: fair (even shares), fsfs (first submitted, first served) or early (earliest computation first)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&noDisc, "no-discovery", false, "do not answer UDP discovery (clients then list this node by address)")
 	f.BoolVar(&cfg.Multicast, "udp-multicast", false, "discovery over IPv4 multicast group 239.255.61.59 instead of broadcast")

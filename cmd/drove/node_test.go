@@ -276,6 +276,7 @@ func TestNodeFlags(t *testing.T) {
 		{[]string{"--max-conns-per-host", "0"}, "--max-conns-per-host"},
 		{[]string{"--idle-timeout", "0s"}, "--idle-timeout"},
 		{[]string{"--unauth-timeout", "-1s"}, "--unauth-timeout"},
+		{[]string{"--policy", "lifo"}, "--policy"},
 	} {
 		err := run(tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -302,7 +303,7 @@ func TestNodeFlags(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"--cpus", "--host", "--ext-host", "--port", "--name", "--dest-path", "--secret", "--secret-file", "--tls-cert", "--tls-key", "--tls-ca", "--max-file-size", "--serve", "--zombie-interval", "--ping-interval", "--scheduler-host", "--clean", "--config", "--insecure", "--max-conns", "--max-conns-per-host", "--idle-timeout", "--unauth-timeout"} {
+	for _, f := range []string{"--cpus", "--host", "--ext-host", "--port", "--name", "--dest-path", "--secret", "--secret-file", "--tls-cert", "--tls-key", "--tls-ca", "--max-file-size", "--serve", "--zombie-interval", "--ping-interval", "--scheduler-host", "--clean", "--config", "--insecure", "--max-conns", "--max-conns-per-host", "--idle-timeout", "--unauth-timeout", "--policy"} {
 		if !strings.Contains(help.String(), f) {
 			t.Errorf("--help does not explain %s", f)
 		}

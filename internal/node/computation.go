@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drove-dev/drove/internal/filesink"
@@ -19,17 +20,19 @@ import (
 	"github.com/drove-dev/drove/internal/sched"
 )
 
-// computation is one client's computation on the node: a local executor
-// with its slots, the jobs queued for them, and the events for the client.
+// computation is one client's computation on the node: a tenant of the
+// node's scheduler with its own local executor, and the events for the
+// client.
 type computation struct {
 	n        *Node
-	prefetch int // runs the executor takes beyond its slots
 	id       string
 	clientID string
 	dir      string
 	slots    int
 	hb       time.Duration
 	ex       sched.Executor // local (functions) or process (programs)
+	local    bool           // ex is the local executor, which reports Started
+	ten      *sched.Tenant  // set when registered; the scheduler owns ex from then
 	files    *filesink.Dir
 	root     *os.Root // of out/, for the file forwarder
 	out      *outbox
@@ -42,28 +45,34 @@ type computation struct {
 	closing  chan struct{}
 	fileMu   sync.Mutex
 	fileWait map[uint64]chan string
-	// startMu serialises Start calls: the local executor queues a run at
-	// a worker under its lock but writes it to the worker's pipe after,
-	// so two concurrent Starts could reach one worker out of order.
-	startMu sync.Mutex
-
-	// Guarded by n.mu.
-	queue    []*nrun
-	runs     map[uint64]*nrun
-	running  int // runs handed to the executor
-	maxRunID uint64
-	closed   bool
+	// order serialises submit, cancel and close, so that a cancel never
+	// meets a job registered but not yet given to the scheduler.
+	order sync.Mutex
+	// closed is set by close, with closeWhy before it.
+	closed   atomic.Bool
 	closeWhy string
+
+	mu       sync.Mutex
+	jobs     map[uint64]*job // submitted, result not yet pushed
+	maxRunID uint64
+	drained  chan struct{} // closed once closed and jobs is empty
 }
 
-// nrun is a job of the computation, queued or running.
-type nrun struct {
-	id      uint64
-	r       *sched.Run
-	started bool // handed to the executor
-	recall  bool // the client wants it back if it has not begun
-	begun   bool // the executor reported it Started
+// job is a client's job: a task of the computation's tenant until its
+// result is pushed to the client.
+type job struct {
+	c      *computation
+	runID  uint64
+	jobID  int64 // the user's job id, given back in events
+	task   *sched.Task
+	recall atomic.Bool // the client wants it back if it has not begun
+	begun  atomic.Bool // the executor reported it Started
+	// res is the executor's report of the run that ended the task, sent
+	// to the client as it is (the scheduler's own result wraps its errors).
+	res atomic.Pointer[sched.Result]
 }
+
+func jobOf(r *sched.Run) *job { return r.Task.Ref.(*job) }
 
 func newID() string {
 	var b [12]byte
@@ -84,206 +93,195 @@ func validClientID(s string) bool {
 	return true
 }
 
-// Done implements local.Reporter.
+// Done implements local.Reporter and process.Reporter: the executor's
+// report goes to the scheduler, which decides what becomes of the task
+// (a run given back unstarted is queued again); the final result reaches
+// the client through onTask.
 func (c *computation) Done(r *sched.Run, res sched.Result) {
-	n := c.n
-	id := uint64(r.Task.ID)
-	n.mu.Lock()
-	nr := c.runs[id]
-	if nr == nil || nr.r != r {
-		n.mu.Unlock()
-		return
-	}
-	if nr.started {
-		c.running--
-		n.busy--
-	}
-	if res.Outcome == sched.NotStarted && !nr.recall {
-		// The executor gave it back (its worker died): it goes first again.
-		nr.started = false
-		nr.r = &sched.Run{Task: nr.r.Task, Node: nr.r.Node}
-		if !c.closed {
-			c.queue = append([]*nrun{nr}, c.queue...)
-		}
-		starts := n.dispatchLocked()
-		n.mu.Unlock()
-		n.startAll(starts)
-		return
-	}
-	delete(c.runs, id)
-	if c.closed && res.Outcome != sched.OK {
+	if c.closed.Load() && res.Outcome != sched.OK {
 		// Stopped because the computation closed under it (the node is
 		// stopping, or the client went away): that says nothing about
 		// the job, which may run again elsewhere.
-		res = sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s stopped the job: %s", sched.ErrNodeLost, n.cfg.Name, c.closeWhy)}
+		res = sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s stopped the job: %s", sched.ErrNodeLost, c.n.cfg.Name, c.closeWhy)}
 	}
-	// Pushed under the node's lock, so that a heartbeat's pending count and
-	// last sequence number agree (a returning client relies on that).
-	c.out.push(&drovev1.Event{RunId: id, JobId: jobID(r), Kind: &drovev1.Event_Result{Result: nodeproto.ResultProto(res)}})
-	starts := n.dispatchLocked()
-	n.mu.Unlock()
-	n.met.jobsDone.WithLabelValues(outcomeName(res.Outcome)).Inc()
-	n.startAll(starts)
+	if j := jobOf(r); res.Outcome != sched.NotStarted || j.recall.Load() {
+		j.res.Store(&res)
+	}
+	c.n.sched.Done(r, res)
 }
 
 // Started implements local.Reporter: a run queued behind a worker began.
 func (c *computation) Started(r *sched.Run, at time.Time) {
-	c.n.mu.Lock()
-	if nr := c.runs[uint64(r.Task.ID)]; nr != nil && nr.r == r {
-		nr.begun = true
-	}
-	c.n.mu.Unlock()
-	c.out.push(&drovev1.Event{RunId: uint64(r.Task.ID), JobId: jobID(r), Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: at.UnixNano()}})
+	j := jobOf(r)
+	j.begun.Store(true)
+	c.n.sched.Started(r, at)
+	c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: at.UnixNano()}})
 }
 
 // Provisional implements local.Reporter.
 func (c *computation) Provisional(r *sched.Run, output []byte) {
-	c.out.push(&drovev1.Event{RunId: uint64(r.Task.ID), JobId: jobID(r), Kind: &drovev1.Event_Provisional{Provisional: output}})
+	j := jobOf(r)
+	c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_Provisional{Provisional: output}})
 }
 
-// jobID is the user's job id of a run.
-func jobID(r *sched.Run) int64 {
-	id, _ := r.Task.Ref.(int64)
-	return id
+// onTask receives the scheduler's task events: a final one is the job's
+// result for the client.
+func (n *Node) onTask(ev sched.TaskEvent) {
+	if !ev.State.Final() {
+		return
+	}
+	j := ev.Task.Ref.(*job)
+	c := j.c
+	var res *drovev1.Result
+	raw := j.res.Load()
+	switch {
+	case raw != nil:
+		res = nodeproto.ResultProto(*raw)
+		n.met.jobsDone.WithLabelValues(outcomeName(raw.Outcome)).Inc()
+	case c.closed.Load():
+		// Queued when the computation closed: not run, and may run
+		// elsewhere.
+		res = nodeproto.ResultProto(sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s stopped the job: %s", sched.ErrNodeLost, n.cfg.Name, c.closeWhy)})
+	case ev.State == sched.Cancelled && j.recall.Load():
+		res = &drovev1.Result{Outcome: drovev1.Outcome_OUTCOME_NOT_STARTED}
+	case ev.State == sched.Cancelled:
+		res = &drovev1.Result{
+			Outcome: drovev1.Outcome_OUTCOME_KILLED,
+			Error:   &drovev1.JobError{Kind: drovev1.ErrorKind_ERROR_KIND_OTHER, Message: "drove: job cancelled before it started"},
+		}
+	default:
+		res = nodeproto.ResultProto(*ev.Task.Result())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Pushed under the lock that guards jobs, so that a heartbeat's pending
+	// count and last sequence number agree (a returning client relies on
+	// that).
+	c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_Result{Result: res}})
+	c.forgetLocked(j)
 }
 
-type start struct {
-	c  *computation
-	nr *nrun
+// forgetLocked drops j from the jobs the client waits for.
+func (c *computation) forgetLocked(j *job) {
+	delete(c.jobs, j.runID)
+	if len(c.jobs) == 0 && c.closed.Load() {
+		select {
+		case <-c.drained:
+		default:
+			close(c.drained)
+		}
+	}
 }
 
-// dispatchLocked hands jobs round-robin to the executors of computations
-// with queued jobs and room in their slots (plus what the executor queues
-// ahead). While several computations have work, at most the node's CPUs
-// worth of jobs are with executors, so they split the CPUs; a computation
-// alone gets its prefetch on top.
-func (n *Node) dispatchLocked() []start {
-	var starts []start
-	budget := n.cpus
-	active := 0
-	for _, c := range n.order {
-		if c.running > 0 || len(c.queue) > 0 {
-			active++
-		}
-	}
-	if active <= 1 {
-		budget = 2 * n.cpus
-	}
-	for n.busy < budget && len(n.order) > 0 {
-		progress := false
-		for i := 0; i < len(n.order) && n.busy < budget; i++ {
-			c := n.order[(n.rr+i)%len(n.order)]
-			if len(c.queue) == 0 || c.running >= c.slots+c.prefetch {
-				continue
-			}
-			nr := c.queue[0]
-			c.queue[0] = nil
-			c.queue = c.queue[1:]
-			nr.started = true
-			c.running++
-			n.busy++
-			starts = append(starts, start{c, nr})
-			progress = true
-		}
-		n.rr++
-		if !progress {
-			break
-		}
-	}
-	return starts
+// tenantExec is what the scheduler drives for a computation: its
+// executor, with the client's recall, and Started events for an executor
+// that does not report them.
+type tenantExec struct {
+	c     *computation
+	inner sched.Executor
 }
 
-func (n *Node) startAll(starts []start) {
-	now := time.Now().UnixNano()
-	for _, s := range starts {
-		n.met.jobsStarted.Inc()
-		if s.c.prefetch == 0 {
-			// An executor that queues nothing ahead starts runs at once
-			// and does not report Started.
-			s.c.out.push(&drovev1.Event{RunId: s.nr.id, JobId: jobID(s.nr.r), Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: now}})
-		}
-		s.c.startMu.Lock()
-		s.c.ex.Start(s.nr.r)
-		s.c.startMu.Unlock()
+// Start implements sched.Executor.
+func (x *tenantExec) Start(r *sched.Run) {
+	x.c.n.met.jobsStarted.Inc()
+	if !x.c.local {
+		// The process executor starts a run at once and does not report
+		// Started.
+		j := jobOf(r)
+		x.c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: time.Now().UnixNano()}})
 	}
+	x.inner.Start(r)
 }
+
+// Cancel implements sched.Executor. A run the client recalls is only
+// given back if it has not begun; one that has goes on.
+func (x *tenantExec) Cancel(r *sched.Run) {
+	if jobOf(r).recall.Load() {
+		if p, ok := x.inner.(sched.Prefetcher); ok {
+			p.Recall(r)
+		}
+		return
+	}
+	x.inner.Cancel(r)
+}
+
+// Close implements sched.Executor.
+func (x *tenantExec) Close(ctx context.Context) error { return x.inner.Close(ctx) }
+
+// machineExec is the executor the node's machine is added to the scheduler
+// with. Every task belongs to a computation, which has its own executor
+// (sched.SetTenantExecutor), so it never gets a run.
+type machineExec struct{ n *Node }
+
+func (m machineExec) Start(r *sched.Run) {
+	m.n.sched.Done(r, sched.Result{Outcome: sched.Failed, Err: errors.New("drove: node: a job of no computation")})
+}
+func (machineExec) Cancel(*sched.Run)           {}
+func (machineExec) Close(context.Context) error { return nil }
 
 // submit queues jobs. Run ids at or below the highest seen are dropped: a
 // client that lost the answer to a Submit sends the batch again.
 func (c *computation) submit(jobs []*drovev1.Job) error {
-	n := c.n
-	n.mu.Lock()
-	if c.closed {
-		n.mu.Unlock()
+	c.order.Lock()
+	defer c.order.Unlock()
+	if c.closed.Load() {
 		return errCompClosed
 	}
-	for _, j := range jobs {
-		if j.RunId <= c.maxRunID {
+	var add []*job
+	c.mu.Lock()
+	for _, pj := range jobs {
+		if pj.RunId <= c.maxRunID {
 			continue
 		}
-		c.maxRunID = j.RunId
-		// The run id is the task's ID for the executor; the user's job id
-		// rides along in Ref, for events a returning client can match.
-		nr := &nrun{id: j.RunId, r: &sched.Run{Task: &sched.Task{ID: int64(j.RunId), Input: j.Input, Ref: j.JobId}, Node: n.cfg.Name}}
-		c.runs[j.RunId] = nr
-		c.queue = append(c.queue, nr)
+		c.maxRunID = pj.RunId
+		// The run id is the task's ID; the user's job id rides along, for
+		// events a returning client can match.
+		j := &job{c: c, runID: pj.RunId, jobID: pj.JobId}
+		j.task = &sched.Task{ID: int64(pj.RunId), Input: pj.Input, Ref: j, Tenant: c.ten}
+		c.jobs[pj.RunId] = j
+		add = append(add, j)
 	}
-	starts := n.dispatchLocked()
-	n.mu.Unlock()
-	n.startAll(starts)
+	c.mu.Unlock()
+	for i, j := range add {
+		if err := c.n.sched.Submit(context.Background(), j.task); err != nil {
+			c.mu.Lock()
+			for _, j := range add[i:] {
+				c.forgetLocked(j)
+			}
+			c.mu.Unlock()
+			return fmt.Errorf("%w: %w", errCompClosed, err)
+		}
+	}
 	return nil
 }
 
 var errCompClosed = errors.New("drove: computation closed")
 
-// cancel stops jobs: queued ones end at once (Killed), running ones are
-// stopped by the executor, which reports them. With recall, jobs that have
-// not begun are given back (NotStarted) and the others go on.
+// cancel stops jobs through the scheduler: queued ones end at once
+// (Killed), running ones are stopped by the executor, which reports them.
+// With recall, jobs that have not begun are given back (NotStarted) and
+// the others go on.
 func (c *computation) cancel(ids []uint64, recall bool) {
-	n := c.n
-	var stop []*sched.Run
-	var killed []*nrun
-	n.mu.Lock()
+	c.order.Lock()
+	defer c.order.Unlock()
+	var tasks []*sched.Task
+	c.mu.Lock()
 	for _, id := range ids {
-		nr := c.runs[id]
-		if nr == nil || (recall && nr.begun) {
+		j := c.jobs[id]
+		if j == nil {
 			continue
 		}
-		if nr.started {
-			if recall {
-				nr.recall = true
-			}
-			stop = append(stop, nr.r)
-			continue
-		}
-		delete(c.runs, id)
-		for i, q := range c.queue {
-			if q == nr {
-				c.queue = append(c.queue[:i], c.queue[i+1:]...)
-				break
-			}
-		}
-		killed = append(killed, nr)
-	}
-	for _, k := range killed {
-		res := &drovev1.Result{
-			Outcome: drovev1.Outcome_OUTCOME_KILLED,
-			Error:   &drovev1.JobError{Kind: drovev1.ErrorKind_ERROR_KIND_OTHER, Message: "drove: job cancelled before it started"},
-		}
 		if recall {
-			res = &drovev1.Result{Outcome: drovev1.Outcome_OUTCOME_NOT_STARTED}
-		}
-		c.out.push(&drovev1.Event{RunId: k.id, JobId: jobID(k.r), Kind: &drovev1.Event_Result{Result: res}})
-	}
-	n.mu.Unlock()
-	for _, r := range stop {
-		if recall {
-			if p, ok := c.ex.(sched.Prefetcher); ok {
-				p.Recall(r)
+			if j.begun.Load() || j.task.State() != sched.Created {
+				continue
 			}
-		} else {
-			c.ex.Cancel(r)
 		}
+		j.recall.Store(recall)
+		tasks = append(tasks, j.task)
+	}
+	c.mu.Unlock()
+	for _, t := range tasks {
+		c.n.sched.Cancel(t)
 	}
 }
 
@@ -292,8 +290,9 @@ func (c *computation) zombie(now time.Time, iv time.Duration) bool {
 	return c.out.awaySince(now) > iv
 }
 
-// close ends the computation: its jobs are stopped (terminate) or waited for
-// within ctx, its workers stop, its files are removed.
+// close ends the computation: its jobs are stopped (terminate; otherwise
+// queued ones are and running ones waited for within ctx), its workers
+// stop, its files are removed.
 func (c *computation) close(ctx context.Context, terminate bool, why string) {
 	c.once.Do(func() {
 		n := c.n
@@ -301,41 +300,41 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 		// executor from closing.
 		close(c.closing)
 		n.mu.Lock()
-		c.closed = true
-		c.closeWhy = why
-		c.queue = nil
 		delete(n.comps, c.id)
-		for i, o := range n.order {
-			if o == c {
-				n.order = append(n.order[:i], n.order[i+1:]...)
-				break
-			}
-		}
-		var running []*sched.Run
-		for _, nr := range c.runs {
-			if nr.started {
-				running = append(running, nr.r)
-			}
-		}
 		n.mu.Unlock()
-		if terminate {
-			for _, r := range running {
-				c.ex.Cancel(r)
+		c.order.Lock()
+		c.closeWhy = why
+		c.closed.Store(true)
+		// Queued jobs first, so none takes the CPU a stopped one frees.
+		var stop, running []*sched.Task
+		c.mu.Lock()
+		for _, j := range c.jobs {
+			switch {
+			case j.task.State() == sched.Created:
+				stop = append(stop, j.task)
+			case terminate:
+				running = append(running, j.task)
 			}
 		}
-		if err := c.ex.Close(ctx); err != nil {
+		stop = append(stop, running...)
+		if len(c.jobs) == 0 {
+			close(c.drained)
+		}
+		c.mu.Unlock()
+		for _, t := range stop {
+			n.sched.Cancel(t)
+		}
+		c.order.Unlock()
+		if err := n.sched.CloseTenant(ctx, c.ten); err != nil {
 			n.log.Warn("closing computation", "computation", c.id, "err", err)
 		}
-		n.mu.Lock()
-		// Runs the executor reported are gone; what is left never ran to
-		// its end, and its CPUs are free again.
-		for _, nr := range c.runs {
-			if nr.started {
-				n.busy--
-			}
+		// The results come from the scheduler's event goroutine: let them
+		// reach the outbox before it closes.
+		select {
+		case <-c.drained:
+		case <-ctx.Done():
 		}
-		c.runs = nil
-		starts := n.dispatchLocked()
+		n.mu.Lock()
 		if n.cfg.Serve > 0 && len(n.clients) >= n.cfg.Serve && len(n.comps) == 0 {
 			select {
 			case <-n.serveEnd:
@@ -344,7 +343,6 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 			}
 		}
 		n.mu.Unlock()
-		n.startAll(starts)
 		close(c.done)
 		c.out.close()
 		c.files.Close()

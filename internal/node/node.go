@@ -19,9 +19,12 @@
 // the socket's owner checked, see peeruid.go) are served unless
 // Config.Insecure is set.
 //
-// The node's CPUs are shared between computations: each computation may run
-// up to its slots at once, and free CPUs go round-robin to the computations
-// with queued jobs, so two clients get half each. Events a client has not
+// The node schedules with drove's scheduling core (package sched): this
+// machine is one node of Config.CPUs slots, each computation is a tenant
+// with its own local executor (functions) or process executor (programs),
+// and each job is a task of its tenant. A computation runs up to its slots
+// at once, and Config.Policy picks whose job takes a CPU that frees (fair
+// shares by default, so two busy clients get half each). Events a client has not
 // acknowledged outlive its connection (on disk while it is away) and are
 // delivered when it comes back; a computation whose client stays away for
 // Config.ZombieInterval is closed and its files removed.
@@ -53,6 +56,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
 	"github.com/drove-dev/drove/internal/nodeauth"
+	"github.com/drove-dev/drove/internal/sched"
 )
 
 // DefaultPort is the node's TCP port, dispy's node port.
@@ -156,6 +160,11 @@ type Config struct {
 	// (a loopback client's on a node with neither, any with Insecure, and
 	// /metrics from loopback); /healthz does not count.
 	UnauthTimeout time.Duration
+	// Policy chooses which computation's job takes a CPU that frees; the
+	// default, sched.Fair, shares the CPUs evenly between the
+	// computations with jobs. Within a computation, jobs run in the order
+	// submitted.
+	Policy sched.Policy
 	// OnListen, if set, is called by Run once it serves (tests use it).
 	OnListen func()
 }
@@ -178,11 +187,12 @@ type Node struct {
 	// of its own without discovery.
 	announcer *discovery.Responder
 
+	// sched schedules every computation's jobs on the node's CPUs; Run
+	// creates it before serving and closes it at the end.
+	sched *sched.Scheduler
+
 	mu       sync.Mutex
 	comps    map[string]*computation
-	order    []*computation // round-robin order of dispatch
-	rr       int
-	busy     int
 	clients  map[string]bool // client ids served, counted for Serve
 	serveEnd chan struct{}   // closed when Serve clients have been served
 }
@@ -539,6 +549,10 @@ func isLoopback(remote string) bool {
 // served), then stops taking requests, closes every computation and waits
 // for it within Config.ShutdownTimeout. A clean stop returns nil.
 func (n *Node) Run(ctx context.Context) error {
+	n.sched = sched.New(sched.Config{Policy: n.cfg.Policy, OnTask: n.onTask, Logger: n.log})
+	if err := n.sched.AddNode(n.cfg.Name, n.cpus, machineExec{n}); err != nil {
+		return fmt.Errorf("drove: node: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	// Serving the requested number of computations ends Run too.
 	gctx, stop := context.WithCancel(gctx)
@@ -575,7 +589,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.announcer != nil {
 		g.Go(func() error { n.announceToSchedulers(gctx); return nil })
 	}
-	n.log.Info("node serving", "name", n.cfg.Name, "addr", n.Addr().String(), "cpus", n.cpus, "dir", n.cfg.Dir)
+	n.log.Info("node serving", "name", n.cfg.Name, "addr", n.Addr().String(), "cpus", n.cpus, "policy", n.cfg.Policy.String(), "dir", n.cfg.Dir)
 	if n.cfg.OnListen != nil {
 		n.cfg.OnListen()
 	}
@@ -589,6 +603,9 @@ func (n *Node) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
 		defer cancel()
 		n.closeAll(sctx)
+		if err := n.sched.Close(sctx); err != nil {
+			n.log.Warn("closing the scheduler", "err", err)
+		}
 		// The computations are closed, so what is left are answers in
 		// flight and idle HTTP/2 connections, which Shutdown would wait
 		// on until its deadline: give the answers a moment, then cut.

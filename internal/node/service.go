@@ -18,7 +18,16 @@ import (
 	"github.com/drove-dev/drove/internal/filesink"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
+	"github.com/drove-dev/drove/internal/sched"
 )
+
+// busy is how many jobs the node runs.
+func (n *Node) busy() int {
+	for _, ns := range n.sched.Stats().Nodes {
+		return ns.Busy
+	}
+	return 0
+}
 
 // Protocol is the version of the node API; clients refuse another.
 const Protocol = 1
@@ -32,8 +41,9 @@ var _ drovev1connect.NodeServiceHandler = (*service)(nil)
 
 func (n *Node) infoProto() *drovev1.InfoResponse {
 	n.mu.Lock()
-	busy, comps := n.busy, len(n.comps)
+	comps := len(n.comps)
 	n.mu.Unlock()
+	busy := n.busy()
 	return &drovev1.InfoResponse{
 		Name:         n.cfg.Name,
 		BootId:       n.bootID,
@@ -106,7 +116,8 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		clientID: m.ClientId,
 		slots:    slots,
 		hb:       hb,
-		runs:     map[uint64]*nrun{},
+		jobs:     map[uint64]*job{},
+		drained:  make(chan struct{}),
 		done:     make(chan struct{}),
 		fileAcks: m.FileAcks,
 		closing:  make(chan struct{}),
@@ -124,9 +135,17 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		c.discard()
 		return nil, errServed(n.cfg.Serve)
 	}
+	// A tenant of the node's scheduler, bounded by its slots: its executor
+	// runs no more at once.
+	c.ten = n.sched.NewTenant(sched.TenantConfig{Name: c.id, Slots: slots})
+	if err := n.sched.SetTenantExecutor(c.ten, n.cfg.Name, &tenantExec{c: c, inner: c.ex}); err != nil {
+		n.mu.Unlock()
+		_ = n.sched.CloseTenant(ctx, c.ten)
+		c.discard()
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
 	n.clients[c.clientID] = true
 	n.comps[c.id] = c
-	n.order = append(n.order, c)
 	n.mu.Unlock()
 	n.met.computations.Inc()
 	n.log.Info("computation set up", "computation", c.id, "client", c.clientID, "func", m.FuncName, "program", m.ProgramName, "slots", slots, "remote", req.Peer().Addr)
@@ -222,7 +241,7 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) (err
 		}
 		return connect.NewError(code, err)
 	}
-	c.ex, c.prefetch = lx, lx.Prefetch()
+	c.ex, c.local = lx, true
 	return nil
 }
 
@@ -334,10 +353,11 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 // computation's progress.
 func (c *computation) heartbeat() *drovev1.ResultsResponse {
 	n := c.n
-	n.mu.Lock()
-	busy, pending := n.busy, len(c.runs)
+	busy := n.busy()
+	c.mu.Lock()
+	pending := len(c.jobs)
 	last, acked := c.out.last()
-	n.mu.Unlock()
+	c.mu.Unlock()
 	return &drovev1.ResultsResponse{Busy: int32(busy), Avail: n.info.cached(), Pending: int32(pending), LastSeq: last, Acked: acked}
 }
 
