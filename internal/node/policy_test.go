@@ -98,3 +98,63 @@ func TestPolicies(t *testing.T) {
 		})
 	}
 }
+
+// TestRecall: a client's recall gives back a job still queued at the node
+// (NOT_STARTED) and leaves a running one alone; a plain cancel then stops
+// the running one (KILLED).
+func TestRecall(t *testing.T) {
+	n := start(t, func(c *node.Config) { c.CPUs = 1 })
+	c := api(n, "")
+	prog := []byte("#!/bin/sh\nsleep 100\n")
+	url, sum := blobURL(n, prog)
+	if code, body := do(t, http.MethodPut, url, bytes.NewReader(prog)); code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: "r", Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p", GraceMs: 100}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Msg.ComputationId
+	jobs := []*drovev1.Job{{RunId: 1, Input: []byte{0}}, {RunId: 2, Input: []byte{0}}}
+	if _, err := c.Submit(t.Context(), connect.NewRequest(&drovev1.SubmitRequest{ComputationId: id, Jobs: jobs})); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Results(t.Context(), connect.NewRequest(&drovev1.ResultsRequest{ComputationId: id}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// next returns the next result event, past Started events.
+	next := func() *drovev1.Event {
+		t.Helper()
+		for {
+			for st.Msg() != nil && len(st.Msg().Events) > 0 {
+				ev := st.Msg().Events[0]
+				st.Msg().Events = st.Msg().Events[1:]
+				if ev.GetResult() != nil {
+					return ev
+				}
+				if ev.RunId == 1 && ev.GetStartedUnixNano() != 0 {
+					// Job 1 runs: recall both.
+					if _, err := c.Cancel(t.Context(), connect.NewRequest(&drovev1.CancelRequest{ComputationId: id, RunIds: []uint64{1, 2}, Recall: true})); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if !st.Receive() {
+				t.Fatalf("results stream ended: %v", st.Err())
+			}
+		}
+	}
+	ev := next()
+	if ev.RunId != 2 || ev.GetResult().GetOutcome() != drovev1.Outcome_OUTCOME_NOT_STARTED {
+		t.Fatalf("after the recall: run %d %v, want run 2 not started", ev.RunId, ev.GetResult())
+	}
+	if _, err := c.Cancel(t.Context(), connect.NewRequest(&drovev1.CancelRequest{ComputationId: id, RunIds: []uint64{1}})); err != nil {
+		t.Fatal(err)
+	}
+	ev = next()
+	if ev.RunId != 1 || ev.GetResult().GetOutcome() != drovev1.Outcome_OUTCOME_KILLED {
+		t.Fatalf("after the cancel: run %d %v, want run 1 killed", ev.RunId, ev.GetResult())
+	}
+}
