@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/filesink"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/nodeproto"
@@ -174,8 +175,8 @@ func (c *computation) forgetLocked(j *job) {
 }
 
 // tenantExec is what the scheduler drives for a computation: its
-// executor, with the client's recall, and Started events for an executor
-// that does not report them.
+// executor, with the client's recall, and Started reports for an executor
+// that does not make them.
 type tenantExec struct {
 	c     *computation
 	inner sched.Executor
@@ -186,9 +187,9 @@ func (x *tenantExec) Start(r *sched.Run) {
 	x.c.n.met.jobsStarted.Inc()
 	if !x.c.local {
 		// The process executor starts a run at once and does not report
-		// Started.
-		j := jobOf(r)
-		x.c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: time.Now().UnixNano()}})
+		// Started; the machine queues ahead, so the scheduler holds the
+		// run Created until told.
+		x.c.Started(r, time.Now())
 	}
 	x.inner.Start(r)
 }
@@ -197,20 +198,35 @@ func (x *tenantExec) Start(r *sched.Run) {
 // given back if it has not begun; one that has goes on.
 func (x *tenantExec) Cancel(r *sched.Run) {
 	if jobOf(r).recall.Load() {
-		if p, ok := x.inner.(sched.Prefetcher); ok {
-			p.Recall(r)
-		}
+		x.Recall(r)
 		return
 	}
 	x.inner.Cancel(r)
 }
+
+// Recall implements sched.Prefetcher, which the scheduler requires of
+// tenant executors on a machine that queues ahead. The local executor
+// gives back a run still queued behind a worker. The process executor has
+// nothing to give back: its tenant's Slots are its slots, so it never
+// holds a run it has not started, and a run the scheduler recalls is
+// already running (Start reported it Started), which a recall lets go on.
+func (x *tenantExec) Recall(r *sched.Run) {
+	if p, ok := x.inner.(sched.Prefetcher); ok {
+		p.Recall(r)
+	}
+}
+
+// Prefetch implements sched.Prefetcher. The scheduler asks the machine's
+// executor (machineExec), never a tenant's.
+func (x *tenantExec) Prefetch() int { return 0 }
 
 // Close implements sched.Executor.
 func (x *tenantExec) Close(ctx context.Context) error { return x.inner.Close(ctx) }
 
 // machineExec is the executor the node's machine is added to the scheduler
 // with. Every task belongs to a computation, which has its own executor
-// (sched.SetTenantExecutor), so it never gets a run.
+// (sched.SetTenantExecutor), so it never gets a run; it sets how many runs
+// the machine takes beyond its CPUs.
 type machineExec struct{ n *Node }
 
 func (m machineExec) Start(r *sched.Run) {
@@ -218,6 +234,45 @@ func (m machineExec) Start(r *sched.Run) {
 }
 func (machineExec) Cancel(*sched.Run)           {}
 func (machineExec) Close(context.Context) error { return nil }
+
+// Recall implements sched.Prefetcher: the machine's executor has no runs.
+func (machineExec) Recall(*sched.Run) {}
+
+// Prefetch implements sched.Prefetcher: a lone function computation gets
+// as many runs beyond the CPUs as its local executor queues behind its
+// workers, so a warm worker never waits for the next job. With another
+// computation open, or a program computation, the machine takes no more
+// runs than its CPUs: a run queued behind one computation's worker would
+// hold a CPU another could use, and each executor runs up to its slots, so
+// runs beyond the CPUs spread over two executors would run at once. With
+// no computation, the CPUs: the scheduler asks when the machine is added,
+// and counts it as one that queues ahead only if the answer is positive.
+//
+// A change takes effect when the scheduler next asks, as a run is given
+// or ends: runs queued ahead when a second computation arrives drain
+// before the machine is back to its CPUs.
+func (m machineExec) Prefetch() int {
+	if lx := m.n.lone.Load(); lx != nil {
+		return lx.Prefetch()
+	}
+	if m.n.noComps.Load() {
+		return m.n.cpus
+	}
+	return 0
+}
+
+// syncAheadLocked updates what machineExec.Prefetch reads after a change
+// of n.tenants; the caller holds n.mu.
+func (n *Node) syncAheadLocked() {
+	var lone *local.Executor
+	if len(n.tenants) == 1 {
+		for c := range n.tenants {
+			lone, _ = c.ex.(*local.Executor)
+		}
+	}
+	n.lone.Store(lone)
+	n.noComps.Store(len(n.tenants) == 0)
+}
 
 // submit queues jobs. Run ids at or below the highest seen are dropped: a
 // client that lost the answer to a Submit sends the batch again.
@@ -328,6 +383,13 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 		if err := n.sched.CloseTenant(ctx, c.ten); err != nil {
 			n.log.Warn("closing computation", "computation", c.id, "err", err)
 		}
+		// Only now: until its runs have ended they hold CPUs, and another
+		// computation queueing ahead meanwhile could run more than the
+		// node's CPUs at once.
+		n.mu.Lock()
+		delete(n.tenants, c)
+		n.syncAheadLocked()
+		n.mu.Unlock()
 		// The results come from the scheduler's event goroutine: let them
 		// reach the outbox before it closes.
 		select {

@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -191,7 +192,15 @@ type Node struct {
 	// creates it before serving and closes it at the end.
 	sched *sched.Scheduler
 
+	// lone is the local executor of the only computation with an open
+	// tenant, if that is a function computation; noComps is set while no
+	// computation has one. machineExec.Prefetch reads them under the
+	// scheduler's lock, hence atomics; syncAheadLocked sets them.
+	lone    atomic.Pointer[local.Executor]
+	noComps atomic.Bool
+
 	mu       sync.Mutex
+	tenants  map[*computation]struct{} // computations whose tenant is open
 	comps    map[string]*computation
 	clients  map[string]bool // client ids served, counted for Serve
 	serveEnd chan struct{}   // closed when Serve clients have been served
@@ -271,10 +280,12 @@ func New(cfg Config) (*Node, error) {
 		bootID:  hex.EncodeToString(b[:]),
 		cpus:    local.Slots(cfg.CPUs, runtime.NumCPU()),
 		comps:   map[string]*computation{},
+		tenants: map[*computation]struct{}{},
 		clients: map[string]bool{},
 		met:     newMetrics(),
 		info:    newInfoSampler(cfg.Dir),
 	}
+	n.noComps.Store(true)
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}

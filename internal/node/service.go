@@ -136,8 +136,15 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		return nil, errServed(n.cfg.Serve)
 	}
 	// A tenant of the node's scheduler, bounded by its slots: its executor
-	// runs no more at once.
-	c.ten = n.sched.NewTenant(sched.TenantConfig{Name: c.id, Slots: slots})
+	// runs no more at once. A function computation may have as many again
+	// as its local executor queues ahead, which it gets while it is alone
+	// (machineExec.Prefetch); the process executor takes no run beyond its
+	// slots.
+	tslots := slots
+	if lx, ok := c.ex.(*local.Executor); ok {
+		tslots += lx.Prefetch()
+	}
+	c.ten = n.sched.NewTenant(sched.TenantConfig{Name: c.id, Slots: tslots})
 	if err := n.sched.SetTenantExecutor(c.ten, n.cfg.Name, &tenantExec{c: c, inner: c.ex}); err != nil {
 		n.mu.Unlock()
 		_ = n.sched.CloseTenant(ctx, c.ten)
@@ -146,6 +153,8 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 	}
 	n.clients[c.clientID] = true
 	n.comps[c.id] = c
+	n.tenants[c] = struct{}{}
+	n.syncAheadLocked()
 	n.mu.Unlock()
 	n.met.computations.Inc()
 	n.log.Info("computation set up", "computation", c.id, "client", c.clientID, "func", m.FuncName, "program", m.ProgramName, "slots", slots, "remote", req.Peer().Addr)

@@ -75,7 +75,9 @@ type Prefetcher interface {
 	// Prefetch is how many runs the executor takes beyond its slots. The
 	// scheduler asks whenever a run is given to the node or ends there, so
 	// the depth may follow the work (it must not block); an executor that
-	// answers 0 when added never queues ahead. With tenant executors on
+	// answers 0 when added never queues ahead. One that answered more may
+	// answer 0 later: the node then takes runs up to its slots only, and
+	// they still stay Created until Started. With tenant executors on
 	// the node (see [Scheduler.SetTenantExecutor]) the depth is the node
 	// executor's, shared by all.
 	Prefetch() int
@@ -1026,7 +1028,9 @@ func (s *Scheduler) assignLocked(n *node, t *Task) *Run {
 	n.runs[r] = struct{}{}
 	t.run = r
 	t.nodeName.Store(&n.name)
-	if n.prefetch == 0 {
+	// At a node that queues ahead, every run waits for Started, even while
+	// its depth is 0: the executor may still hold it behind another.
+	if n.pf == nil {
 		s.startLocked(r, time.Now())
 	} else {
 		n.waiting = append(n.waiting, r)
@@ -1054,7 +1058,7 @@ func (s *Scheduler) Started(r *Run, at time.Time) {
 
 func (s *Scheduler) startLocked(r *Run, at time.Time) {
 	r.started = true
-	if r.node.prefetch > 0 {
+	if r.node.pf != nil {
 		r.node.unwait(r)
 	}
 	t := r.Task

@@ -457,7 +457,7 @@ func (s *Scheduler) placeLocked(n *node) {
 		return
 	}
 	if n.pf != nil {
-		n.prefetch = max(1, n.pf.Prefetch())
+		n.prefetch = max(0, n.pf.Prefetch())
 	}
 	switch free := n.free(s.ahead); {
 	case free && n.hidx < 0:
@@ -487,7 +487,7 @@ func (s *Scheduler) syncAheadLocked() {
 	}
 	s.ahead = ahead
 	for _, n := range s.nodes {
-		if n.prefetch > 0 {
+		if n.pf != nil {
 			s.placeLocked(n)
 		}
 	}
