@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -700,6 +701,55 @@ func TestWatchNodesAndReportNode(t *testing.T) {
 		}
 		if g := strings.Join(got, ", "); g != want {
 			t.Errorf("OnNode %v: events %q, want %q", onNode, g, want)
+		}
+	}
+}
+
+// varDepthExec is a queueExec whose depth changes while it runs.
+type varDepthExec struct {
+	*queueExec
+	d      atomic.Int32
+	handed atomic.Int32
+}
+
+func (v *varDepthExec) Prefetch() int { return int(v.d.Load()) }
+func (v *varDepthExec) Start(r *Run)  { v.handed.Add(1); v.queueExec.Start(r) }
+
+// A prefetcher whose depth drops to 0 gets no runs beyond its slots, and
+// those it gets still wait for Started.
+func TestPrefetchDropsToZero(t *testing.T) {
+	s := New(Config{})
+	release := make(chan struct{})
+	e := newTestExec(1, func(r *Run) behaviour { return behaviour{outcome: OK, hold: release} })
+	e.s = s
+	q := &queueExec{testExec: e}
+	e.report = q.done
+	v := &varDepthExec{queueExec: q}
+	v.d.Store(2)
+	if err := s.AddNode("n", 1, v); err != nil {
+		t.Fatal(err)
+	}
+	v.d.Store(0)
+	ts := make([]*Task, 3)
+	for i := range ts {
+		ts[i] = &Task{ID: int64(i + 1)}
+		if err := s.Submit(context.Background(), ts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ts[0].State() != Running {
+		time.Sleep(time.Millisecond)
+	}
+	if got := v.handed.Load(); got != 1 {
+		t.Errorf("%d runs handed to a node of 1 slot and depth 0, want 1", got)
+	}
+	close(release)
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range ts {
+		if tk.State() != Finished {
+			t.Errorf("task %d: %v", i+1, tk.State())
 		}
 	}
 }
