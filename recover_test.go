@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,8 +219,16 @@ func (p *stallProxy) stall() { close(p.stalled) }
 // A node killed after its client was, and started again on the same
 // directory, still has the results the client had not had: the client
 // collects them all from the new node process.
+//
+// A node stopped (SIGTERM) while the jobs run keeps their results too: the
+// jobs it stopped are Abandoned.
 func TestRecoverJobsAfterNodeRestart(t *testing.T) {
 	bin := nodetest.Build(t)
+	t.Run("killed", func(t *testing.T) { recoverAfterNodeRestart(t, bin, syscall.SIGKILL) })
+	t.Run("stopped", func(t *testing.T) { recoverAfterNodeRestart(t, bin, syscall.SIGTERM) })
+}
+
+func recoverAfterNodeRestart(t *testing.T, bin string, sig syscall.Signal) {
 	dir := t.TempDir()
 	first := nodetest.StartProcess(t, bin, nil, "--cpus", "2", "--dest-path", dir)
 	exe, err := os.Executable()
@@ -244,7 +253,7 @@ func TestRecoverJobsAfterNodeRestart(t *testing.T) {
 	_ = client.Process.Kill() // SIGKILL: the client goes away at once
 	_ = client.Wait()
 	// Every job ends while the client is away, its result in the spool.
-	for results := 0; results < 5; time.Sleep(20 * time.Millisecond) {
+	for results := 0; sig == syscall.SIGKILL && results < 5; time.Sleep(20 * time.Millisecond) {
 		results = 0
 		spools, _ := filepath.Glob(filepath.Join(dir, "comp", recoverID, "*", "events.spool"))
 		for _, sp := range spools {
@@ -260,7 +269,8 @@ func TestRecoverJobsAfterNodeRestart(t *testing.T) {
 			t.Fatal("the jobs did not end")
 		}
 	}
-	_ = first.Cmd.Process.Kill() // SIGKILL: the node has no chance to save anything
+	// SIGKILL: the node has no chance to save anything.
+	_ = first.Cmd.Process.Signal(sig)
 	err = <-first.Done
 	first.Done <- err // for StartProcess's cleanup
 	second := nodetest.StartProcess(t, bin, nil, "--cpus", "2", "--dest-path", dir)
@@ -276,7 +286,12 @@ func TestRecoverJobsAfterNodeRestart(t *testing.T) {
 	}
 	for i, j := range got {
 		want := time.Duration(1000+i) * time.Millisecond
-		if j.ID != int64(100+i) || j.Status != drove.Finished || j.Result != want || j.Err != nil {
+		switch {
+		case j.ID != int64(100+i):
+			t.Errorf("job %d recovered as %d", 100+i, j.ID)
+		case sig == syscall.SIGTERM && j.Status == drove.Abandoned && j.Err != nil:
+			// Stopped with the node, or queued when it stopped.
+		case j.Status != drove.Finished || j.Result != want || j.Err != nil:
 			t.Errorf("job %d: %+v, want Finished with %v", 100+i, j, want)
 		}
 	}
