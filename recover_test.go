@@ -1,18 +1,23 @@
 package drove_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/nodeproto"
 	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
@@ -40,6 +45,11 @@ func recoverClientMain(addr string) int {
 	// Running on the node (two CPUs), the rest queued there.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if jobs[0].Status() == drove.Running && jobs[1].Status() == drove.Running {
+			if os.Getenv("DROVE_TEST_RECOVER_HOLD") != "" {
+				// Killed by the test while it waits.
+				fmt.Println("running")
+				time.Sleep(time.Hour)
+			}
 			return 0 // gone, with nothing closed
 		}
 	}
@@ -205,3 +215,129 @@ func (p *stallProxy) pipe(dst, src net.Conn) {
 }
 
 func (p *stallProxy) stall() { close(p.stalled) }
+
+// A node killed after its client was, and started again on the same
+// directory, still has the results the client had not had: the client
+// collects them all from the new node process.
+//
+// A node stopped (SIGTERM) while the jobs run keeps their results too: the
+// jobs it stopped are Abandoned.
+func TestRecoverJobsAfterNodeRestart(t *testing.T) {
+	bin := nodetest.Build(t)
+	t.Run("killed", func(t *testing.T) { recoverAfterNodeRestart(t, bin, syscall.SIGKILL) })
+	t.Run("stopped", func(t *testing.T) { recoverAfterNodeRestart(t, bin, syscall.SIGTERM) })
+}
+
+func recoverAfterNodeRestart(t *testing.T, bin string, sig syscall.Signal) {
+	dir := t.TempDir()
+	first := nodetest.StartProcess(t, bin, nil, "--cpus", "2", "--dest-path", dir)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := exec.Command(exe, "-test.run=^$")
+	client.Env = append(os.Environ(), "DROVE_TEST_RECOVER_CLIENT="+first.Addr, "DROVE_TEST_RECOVER_HOLD=1", "GORACE=atexit_sleep_ms=0")
+	client.Stderr = os.Stderr
+	out, err := client.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "running\n" {
+		_ = client.Process.Kill()
+		_ = client.Wait()
+		t.Fatalf("client: %q, %v", line, err)
+	}
+	_ = client.Process.Kill() // SIGKILL: the client goes away at once
+	_ = client.Wait()
+	// Every job ends while the client is away, its result in the spool.
+	for results := 0; sig == syscall.SIGKILL && results < 5; time.Sleep(20 * time.Millisecond) {
+		results = 0
+		spools, _ := filepath.Glob(filepath.Join(dir, "comp", recoverID, "*", "events.spool"))
+		for _, sp := range spools {
+			b, _ := os.ReadFile(sp)
+			evs, _ := nodeproto.ReadEvents(bytes.NewReader(b))
+			for _, ev := range evs {
+				if ev.GetResult() != nil {
+					results++
+				}
+			}
+		}
+		if t.Context().Err() != nil {
+			t.Fatal("the jobs did not end")
+		}
+	}
+	// SIGKILL: the node has no chance to save anything.
+	_ = first.Cmd.Process.Signal(sig)
+	err = <-first.Done
+	first.Done <- err // for StartProcess's cleanup
+	second := nodetest.StartProcess(t, bin, nil, "--cpus", "2", "--dest-path", dir)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	got, err := drove.RecoverJobs(ctx, sleep, recoverID, []string{second.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i].ID < got[j].ID })
+	if len(got) != 5 {
+		t.Fatalf("recovered %d jobs, want 5: %+v", len(got), got)
+	}
+	for i, j := range got {
+		want := time.Duration(1000+i) * time.Millisecond
+		switch {
+		case j.ID != int64(100+i):
+			t.Errorf("job %d recovered as %d", 100+i, j.ID)
+		case sig == syscall.SIGTERM && j.Status == drove.Abandoned && j.Err != nil:
+			// Stopped with the node, or queued when it stopped.
+		case j.Status != drove.Finished || j.Result != want || j.Err != nil:
+			t.Errorf("job %d: %+v, want Finished with %v", 100+i, j, want)
+		}
+	}
+	// Collected once, and nothing left on disk.
+	again, err := drove.RecoverJobs(ctx, sleep, recoverID, []string{second.Addr})
+	if err != nil || len(again) != 0 {
+		t.Errorf("second recovery: %d jobs, %v", len(again), err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "comp", recoverID, "*")); len(left) != 0 {
+		t.Errorf("left on disk after recovery: %v", left)
+	}
+}
+
+// A node started on a directory whose spool and metadata are garbage warns,
+// starts and serves.
+func TestNodeRestartWithGarbledSpool(t *testing.T) {
+	dir := t.TempDir()
+	for name, b := range map[string]string{
+		"comp/" + recoverID + "/0123456789abcdef01234567/computation.json": `{"client_id":"` + recoverID + `","id":"0123456789abcdef01234567","heartbeat_ms":100}`,
+		"comp/" + recoverID + "/0123456789abcdef01234567/events.spool":     "\xff\xff\xff\xffnot a spool",
+		"comp/" + recoverID + "/89abcdef0123456789abcdef/computation.json": "{garbage",
+		"comp/" + recoverID + "/89abcdef0123456789abcdef/events.spool":     "\x00\x00\x00\x05ab",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := nodetest.StartProcess(t, nodetest.Build(t), nil, "--cpus", "2", "--dest-path", dir)
+	got, err := drove.RecoverJobs(t.Context(), sleep, recoverID, []string{p.Addr})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("recovered %+v, %v; want nothing", got, err)
+	}
+	// It serves a new client.
+	c, err := drove.NewCluster(t.Context(), sleep, drove.WithNodes(p.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close(context.Background()) }()
+	j, err := c.Submit(t.Context(), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := j.Result(t.Context()); err != nil || v != time.Millisecond {
+		t.Errorf("job: %v, %v", v, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -380,8 +381,10 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 			n.sched.Cancel(t)
 		}
 		c.order.Unlock()
-		if err := n.sched.CloseTenant(ctx, c.ten); err != nil {
-			n.log.Warn("closing computation", "computation", c.id, "err", err)
+		if c.ten != nil { // nil for a computation restored from disk
+			if err := n.sched.CloseTenant(ctx, c.ten); err != nil {
+				n.log.Warn("closing computation", "computation", c.id, "err", err)
+			}
 		}
 		// Only now: until its runs have ended they hold CPUs, and another
 		// computation queueing ahead meanwhile could run more than the
@@ -406,15 +409,42 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 		}
 		n.mu.Unlock()
 		close(c.done)
+		// A node that stops keeps the events its away clients have not
+		// had, for the node started next on the directory (restore).
+		keep := why == whyNodeStopping && c.out.spooled()
 		c.out.close()
-		c.files.Close()
-		c.root.Close()
-		if err := os.RemoveAll(c.dir); err != nil {
+		if c.files != nil {
+			c.files.Close()
+			c.root.Close()
+		}
+		if keep {
+			c.removeAllBut(metaName, spoolName)
+		} else if err := os.RemoveAll(c.dir); err != nil {
 			n.log.Warn("removing computation directory", "dir", c.dir, "err", err)
 		}
 		n.met.computations.Dec()
 		n.log.Info("computation closed", "computation", c.id, "client", c.clientID, "reason", why)
 	})
+}
+
+// whyNodeStopping is why the computations of a node that stops close.
+const whyNodeStopping = "node stopping"
+
+// removeAllBut removes what c's directory holds but the files keep.
+func (c *computation) removeAllBut(keep ...string) {
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		c.n.log.Warn("removing computation directory", "dir", c.dir, "err", err)
+		return
+	}
+	for _, e := range ents {
+		if slices.Contains(keep, e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(c.dir, e.Name())); err != nil {
+			c.n.log.Warn("removing computation directory", "dir", c.dir, "err", err)
+		}
+	}
 }
 
 // fileForwarder receives files sent back by jobs into the computation's

@@ -296,6 +296,7 @@ func New(cfg Config) (*Node, error) {
 		n.verify = nodeauth.NewVerifier(cfg.Secret, n.bootID)
 	}
 	n.conns = newConnLimiter(&n.cfg, n.log, n.met)
+	n.restore()
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
@@ -673,7 +674,7 @@ func (n *Node) closeAll(ctx context.Context) {
 	n.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range comps {
-		wg.Go(func() { c.close(ctx, true, "node stopping") })
+		wg.Go(func() { c.close(ctx, true, whyNodeStopping) })
 	}
 	wg.Wait()
 }

@@ -36,6 +36,26 @@ func newOutbox(spoolPath string, onErr func(error)) *outbox {
 	return &outbox{spoolPath: spoolPath, onErr: onErr, notify: make(chan struct{}, 1), away: time.Now()}
 }
 
+// reopen takes up the spool file an earlier node process left, whose
+// events end at seq: the client is away, and gets them when it returns.
+func (o *outbox) reopen(seq uint64) error {
+	f, err := os.OpenFile(o.spoolPath, os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.spool, o.seq = f, seq
+	return nil
+}
+
+// spooled reports whether events wait in the spool file for the client.
+func (o *outbox) spooled() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.spool != nil
+}
+
 // push gives ev the next sequence number and queues it; it returns the
 // number, 0 once the outbox is closed.
 func (o *outbox) push(ev *drovev1.Event) (seq uint64) {

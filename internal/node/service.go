@@ -207,7 +207,10 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) (err
 			c.root.Close()
 		}
 	}()
-	c.out = newOutbox(filepath.Join(c.dir, "events.spool"), func(err error) {
+	if err := c.writeMeta(); err != nil {
+		return connect.NewError(connect.CodeInternal, err)
+	}
+	c.out = newOutbox(filepath.Join(c.dir, spoolName), func(err error) {
 		n.log.Warn("event spool", "computation", c.id, "err", err)
 	})
 	lcfg := local.Config{
