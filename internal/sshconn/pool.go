@@ -35,14 +35,36 @@ type Pool struct {
 
 type hostConns struct {
 	conns        []*conn
-	dialing      *dialAttempt
-	sftp         *SFTP      // the host's SFTP session, or nil
-	sftpStarting *sftpStart // an SFTP session being started, or nil
+	dialing      *attempt // a dial in progress, or nil
+	sftp         *SFTP    // the host's SFTP session, or nil
+	sftpStarting *attempt // an SFTP session being started, or nil
 }
 
-type dialAttempt struct {
+// attempt is a dial, or the start of an SFTP session, in progress for a
+// host. Callers that find one wait for its outcome rather than start their
+// own, so a host that is down (or at MaxStartups) is not hammered.
+type attempt struct {
 	done chan struct{}
 	err  error
+}
+
+func newAttempt() *attempt { return &attempt{done: make(chan struct{})} }
+
+// end records the outcome and wakes the waiters; the caller holds Pool.mu.
+func (a *attempt) end(err error) {
+	a.err = err
+	close(a.done)
+}
+
+// wait waits for a to end and returns its error; nil means it succeeded
+// and the caller looks again. A ctx that ends first gives a *ConnError.
+func (a *attempt) wait(ctx context.Context, target, addr string) error {
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return &ConnError{Host: target, Addr: addr, Err: context.Cause(ctx)}
+	}
 }
 
 // conn is one SSH connection. inUse and limit are guarded by Pool.mu.
@@ -128,20 +150,13 @@ func (p *Pool) Acquire(ctx context.Context, target string) (*Lease, error) {
 			}
 		}
 		if d := h.dialing; d != nil {
-			// Someone is dialling this host: share its outcome rather than
-			// hammering a host that may be down (or MaxStartups).
 			p.mu.Unlock()
-			select {
-			case <-d.done:
-				if d.err != nil {
-					return nil, d.err
-				}
-				continue
-			case <-ctx.Done():
-				return nil, &ConnError{Host: target, Addr: ep.Addr(), Err: context.Cause(ctx)}
+			if err := d.wait(ctx, target, ep.Addr()); err != nil {
+				return nil, err
 			}
+			continue
 		}
-		d := &dialAttempt{done: make(chan struct{})}
+		d := newAttempt()
 		h.dialing = d
 		p.mu.Unlock()
 
@@ -149,8 +164,7 @@ func (p *Pool) Acquire(ctx context.Context, target string) (*Lease, error) {
 
 		p.mu.Lock()
 		h.dialing = nil
-		d.err = err
-		close(d.done)
+		d.end(err)
 		if err != nil {
 			p.mu.Unlock()
 			return nil, err

@@ -43,13 +43,6 @@ func (s *SFTP) Lease() *Lease { return s.lease }
 // forgotten it, so that [Pool.SFTP] starts a new one.
 func (s *SFTP) Ended() <-chan struct{} { return s.ended }
 
-// sftpStart is an SFTP session being started for a host.
-type sftpStart struct {
-	done chan struct{}
-	s    *SFTP
-	err  error
-}
-
 // SFTP returns the pool's SFTP session for target, starting one on a pooled
 // connection if there is none or the previous one ended. ctx bounds only
 // waiting and dialling. The error is a [*ConnError] or a [*HostKeyError]
@@ -87,17 +80,12 @@ func (p *Pool) SFTP(ctx context.Context, target string) (*SFTP, error) {
 		}
 		if st := h.sftpStarting; st != nil {
 			p.mu.Unlock()
-			select {
-			case <-st.done:
-				if st.err != nil {
-					return nil, st.err
-				}
-				continue
-			case <-ctx.Done():
-				return nil, &ConnError{Host: target, Addr: ep.Addr(), Err: context.Cause(ctx)}
+			if err := st.wait(ctx, target, ep.Addr()); err != nil {
+				return nil, err
 			}
+			continue
 		}
-		st := &sftpStart{done: make(chan struct{})}
+		st := newAttempt()
 		h.sftpStarting = st
 		p.mu.Unlock()
 
@@ -105,8 +93,7 @@ func (p *Pool) SFTP(ctx context.Context, target string) (*SFTP, error) {
 
 		p.mu.Lock()
 		h.sftpStarting = nil
-		st.s, st.err = s, err
-		close(st.done)
+		st.end(err)
 		if err != nil {
 			p.mu.Unlock()
 			return nil, err
