@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -305,10 +304,7 @@ func TestIdleTimeout(t *testing.T) {
 	addr := n.Addr().String()
 	c := api(n, "")
 	prog := []byte("#!/bin/sh\nexit 0\n")
-	url, sum := blobURL(n, prog)
-	if code, body := do(t, http.MethodPut, url, bytes.NewReader(prog)); code != http.StatusCreated {
-		t.Fatalf("PUT: %d %s", code, body)
-	}
+	sum := putBlob(t, n, prog)
 	resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: "idle", Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p"}))
 	if err != nil {
 		t.Fatal(err)

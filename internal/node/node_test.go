@@ -122,6 +122,16 @@ func blobURL(n *node.Node, data []byte) (string, string) {
 	return "http://" + n.Addr().String() + "/blobs/" + sum, sum
 }
 
+// putBlob uploads data to n's blob store and returns its sum.
+func putBlob(t *testing.T, n *node.Node, data []byte) string {
+	t.Helper()
+	url, sum := blobURL(n, data)
+	if code, body := do(t, http.MethodPut, url, bytes.NewReader(data)); code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	return sum
+}
+
 func do(t *testing.T, method, url string, body io.Reader) (int, string) {
 	t.Helper()
 	return doWith(t, method, url, nil, body)
@@ -198,10 +208,7 @@ func TestSetupRefusals(t *testing.T) {
 	n := start(t, func(c *node.Config) { c.MaxMessage = 4096 })
 	c := api(n, "")
 	prog := []byte("#!/bin/sh\necho hi\n")
-	url, sum := blobURL(n, prog)
-	if code, body := do(t, http.MethodPut, url, bytes.NewReader(prog)); code != http.StatusCreated {
-		t.Fatalf("PUT: %d %s", code, body)
-	}
+	sum := putBlob(t, n, prog)
 	good := func() *drovev1.SetupRequest {
 		return &drovev1.SetupRequest{ClientId: "c1", Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p.sh"}
 	}
@@ -283,10 +290,7 @@ func TestZombie(t *testing.T) {
 	n := start(t, func(c *node.Config) { c.ZombieInterval = 200 * time.Millisecond })
 	c := api(n, "")
 	prog := []byte("#!/bin/sh\nsleep 100\n")
-	url, sum := blobURL(n, prog)
-	if code, body := do(t, http.MethodPut, url, bytes.NewReader(prog)); code != http.StatusCreated {
-		t.Fatalf("PUT: %d %s", code, body)
-	}
+	sum := putBlob(t, n, prog)
 	resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: "gone", Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p", GraceMs: 100}))
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,7 @@
 package node_test
 
 import (
-	"bytes"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,10 +56,7 @@ func TestPolicies(t *testing.T) {
 			c := api(n, "")
 			logFile := filepath.Join(t.TempDir(), "log")
 			prog := fmt.Appendf(nil, "#!/bin/sh\necho \"$1 start\" >> %s\nsleep %s\necho \"$1 end\" >> %s\n", logFile, tc.sleep, logFile)
-			url, sum := blobURL(n, prog)
-			if code, body := do(t, http.MethodPut, url, bytes.NewReader(prog)); code != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", code, body)
-			}
+			sum := putBlob(t, n, prog)
 			for _, client := range []string{"alice", "bob"} {
 				resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: client, Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p"}))
 				if err != nil {
@@ -106,10 +101,7 @@ func TestRecall(t *testing.T) {
 	n := start(t, func(c *node.Config) { c.CPUs = 1 })
 	c := api(n, "")
 	prog := []byte("#!/bin/sh\nsleep 100\n")
-	url, sum := blobURL(n, prog)
-	if code, body := do(t, http.MethodPut, url, bytes.NewReader(prog)); code != http.StatusCreated {
-		t.Fatalf("PUT: %d %s", code, body)
-	}
+	sum := putBlob(t, n, prog)
 	resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: "r", Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p", GraceMs: 100}))
 	if err != nil {
 		t.Fatal(err)

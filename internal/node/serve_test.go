@@ -1,9 +1,7 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,10 +25,7 @@ func TestServeClients(t *testing.T) {
 	go func() { done <- n.Run(t.Context()) }()
 	c := api(n, "")
 	prog := []byte("#!/bin/sh\nexit 0\n")
-	url, sum := blobURL(n, prog)
-	if code, body := do(t, http.MethodPut, url, bytes.NewReader(prog)); code != http.StatusCreated {
-		t.Fatalf("PUT: %d %s", code, body)
-	}
+	sum := putBlob(t, n, prog)
 	setup := func(client string) (string, error) {
 		resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: client, Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p"}))
 		if err != nil {
