@@ -18,6 +18,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/testutil/schedtest"
 	"github.com/drove-dev/drove/internal/wire"
 )
 
@@ -43,28 +44,6 @@ func cluster(t *testing.T, cfg process.Config) *sched.Scheduler {
 	return sc
 }
 
-func run(t *testing.T, sc *sched.Scheduler, task *sched.Task) *sched.Result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := sc.Submit(ctx, task); err != nil {
-		t.Fatal(err)
-	}
-	if err := task.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return task.Result()
-}
-
-func exitCode(t *testing.T, res *sched.Result) int {
-	t.Helper()
-	c, err := wire.ParseExitCode(res.Output)
-	if err != nil {
-		t.Fatalf("output %q: %v (result %+v)", res.Output, err, res)
-	}
-	return c
-}
-
 func pgrep(marker string) string {
 	out, _ := exec.Command("pgrep", "-f", marker).Output()
 	return strings.TrimSpace(string(out))
@@ -73,8 +52,8 @@ func pgrep(marker string) string {
 // Shell commands (drove run's ":" login), moved from sshexec.Local.
 func TestShell(t *testing.T) {
 	sc := cluster(t, process.Config{Slots: 2, Grace: 200 * time.Millisecond})
-	res := run(t, sc, &sched.Task{Input: []byte("echo a; echo b >&2; exit 4")})
-	if exitCode(t, res) != 4 || string(res.Stdout) != "a\n" || string(res.Stderr) != "b\n" {
+	res := schedtest.Run(t, sc, &sched.Task{Input: []byte("echo a; echo b >&2; exit 4")})
+	if schedtest.ExitCode(t, res) != 4 || string(res.Stdout) != "a\n" || string(res.Stderr) != "b\n" {
 		t.Errorf("result %+v", res)
 	}
 	var xe *proc.ExitError
@@ -82,13 +61,13 @@ func TestShell(t *testing.T) {
 		t.Errorf("err %v, want an ExitError with code 4 and the stderr", res.Err)
 	}
 	var out bytes.Buffer
-	res = run(t, sc, &sched.Task{Ref: spec{&process.Job{Command: "cat; echo $X; pwd", Stdin: []byte("in\n"), Env: []string{"X=y"}, Dir: t.TempDir(), Stdout: &out}}})
+	res = schedtest.Run(t, sc, &sched.Task{Ref: spec{&process.Job{Command: "cat; echo $X; pwd", Stdin: []byte("in\n"), Env: []string{"X=y"}, Dir: t.TempDir(), Stdout: &out}}})
 	if !strings.HasPrefix(out.String(), "in\ny\n/") || res.Stdout != nil {
 		t.Errorf("streamed %q collected %q", out.String(), res.Stdout)
 	}
 	marker := fmt.Sprintf("drovelocal%d", time.Now().UnixNano())
 	task := &sched.Task{Timeout: 300 * time.Millisecond, Input: []byte("trap '' TERM; sh -c 'sleep 300; : " + marker + "' & sleep 301")}
-	res = run(t, sc, task)
+	res = schedtest.Run(t, sc, task)
 	if !errors.Is(res.Err, sched.ErrTimeout) {
 		t.Errorf("err %v", res.Err)
 	}
@@ -177,8 +156,8 @@ func TestProgram(t *testing.T) {
 			if task.State() != tc.state {
 				t.Fatalf("state %v, want %v (err %v)", task.State(), tc.state, res.Err)
 			}
-			if tc.state == sched.Finished && exitCode(t, res) != tc.code {
-				t.Errorf("exit code %d, want %d", exitCode(t, res), tc.code)
+			if tc.state == sched.Finished && schedtest.ExitCode(t, res) != tc.code {
+				t.Errorf("exit code %d, want %d", schedtest.ExitCode(t, res), tc.code)
 			}
 			var xe *proc.ExitError
 			if tc.signal && (!errors.As(res.Err, &xe) || xe.Signal != syscall.SIGKILL) {

@@ -18,8 +18,8 @@ import (
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/testutil/schedtest"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
-	"github.com/drove-dev/drove/internal/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -62,28 +62,6 @@ func cluster(t *testing.T, s *sshtest.Server, pool *sshconn.Pool, slots int, hos
 		sc.Close(ctx)
 	})
 	return sc
-}
-
-func run(t *testing.T, sc *sched.Scheduler, task *sched.Task) *sched.Result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := sc.Submit(ctx, task); err != nil {
-		t.Fatal(err)
-	}
-	if err := task.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return task.Result()
-}
-
-func exitCode(t *testing.T, res *sched.Result) int {
-	t.Helper()
-	c, err := wire.ParseExitCode(res.Output)
-	if err != nil {
-		t.Fatalf("output %q: %v (result %+v)", res.Output, err, res)
-	}
-	return c
 }
 
 func TestCommands(t *testing.T) {
@@ -130,8 +108,8 @@ func TestCommands(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			task := &sched.Task{Ref: spec{&sshexec.Job{Command: tt.cmd, Stdin: tt.stdin, Env: tt.env}}}
-			res := run(t, sc, task)
-			if got := exitCode(t, res); got != tt.wantCode {
+			res := schedtest.Run(t, sc, task)
+			if got := schedtest.ExitCode(t, res); got != tt.wantCode {
 				t.Errorf("exit code %d, want %d (%v)", got, tt.wantCode, res.Err)
 			}
 			if string(res.Stdout) != tt.wantOut || string(res.Stderr) != tt.wantErr {
@@ -159,7 +137,7 @@ func TestInputIsCommand(t *testing.T) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
 	sc := cluster(t, s, pool, 1, s.Aliases[0])
-	res := run(t, sc, &sched.Task{Input: []byte("echo plain")})
+	res := schedtest.Run(t, sc, &sched.Task{Input: []byte("echo plain")})
 	if string(res.Stdout) != "plain\n" {
 		t.Fatalf("stdout %q", res.Stdout)
 	}
@@ -358,7 +336,7 @@ func TestFiles(t *testing.T) {
 		Return:   []string{"out.txt"},
 		Cleanup:  true,
 	}}}
-	res := run(t, sc, task)
+	res := schedtest.Run(t, sc, task)
 	if task.State() != sched.Finished {
 		t.Fatalf("state %v err %v stderr %s", task.State(), res.Err, res.Stderr)
 	}
@@ -371,7 +349,7 @@ func TestFiles(t *testing.T) {
 	if res.Sent < 8 || res.Received < 13 {
 		t.Errorf("sent %d received %d", res.Sent, res.Received)
 	}
-	ls := run(t, sc, &sched.Task{Input: []byte("ls -A " + wd + "; ls sub")})
+	ls := schedtest.Run(t, sc, &sched.Task{Input: []byte("ls -A " + wd + "; ls sub")})
 	if string(ls.Stdout) != "base.txt\n" {
 		t.Errorf("left on host: %q", ls.Stdout)
 	}
