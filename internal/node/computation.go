@@ -15,26 +15,24 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/filesink"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/nodeproto"
 	"github.com/drove-dev/drove/internal/sched"
 )
 
-// computation is one client's computation on the node: a tenant of the
-// node's scheduler with its own local executor, and the events for the
-// client.
-type computation struct {
+// Computation is one client's computation on the daemon: a tenant of the
+// daemon's scheduler, with the executors its Machines give it, and the
+// events for the client. Machines see it through its exported methods.
+type Computation struct {
 	n        *Node
 	id       string
 	clientID string
 	dir      string
 	slots    int
 	hb       time.Duration
-	ex       sched.Executor // local (functions) or process (programs)
-	local    bool           // ex is the local executor, which reports Started
-	ten      *sched.Tenant  // set when registered; the scheduler owns ex from then
+	req      *drovev1.SetupRequest
+	ten      *sched.Tenant // set by Machines.Open
 	files    *filesink.Dir
 	root     *os.Root // of out/, for the file forwarder
 	out      *outbox
@@ -63,7 +61,7 @@ type computation struct {
 // job is a client's job: a task of the computation's tenant until its
 // result is pushed to the client.
 type job struct {
-	c      *computation
+	c      *Computation
 	runID  uint64
 	jobID  int64 // the user's job id, given back in events
 	task   *sched.Task
@@ -99,7 +97,7 @@ func validClientID(s string) bool {
 // report goes to the scheduler, which decides what becomes of the task
 // (a run given back unstarted is queued again); the final result reaches
 // the client through onTask.
-func (c *computation) Done(r *sched.Run, res sched.Result) {
+func (c *Computation) Done(r *sched.Run, res sched.Result) {
 	if c.closed.Load() && res.Outcome != sched.OK {
 		// Stopped because the computation closed under it (the node is
 		// stopping, or the client went away): that says nothing about
@@ -113,7 +111,7 @@ func (c *computation) Done(r *sched.Run, res sched.Result) {
 }
 
 // Started implements local.Reporter: a run queued behind a worker began.
-func (c *computation) Started(r *sched.Run, at time.Time) {
+func (c *Computation) Started(r *sched.Run, at time.Time) {
 	j := jobOf(r)
 	j.begun.Store(true)
 	c.n.sched.Started(r, at)
@@ -121,7 +119,7 @@ func (c *computation) Started(r *sched.Run, at time.Time) {
 }
 
 // Provisional implements local.Reporter.
-func (c *computation) Provisional(r *sched.Run, output []byte) {
+func (c *Computation) Provisional(r *sched.Run, output []byte) {
 	j := jobOf(r)
 	c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_Provisional{Provisional: output}})
 }
@@ -164,7 +162,7 @@ func (n *Node) onTask(ev sched.TaskEvent) {
 }
 
 // forgetLocked drops j from the jobs the client waits for.
-func (c *computation) forgetLocked(j *job) {
+func (c *Computation) forgetLocked(j *job) {
 	delete(c.jobs, j.runID)
 	if len(c.jobs) == 0 && c.closed.Load() {
 		select {
@@ -179,14 +177,17 @@ func (c *computation) forgetLocked(j *job) {
 // executor, with the client's recall, and Started reports for an executor
 // that does not make them.
 type tenantExec struct {
-	c     *computation
+	c     *Computation
 	inner sched.Executor
+	// reportsStarted: inner reports Started itself (it queues runs
+	// behind its slots).
+	reportsStarted bool
 }
 
 // Start implements sched.Executor.
 func (x *tenantExec) Start(r *sched.Run) {
 	x.c.n.met.jobsStarted.Inc()
-	if !x.c.local {
+	if !x.reportsStarted {
 		// The process executor starts a run at once and does not report
 		// Started; the machine queues ahead, so the scheduler holds the
 		// run Created until told.
@@ -224,60 +225,9 @@ func (x *tenantExec) Prefetch() int { return 0 }
 // Close implements sched.Executor.
 func (x *tenantExec) Close(ctx context.Context) error { return x.inner.Close(ctx) }
 
-// machineExec is the executor the node's machine is added to the scheduler
-// with. Every task belongs to a computation, which has its own executor
-// (sched.SetTenantExecutor), so it never gets a run; it sets how many runs
-// the machine takes beyond its CPUs.
-type machineExec struct{ n *Node }
-
-func (m machineExec) Start(r *sched.Run) {
-	m.n.sched.Done(r, sched.Result{Outcome: sched.Failed, Err: errors.New("drove: node: a job of no computation")})
-}
-func (machineExec) Cancel(*sched.Run)           {}
-func (machineExec) Close(context.Context) error { return nil }
-
-// Recall implements sched.Prefetcher: the machine's executor has no runs.
-func (machineExec) Recall(*sched.Run) {}
-
-// Prefetch implements sched.Prefetcher: a lone function computation gets
-// as many runs beyond the CPUs as its local executor queues behind its
-// workers, so a warm worker never waits for the next job. With another
-// computation open, or a program computation, the machine takes no more
-// runs than its CPUs: a run queued behind one computation's worker would
-// hold a CPU another could use, and each executor runs up to its slots, so
-// runs beyond the CPUs spread over two executors would run at once. With
-// no computation, the CPUs: the scheduler asks when the machine is added,
-// and counts it as one that queues ahead only if the answer is positive.
-//
-// A change takes effect when the scheduler next asks, as a run is given
-// or ends: runs queued ahead when a second computation arrives drain
-// before the machine is back to its CPUs.
-func (m machineExec) Prefetch() int {
-	if lx := m.n.lone.Load(); lx != nil {
-		return lx.Prefetch()
-	}
-	if m.n.noComps.Load() {
-		return m.n.cpus
-	}
-	return 0
-}
-
-// syncAheadLocked updates what machineExec.Prefetch reads after a change
-// of n.tenants; the caller holds n.mu.
-func (n *Node) syncAheadLocked() {
-	var lone *local.Executor
-	if len(n.tenants) == 1 {
-		for c := range n.tenants {
-			lone, _ = c.ex.(*local.Executor)
-		}
-	}
-	n.lone.Store(lone)
-	n.noComps.Store(len(n.tenants) == 0)
-}
-
 // submit queues jobs. Run ids at or below the highest seen are dropped: a
 // client that lost the answer to a Submit sends the batch again.
-func (c *computation) submit(jobs []*drovev1.Job) error {
+func (c *Computation) submit(jobs []*drovev1.Job) error {
 	c.order.Lock()
 	defer c.order.Unlock()
 	if c.closed.Load() {
@@ -317,7 +267,7 @@ var errCompClosed = errors.New("drove: computation closed")
 // (Killed), running ones are stopped by the executor, which reports them.
 // With recall, jobs that have not begun are given back (NotStarted) and
 // the others go on.
-func (c *computation) cancel(ids []uint64, recall bool) {
+func (c *Computation) cancel(ids []uint64, recall bool) {
 	c.order.Lock()
 	defer c.order.Unlock()
 	var tasks []*sched.Task
@@ -342,14 +292,14 @@ func (c *computation) cancel(ids []uint64, recall bool) {
 }
 
 // zombie reports whether the client has been away longer than iv.
-func (c *computation) zombie(now time.Time, iv time.Duration) bool {
+func (c *Computation) zombie(now time.Time, iv time.Duration) bool {
 	return c.out.awaySince(now) > iv
 }
 
 // close ends the computation: its jobs are stopped (terminate; otherwise
 // queued ones are and running ones waited for within ctx), its workers
 // stop, its files are removed.
-func (c *computation) close(ctx context.Context, terminate bool, why string) {
+func (c *Computation) close(ctx context.Context, terminate bool, why string) {
 	c.once.Do(func() {
 		n := c.n
 		// Workers waiting in SendFile for the client must not keep the
@@ -389,10 +339,7 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 		// Only now: until its runs have ended they hold CPUs, and another
 		// computation queueing ahead meanwhile could run more than the
 		// node's CPUs at once.
-		n.mu.Lock()
-		delete(n.tenants, c)
-		n.syncAheadLocked()
-		n.mu.Unlock()
+		n.machines.Close(ctx, c)
 		// The results come from the scheduler's event goroutine: let them
 		// reach the outbox before it closes.
 		select {
@@ -431,7 +378,7 @@ func (c *computation) close(ctx context.Context, terminate bool, why string) {
 const whyNodeStopping = "node stopping"
 
 // removeAllBut removes what c's directory holds but the files keep.
-func (c *computation) removeAllBut(keep ...string) {
+func (c *Computation) removeAllBut(keep ...string) {
 	ents, err := os.ReadDir(c.dir)
 	if err != nil {
 		c.n.log.Warn("removing computation directory", "dir", c.dir, "err", err)
@@ -451,7 +398,7 @@ func (c *computation) removeAllBut(keep ...string) {
 // directory (confined, size-limited) and, once complete, turns each into a
 // blob and tells the client, which fetches it.
 type fileForwarder struct {
-	c    *computation
+	c    *Computation
 	dir  string
 	root *os.Root
 }
@@ -495,7 +442,7 @@ func (f *fileForwarder) WriteChunk(name string, mode os.FileMode, offset int64, 
 // answers File events, waits for its answer: the job's SendFile returns
 // it. A client that is away is waited for (it gets the event when it comes
 // back), for as long as the computation is open.
-func (c *computation) sendFile(ev *drovev1.Event) error {
+func (c *Computation) sendFile(ev *drovev1.Event) error {
 	if !c.fileAcks {
 		c.out.push(ev)
 		return nil
@@ -530,7 +477,7 @@ func (c *computation) sendFile(ev *drovev1.Event) error {
 
 // fileDone passes the client's answer about the File event seq to the job
 // waiting for it; an answer nobody waits for (sent again) is dropped.
-func (c *computation) fileDone(seq uint64, msg string) {
+func (c *Computation) fileDone(seq uint64, msg string) {
 	c.fileMu.Lock()
 	defer c.fileMu.Unlock()
 	if done := c.fileWait[seq]; done != nil {

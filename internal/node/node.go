@@ -46,7 +46,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -168,6 +167,10 @@ type Config struct {
 	Policy sched.Policy
 	// OnListen, if set, is called by Run once it serves (tests use it).
 	OnListen func()
+	// Machines run the computations' jobs; nil means this machine's CPUs
+	// (drove node). drove scheduler gives the drove nodes it drives
+	// (package internal/scheduler).
+	Machines Machines
 }
 
 // Node is a drove node daemon. Create it with New and start it with Run.
@@ -192,16 +195,12 @@ type Node struct {
 	// creates it before serving and closes it at the end.
 	sched *sched.Scheduler
 
-	// lone is the local executor of the only computation with an open
-	// tenant, if that is a function computation; noComps is set while no
-	// computation has one. machineExec.Prefetch reads them under the
-	// scheduler's lock, hence atomics; syncAheadLocked sets them.
-	lone    atomic.Pointer[local.Executor]
-	noComps atomic.Bool
+	// machines run the computations' jobs: Config.Machines, or this
+	// machine.
+	machines Machines
 
 	mu       sync.Mutex
-	tenants  map[*computation]struct{} // computations whose tenant is open
-	comps    map[string]*computation
+	comps    map[string]*Computation
 	clients  map[string]bool // client ids served, counted for Serve
 	serveEnd chan struct{}   // closed when Serve clients have been served
 }
@@ -279,13 +278,14 @@ func New(cfg Config) (*Node, error) {
 		blobs:   blob.Store{Dir: filepath.Join(cfg.Dir, "blobs")},
 		bootID:  hex.EncodeToString(b[:]),
 		cpus:    local.Slots(cfg.CPUs, runtime.NumCPU()),
-		comps:   map[string]*computation{},
-		tenants: map[*computation]struct{}{},
+		comps:   map[string]*Computation{},
 		clients: map[string]bool{},
 		met:     newMetrics(),
 		info:    newInfoSampler(cfg.Dir),
 	}
-	n.noComps.Store(true)
+	if n.machines = cfg.Machines; n.machines == nil {
+		n.machines = newThisMachine(n)
+	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -562,7 +562,7 @@ func isLoopback(remote string) bool {
 // for it within Config.ShutdownTimeout. A clean stop returns nil.
 func (n *Node) Run(ctx context.Context) error {
 	n.sched = sched.New(sched.Config{Policy: n.cfg.Policy, OnTask: n.onTask, Logger: n.log})
-	if err := n.sched.AddNode(n.cfg.Name, n.cpus, machineExec{n}); err != nil {
+	if err := n.machines.Start(ctx, n.sched); err != nil {
 		return fmt.Errorf("drove: node: %w", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -615,6 +615,7 @@ func (n *Node) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
 		defer cancel()
 		n.closeAll(sctx)
+		n.machines.Stop()
 		if err := n.sched.Close(sctx); err != nil {
 			n.log.Warn("closing the scheduler", "err", err)
 		}
@@ -667,7 +668,7 @@ func (n *Node) announceToSchedulers(ctx context.Context) {
 // closeAll closes every computation, stopping their jobs.
 func (n *Node) closeAll(ctx context.Context) {
 	n.mu.Lock()
-	comps := make([]*computation, 0, len(n.comps))
+	comps := make([]*Computation, 0, len(n.comps))
 	for _, c := range n.comps {
 		comps = append(comps, c)
 	}
@@ -692,7 +693,7 @@ func (n *Node) reapZombies(ctx context.Context) {
 		}
 		now := time.Now()
 		n.mu.Lock()
-		var zombies []*computation
+		var zombies []*Computation
 		for _, c := range n.comps {
 			if c.zombie(now, n.cfg.ZombieInterval) {
 				zombies = append(zombies, c)

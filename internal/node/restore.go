@@ -62,7 +62,7 @@ func decodeMeta(b []byte) (compMeta, error) {
 
 // writeMeta records c's metadata in its directory, atomically: a node that
 // dies while writing it leaves none, never half of it.
-func (c *computation) writeMeta() error {
+func (c *Computation) writeMeta() error {
 	b, err := json.Marshal(compMeta{ClientID: c.clientID, ID: c.id, HeartbeatMs: c.hb.Milliseconds()})
 	if err != nil {
 		return err
@@ -153,7 +153,7 @@ func (n *Node) restoreOne(dir string) {
 		n.log.Warn("skipping a computation left by an earlier run: cannot rewrite its event spool", "dir", dir, "err", err)
 		return
 	}
-	c := &computation{
+	c := &Computation{
 		n:        n,
 		id:       m.ID,
 		clientID: m.ClientID,

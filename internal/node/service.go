@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,20 +12,18 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/drove-dev/drove/internal/executor/local"
-	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/filesink"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
-	"github.com/drove-dev/drove/internal/sched"
 )
 
-// busy is how many jobs the node runs.
+// busy is how many jobs the daemon's machines run.
 func (n *Node) busy() int {
+	busy := 0
 	for _, ns := range n.sched.Stats().Nodes {
-		return ns.Busy
+		busy += ns.Busy
 	}
-	return 0
+	return busy
 }
 
 // Protocol is the version of the node API; clients refuse another.
@@ -49,7 +46,7 @@ func (n *Node) infoProto() *drovev1.InfoResponse {
 		BootId:       n.bootID,
 		Goos:         runtime.GOOS,
 		Goarch:       runtime.GOARCH,
-		Cpus:         int32(n.cpus),
+		Cpus:         int32(n.machines.Slots(0)),
 		Busy:         int32(busy),
 		Computations: int32(comps),
 		Avail:        n.info.sample(),
@@ -77,9 +74,6 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		return nil, invalid("a computation needs exactly one of a function and a program")
 	}
 	if m.FuncName != "" {
-		if m.Goos != runtime.GOOS || m.Goarch != runtime.GOARCH {
-			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: node %s is %s/%s, the client's executable is %s/%s: build the client for the node's platform or use nodes of the same one", n.cfg.Name, runtime.GOOS, runtime.GOARCH, m.Goos, m.Goarch))
-		}
 		if m.Executable == nil {
 			return nil, invalid("a function computation needs the client's executable")
 		}
@@ -99,10 +93,7 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 	if n.serveFull(m.ClientId) {
 		return nil, errServed(n.cfg.Serve)
 	}
-	slots := n.cpus
-	if m.Cpus > 0 {
-		slots = min(slots, int(m.Cpus))
-	}
+	slots := n.machines.Slots(int(m.Cpus))
 	// A client that asks for an interval gets it; one that does not gets
 	// the node's --ping-interval. The answer tells the client which.
 	hb := time.Duration(m.HeartbeatIntervalMs) * time.Millisecond
@@ -110,10 +101,11 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		hb = n.cfg.PingInterval
 	}
 	hb = max(hb, 10*time.Millisecond)
-	c := &computation{
+	c := &Computation{
 		n:        n,
 		id:       newID(),
 		clientID: m.ClientId,
+		req:      m,
 		slots:    slots,
 		hb:       hb,
 		jobs:     map[uint64]*job{},
@@ -128,33 +120,25 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		_ = os.RemoveAll(c.dir)
 		return nil, err
 	}
+	ten, err := n.machines.Open(ctx, c)
+	if err != nil {
+		c.discard()
+		return nil, err
+	}
+	c.ten = ten
 	n.mu.Lock()
 	if n.cfg.Serve > 0 && !n.clients[c.clientID] && len(n.clients) >= n.cfg.Serve {
 		// Another new client took the last place meanwhile.
 		n.mu.Unlock()
+		if err := n.sched.CloseTenant(ctx, c.ten); err != nil {
+			n.log.Warn("closing computation", "computation", c.id, "err", err)
+		}
+		n.machines.Close(ctx, c)
 		c.discard()
 		return nil, errServed(n.cfg.Serve)
 	}
-	// A tenant of the node's scheduler, bounded by its slots: its executor
-	// runs no more at once. A function computation may have as many again
-	// as its local executor queues ahead, which it gets while it is alone
-	// (machineExec.Prefetch); the process executor takes no run beyond its
-	// slots.
-	tslots := slots
-	if lx, ok := c.ex.(*local.Executor); ok {
-		tslots += lx.Prefetch()
-	}
-	c.ten = n.sched.NewTenant(sched.TenantConfig{Name: c.id, Slots: tslots})
-	if err := n.sched.SetTenantExecutor(c.ten, n.cfg.Name, &tenantExec{c: c, inner: c.ex}); err != nil {
-		n.mu.Unlock()
-		_ = n.sched.CloseTenant(ctx, c.ten)
-		c.discard()
-		return nil, connect.NewError(connect.CodeInternal, err)
-	}
 	n.clients[c.clientID] = true
 	n.comps[c.id] = c
-	n.tenants[c] = struct{}{}
-	n.syncAheadLocked()
 	n.mu.Unlock()
 	n.met.computations.Inc()
 	n.log.Info("computation set up", "computation", c.id, "client", c.clientID, "func", m.FuncName, "program", m.ProgramName, "slots", slots, "remote", req.Peer().Addr)
@@ -174,17 +158,16 @@ func errServed(serve int) error {
 }
 
 // discard undoes a prepared computation that was never registered.
-func (c *computation) discard() {
-	_ = c.ex.Close(context.Background())
+func (c *Computation) discard() {
 	c.out.close()
 	c.files.Close()
 	c.root.Close()
 	_ = os.RemoveAll(c.dir)
 }
 
-// prepare stages the computation's files and starts its executor. On
-// error, what it opened is closed again.
-func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) (err error) {
+// prepare makes the computation's directory, its sink for files jobs send
+// back and its outbox. On error, what it opened is closed again.
+func (c *Computation) prepare(ctx context.Context, m *drovev1.SetupRequest) (err error) {
 	n := c.n
 	for _, d := range []string{"jobs", "out"} {
 		if err := os.MkdirAll(filepath.Join(c.dir, d), 0o700); err != nil {
@@ -213,51 +196,10 @@ func (c *computation) prepare(ctx context.Context, m *drovev1.SetupRequest) (err
 	c.out = newOutbox(filepath.Join(c.dir, spoolName), func(err error) {
 		n.log.Warn("event spool", "computation", c.id, "err", err)
 	})
-	lcfg := local.Config{
-		Slots:       c.slots,
-		Func:        m.FuncName,
-		Setup:       m.Setup,
-		Fingerprint: m.Fingerprint,
-		Env:         m.Env,
-		Dir:         filepath.Join(c.dir, "jobs"),
-		Blobs:       n.blobs,
-		Files:       &fileForwarder{c: c, dir: filepath.Join(c.dir, "out"), root: c.root},
-		Grace:       time.Duration(m.GraceMs) * time.Millisecond,
-		Logger:      n.log.With("computation", c.id),
-	}
-	for _, d := range m.Depends {
-		lcfg.Depends = append(lcfg.Depends, local.Depend{Name: filepath.Clean(d.Name), Sum: d.Blob.Sum, Mode: os.FileMode(d.Blob.Mode).Perm()})
-	}
-	if m.FuncName == "" {
-		name := filepath.Base(filepath.Clean(m.ProgramName))
-		if name == "." || name == "/" || name == ".." {
-			name = "program"
-		}
-		program := filepath.Join(c.dir, "bin", name)
-		if err := stageExecutable(n.blobs.Path(m.Program.Sum), program, os.FileMode(m.Program.Mode).Perm()|0o500); err != nil {
-			return connect.NewError(connect.CodeInternal, err)
-		}
-		c.ex = process.New(process.Config{Slots: lcfg.Slots, Program: program, Env: lcfg.Env, Dir: lcfg.Dir,
-			Blobs: lcfg.Blobs, Depends: lcfg.Depends, Grace: lcfg.Grace, Logger: lcfg.Logger}, c)
-		return nil
-	}
-	lcfg.Executable = filepath.Join(c.dir, "exe")
-	if err := stageExecutable(n.blobs.Path(m.Executable.Sum), lcfg.Executable, 0o700); err != nil {
-		return connect.NewError(connect.CodeInternal, err)
-	}
-	lx, err := local.New(ctx, lcfg, c)
-	if err != nil {
-		code := connect.CodeFailedPrecondition
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			code = connect.CodeCanceled
-		}
-		return connect.NewError(code, err)
-	}
-	c.ex, c.local = lx, true
 	return nil
 }
 
-func (n *Node) comp(id string) (*computation, error) {
+func (n *Node) comp(id string) (*Computation, error) {
 	n.mu.Lock()
 	c := n.comps[id]
 	n.mu.Unlock()
@@ -363,7 +305,7 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 
 // heartbeat is a Results message without events: the node's load and the
 // computation's progress.
-func (c *computation) heartbeat() *drovev1.ResultsResponse {
+func (c *Computation) heartbeat() *drovev1.ResultsResponse {
 	n := c.n
 	busy := n.busy()
 	c.mu.Lock()
