@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,9 +25,6 @@ import (
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
 )
-
-// defaultNodePort is the port of a node address given without one.
-const defaultNodePort = 9701
 
 // remoteConfig is what a cluster of drove node daemons needs.
 type remoteConfig struct {
@@ -100,17 +95,6 @@ type remoteNode struct {
 	// keep them until its zombie interval.
 	stale []*nodeexec.Executor
 }
-
-// nodeAddr adds the default port to a node address without one.
-func nodeAddr(s string) string {
-	if _, _, err := net.SplitHostPort(s); err == nil {
-		return s
-	}
-	return net.JoinHostPort(strings.Trim(s, "[]"), strconv.Itoa(defaultNodePort))
-}
-
-// isPattern reports whether a node entry asks for discovery.
-func isPattern(s string) bool { return strings.Contains(s, "*") }
 
 // newComputation describes the cluster's computation for the nodes,
 // hashing the files it ships once for all nodes.
@@ -198,10 +182,10 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 	})
 	var addrs, patterns []string
 	for _, n := range cfg.Nodes {
-		if isPattern(n) {
+		if discovery.IsPattern(n) {
 			patterns = append(patterns, n)
 		} else {
-			addrs = append(addrs, nodeAddr(n))
+			addrs = append(addrs, discovery.NodeAddr(n))
 		}
 	}
 	errs := r.addAll(ctx, addrs)
@@ -219,7 +203,7 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		// Nodes that start later announce themselves.
 		r.wg.Go(func() {
 			err := discovery.Watch(r.ctx, r.cfg.Discovery, func(f discovery.Found) {
-				if matchAny(patterns, f.Addr) {
+				if discovery.MatchAny(patterns, f.Addr) {
 					r.wg.Go(func() { r.addAll(r.ctx, []string{f.Addr}) })
 				}
 			})
@@ -509,10 +493,10 @@ func (r *remoteNodes) closeLost(ctx context.Context) {
 func (r *remoteNodes) discover(ctx context.Context, patterns ...string) error {
 	var pats, addrs []string
 	for _, p := range patterns {
-		if isPattern(p) {
+		if discovery.IsPattern(p) {
 			pats = append(pats, p)
 		} else {
-			addrs = append(addrs, nodeAddr(p))
+			addrs = append(addrs, discovery.NodeAddr(p))
 		}
 	}
 	var errs []error
@@ -530,7 +514,7 @@ func (r *remoteNodes) discover(ctx context.Context, patterns ...string) error {
 	}
 	var foundAddrs []string
 	for _, f := range found {
-		if matchAny(pats, f.Addr) {
+		if discovery.MatchAny(pats, f.Addr) {
 			foundAddrs = append(foundAddrs, f.Addr)
 		}
 	}
@@ -540,23 +524,6 @@ func (r *remoteNodes) discover(ctx context.Context, patterns ...string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// matchAny reports whether the host of addr matches one of the patterns.
-func matchAny(patterns []string, addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	for _, p := range patterns {
-		if h, _, err := net.SplitHostPort(p); err == nil {
-			p = h
-		}
-		if discovery.Match(p, host) {
-			return true
-		}
-	}
-	return false
 }
 
 // AllocateNode lets the named node take jobs again after DeallocateNode.

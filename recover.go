@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/recoverfile"
@@ -176,7 +177,7 @@ func RecoverJobs[In, Out any](ctx context.Context, fn *Function[In, Out], id str
 	var out []RecoveredJob[Out]
 	var errs []error
 	for _, n := range nodes {
-		ncfg.Addr = nodeAddr(n)
+		ncfg.Addr = discovery.NodeAddr(n)
 		rs, err := nodeexec.Recover(ctx, ncfg)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("drove: recovering from %s: %w", n, err))

@@ -27,6 +27,7 @@ import (
 	"net"
 	"path"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -190,6 +191,36 @@ func Match(pattern, host string) bool {
 	}
 	ok, err := path.Match(pattern, host)
 	return err == nil && ok
+}
+
+// NodeAddr adds the node port to a node address given without one.
+func NodeAddr(s string) string {
+	if _, _, err := net.SplitHostPort(s); err == nil {
+		return s
+	}
+	return net.JoinHostPort(strings.Trim(s, "[]"), strconv.Itoa(NodePort))
+}
+
+// IsPattern reports whether a node entry asks for discovery ("*",
+// "192.168.1.*") rather than naming one node.
+func IsPattern(s string) bool { return strings.Contains(s, "*") }
+
+// MatchAny reports whether the host of addr matches one of the patterns
+// (Match); a pattern's port, if it has one, is ignored.
+func MatchAny(patterns []string, addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	for _, p := range patterns {
+		if h, _, err := net.SplitHostPort(p); err == nil {
+			p = h
+		}
+		if Match(p, host) {
+			return true
+		}
+	}
+	return false
 }
 
 // ClientConfig configures Discover and Watch.
