@@ -557,9 +557,13 @@ func TestAbandonedJobsFailCommand(t *testing.T) {
 				code, out, errs := runCmd(t, "", append(tc.args, "--nodes", p.addr)...)
 				done <- outcome{code, out, errs}
 			}()
-			// Once the job runs on the node, the node freezes: the
-			// client loses it after its missed heartbeats.
-			for nodeMetric(p.addr, "drove_node_jobs_started_total") < 1 {
+			// Once the job runs on the node and the client knows it (it
+			// acknowledged every event, the job's start among them), the
+			// node freezes: the client loses it after its missed
+			// heartbeats. Frozen before the client heard of the start,
+			// the job would rightly go back to the queue, to wait for a
+			// node.
+			for nodeMetric(p.addr, "drove_node_jobs_started_total") < 1 || nodeMetric(p.addr, "drove_node_unacked_events") != 0 {
 				select {
 				case o := <-done:
 					t.Fatalf("command ended before its job started: exit %d\n%s%s", o.code, o.out, o.err)
@@ -567,7 +571,12 @@ func TestAbandonedJobsFailCommand(t *testing.T) {
 				}
 			}
 			freeze(t, p.cmd.Process)
-			o := <-done
+			var o outcome
+			select {
+			case o = <-done:
+			case <-time.After(2 * time.Minute):
+				t.Fatal("the command still waits 2 minutes after its node froze")
+			}
 			if o.code == 0 {
 				t.Errorf("exit 0 with an Abandoned job:\n%s%s", o.out, o.err)
 			}

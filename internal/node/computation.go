@@ -116,6 +116,9 @@ func (c *Computation) Started(r *sched.Run, at time.Time) {
 	j.begun.Store(true)
 	c.n.sched.Started(r, at)
 	c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: at.UnixNano()}})
+	// Counted once the event is queued, so that a client that acknowledged
+	// every event (drove_node_unacked_events is 0) knows of the start.
+	c.n.met.jobsStarted.Inc()
 }
 
 // Provisional implements local.Reporter.
@@ -186,7 +189,7 @@ type tenantExec struct {
 
 // Start implements sched.Executor.
 func (x *tenantExec) Start(r *sched.Run) {
-	x.c.n.met.jobsStarted.Inc()
+	x.c.n.met.jobsHanded.Inc()
 	if !x.reportsStarted {
 		// The process executor starts a run at once and does not report
 		// Started; the machine queues ahead, so the scheduler holds the

@@ -12,6 +12,7 @@ import (
 // that several nodes in one process (tests) do not collide.
 type metrics struct {
 	reg          *prometheus.Registry
+	jobsHanded   prometheus.Counter
 	jobsStarted  prometheus.Counter
 	jobsDone     *prometheus.CounterVec
 	computations prometheus.Gauge
@@ -23,9 +24,18 @@ type metrics struct {
 	dropped      *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
+// newMetrics makes the node's metrics; unacked, if not nil, counts the
+// events the node holds that their clients have not acknowledged.
+func newMetrics(unacked func() float64) *metrics {
+	if unacked == nil {
+		unacked = func() float64 { return 0 }
+	}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
+		jobsHanded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "drove_node_jobs_handed_total",
+			Help: "Jobs handed to where they run: more than started while a lone computation's jobs queue ahead at its workers.",
+		}),
 		jobsStarted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drove_node_jobs_started_total", Help: "Jobs started on the node.",
 		}),
@@ -55,7 +65,14 @@ func newMetrics() *metrics {
 			Help: "TCP connections closed by the node's bounds, by reason: bound (had not authenticated, closed to make room), unauth (did not authenticate in time), refuse (new one refused: every one at the bound had authenticated).",
 		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.jobsStarted, m.jobsDone, m.computations, m.streams, m.blobBytesIn, m.blobBytesOut, m.authFailures, m.conns, m.dropped,
+	// A client acknowledges the events it received with its next
+	// heartbeat: a count that stays up means a client that is slow, away,
+	// or gone.
+	unackedEvents := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "drove_node_unacked_events",
+		Help: "Events (job started, results, files) held for clients that have not acknowledged them yet.",
+	}, unacked)
+	m.reg.MustRegister(unackedEvents, m.jobsHanded, m.jobsStarted, m.jobsDone, m.computations, m.streams, m.blobBytesIn, m.blobBytesOut, m.authFailures, m.conns, m.dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

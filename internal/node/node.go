@@ -280,9 +280,9 @@ func New(cfg Config) (*Node, error) {
 		cpus:    local.Slots(cfg.CPUs, runtime.NumCPU()),
 		comps:   map[string]*Computation{},
 		clients: map[string]bool{},
-		met:     newMetrics(),
 		info:    newInfoSampler(cfg.Dir),
 	}
+	n.met = newMetrics(n.unackedEvents)
 	if n.machines = cfg.Machines; n.machines == nil {
 		n.machines = newThisMachine(n)
 	}
@@ -663,6 +663,22 @@ func (n *Node) announceToSchedulers(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// unackedEvents counts the events of all computations that their clients
+// have not acknowledged.
+func (n *Node) unackedEvents() float64 {
+	n.mu.Lock()
+	comps := make([]*Computation, 0, len(n.comps))
+	for _, c := range n.comps {
+		comps = append(comps, c)
+	}
+	n.mu.Unlock()
+	var sum uint64
+	for _, c := range comps {
+		sum += c.out.unacked()
+	}
+	return float64(sum)
 }
 
 // closeAll closes every computation, stopping their jobs.

@@ -158,6 +158,13 @@ func (o *outbox) ack(seq uint64) {
 	o.mu.Unlock()
 }
 
+// unacked counts the events the client has not acknowledged.
+func (o *outbox) unacked() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.seq - o.acked
+}
+
 func (o *outbox) ackLocked(seq uint64) {
 	if seq <= o.acked {
 		return

@@ -58,7 +58,7 @@ func jobsStarted(t *testing.T, addr string) int {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "drove_node_jobs_started_total "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), "drove_node_jobs_handed_total "); ok {
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -66,7 +66,7 @@ func jobsStarted(t *testing.T, addr string) int {
 			return int(n)
 		}
 	}
-	t.Fatalf("no drove_node_jobs_started_total in the node's metrics: %v", sc.Err())
+	t.Fatalf("no drove_node_jobs_handed_total in the node's metrics: %v", sc.Err())
 	return 0
 }
 
