@@ -13,7 +13,9 @@ import (
 	"sync/atomic"
 
 	"github.com/drove-dev/drove/internal/blob"
+	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/local"
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/fleet"
@@ -125,6 +127,19 @@ func (c *Cluster[In, Out]) validate() error {
 		}
 		c.onJob = f
 	}
+	if c.cfg.scheduler != "" {
+		switch {
+		case fn.shell:
+			return errors.New("drove: WithScheduler is for functions and programs; shell commands run on SSH hosts (WithNodes)")
+		case len(c.cfg.nodes) > 0:
+			return errors.New("drove: WithScheduler and WithNodes exclude each other: the scheduler has the nodes")
+		case discovery.IsPattern(c.cfg.scheduler):
+			return fmt.Errorf("drove: WithScheduler(%q): a scheduler is given by address, not found by discovery", c.cfg.scheduler)
+		}
+		// The scheduler is the cluster's one node: it speaks the nodes'
+		// protocol.
+		c.cfg.nodes = []string{discovery.HostPort(c.cfg.scheduler, discovery.ClientPort)}
+	}
 	if c.cfg.recover != "" && (fn.shell || len(c.cfg.nodes) == 0) {
 		return errors.New("drove: WithRecoverFile needs drove nodes (WithNodes): the jobs of an embedded cluster or of shell commands end with the client")
 	}
@@ -203,7 +218,7 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		}
 		if c.cfg.recover != "" {
 			if rc.ClientID == "" {
-				rc.ClientID = newClientID()
+				rc.ClientID = nodeexec.NewClientID("")
 			}
 			comp, err := recoverComputation(c.fn)
 			if err != nil {

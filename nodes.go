@@ -2,9 +2,7 @@ package drove
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,7 +163,7 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		nodes:    map[string]*remoteNode{},
 	}
 	if r.clientID == "" {
-		r.clientID = newClientID()
+		r.clientID = nodeexec.NewClientID("")
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -244,30 +242,6 @@ func (r *remoteNodes) addAll(ctx context.Context, addrs []string) []error {
 		members[i] = fleet.Member{Key: a, Dial: func(ctx context.Context) (fleet.Conn, error) { return r.dial(ctx, a) }}
 	}
 	return r.fleet.Add(ctx, members...)
-}
-
-// newClientID makes a client id no other client has: the host name with a
-// random suffix.
-func newClientID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	host, _ := os.Hostname()
-	return clientIDFor(host, hex.EncodeToString(b[:]))
-}
-
-// clientIDFor makes the client id a node files this client under: the
-// host name for people reading the node's directory, made safe.
-func clientIDFor(host, random string) string {
-	var b strings.Builder
-	for _, c := range host {
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' {
-			b.WriteRune(c)
-		}
-		if b.Len() >= 40 {
-			break
-		}
-	}
-	return b.String() + "-" + random
 }
 
 func (r *remoteNodes) count() int {

@@ -16,6 +16,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
 	nodes      []string
+	scheduler  string
 	cpus       int
 	depends    []string
 	setup      string
@@ -51,6 +52,16 @@ type config struct {
 // "ssh://alias" or ":" for this machine.
 func WithNodes(nodes ...string) Option {
 	return optionFunc(func(c *config) { c.nodes = append(c.nodes, nodes...) })
+}
+
+// WithScheduler runs the cluster's jobs through a shared scheduler (drove
+// scheduler, dispy's dispyscheduler) at "host" or "host:port" (port 9700
+// by default) instead of on nodes of its own: the scheduler shares its
+// drove nodes between all the clients that use it. It is for functions and
+// programs, and takes the place of WithNodes; the secret, TLS and
+// heartbeat options then apply to the scheduler.
+func WithScheduler(addr string) Option {
+	return optionFunc(func(c *config) { c.scheduler = addr })
 }
 
 // WithSecret sets the cluster secret that requests to drove nodes are

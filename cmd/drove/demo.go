@@ -44,6 +44,7 @@ func newDemoCmd() *cobra.Command {
 		unit  time.Duration
 		cpus  int
 		nodes []string
+		sched string
 		rfile string
 	)
 	cmd := &cobra.Command{
@@ -55,7 +56,8 @@ host name and its number. Prints one line per job, then the cluster's stats.
 Exits 1 if a job did not finish (it failed, or was Abandoned when its node
 was lost).`,
 		Example: `  drove demo
-  drove demo --unit 100ms --jobs 20`,
+  drove demo --unit 100ms --jobs 20
+  drove demo --scheduler schedhost`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if jobs < 1 {
@@ -64,28 +66,35 @@ was lost).`,
 			if unit <= 0 {
 				return fmt.Errorf("--unit must be positive, got %v", unit)
 			}
-			if rfile != "" && len(nodes) == 0 {
-				return errors.New("--recover-file needs --nodes: the jobs of an embedded cluster end with this command")
+			if len(nodes) > 0 && sched != "" {
+				return errors.New("--nodes and --scheduler exclude each other: the scheduler has the nodes")
 			}
-			return runDemo(cmd.Context(), cmd, jobs, unit, cpus, nodes, rfile)
+			if rfile != "" && len(nodes) == 0 && sched == "" {
+				return errors.New("--recover-file needs --nodes or --scheduler: the jobs of an embedded cluster end with this command")
+			}
+			opts := []drove.Option{drove.WithCPUs(cpus)}
+			switch {
+			case sched != "":
+				opts = append(opts, drove.WithScheduler(sched))
+			case len(nodes) > 0:
+				opts = append(opts, drove.WithNodes(nodes...))
+			}
+			if rfile != "" {
+				opts = append(opts, drove.WithRecoverFile(rfile))
+			}
+			return runDemo(cmd.Context(), cmd, jobs, unit, opts)
 		},
 	}
 	cmd.Flags().IntVarP(&jobs, "jobs", "n", 5, "number of jobs to submit")
 	cmd.Flags().DurationVar(&unit, "unit", time.Second, "how long one unit of sleep is; jobs sleep 1 to 10 units")
 	cmd.Flags().IntVarP(&cpus, "cpus", "c", 0, "CPUs to use: 0 for all, a negative number leaves that many free")
 	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "drove nodes to run on (host[:port], \"*\" to discover); default an embedded cluster")
-	cmd.Flags().StringVar(&rfile, "recover-file", "", `with --nodes: keep a file naming this client and its nodes while the jobs run ("drove recover FILE" shows the jobs of a demo that was killed)`)
+	cmd.Flags().StringVar(&sched, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default")
+	cmd.Flags().StringVar(&rfile, "recover-file", "", `with --nodes or --scheduler: keep a file naming this client and its nodes while the jobs run ("drove recover FILE" shows the jobs of a demo that was killed)`)
 	return cmd
 }
 
-func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration, cpus int, nodes []string, recoverFile string) error {
-	opts := []drove.Option{drove.WithCPUs(cpus)}
-	if len(nodes) > 0 {
-		opts = append(opts, drove.WithNodes(nodes...))
-	}
-	if recoverFile != "" {
-		opts = append(opts, drove.WithRecoverFile(recoverFile))
-	}
+func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration, opts []drove.Option) error {
 	c, err := drove.NewCluster(ctx, demoCompute, opts...)
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ works with a remote machine's files over SFTP.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newCertCmd(), newRecoverCmd())
+	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newSchedulerCmd(), newCertCmd(), newRecoverCmd())
 	return root
 }
 

@@ -17,6 +17,7 @@ import (
 func newSubmitCmd() *cobra.Command {
 	var (
 		nodes       []string
+		schedAddr   string
 		files       []string
 		argSets     []string
 		cpus        int
@@ -39,13 +40,17 @@ status is the number of jobs that did not exit 0, failed or were Abandoned
 because their node was lost (101 for more than 100).
 
 With --nodes, requests to the drove nodes are signed with the cluster secret
-(--secret, --secret-file or $DROVE_SECRET), over mutual TLS with --tls-ca.
+(--secret, --secret-file or $DROVE_SECRET), over mutual TLS with --tls-ca;
+with --scheduler, the jobs go through a shared drove scheduler, which runs
+them on its nodes alongside other clients' jobs, and these options apply to
+the scheduler.
 --recover-file keeps a file naming this client and its nodes while the jobs
 run: if this command is killed, "drove recover FILE" collects the results
 the nodes kept. The file is removed when the command ends normally.`,
 		Example: `  drove submit -a "1 2" -a "3 4" ./compute.sh
   drove submit -f data.csv -a "data.csv" /usr/bin/wc
-  drove submit --nodes 10.0.0.5,10.0.0.6 --secret-file ~/.drove-secret --recover-file run.recover -a 1 ./compute.sh`,
+  drove submit --nodes 10.0.0.5,10.0.0.6 --secret-file ~/.drove-secret --recover-file run.recover -a 1 ./compute.sh
+  drove submit --scheduler schedhost --secret-file ~/.drove-secret -a 1 -a 2 ./compute.sh`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []drove.JobOption
@@ -71,17 +76,24 @@ the nodes kept. The file is removed when the command ends normally.`,
 				lists = [][]string{nil}
 			}
 			clusterOpts := []drove.Option{drove.WithCPUs(cpus), drove.WithDepends(files...)}
-			if len(nodes) > 0 {
+			if len(nodes) > 0 && schedAddr != "" {
+				return errors.New("--nodes and --scheduler exclude each other: the scheduler has the nodes")
+			}
+			if len(nodes) > 0 || schedAddr != "" {
 				ao, err := auth.options()
 				if err != nil {
 					return err
 				}
-				clusterOpts = append(clusterOpts, drove.WithNodes(nodes...))
+				if schedAddr != "" {
+					clusterOpts = append(clusterOpts, drove.WithScheduler(schedAddr))
+				} else {
+					clusterOpts = append(clusterOpts, drove.WithNodes(nodes...))
+				}
 				clusterOpts = append(clusterOpts, ao...)
 			}
 			if recoverFile != "" {
-				if len(nodes) == 0 {
-					return errors.New("--recover-file needs --nodes: the jobs of an embedded cluster end with this command")
+				if len(nodes) == 0 && schedAddr == "" {
+					return errors.New("--recover-file needs --nodes or --scheduler: the jobs of an embedded cluster end with this command")
 				}
 				clusterOpts = append(clusterOpts, drove.WithRecoverFile(recoverFile))
 			}
@@ -90,12 +102,13 @@ the nodes kept. The file is removed when the command ends normally.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&nodes, "nodes", nil, "nodes to run on (default: an embedded cluster of this machine's CPUs)")
+	f.StringVar(&schedAddr, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default, instead of on --nodes")
 	f.StringArrayVarP(&files, "file", "f", nil, "file to stage into each job's directory (repeatable)")
 	f.StringArrayVarP(&argSets, "args", "a", nil, "argument list for one job, split as a shell would (repeatable)")
 	f.IntVarP(&cpus, "cpus", "c", 0, "CPUs of this machine to use: 0 for all, a negative number leaves that many free")
 	f.IntVar(&retries, "retries", 0, "run a job again up to N times if it fails (a non-zero exit is not a failure)")
 	f.StringVar(&timeout, "timeout", "", "stop a job that runs longer than this (e.g. 30s, 5m; a bare number is seconds)")
-	f.StringVar(&recoverFile, "recover-file", "", `with --nodes: keep a file for "drove recover" to collect the results if this command is killed`)
+	f.StringVar(&recoverFile, "recover-file", "", `with --nodes or --scheduler: keep a file for "drove recover" to collect the results if this command is killed`)
 	auth.register(f)
 	return cmd
 }

@@ -194,11 +194,14 @@ func Match(pattern, host string) bool {
 }
 
 // NodeAddr adds the node port to a node address given without one.
-func NodeAddr(s string) string {
+func NodeAddr(s string) string { return HostPort(s, NodePort) }
+
+// HostPort adds port to an address given without one ("host", "[::1]").
+func HostPort(s string, port int) string {
 	if _, _, err := net.SplitHostPort(s); err == nil {
 		return s
 	}
-	return net.JoinHostPort(strings.Trim(s, "[]"), strconv.Itoa(NodePort))
+	return net.JoinHostPort(strings.Trim(s, "[]"), strconv.Itoa(port))
 }
 
 // IsPattern reports whether a node entry asks for discovery ("*",

@@ -66,6 +66,22 @@ type Computation struct {
 	Depends     []Depend
 	Env         []string
 	Grace       time.Duration
+	// GOOS and GOARCH are the platform Executable is built for; "" means
+	// this process's (a shared scheduler relays other clients'
+	// executables).
+	GOOS, GOARCH string
+}
+
+// platform returns the platform the computation's executable is built for.
+func (c *Computation) platform() (goos, goarch string) {
+	goos, goarch = c.GOOS, c.GOARCH
+	if goos == "" {
+		goos = runtime.GOOS
+	}
+	if goarch == "" {
+		goarch = runtime.GOARCH
+	}
+	return goos, goarch
 }
 
 func blobProto(f *File) *drovev1.Blob {
@@ -123,13 +139,14 @@ func (e *Executor) upload(ctx context.Context, f *File) error {
 // setup ships the computation's files the node lacks and opens the
 // computation there.
 func (e *Executor) setup(ctx context.Context) (*drovev1.SetupResponse, error) {
+	goos, goarch := e.comp.platform()
 	req := &drovev1.SetupRequest{
 		ClientId:            e.cfg.ClientID,
 		FuncName:            e.comp.Func,
 		Setup:               e.comp.Setup,
 		Fingerprint:         e.comp.Fingerprint,
-		Goos:                runtime.GOOS,
-		Goarch:              runtime.GOARCH,
+		Goos:                goos,
+		Goarch:              goarch,
 		ProgramName:         e.comp.ProgramName,
 		Env:                 e.comp.Env,
 		Cpus:                int32(max(0, e.cfg.CPUs)),

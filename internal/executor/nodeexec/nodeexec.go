@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -193,9 +192,9 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 	if info.Protocol != Protocol {
 		return nil, &ConnError{Addr: cfg.Addr, Err: fmt.Errorf("node speaks protocol %d, this client %d (upgrade them together)", info.Protocol, Protocol)}
 	}
-	if comp.Func != "" && (info.Goos != runtime.GOOS || info.Goarch != runtime.GOARCH) {
-		return nil, &ConnError{Addr: cfg.Addr, Err: fmt.Errorf("%w: node %s is %s/%s, this executable is %s/%s (build the client for %s/%s, or use a program)",
-			ErrPlatform, info.Name, info.Goos, info.Goarch, runtime.GOOS, runtime.GOARCH, info.Goos, info.Goarch)}
+	if goos, goarch := comp.platform(); comp.Func != "" && (info.Goos != goos || info.Goarch != goarch) {
+		return nil, &ConnError{Addr: cfg.Addr, Err: fmt.Errorf("%w: node %s is %s/%s, the client's executable is %s/%s (build the client for %s/%s, or use a program)",
+			ErrPlatform, info.Name, info.Goos, info.Goarch, goos, goarch, info.Goos, info.Goarch)}
 	}
 	e.info = info
 	e.SetName(info.Name)

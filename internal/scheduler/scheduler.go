@@ -1,0 +1,698 @@
+// Package scheduler is what makes a drove daemon the shared scheduler
+// (drove scheduler, dispy's dispyscheduler): its machines are drove nodes.
+//
+// The daemon itself is package node's — the same API, blob store,
+// authentication and events kept for clients as a drove node, and the same
+// scheduling core — so a client uses a scheduler exactly as it uses a
+// node (drove.WithScheduler). What differs is where the jobs run: Machines
+// keeps the drove nodes it is given (addresses, or patterns found by UDP
+// discovery and announcements) with the fleet every client uses, adds each
+// as a node of the daemon's scheduler, and gives every computation a
+// node executor (package nodeexec) on every node, set up from the blobs
+// the client shipped to the scheduler. So a computation is shipped once to
+// the scheduler and once to each node, by hash: a blob a node has is not
+// sent again, whoever the client.
+//
+// The scheduler is one client of its nodes, with one id (Config.ClientID),
+// and each client computation is one computation on each node.
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/drove-dev/drove/internal/atomicfile"
+	"github.com/drove-dev/drove/internal/discovery"
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
+	"github.com/drove-dev/drove/internal/fleet"
+	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
+	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/nodeauth"
+	"github.com/drove-dev/drove/internal/sched"
+)
+
+// DefaultPort is the scheduler's TCP port for clients, dispyscheduler's;
+// nodes announce themselves to its UDP twin.
+const DefaultPort = discovery.ClientPort
+
+// Config configures Machines.
+type Config struct {
+	// Nodes are the drove nodes to drive: "host", "host:port" (default
+	// port 9701), or patterns with "*" ("*", "192.168.1.*") found by
+	// discovery; nodes matching a pattern that start later announce
+	// themselves and join.
+	Nodes []string
+	// Secret is the nodes' cluster secret ("" sends none); it is kept
+	// apart from the secret clients use with the scheduler.
+	Secret string
+	// TLS, if set, is the scheduler's TLS configuration towards nodes
+	// (mutual TLS: its client certificate and the nodes' CA).
+	TLS *tls.Config
+	// CPUs caps the CPUs used on each node; 0 means all a node offers.
+	CPUs int
+	// ClientID is the scheduler's id on the nodes. It stays the same
+	// across restarts, so that nodes keep its results while it is away:
+	// "" means the id kept in Dir (made on the first start).
+	ClientID string
+	// Dir is the daemon's directory (node.Config.Dir), where the id is
+	// kept.
+	Dir string
+	// Heartbeat is the interval of heartbeats with the nodes; 0 lets each
+	// node choose.
+	Heartbeat time.Duration
+	// Retry is how often a node that is down or unreachable is tried
+	// again; default 5s.
+	Retry time.Duration
+	// ConnectTimeout bounds each attempt to reach a node and set a
+	// computation up on it; default 10s.
+	ConnectTimeout time.Duration
+	// Discovery configures finding nodes for patterns; its Secret is set
+	// from Secret.
+	Discovery discovery.ClientConfig
+	// Logger receives the logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Machines are a scheduler's drove nodes; it implements node.Machines.
+type Machines struct {
+	cfg   Config
+	log   *slog.Logger
+	s     *sched.Scheduler
+	fleet *fleet.Fleet
+
+	// ctx bounds everything Machines start: set-ups and discovery; wg
+	// waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	comps map[*sched.Tenant]*computation // open computations, by tenant
+	muxes map[*nodeMux]struct{}          // nodes in the scheduler
+	names map[string]string              // node name by address, fixed when it first answers
+}
+
+var _ node.Machines = (*Machines)(nil)
+
+// computation is a client computation as the nodes get it.
+type computation struct {
+	c    *node.Computation
+	ten  *sched.Tenant
+	comp *nodeexec.Computation
+}
+
+// New returns the machines for cfg; the daemon starts them.
+func New(cfg Config) *Machines {
+	if cfg.Retry <= 0 {
+		cfg.Retry = 5 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	cfg.Discovery.Secret = cfg.Secret
+	m := &Machines{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		comps: map[*sched.Tenant]*computation{},
+		muxes: map[*nodeMux]struct{}{},
+		names: map[string]string{},
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	return m
+}
+
+// Start implements node.Machines: the nodes given by address are dialled
+// (for at most ConnectTimeout each; those that do not answer are tried
+// again every Retry), and patterns start discovery. A scheduler without
+// any node is not an error: jobs wait until nodes join.
+func (m *Machines) Start(ctx context.Context, s *sched.Scheduler) error {
+	if m.cfg.ClientID == "" {
+		id, err := loadID(m.cfg.Dir)
+		if err != nil {
+			return err
+		}
+		m.cfg.ClientID = id
+	}
+	m.s = s
+	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	m.fleet = fleet.New(s, fleet.Config{
+		Backoff:          fleet.Backoff{Initial: m.cfg.Retry, Max: m.cfg.Retry, Attempts: -1},
+		ConnectTimeout:   m.cfg.ConnectTimeout,
+		RetryUnreachable: true,
+		Permanent:        permanent,
+		Logger:           m.log,
+	})
+	var addrs, patterns []string
+	for _, n := range m.cfg.Nodes {
+		if discovery.IsPattern(n) {
+			patterns = append(patterns, n)
+		} else {
+			addrs = append(addrs, discovery.NodeAddr(n))
+		}
+	}
+	for i, err := range m.add(ctx, addrs) {
+		if err != nil {
+			m.log.Warn("node not available; will retry", "addr", addrs[i], "err", err)
+		}
+	}
+	if len(patterns) > 0 {
+		m.wg.Go(func() { m.discover(patterns) })
+	}
+	return nil
+}
+
+// idFile is where a scheduler keeps its id, in its directory.
+const idFile = "scheduler-id"
+
+// loadID returns the id kept in dir, making one on the first start: the
+// host name and a random suffix, as a client's.
+func loadID(dir string) (string, error) {
+	path := filepath.Join(dir, idFile)
+	b, err := os.ReadFile(path)
+	if err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b)), nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("drove: scheduler: reading its id: %w", err)
+	}
+	id := nodeexec.NewClientID("scheduler-")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("drove: scheduler: %w", err)
+	}
+	err = atomicfile.WriteFile(atomicfile.OS, path, 0o600, time.Now(), func(w io.Writer) error {
+		_, err := io.WriteString(w, id+"\n")
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("drove: scheduler: keeping its id: %w", err)
+	}
+	return id, nil
+}
+
+// discover adds the nodes matching patterns that answer discovery now, and
+// those that announce themselves later, until Stop.
+func (m *Machines) discover(patterns []string) {
+	found, err := discovery.Discover(m.ctx, m.cfg.Discovery)
+	if err != nil {
+		m.log.Warn("discovery", "err", err)
+	}
+	var addrs []string
+	for _, f := range found {
+		if discovery.MatchAny(patterns, f.Addr) {
+			addrs = append(addrs, f.Addr)
+		}
+	}
+	m.add(m.ctx, addrs)
+	err = discovery.Watch(m.ctx, m.cfg.Discovery, func(f discovery.Found) {
+		if discovery.MatchAny(patterns, f.Addr) {
+			m.wg.Go(func() { m.add(m.ctx, []string{f.Addr}) })
+		}
+	})
+	if err != nil && m.ctx.Err() == nil {
+		m.log.Warn("not listening for nodes that start later", "err", err)
+	}
+}
+
+// add adds the nodes at addrs to the fleet, which keeps them.
+func (m *Machines) add(ctx context.Context, addrs []string) []error {
+	members := make([]fleet.Member, len(addrs))
+	for i, a := range addrs {
+		members[i] = fleet.Member{Key: a, Dial: func(ctx context.Context) (fleet.Conn, error) { return m.dial(ctx, a) }}
+	}
+	return m.fleet.Add(ctx, members...)
+}
+
+// Stop implements node.Machines.
+func (m *Machines) Stop() {
+	m.cancel()
+	m.wg.Wait()
+	m.fleet.Close()
+}
+
+// Slots implements node.Machines: the nodes' slots, each capped by cpus
+// and Config.CPUs. A scheduler without nodes has one, so that clients
+// queue their jobs with it until nodes join.
+func (m *Machines) Slots(cpus int) int {
+	total := 0
+	for _, ns := range m.s.Stats().Nodes {
+		n := ns.Slots
+		if cpus > 0 {
+			n = min(n, cpus)
+		}
+		total += n
+	}
+	return max(total, 1)
+}
+
+// Open implements node.Machines: the computation gets a tenant, and is set
+// up on every node now (waiting for at most ConnectTimeout) and on each
+// node that joins later. It fails only if every node refused it for good
+// (another platform, a setup that fails).
+func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant, error) {
+	comp, err := nodeComputation(c)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	ten := m.s.NewTenant(sched.TenantConfig{Name: c.ID()})
+	mc := &computation{c: c, ten: ten, comp: comp}
+	m.mu.Lock()
+	m.comps[ten] = mc
+	muxes := make([]*nodeMux, 0, len(m.muxes))
+	for x := range m.muxes {
+		muxes = append(muxes, x)
+	}
+	m.mu.Unlock()
+	var ps []*pair
+	for _, x := range muxes {
+		ps = append(ps, x.ensure(mc))
+	}
+	wctx, cancel := context.WithTimeout(ctx, m.cfg.ConnectTimeout)
+	defer cancel()
+	var errs []error
+	refused := 0
+	for _, p := range ps {
+		select {
+		case <-p.ready:
+			if p.err != nil {
+				errs = append(errs, p.err)
+				if permanent(p.err) {
+					refused++
+				}
+			}
+		case <-wctx.Done():
+		}
+	}
+	if len(ps) > 0 && refused == len(ps) {
+		m.Close(ctx, c)
+		_ = m.s.CloseTenant(ctx, ten)
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: scheduler: no node can run this computation: %w", errors.Join(errs...)))
+	}
+	return ten, nil
+}
+
+// Close implements node.Machines: the computation is closed on every node.
+func (m *Machines) Close(ctx context.Context, c *node.Computation) {
+	m.mu.Lock()
+	var mc *computation
+	for ten, x := range m.comps {
+		if x.c == c {
+			mc = x
+			delete(m.comps, ten)
+		}
+	}
+	muxes := make([]*nodeMux, 0, len(m.muxes))
+	for x := range m.muxes {
+		muxes = append(muxes, x)
+	}
+	m.mu.Unlock()
+	if mc == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, x := range muxes {
+		wg.Go(func() { x.drop(ctx, mc.ten) })
+	}
+	wg.Wait()
+}
+
+// nodeComputation describes c for the nodes: its files are the blobs the
+// client shipped to the scheduler.
+func nodeComputation(c *node.Computation) (*nodeexec.Computation, error) {
+	req := c.Request()
+	blobs := c.Blobs()
+	file := func(b *drovev1.Blob) (*nodeexec.File, error) {
+		p := blobs.Path(b.Sum)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("drove: scheduler: blob %s: %w", b.Sum, err)
+		}
+		return &nodeexec.File{Path: p, Sum: b.Sum, Mode: os.FileMode(b.Mode).Perm(), Size: fi.Size()}, nil
+	}
+	comp := &nodeexec.Computation{
+		Func:        req.FuncName,
+		Setup:       req.Setup,
+		Fingerprint: req.Fingerprint,
+		ProgramName: req.ProgramName,
+		Env:         req.Env,
+		Grace:       c.Grace(),
+		GOOS:        req.Goos,
+		GOARCH:      req.Goarch,
+	}
+	var err error
+	if req.Executable != nil {
+		if comp.Executable, err = file(req.Executable); err != nil {
+			return nil, err
+		}
+	}
+	if req.Program != nil {
+		if comp.Program, err = file(req.Program); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range req.Depends {
+		f, err := file(d.Blob)
+		if err != nil {
+			return nil, err
+		}
+		comp.Depends = append(comp.Depends, nodeexec.Depend{Name: filepath.Clean(d.Name), File: f})
+	}
+	return comp, nil
+}
+
+// dial reaches the node at addr and makes it a node of the scheduler:
+// every open computation is set up there, in the background (runs given
+// to the node meanwhile wait for their computation).
+func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
+	hc := nodeexec.NewHTTPClient(m.cfg.Secret, m.cfg.TLS)
+	defer hc.CloseIdleConnections()
+	info, err := nodeexec.Info(ctx, hc, addr, m.cfg.TLS)
+	if err != nil {
+		return fleet.Conn{}, err
+	}
+	if info.Protocol != nodeexec.Protocol {
+		return fleet.Conn{}, &nodeexec.ConnError{Addr: addr, Err: fmt.Errorf("node speaks protocol %d, this scheduler %d (upgrade them together)", info.Protocol, nodeexec.Protocol)}
+	}
+	slots := int(info.Cpus)
+	if m.cfg.CPUs > 0 {
+		slots = min(slots, m.cfg.CPUs)
+	}
+	m.mu.Lock()
+	name, ok := m.names[addr]
+	if !ok {
+		name = info.Name
+		for _, o := range m.names {
+			if o == name {
+				// Two nodes of one name (say, two on one host): the
+				// address tells them apart.
+				name = info.Name + "@" + addr
+				break
+			}
+		}
+		m.names[addr] = name
+	}
+	x := &nodeMux{m: m, addr: addr, name: name, slots: slots, pairs: map[*sched.Tenant]*pair{}}
+	m.muxes[x] = struct{}{}
+	comps := make([]*computation, 0, len(m.comps))
+	for _, mc := range m.comps {
+		comps = append(comps, mc)
+	}
+	m.mu.Unlock()
+	for _, mc := range comps {
+		x.ensure(mc)
+	}
+	m.log.Info("node up", "node", name, "addr", addr, "cpus", slots)
+	return fleet.Conn{Executor: x, Slots: slots, Name: name}, nil
+}
+
+// permanent reports errors that retrying a node will not fix: another
+// platform, a refused secret or certificate, a computation the node cannot
+// run.
+func permanent(err error) bool {
+	var cve *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, nodeexec.ErrPlatform), errors.Is(err, nodeauth.ErrUnauthenticated), errors.As(err, &cve):
+		return true
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied, connect.CodeFailedPrecondition, connect.CodeInvalidArgument:
+		return true
+	}
+	return strings.Contains(err.Error(), "remote error: tls:")
+}
+
+// nodeMux is the executor a node is added to the scheduler with: it passes
+// each run to its computation's executor on the node (a pair), and holds
+// the runs of a computation still being set up there.
+type nodeMux struct {
+	m     *Machines
+	addr  string
+	name  string
+	slots int
+
+	mu     sync.Mutex
+	closed bool
+	pairs  map[*sched.Tenant]*pair
+}
+
+var (
+	_ sched.Executor   = (*nodeMux)(nil)
+	_ sched.Prefetcher = (*nodeMux)(nil)
+)
+
+// pair is one computation on one node.
+type pair struct {
+	x     *nodeMux
+	mc    *computation
+	ready chan struct{} // closed when the set-up ended; then ex or err is set
+	ex    *nodeexec.Executor
+	err   error
+	// wrapped is pairExec as the computation's executor
+	// (node.Computation.Executor): what runs are given to.
+	wrapped sched.Executor
+
+	mu      sync.Mutex
+	pending []*sched.Run // given before ready
+}
+
+// ensure returns mc's pair on the node, starting its set-up if it has none.
+func (x *nodeMux) ensure(mc *computation) *pair {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if p := x.pairs[mc.ten]; p != nil {
+		return p
+	}
+	p := &pair{x: x, mc: mc, ready: make(chan struct{})}
+	p.wrapped = mc.c.Executor(pairExec{p}, true)
+	if x.closed {
+		p.err = &nodeexec.ConnError{Addr: x.addr, Err: errors.New("node down")}
+		close(p.ready)
+		return p
+	}
+	x.pairs[mc.ten] = p
+	x.m.wg.Go(p.setup)
+	return p
+}
+
+// setup opens the computation on the node and starts the runs that wait
+// for it.
+func (p *pair) setup() {
+	x := p.x
+	ctx, cancel := context.WithTimeout(x.m.ctx, x.m.cfg.ConnectTimeout)
+	defer cancel()
+	c := p.mc.c
+	ex, err := nodeexec.Dial(ctx, nodeexec.Config{
+		Addr:      x.addr,
+		Secret:    x.m.cfg.Secret,
+		TLS:       x.m.cfg.TLS,
+		ClientID:  x.m.cfg.ClientID,
+		CPUs:      x.m.cfg.CPUs,
+		Heartbeat: x.m.cfg.Heartbeat,
+		Prefetch:  x.Prefetch(),
+		Files:     c.Files(),
+		Logger:    x.m.log.With("node", x.name, "computation", c.ID()),
+	}, p.mc.comp, reporter{c: c, s: x.m.s})
+	if err == nil {
+		ex.SetName(x.name)
+	}
+	p.mu.Lock()
+	p.ex, p.err = ex, err
+	pending := p.pending
+	p.pending = nil
+	close(p.ready)
+	p.mu.Unlock()
+	if err != nil {
+		x.m.log.Warn("setting a computation up on a node", "node", x.name, "computation", c.ID(), "err", err)
+		if !permanent(err) {
+			// The node is unreachable: the scheduler gives its runs
+			// back, and the fleet dials it again.
+			x.m.s.NodeDown(x.name, err)
+			return
+		}
+	}
+	for _, r := range pending {
+		p.start(r)
+	}
+}
+
+// start passes r to the pair's node executor, or fails it if the node
+// refused the computation.
+func (p *pair) start(r *sched.Run) {
+	if p.err != nil {
+		p.mc.c.Done(r, sched.Result{Outcome: sched.Failed, Err: fmt.Errorf("drove: scheduler: node %s cannot run this computation: %w", p.x.name, p.err)})
+		return
+	}
+	p.ex.Start(r)
+}
+
+// pairExec is a pair as its computation's executor on the node, before it
+// is wrapped by the computation (node.Computation.Executor).
+type pairExec struct{ p *pair }
+
+func (e pairExec) Start(r *sched.Run) {
+	p := e.p
+	p.mu.Lock()
+	select {
+	case <-p.ready:
+	default:
+		p.pending = append(p.pending, r)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	p.start(r)
+}
+
+// take removes r from the runs waiting for the set-up; if it was not
+// there, it returns the node executor that has it (nil if there is none).
+func (p *pair) take(r *sched.Run) (waiting bool, ex *nodeexec.Executor) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i := slices.Index(p.pending, r); i >= 0 {
+		p.pending = slices.Delete(p.pending, i, i+1)
+		return true, nil
+	}
+	return false, p.ex
+}
+
+func (e pairExec) Cancel(r *sched.Run) {
+	p := e.p
+	waiting, ex := p.take(r)
+	switch {
+	case waiting:
+		p.mc.c.Done(r, sched.Result{Outcome: sched.Killed, Err: errors.New("drove: job cancelled before it started")})
+	case ex != nil:
+		ex.Cancel(r)
+	}
+}
+
+func (e pairExec) Recall(r *sched.Run) {
+	p := e.p
+	waiting, ex := p.take(r)
+	switch {
+	case waiting:
+		p.mc.c.Done(r, sched.Result{Outcome: sched.NotStarted})
+	case ex != nil:
+		ex.Recall(r)
+	}
+}
+
+func (e pairExec) Prefetch() int { return 0 }
+
+func (e pairExec) Close(ctx context.Context) error {
+	p := e.p
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if p.ex != nil {
+		return p.ex.Close(ctx)
+	}
+	return nil
+}
+
+// pairOf returns the pair of r's computation, set up now if the node
+// joined before the computation was opened and has not heard of it yet.
+func (x *nodeMux) pairOf(r *sched.Run) *pair {
+	x.mu.Lock()
+	p := x.pairs[r.Task.Tenant]
+	x.mu.Unlock()
+	if p != nil {
+		return p
+	}
+	x.m.mu.Lock()
+	mc := x.m.comps[r.Task.Tenant]
+	x.m.mu.Unlock()
+	if mc == nil {
+		return nil
+	}
+	return x.ensure(mc)
+}
+
+// Start implements sched.Executor.
+func (x *nodeMux) Start(r *sched.Run) {
+	p := x.pairOf(r)
+	if p == nil {
+		x.m.s.Done(r, sched.Result{Outcome: sched.Failed, Err: errors.New("drove: scheduler: a job of no open computation")})
+		return
+	}
+	p.wrapped.Start(r)
+}
+
+// Cancel implements sched.Executor.
+func (x *nodeMux) Cancel(r *sched.Run) {
+	if p := x.pairOf(r); p != nil {
+		p.wrapped.Cancel(r)
+	}
+}
+
+// Recall implements sched.Prefetcher.
+func (x *nodeMux) Recall(r *sched.Run) {
+	if p := x.pairOf(r); p != nil {
+		p.wrapped.(sched.Prefetcher).Recall(r)
+	}
+}
+
+// Prefetch implements sched.Prefetcher: as a client queues jobs ahead at
+// a node, so that its CPUs never wait for the network.
+func (x *nodeMux) Prefetch() int { return 2*x.slots + 16 }
+
+// drop closes ten's computation on the node.
+func (x *nodeMux) drop(ctx context.Context, ten *sched.Tenant) {
+	x.mu.Lock()
+	p := x.pairs[ten]
+	delete(x.pairs, ten)
+	x.mu.Unlock()
+	if p != nil {
+		if err := (pairExec{p}).Close(ctx); err != nil {
+			x.m.log.Warn("closing a computation on a node", "node", x.name, "err", err)
+		}
+	}
+}
+
+// Close implements sched.Executor: the node is down or leaves; its
+// computations are closed there (if it still answers).
+func (x *nodeMux) Close(ctx context.Context) error {
+	x.mu.Lock()
+	x.closed = true
+	pairs := x.pairs
+	x.pairs = map[*sched.Tenant]*pair{}
+	x.mu.Unlock()
+	x.m.mu.Lock()
+	delete(x.m.muxes, x)
+	x.m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range pairs {
+		wg.Go(func() { _ = (pairExec{p}).Close(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// reporter passes what a node executor reports to its computation, and a
+// node that went down to the scheduler.
+type reporter struct {
+	c *node.Computation
+	s *sched.Scheduler
+}
+
+func (r reporter) Started(run *sched.Run, at time.Time)      { r.c.Started(run, at) }
+func (r reporter) Done(run *sched.Run, res sched.Result)     { r.c.Done(run, res) }
+func (r reporter) Provisional(run *sched.Run, output []byte) { r.c.Provisional(run, output) }
+func (r reporter) NodeDown(name string, err error)           { r.s.NodeDown(name, err) }
