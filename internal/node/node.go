@@ -601,7 +601,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.announcer != nil {
 		g.Go(func() error { n.announceToSchedulers(gctx); return nil })
 	}
-	n.log.Info("node serving", "name", n.cfg.Name, "addr", n.Addr().String(), "cpus", n.cpus, "policy", n.cfg.Policy.String(), "dir", n.cfg.Dir)
+	n.log.Info("node serving", "name", n.cfg.Name, "addr", n.Addr().String(), "cpus", n.machines.Slots(0), "policy", n.cfg.Policy.String(), "dir", n.cfg.Dir)
 	if n.cfg.OnListen != nil {
 		n.cfg.OnListen()
 	}
