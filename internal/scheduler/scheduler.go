@@ -74,6 +74,9 @@ type Config struct {
 	// Heartbeat is the interval of heartbeats with the nodes; 0 lets each
 	// node choose.
 	Heartbeat time.Duration
+	// Misses is how many heartbeat intervals a node may stay silent
+	// before it is reported down; default 5.
+	Misses int
 	// Retry is how often a node that is down or unreachable is tried
 	// again; default 5s.
 	Retry time.Duration
@@ -122,6 +125,9 @@ func New(cfg Config) *Machines {
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.Misses <= 0 {
+		cfg.Misses = 5
 	}
 	cfg.Discovery.Secret = cfg.Secret
 	m := &Machines{
@@ -282,28 +288,56 @@ func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant
 	for _, x := range muxes {
 		ps = append(ps, x.ensure(mc))
 	}
-	wctx, cancel := context.WithTimeout(ctx, m.cfg.ConnectTimeout)
-	defer cancel()
-	var errs []error
-	refused := 0
-	for _, p := range ps {
-		select {
-		case <-p.ready:
-			if p.err != nil {
-				errs = append(errs, p.err)
-				if permanent(p.err) {
-					refused++
-				}
-			}
-		case <-wctx.Done():
-		}
-	}
-	if len(ps) > 0 && refused == len(ps) {
+	if len(ps) > 0 && !m.anyTakes(ctx, ps) {
 		m.Close(ctx, c)
 		_ = m.s.CloseTenant(ctx, ten)
+		var errs []error
+		for _, p := range ps {
+			errs = append(errs, p.err)
+		}
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: scheduler: no node can run this computation: %w", errors.Join(errs...)))
 	}
 	return ten, nil
+}
+
+// anyTakes waits until one of the set-ups in ps succeeds (true), every one
+// of them refused the computation for good (false), or half of
+// ConnectTimeout passes (true: the nodes still setting up may take it, and
+// the jobs wait for them; the client gives up on the scheduler after its
+// own ConnectTimeout). A node that is unreachable counts as one that may
+// take it when it comes back.
+func (m *Machines) anyTakes(ctx context.Context, ps []*pair) bool {
+	wctx, cancel := context.WithTimeout(ctx, m.cfg.ConnectTimeout/2)
+	ended := make(chan *pair, len(ps))
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for _, p := range ps {
+		wg.Go(func() {
+			select {
+			case <-p.ready:
+				ended <- p
+			case <-wctx.Done():
+			}
+		})
+	}
+	refused := 0
+	for range ps {
+		select {
+		case p := <-ended:
+			switch {
+			case p.err == nil:
+				return true
+			case permanent(p.err):
+				refused++
+			}
+		case <-wctx.Done():
+			return true
+		}
+	}
+	return refused < len(ps)
 }
 
 // Close implements node.Machines: the computation is closed on every node.
@@ -407,6 +441,7 @@ func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
 		m.names[addr] = name
 	}
 	x := &nodeMux{m: m, addr: addr, name: name, slots: slots, pairs: map[*sched.Tenant]*pair{}}
+	x.ctx, x.cancel = context.WithCancel(m.ctx)
 	m.muxes[x] = struct{}{}
 	comps := make([]*computation, 0, len(m.comps))
 	for _, mc := range m.comps {
@@ -416,6 +451,7 @@ func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
 	for _, mc := range comps {
 		x.ensure(mc)
 	}
+	m.wg.Go(x.watch)
 	m.log.Info("node up", "node", name, "addr", addr, "cpus", slots)
 	return fleet.Conn{Executor: x, Slots: slots, Name: name}, nil
 }
@@ -444,6 +480,10 @@ type nodeMux struct {
 	addr  string
 	name  string
 	slots int
+	// ctx ends when the node leaves the scheduler: its set-ups and its
+	// watch stop.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
@@ -493,16 +533,17 @@ func (x *nodeMux) ensure(mc *computation) *pair {
 // for it.
 func (p *pair) setup() {
 	x := p.x
-	ctx, cancel := context.WithTimeout(x.m.ctx, x.m.cfg.ConnectTimeout)
-	defer cancel()
 	c := p.mc.c
-	ex, err := nodeexec.Dial(ctx, nodeexec.Config{
+	// No deadline: shipping a large computation takes what it takes. A
+	// node that hangs is found by its watch, which ends x.ctx.
+	ex, err := nodeexec.Dial(x.ctx, nodeexec.Config{
 		Addr:      x.addr,
 		Secret:    x.m.cfg.Secret,
 		TLS:       x.m.cfg.TLS,
 		ClientID:  x.m.cfg.ClientID,
 		CPUs:      x.m.cfg.CPUs,
 		Heartbeat: x.m.cfg.Heartbeat,
+		Misses:    x.m.cfg.Misses,
 		Prefetch:  x.Prefetch(),
 		Files:     c.Files(),
 		Logger:    x.m.log.With("node", x.name, "computation", c.ID()),
@@ -669,6 +710,7 @@ func (x *nodeMux) drop(ctx context.Context, ten *sched.Tenant) {
 // Close implements sched.Executor: the node is down or leaves; its
 // computations are closed there (if it still answers).
 func (x *nodeMux) Close(ctx context.Context) error {
+	x.cancel()
 	x.mu.Lock()
 	x.closed = true
 	pairs := x.pairs
@@ -683,6 +725,44 @@ func (x *nodeMux) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// watch asks the node for its Info every heartbeat interval and reports
+// it down after Misses silent intervals in a row. The computations' own
+// heartbeats find a lost node too, but a node may have none yet, or hang
+// while one is being set up on it.
+func (x *nodeMux) watch() {
+	every := x.m.cfg.Heartbeat
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	hc := nodeexec.NewHTTPClient(x.m.cfg.Secret, x.m.cfg.TLS)
+	defer hc.CloseIdleConnections()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	silent := 0
+	for {
+		select {
+		case <-x.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(x.ctx, every)
+		_, err := nodeexec.Info(ctx, hc, x.addr, x.m.cfg.TLS)
+		cancel()
+		if err == nil {
+			silent = 0
+			continue
+		}
+		if x.ctx.Err() != nil {
+			return
+		}
+		if silent++; silent >= x.m.cfg.Misses {
+			x.m.log.Warn("node silent", "node", x.name, "addr", x.addr, "err", err)
+			x.m.s.NodeDown(x.name, fmt.Errorf("%w: %d intervals of %v without an answer: %w", nodeexec.ErrHeartbeat, silent, every, err))
+			return
+		}
+	}
 }
 
 // reporter passes what a node executor reports to its computation, and a
