@@ -13,13 +13,10 @@ import (
 	"sync"
 	"time"
 
-	"connectrpc.com/connect"
-
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/fleet"
-	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
 )
@@ -174,7 +171,7 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		Backoff:          fleet.Backoff{Initial: cfg.Retry, Max: cfg.Retry, Attempts: -1},
 		ConnectTimeout:   cfg.ConnectTimeout,
 		RetryUnreachable: true,
-		Permanent:        permanent,
+		Permanent:        nodeexec.Permanent,
 		Lost:             r.lost,
 		Logger:           r.log,
 	})
@@ -252,24 +249,6 @@ func (r *remoteNodes) count() int {
 		}
 	}
 	return n
-}
-
-// permanent reports errors that retrying a node will not fix: another
-// platform, a refused secret or certificate, a computation the node cannot
-// run (a fingerprint mismatch, a failing setup).
-func permanent(err error) bool {
-	var cve *tls.CertificateVerificationError
-	switch {
-	case errors.Is(err, nodeexec.ErrPlatform), errors.Is(err, nodeauth.ErrUnauthenticated), errors.As(err, &cve):
-		return true
-	}
-	switch connect.CodeOf(err) {
-	case connect.CodeUnauthenticated, connect.CodePermissionDenied, connect.CodeFailedPrecondition, connect.CodeInvalidArgument:
-		return true
-	}
-	// A TLS alert from the node (it refused our certificate) arrives as
-	// text only.
-	return strings.Contains(err.Error(), "remote error: tls:")
 }
 
 // node returns the node at addr, known from now on.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/drove-dev/drove/internal/discovery"
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/testutil/nodetest"
@@ -206,11 +207,11 @@ func TestPermanent(t *testing.T) {
 	s := sched.New(sched.Config{})
 	defer s.Close(context.Background())
 	_, err := startRemoteNodes(t.Context(), s, remoteConfig{Nodes: []string{a.Addr().String()}, Secret: "wrong", Func: "test.square"})
-	if err == nil || !permanent(err) {
+	if err == nil || !nodeexec.Permanent(err) {
 		t.Errorf("wrong secret not permanent: %v", err)
 	}
 	_, err = startRemoteNodes(t.Context(), s, remoteConfig{Nodes: []string{"127.0.0.1:1"}, Func: "test.square"})
-	if err == nil || permanent(err) {
+	if err == nil || nodeexec.Permanent(err) {
 		t.Errorf("unreachable node permanent: %v", err)
 	}
 }

@@ -29,7 +29,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +40,6 @@ import (
 	"github.com/drove-dev/drove/internal/fleet"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/node"
-	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/sched"
 )
 
@@ -161,7 +159,7 @@ func (m *Machines) Start(ctx context.Context, s *sched.Scheduler) error {
 		Backoff:          fleet.Backoff{Initial: m.cfg.Retry, Max: m.cfg.Retry, Attempts: -1},
 		ConnectTimeout:   m.cfg.ConnectTimeout,
 		RetryUnreachable: true,
-		Permanent:        permanent,
+		Permanent:        nodeexec.Permanent,
 		Logger:           m.log,
 	})
 	var addrs, patterns []string
@@ -330,7 +328,7 @@ func (m *Machines) anyTakes(ctx context.Context, ps []*pair) bool {
 			switch {
 			case p.err == nil:
 				return true
-			case permanent(p.err):
+			case nodeexec.Permanent(p.err):
 				refused++
 			}
 		case <-wctx.Done():
@@ -456,22 +454,6 @@ func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
 	return fleet.Conn{Executor: x, Slots: slots, Name: name}, nil
 }
 
-// permanent reports errors that retrying a node will not fix: another
-// platform, a refused secret or certificate, a computation the node cannot
-// run.
-func permanent(err error) bool {
-	var cve *tls.CertificateVerificationError
-	switch {
-	case errors.Is(err, nodeexec.ErrPlatform), errors.Is(err, nodeauth.ErrUnauthenticated), errors.As(err, &cve):
-		return true
-	}
-	switch connect.CodeOf(err) {
-	case connect.CodeUnauthenticated, connect.CodePermissionDenied, connect.CodeFailedPrecondition, connect.CodeInvalidArgument:
-		return true
-	}
-	return strings.Contains(err.Error(), "remote error: tls:")
-}
-
 // nodeMux is the executor a node is added to the scheduler with: it passes
 // each run to its computation's executor on the node (a pair), and holds
 // the runs of a computation still being set up there.
@@ -559,7 +541,7 @@ func (p *pair) setup() {
 	p.mu.Unlock()
 	if err != nil {
 		x.m.log.Warn("setting a computation up on a node", "node", x.name, "computation", c.ID(), "err", err)
-		if !permanent(err) {
+		if !nodeexec.Permanent(err) {
 			// The node is unreachable: the scheduler gives its runs
 			// back, and the fleet dials it again.
 			x.m.s.NodeDown(x.name, err)
