@@ -60,7 +60,9 @@ func running(pid int) bool {
 // upHosts starts sshd on n loopback addresses, each host with a cache of
 // its own (XDG_CACHE_HOME) owned by the test user; the hosts in arm64 get
 // a fake uname that says linux/arm64.
-func upHosts(t *testing.T, n int, arm64 ...int) *sshtest.Server {
+// It returns the server and each host's cache directory (drove's, under
+// XDG_CACHE_HOME).
+func upHosts(t *testing.T, n int, arm64 ...int) (*sshtest.Server, []string) {
 	t.Helper()
 	if ok, why := sshtest.Available(); !ok && os.Getenv(sshtest.RequireEnv) != "1" {
 		t.Skip(why)
@@ -82,7 +84,7 @@ func upHosts(t *testing.T, n int, arm64 ...int) *sshtest.Server {
 	if err := os.WriteFile(filepath.Join(fake, "uname"), []byte("#!/bin/sh\necho 'Linux aarch64'\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var cfg []string
+	var cfg, caches []string
 	for i := range n {
 		c := filepath.Join(base, fmt.Sprintf("cache%d", i))
 		if err := os.Mkdir(c, 0o755); err != nil {
@@ -91,6 +93,7 @@ func upHosts(t *testing.T, n int, arm64 ...int) *sshtest.Server {
 		if err := os.Chown(c, uid, gid); err != nil {
 			t.Fatal(err)
 		}
+		caches = append(caches, filepath.Join(c, "drove"))
 		// sshd takes the first SetEnv that applies: one line per host.
 		env := "  SetEnv XDG_CACHE_HOME=" + c
 		for _, a := range arm64 {
@@ -105,11 +108,11 @@ func upHosts(t *testing.T, n int, arm64 ...int) *sshtest.Server {
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return srv
+	return srv, caches
 }
 
 func TestUpDown(t *testing.T) {
-	srv := upHosts(t, 3, 2)
+	srv, caches := upHosts(t, 3, 2)
 	bin := buildDrove(t)
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, []byte("up-test-secret\n"), 0o600); err != nil {
@@ -155,6 +158,15 @@ func TestUpDown(t *testing.T) {
 		t.Errorf("host2: %+v\n%s", r, out)
 	}
 	node0, node1 := rows["host0"][0], rows["host1"][0]
+	if b, err := os.ReadFile(filepath.Join(caches[0], "up", "node-127.0.0.2-0", "secret")); err != nil || string(b) != "up-test-secret\n" {
+		t.Errorf("secret on host0: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(caches[0], "up", "node-127.0.0.2-0", "secret")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secret on host0: mode %v, %v", fi.Mode(), err)
+	}
+	if _, err := os.Stat(filepath.Join(caches[2], "blobs")); !os.IsNotExist(err) {
+		t.Errorf("something was sent to host2, of another platform: %v", err)
+	}
 
 	// Again: nothing changes.
 	code, out2, errs := runCmd(t, "", append([]string{"up", "--port", "0", "host0", "host1"}, common...)...)
@@ -167,6 +179,12 @@ func TestUpDown(t *testing.T) {
 		if len(r) != 1 || r[0].state != "already up" || r[0].pid != was.pid || r[0].addr != was.addr || strings.Contains(r[0].detail, "binary sent") || r[0].detail != fmt.Sprintf("pid %d", was.pid) {
 			t.Errorf("second up, %s: %+v, was %+v\n%s", h, r, was, out2)
 		}
+	}
+
+	// Other flags: still nothing changes, but drove up says so.
+	code, out2b, errs := runCmd(t, "", append([]string{"up", "--port", "0", "--cpus", "1", "host0"}, common...)...)
+	if r := upTable(t, out2b)["host0"]; code != 0 || len(r) != 1 || r[0].state != "already up" || r[0].pid != node0.pid || !strings.Contains(r[0].detail, "other flags") {
+		t.Errorf("up with other flags: exit %d: %s\n%s", code, errs, out2b)
 	}
 
 	// A cluster of the nodes drove up started.
@@ -191,6 +209,21 @@ func TestUpDown(t *testing.T) {
 	if code != 0 || strings.Count(out5, " executed job ") != 4 {
 		t.Fatalf("demo through the scheduler: exit %d\n%s\n%s", code, out5, errs)
 	}
+
+	// A node that died is started again (the binary is there already).
+	if err := syscall.Kill(node1.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); running(node1.pid) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, out4b, errs := runCmd(t, "", append([]string{"up", "--port", "0", "host1"}, common...)...)
+	r := upTable(t, out4b)["host1"]
+	if code != 0 || len(r) != 1 || r[0].state != "up" || r[0].pid == node1.pid || r[0].pid == 0 || strings.Contains(r[0].detail, "binary sent") {
+		t.Fatalf("up after the node died: exit %d: %s\n%s", code, errs, out4b)
+	}
+	node1 = r[0]
+	pids = append(pids, node1.pid)
 
 	// Down: host0's node and scheduler, host1's node.
 	code, out6, errs := runCmd(t, "", "down", "-F", srv.SSHConfig, "-w", "host[0-1]")
@@ -221,17 +254,26 @@ func TestUpDown(t *testing.T) {
 		}
 	}
 
-	// Down again: nothing runs.
-	code, out7, _ := runCmd(t, "", "down", "-F", srv.SSHConfig, "host0", "host1")
-	for h, r := range upTable(t, out7) {
+	// Down again: nothing runs; a host that cannot be reached fails
+	// alone.
+	code, out7, _ := runCmd(t, "", "down", "-F", srv.SSHConfig, "host0", "host1", "down")
+	rows7 := upTable(t, out7)
+	for h, n := range map[string]int{"host0": 2, "host1": 1} {
+		r := rows7[h]
+		if len(r) != n {
+			t.Errorf("second down, %s: %+v\n%s", h, r, out7)
+		}
 		for _, x := range r {
-			if x.state != "not running" {
+			if x.state != "not running" || x.pid != 0 {
 				t.Errorf("second down, %s: %+v\n%s", h, x, out7)
 			}
 		}
 	}
-	if code != 0 {
-		t.Errorf("second down: exit %d", code)
+	if r := rows7["down"]; len(r) != 1 || r[0].state != "failed" {
+		t.Errorf("second down, unreachable host: %+v\n%s", r, out7)
+	}
+	if code != 1 {
+		t.Errorf("second down: exit %d, want 1", code)
 	}
 }
 
@@ -260,5 +302,41 @@ func TestUpFlags(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want an error with %q", code, errs, tt.want)
 			}
 		})
+	}
+}
+
+// TestUpTLS starts a node with mutual TLS (a certificate per host, %h in
+// the file names) and runs a program on it.
+func TestUpTLS(t *testing.T) {
+	srv, caches := upHosts(t, 1)
+	bin := buildDrove(t)
+	dir := t.TempDir()
+	for _, args := range [][]string{{"ca"}, {"node", "host0", "127.0.0.2"}, {"client", "c1"}} {
+		if code, _, errs := runCmd(t, "", append(append([]string{"cert"}, args...), "--dir", dir)...); code != 0 {
+			t.Fatalf("cert %v: %s", args, errs)
+		}
+	}
+	f := func(n string) string { return filepath.Join(dir, n) }
+	t.Setenv(secretEnv, "")
+	t.Cleanup(func() { runCmd(t, "", "down", "-F", srv.SSHConfig, "host0") })
+	code, out, errs := runCmd(t, "", "up", "-F", srv.SSHConfig, "--binary", bin, "--port", "0", "--wait", "90s",
+		"--tls-cert", f("%h.pem"), "--tls-key", f("%h-key.pem"), "--tls-ca", f("ca.pem"), "host0")
+	r := upTable(t, out)["host0"]
+	if code != 0 || len(r) != 1 || r[0].state != "up" {
+		t.Fatalf("up: exit %d: %s\n%s", code, errs, out)
+	}
+	// The key went over with mode 0600; the node reads it from there.
+	for _, name := range []string{"tls-cert.pem", "tls-key.pem", "tls-ca.pem"} {
+		if fi, err := os.Stat(filepath.Join(caches[0], "up", "node-127.0.0.2-0", name)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s on the host: %v", name, err)
+		}
+	}
+	code, out2, errs := runCmd(t, "", "submit", "--nodes", r[0].addr, "--tls-cert", f("c1.pem"), "--tls-key", f("c1-key.pem"), "--tls-ca", f("ca.pem"), "-a", "tls-ok", "/bin/echo")
+	if code != 0 || !strings.Contains(out2, "tls-ok") {
+		t.Fatalf("submit over TLS: exit %d: %s\n%s", code, errs, out2)
+	}
+	code, out3, errs := runCmd(t, "", "down", "-F", srv.SSHConfig, "host0")
+	if d := upTable(t, out3)["host0"]; code != 0 || len(d) != 1 || d[0].state != "stopped" || d[0].pid != r[0].pid {
+		t.Errorf("down: exit %d: %s\n%s", code, errs, out3)
 	}
 }
