@@ -341,19 +341,20 @@ func launchScript(launcher, dir, bin string, args []string, role string, port in
 	// exec, and Go leaves it so); the daemon stops on INT and TERM.
 	inner := "trap '' HUP; echo $$ >" + d + "/pid; exec " + strings.Join(words, " ") + " >>" + d + "/log 2>&1 </dev/null"
 	unit := "drove-" + strings.NewReplacer(":", "_", "*", "any").Replace(instanceName(role, bind, port))
-	systemd := "systemd-run --user --quiet --collect --unit=" + sshconn.Quote(unit) + " /bin/sh -c " + sshconn.Quote(inner) + " </dev/null >/dev/null 2>&1"
+	systemd := "systemd-run --user --quiet --collect --unit=" + sshconn.Quote(unit) + " /bin/sh -c " + sshconn.Quote(inner) + " </dev/null >/dev/null"
 	setsid := "if command -v setsid >/dev/null 2>&1; then setsid /bin/sh -c " + sshconn.Quote(inner) + " </dev/null >/dev/null 2>&1 &\n" +
 		"else /bin/sh -c " + sshconn.Quote(inner) + " </dev/null >/dev/null 2>&1 & fi\necho launched setsid"
 	prep := "d=" + d + "\nrm -f \"$d/pid\"\n[ -f \"$d/log\" ] && mv -f \"$d/log\" \"$d/log.1\"\n"
 	switch launcher {
 	case LaunchSystemd:
+		// Its complaint (no user bus, say) is the error's text.
 		return prep + systemd + " || exit 4\necho launched systemd"
 	case LaunchSetsid:
 		return prep + setsid
 	}
 	// A user manager without lingering stops, with its units, when the
 	// user's last session ends: the daemon would die with this session.
-	return prep + `if [ "$(loginctl show-user "$(id -un)" -p Linger --value 2>/dev/null)" = yes ] && ` + systemd + "; then echo launched systemd; else\n" + setsid + "\nfi"
+	return prep + `if [ "$(loginctl show-user "$(id -un)" -p Linger --value 2>/dev/null)" = yes ] && ` + systemd + " 2>/dev/null; then echo launched systemd; else\n" + setsid + "\nfi"
 }
 
 // listening matches the line a daemon prints when it serves: "drove node
