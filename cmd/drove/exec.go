@@ -97,25 +97,9 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	if fl.fanout < 1 {
 		return errors.New("exec: -p must be at least 1")
 	}
-	var hosts []hostset.Host
-	for _, w := range fl.nodes {
-		hs, err := hostset.ParseHosts(w)
-		if err != nil {
-			return err
-		}
-		hosts = append(hosts, hs...)
-	}
-	for _, name := range fl.hostFiles {
-		fh, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		hs, err := hostset.ParseHostFile(fh)
-		fh.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		hosts = append(hosts, hs...)
+	hosts, err := parseHostArgs(fl.nodes, fl.hostFiles)
+	if err != nil {
+		return err
 	}
 	if len(hosts) == 0 {
 		return errors.New("exec: no hosts (use -w NODESET or -h HOSTSFILE)")
@@ -253,6 +237,32 @@ func printGroups(w io.Writer, results []parallel.HostResult, pick func(parallel.
 			io.WriteString(w, "\n")
 		}
 	}
+}
+
+// parseHostArgs returns the hosts of node sets (-w, or arguments) and
+// pssh hosts files (-h), in order, as drove exec, up and down take them.
+func parseHostArgs(sets, files []string) ([]hostset.Host, error) {
+	var hosts []hostset.Host
+	for _, w := range sets {
+		hs, err := hostset.ParseHosts(w)
+		if err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, hs...)
+	}
+	for _, name := range files {
+		fh, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		hs, err := hostset.ParseHostFile(fh)
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		hosts = append(hosts, hs...)
+	}
+	return hosts, nil
 }
 
 func writeHostFiles(fl *execFlags, r parallel.HostResult) error {

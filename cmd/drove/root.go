@@ -21,11 +21,12 @@ Start with "drove demo" to see jobs run on the embedded cluster, and
 FILE" collects the results of one that was killed). "drove run"
 is a work queue of shell commands over SSH hosts (GNU parallel style),
 "drove exec" runs one command on many hosts (pssh, clush), and "drove fs"
-works with a remote machine's files over SFTP.`,
+works with a remote machine's files over SFTP. "drove up HOST…" starts drove
+nodes on SSH hosts, and "drove down HOST…" stops them.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newSchedulerCmd(), newCertCmd(), newRecoverCmd())
+	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newSchedulerCmd(), newCertCmd(), newRecoverCmd(), newUpCmd(), newDownCmd())
 	return root
 }
 

@@ -1,6 +1,7 @@
 package sftpengine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -300,4 +301,21 @@ func DownloadFile(ctx context.Context, s *sshconn.SFTP, src string, dst *filesin
 		}
 		return nil
 	})
+}
+
+// WriteFile writes data to the absolute remote path dst, whose directory
+// must exist, as [UploadFile] writes a file: under a temporary name, given
+// mode perm once complete, then renamed to dst. It is for small files made
+// in memory (a secret, a key); the temporary file is created 0600, so the
+// data is never readable by others on the way.
+func WriteFile(ctx context.Context, s *sshconn.SFTP, dst string, data []byte, perm fs.FileMode) error {
+	w, err := atomicfile.Create(sftpFS{s}, dst)
+	if err != nil {
+		return SessionPathErr(s, "write", dst, err)
+	}
+	if _, err := w.ReadFrom(Reader(ctx, bytes.NewReader(data), int64(len(data)), nil)); err != nil {
+		w.Abort()
+		return SessionPathErr(s, "write", dst, err)
+	}
+	return SessionPathErr(s, "write", dst, w.Commit(perm, time.Now()))
 }
