@@ -4,14 +4,8 @@
 # on the same machine; prints both and the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=/usr/bin/python3
-if ! $py -c 'import distributed' 2>/dev/null; then
-	if [ "$(id -u)" = 0 ]; then
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-distributed >/dev/null
-	else
-		echo "node.sh: needs Debian's python3-distributed" >&2; exit 1
-	fi
-fi
+. bench/peers/dask_procs.sh
+dask_require
 
 echo "== drove: one node on loopback (bench/node_test.go)"
 bench=$(go test -run XXX -bench '^BenchmarkNode(Throughput|RoundTrip)$' -benchtime 50000x ./bench/)
@@ -20,17 +14,8 @@ tput=$(awk '/^BenchmarkNodeThroughput/ {for (i=1;i<=NF;i++) if ($(i+1)=="jobs/s"
 rt_ns=$(awk '/^BenchmarkNodeRoundTrip/ {print $3}' <<<"$bench")
 
 echo "== Dask: dask-scheduler + 2 dask-worker processes on loopback"
-port=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-tmp=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-(cd "$tmp" && exec dask-scheduler --host 127.0.0.1 --port "$port" --dashboard-address :0 >scheduler.log 2>&1) &
-sleep 3
-for i in 1 2; do
-	(cd "$tmp" && exec dask-worker "tcp://127.0.0.1:$port" --nthreads 1 --nworkers 1 --host 127.0.0.1 --dashboard-address :0 >"worker$i.log" 2>&1) &
-done
-sleep 5
-dask=$(DASK_SCHEDULER="tcp://127.0.0.1:$port" $py bench/peers/dask_local.py 10000 200 2>/dev/null)
+dask_start
+dask=$($py bench/peers/dask_local.py 10000 200 2>/dev/null)
 echo "$dask"
 dask_tput=$(awk '/dask_map_tasks_per_s/ {print $2}' <<<"$dask")
 dask_rt=$(awk '/dask_roundtrip_us/ {print $2}' <<<"$dask")
