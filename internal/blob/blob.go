@@ -80,12 +80,13 @@ func (s Store) Put(sum string, r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	got, n, err := copyHashing(w, r)
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), r)
 	if err != nil {
 		w.Abort()
 		return n, fmt.Errorf("blob: writing %s: %w", sum, err)
 	}
-	if got != sum {
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
 		w.Abort()
 		return n, fmt.Errorf("%w: got %s, want %s", ErrSumMismatch, got, sum)
 	}
@@ -93,66 +94,6 @@ func (s Store) Put(sum string, r io.Reader) (int64, error) {
 		return n, fmt.Errorf("blob: writing %s: %w", sum, err)
 	}
 	return n, nil
-}
-
-// Chunks of a copy: big, so that a large file takes few system calls;
-// a few, so that reading and writing one overlaps hashing the one before.
-const (
-	chunkSize = 1 << 20
-	chunks    = 4
-)
-
-// copyHashing copies r to w and returns the hex SHA-256 of what it copied.
-// The hash is computed beside the copy, by a goroutine of its own: storing
-// a 1 GiB depends file on a node was 60% write(2) into the page cache and
-// 35% SHA-256 (CPU profile of BenchmarkNodeDependsTransfer), one after the
-// other on one goroutine; side by side, a second CPU takes the hashing off
-// the write's path.
-func copyHashing(w io.Writer, r io.Reader) (sum string, n int64, err error) {
-	// Chunks are made as the copy needs them: a small blob takes one.
-	free := make(chan []byte, chunks)
-	made := 0
-	toHash := make(chan []byte, chunks)
-	hashed := make(chan string)
-	go func() {
-		h := sha256.New()
-		for b := range toHash {
-			h.Write(b)
-			free <- b[:cap(b)]
-		}
-		hashed <- hex.EncodeToString(h.Sum(nil))
-	}()
-	for {
-		var buf []byte
-		select {
-		case buf = <-free:
-		default:
-			if made < chunks {
-				made++
-				buf = make([]byte, chunkSize)
-			} else {
-				buf = <-free
-			}
-		}
-		k, rerr := io.ReadFull(r, buf)
-		if k > 0 {
-			if _, err = w.Write(buf[:k]); err != nil {
-				break
-			}
-			n += int64(k)
-			toHash <- buf[:k]
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			err = rerr
-			break
-		}
-	}
-	close(toHash)
-	sum = <-hashed
-	return sum, n, err
 }
 
 // Link places blob sum at dst. A file with no execute bit in mode is hard

@@ -1,16 +1,13 @@
 package blob
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/iotest"
 )
 
 func TestPutFileOnceAndLink(t *testing.T) {
@@ -64,37 +61,5 @@ func TestPutChecksSum(t *testing.T) {
 		if _, err := s.Put(bad, strings.NewReader("x")); err == nil {
 			t.Errorf("sum %q accepted", bad)
 		}
-	}
-}
-
-// TestPutSizes: blobs of every size around the copy's chunks are stored
-// whole, under their sum, and a failing reader leaves nothing.
-func TestPutSizes(t *testing.T) {
-	s := Store{Dir: t.TempDir()}
-	for _, size := range []int{0, 1, chunkSize - 1, chunkSize, chunkSize + 1, chunks*chunkSize + 7} {
-		data := make([]byte, size)
-		for i := range data {
-			data[i] = byte(i*31 + size)
-		}
-		h := sha256.Sum256(data)
-		sum := hex.EncodeToString(h[:])
-		n, err := s.Put(sum, bytes.NewReader(data))
-		if err != nil || n != int64(size) {
-			t.Fatalf("size %d: wrote %d, %v", size, n, err)
-		}
-		if got, _ := os.ReadFile(s.Path(sum)); !bytes.Equal(got, data) {
-			t.Fatalf("size %d: stored %d bytes that differ", size, len(got))
-		}
-	}
-	broken := io.MultiReader(bytes.NewReader(make([]byte, chunkSize+5)), iotest.ErrReader(errors.New("cut")))
-	sum := strings.Repeat("1", 64)
-	if _, err := s.Put(sum, broken); err == nil || !strings.Contains(err.Error(), "cut") {
-		t.Fatalf("a failing reader: %v", err)
-	}
-	if s.Has(sum) {
-		t.Error("a cut blob was kept")
-	}
-	if left, _ := filepath.Glob(filepath.Join(s.Dir, ".*")); len(left) != 0 {
-		t.Errorf("temporary files left: %v", left)
 	}
 }
