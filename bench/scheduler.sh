@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One client's no-op jobs on two drove node processes on loopback, through
 # a drove scheduler process and directly (BenchmarkFleet in
-# bench/scheduler_test.go, the two paths interleaved on the same
+# bench/scheduler_test.go, the two paths one after the other on the same
 # processes), beside Dask distributed's scheduler and two single-threaded
 # workers as separate processes; prints the medians and the ratios.
 #
