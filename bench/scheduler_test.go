@@ -7,7 +7,6 @@ import (
 	"io"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,12 +18,10 @@ import (
 	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
-var (
-	droveBin = flag.String("drove", "", "drove binary for the node and scheduler processes (default: build ./cmd/drove once)")
-	nodeCPUs = flag.Int("node-cpus", 1, "CPUs of each of the two drove nodes (Dask's peers run 2 workers of 1 thread)")
-)
+var droveBin = flag.String("drove", "", "drove binary for the node and scheduler processes (default: build ./cmd/drove)")
 
-// fleet is two drove node processes on loopback and a drove scheduler
+// fleet is two drove node processes on loopback, of one CPU each (as
+// Dask's peers run two workers of one thread), and a drove scheduler
 // process driving them, all started from the same drove binary.
 type fleet struct {
 	nodes     []string // the nodes' addresses
@@ -39,10 +36,9 @@ func startFleet(b *testing.B) fleet {
 	if bin == "" {
 		bin = nodetest.Build(b)
 	}
-	cpus := strconv.Itoa(*nodeCPUs)
 	var f fleet
 	for range 2 {
-		f.nodes = append(f.nodes, nodetest.StartProcess(b, bin, nil, "--cpus", cpus).Addr)
+		f.nodes = append(f.nodes, nodetest.StartProcess(b, bin, nil, "--cpus", "1").Addr)
 	}
 	f.scheduler = startScheduler(b, bin, f.nodes)
 	return f
