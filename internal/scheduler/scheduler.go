@@ -526,7 +526,6 @@ func (p *pair) setup() {
 		CPUs:      x.m.cfg.CPUs,
 		Heartbeat: x.m.cfg.Heartbeat,
 		Misses:    x.m.cfg.Misses,
-		Prefetch:  x.Prefetch(),
 		Files:     c.Files(),
 		Logger:    x.m.log.With("node", x.name, "computation", c.ID()),
 	}, p.mc.comp, reporter{c: c, s: x.m.s})
@@ -673,8 +672,25 @@ func (x *nodeMux) Recall(r *sched.Run) {
 }
 
 // Prefetch implements sched.Prefetcher: as a client queues jobs ahead at
-// a node, so that its CPUs never wait for the network.
-func (x *nodeMux) Prefetch() int { return 2*x.slots + 16 }
+// a node, so that its CPUs never wait for the network: as deep as the
+// deepest of its computations' node executors asks, which follow how long
+// their jobs run (nodeexec.Executor.Prefetch); the shallow depth before
+// any has.
+func (x *nodeMux) Prefetch() int {
+	depth := 2*x.slots + 16
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, p := range x.pairs {
+		select {
+		case <-p.ready:
+			if p.ex != nil {
+				depth = max(depth, p.ex.Prefetch())
+			}
+		default:
+		}
+	}
+	return depth
+}
 
 // drop closes ten's computation on the node.
 func (x *nodeMux) drop(ctx context.Context, ten *sched.Tenant) {

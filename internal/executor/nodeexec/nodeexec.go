@@ -95,8 +95,8 @@ type Config struct {
 	// Misses is how many heartbeat intervals the node may stay silent
 	// before it is reported down; default 5.
 	Misses int
-	// Prefetch is how many jobs may wait on the node beyond its slots;
-	// default twice the slots plus 16.
+	// Prefetch is how many jobs may wait on the node beyond its slots.
+	// The default follows the jobs' run time (see Executor.Prefetch).
 	Prefetch int
 	// Files receives files that jobs send back; nil drops them.
 	Files local.FileSink
@@ -131,6 +131,7 @@ type Executor struct {
 	lastHeard      atomic.Int64 // Unix nanoseconds
 	lastSeq        atomic.Uint64
 	pulse          atomic.Pointer[drovev1.ResultsResponse] // latest heartbeat, events stripped
+	avgRun         atomic.Int64                            // running average of the jobs' run times, ns; 0 before the first
 
 	mu       sync.Mutex
 	runs     map[uint64]*run
@@ -210,9 +211,6 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 		e.cfg.Heartbeat = hb
 	} else if e.cfg.Heartbeat == 0 {
 		e.cfg.Heartbeat = time.Second
-	}
-	if e.cfg.Prefetch <= 0 {
-		e.cfg.Prefetch = 2*e.slots + 16
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.lastHeard.Store(time.Now().UnixNano())

@@ -132,3 +132,35 @@ func TestNodeNoQueueAheadShared(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchFollowsRunTime: the client queues jobs deep at a node while
+// they are short and shallow once they are long, so a node never holds
+// much work another could run.
+func TestPrefetchFollowsRunTime(t *testing.T) {
+	n := startNode(t, nil)
+	s := sched.New(sched.Config{})
+	defer s.Close(context.WithoutCancel(t.Context()))
+	ex := dial(t, s, nodeexec.Config{Addr: n.addr}, funcComp(t, "sleep"))
+	shallow := 2*ex.Slots() + 16
+	if got := ex.Prefetch(); got != shallow {
+		t.Fatalf("before any result: prefetch %d, want %d", got, shallow)
+	}
+	cases := []struct {
+		name  string
+		ms    int
+		check func(got int) bool
+		want  string
+	}{
+		{"short jobs", 0, func(got int) bool { return got > shallow }, fmt.Sprintf("more than %d", shallow)},
+		{"20 ms jobs", 20, func(got int) bool { return got == shallow }, fmt.Sprint(shallow)},
+	}
+	for _, c := range cases {
+		submit(t, s, 60, func(int) []byte { return enc(uint64(c.ms)) })
+		if err := s.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := ex.Prefetch(); !c.check(got) {
+			t.Errorf("after %s: prefetch %d, want %s", c.name, got, c.want)
+		}
+	}
+}

@@ -103,6 +103,7 @@ func (e *Executor) handle(ev *drovev1.Event) {
 		if r == nil {
 			return
 		}
+		e.noteRun(k.Result.StartUnixNano, k.Result.EndUnixNano)
 		res := nodeproto.ResultFromProto(k.Result)
 		rcvd := int64(len(res.Output) + len(res.Stdout) + len(res.Stderr))
 		e.totalSent.Add(r.sent)
