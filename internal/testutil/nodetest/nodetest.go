@@ -1,6 +1,7 @@
 // Package nodetest runs drove node daemons for tests, on loopback ports:
-// inside the test's process (Start), or as real drove node processes
-// (Build and StartProcess).
+// inside the test's process (Start, and StartScheduler for a drove
+// scheduler over given nodes), or as real drove node processes (Build and
+// StartProcess).
 package nodetest
 
 import (
@@ -17,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/scheduler"
 	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
@@ -55,6 +58,42 @@ func Start(t testing.TB, mut func(*node.Config)) (n *node.Node, stop func()) {
 	}
 	t.Cleanup(stop)
 	return n, stop
+}
+
+// StartScheduler runs a drove scheduler (a node daemon whose machines are
+// the drove nodes at nodes) as Start runs a node: on 127.0.0.1, a free
+// port, a temporary directory, 50 ms heartbeats with its clients, warnings
+// logged to the test's output. The nodes are redialled every 200 ms when
+// down, and the scheduler signs its requests to them with the clients'
+// secret unless mut sets scheduler.Config.Secret, as drove scheduler does
+// without --node-secret-file. mut, if not nil, changes both configurations
+// first. It stops at the end of the test, or when stop is called.
+func StartScheduler(t testing.TB, nodes []string, mut func(*node.Config, *scheduler.Config)) (n *node.Node, stop func()) {
+	t.Helper()
+	var mc scheduler.Config
+	return Start(t, func(cfg *node.Config) {
+		mc = scheduler.Config{
+			Nodes: nodes,
+			Retry: 200 * time.Millisecond,
+			// Only patterns in nodes use it: no fixed UDP port.
+			Discovery: discovery.ClientConfig{ListenAddr: "127.0.0.1:0"},
+		}
+		if mut != nil {
+			mut(cfg, &mc)
+		}
+		if mc.Secret == "" {
+			mc.Secret = cfg.Secret
+		}
+		if mc.Dir == "" {
+			mc.Dir = cfg.Dir
+		}
+		if mc.Logger == nil {
+			mc.Logger = cfg.Logger
+		}
+		cfg.Machines = scheduler.New(mc)
+		// Clients discovering nodes must not take the scheduler for one.
+		cfg.Discovery = false
+	})
 }
 
 // Build builds the drove command into a temporary directory and returns
