@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/scheduler"
 	"github.com/drove-dev/drove/internal/testutil/nodetest"
@@ -33,6 +34,9 @@ type mode struct {
 	// remote is set where jobs go over the network: bytes are counted,
 	// and a node grants a computation its CPUs.
 	remote bool
+	// daemons are the addresses of the drove daemons that hold a
+	// cluster's computation: its nodes, or the scheduler and its nodes.
+	daemons []string
 }
 
 // cpus is the number of jobs a cluster of the mode runs at once.
@@ -74,6 +78,7 @@ var modeCases = []struct {
 	{"Retries", modeRetries},
 	{"Timeout", modeTimeout},
 	{"MaxPending", modeMaxPending},
+	{"Close", modeClose},
 }
 
 // TestModes runs the same cases against an embedded cluster, a cluster of
@@ -102,8 +107,9 @@ func TestModes(t *testing.T) {
 	slow := drove.WithConnectTimeout(time.Minute)
 	modes := []mode{
 		{name: "embedded", opts: []drove.Option{drove.WithCPUs(2)}, nodes: map[string]int{host: 2}},
-		{name: "direct", opts: []drove.Option{drove.WithNodes(direct...), slow}, nodes: map[string]int{"a": 1, "b": 1}, remote: true},
-		{name: "scheduler", opts: []drove.Option{drove.WithScheduler(sched.Addr().String()), slow}, nodes: map[string]int{"sched": 2}, remote: true},
+		{name: "direct", opts: []drove.Option{drove.WithNodes(direct...), slow}, nodes: map[string]int{"a": 1, "b": 1}, remote: true, daemons: direct},
+		{name: "scheduler", opts: []drove.Option{drove.WithScheduler(sched.Addr().String()), slow}, nodes: map[string]int{"sched": 2}, remote: true,
+			daemons: append([]string{sched.Addr().String()}, behind...)},
 	}
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
@@ -698,5 +704,66 @@ func modeMaxPending(t *testing.T, m mode) {
 	}
 	if err := c.Cancel(second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// modeClose: Close waits for the jobs running; with its context ended it
+// stops them. Either way the computation is closed on every daemon that
+// held it, which then runs nothing of it.
+func modeClose(t *testing.T, m mode) {
+	c := modeCluster(t, m, sleep)
+	j := submit(t, c, 100*time.Millisecond)
+	if err := c.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := result(t, j); err != nil || got != 100*time.Millisecond {
+		t.Errorf("job after Close: %v %v", got, err)
+	}
+	waitReleased(t, m)
+
+	// Not modeCluster: its cleanup's Close would get this Close's error.
+	k, err := drove.NewCluster(t.Context(), sleep, append(slices.Clone(m.opts), drove.WithCancelGrace(300*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := []*drove.Job[time.Duration]{submit(t, k, time.Hour), submit(t, k, time.Hour), submit(t, k, time.Hour)}
+	waitStatus(t, jobs[0], drove.Running)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := k.Close(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Close with its context ended: %v, want context.Canceled", err)
+	}
+	for _, j := range jobs {
+		if !j.Status().Final() {
+			t.Errorf("job %d still %s after Close", j.ID(), j.Status())
+		}
+	}
+	if _, err := k.Submit(t.Context(), time.Second); !errors.Is(err, drove.ErrClosed) {
+		t.Errorf("Submit after Close: %v, want ErrClosed", err)
+	}
+	waitReleased(t, m)
+}
+
+// waitReleased waits until no daemon of m holds a computation or runs a
+// job.
+func waitReleased(t *testing.T, m mode) {
+	t.Helper()
+	hc := nodeexec.NewHTTPClient("", nil)
+	defer hc.CloseIdleConnections()
+	for _, addr := range m.daemons {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			info, err := nodeexec.Info(t.Context(), hc, addr, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Computations == 0 && info.Busy == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s (%s) still has %d computations, %d jobs running after Close", info.Name, addr, info.Computations, info.Busy)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }

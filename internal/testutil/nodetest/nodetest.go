@@ -62,19 +62,23 @@ func Start(t testing.TB, mut func(*node.Config)) (n *node.Node, stop func()) {
 
 // StartScheduler runs a drove scheduler (a node daemon whose machines are
 // the drove nodes at nodes) as Start runs a node: on 127.0.0.1, a free
-// port, a temporary directory, 50 ms heartbeats with its clients, warnings
-// logged to the test's output. The nodes are redialled every 200 ms when
-// down, and the scheduler signs its requests to them with the clients'
-// secret unless mut sets scheduler.Config.Secret, as drove scheduler does
-// without --node-secret-file. mut, if not nil, changes both configurations
-// first. It stops at the end of the test, or when stop is called.
+// port, a temporary directory, warnings logged to the test's output. Its
+// heartbeats, with clients and with nodes, are every 200 ms: it relays
+// every job in the test's process, which the race detector slows. The
+// nodes are redialled every 200 ms when down, and the scheduler signs its
+// requests to them with the clients' secret unless mut sets
+// scheduler.Config.Secret, as drove scheduler does without
+// --node-secret-file. mut, if not nil, changes both configurations first.
+// It stops at the end of the test, or when stop is called.
 func StartScheduler(t testing.TB, nodes []string, mut func(*node.Config, *scheduler.Config)) (n *node.Node, stop func()) {
 	t.Helper()
 	var mc scheduler.Config
 	return Start(t, func(cfg *node.Config) {
+		cfg.PingInterval = 200 * time.Millisecond
 		mc = scheduler.Config{
-			Nodes: nodes,
-			Retry: 200 * time.Millisecond,
+			Nodes:     nodes,
+			Heartbeat: 200 * time.Millisecond,
+			Retry:     200 * time.Millisecond,
 			// Only patterns in nodes use it: no fixed UDP port.
 			Discovery: discovery.ClientConfig{ListenAddr: "127.0.0.1:0"},
 		}
