@@ -78,6 +78,7 @@ var modeCases = []struct {
 	{"Retries", modeRetries},
 	{"Timeout", modeTimeout},
 	{"MaxPending", modeMaxPending},
+	{"Priority", modePriority},
 	{"Close", modeClose},
 }
 
@@ -111,14 +112,19 @@ func TestModes(t *testing.T) {
 		{name: "scheduler", opts: []drove.Option{drove.WithScheduler(sched.Addr().String()), slow}, nodes: map[string]int{"sched": 2}, remote: true,
 			daemons: append([]string{sched.Addr().String()}, behind...)},
 	}
+	// The modes run at once, but not as parallel tests: -parallel
+	// (GOMAXPROCS by default) would hold one back on a 2-core machine.
+	var wg sync.WaitGroup
 	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			for _, tc := range modeCases {
-				t.Run(tc.name, func(t *testing.T) { tc.run(t, m) })
-			}
+		wg.Go(func() {
+			t.Run(m.name, func(t *testing.T) {
+				for _, tc := range modeCases {
+					t.Run(tc.name, func(t *testing.T) { tc.run(t, m) })
+				}
+			})
 		})
 	}
+	wg.Wait()
 }
 
 // modeResults: every job's result, its status, times and node.
@@ -764,6 +770,49 @@ func waitReleased(t *testing.T, m mode) {
 				t.Fatalf("%s (%s) still has %d computations, %d jobs running after Close", info.Name, addr, info.Computations, info.Busy)
 			}
 			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// modePriority: while every CPU is busy, queued jobs wait at the client
+// and start by priority, then in submit order: with two CPUs, the two of
+// priority 5 first, then the others.
+func modePriority(t *testing.T, m mode) {
+	if m.cpus() != 2 {
+		t.Fatalf("the case is written for 2 CPUs, the mode has %d", m.cpus())
+	}
+	var mu sync.Mutex
+	var order []int64
+	c := modeCluster(t, m, sleep, drove.OnJobStatus(func(e drove.JobEvent[time.Duration]) {
+		if e.Status == drove.Running {
+			mu.Lock()
+			order = append(order, e.Job.ID())
+			mu.Unlock()
+		}
+	}))
+	blockers := []*drove.Job[time.Duration]{submit(t, c, 300*time.Millisecond), submit(t, c, 300*time.Millisecond)}
+	for _, j := range blockers {
+		waitStatus(t, j, drove.Running)
+	}
+	// Long enough that the second pair starts well after the first.
+	submit(t, c, 500*time.Millisecond, drove.JobID(10), drove.Priority(0))
+	submit(t, c, 500*time.Millisecond, drove.JobID(11), drove.Priority(5))
+	submit(t, c, 500*time.Millisecond, drove.JobID(12), drove.Priority(-1))
+	submit(t, c, 500*time.Millisecond, drove.JobID(13), drove.Priority(5))
+	if err := c.Close(t.Context()); err != nil { // waits for the jobs and drains the callbacks
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 6 {
+		t.Fatalf("started %v, want 6 jobs", order)
+	}
+	waves := [][]int64{order[0:2], order[2:4], order[4:6]}
+	want := [][]int64{{1, 2}, {11, 13}, {10, 12}}
+	for i := range waves {
+		slices.Sort(waves[i])
+		if !slices.Equal(waves[i], want[i]) {
+			t.Fatalf("started %v, want pairs %v", order, want)
 		}
 	}
 }
