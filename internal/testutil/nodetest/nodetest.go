@@ -69,11 +69,14 @@ func Start(t testing.TB, mut func(*node.Config)) (n *node.Node, stop func()) {
 // requests to them with the clients' secret unless mut sets
 // scheduler.Config.Secret, as drove scheduler does without
 // --node-secret-file. mut, if not nil, changes both configurations first.
-// It stops at the end of the test, or when stop is called.
+// It returns once the scheduler serves, the nodes that answered in time
+// (scheduler.Config.ConnectTimeout) among its nodes. It stops at the end
+// of the test, or when stop is called.
 func StartScheduler(t testing.TB, nodes []string, mut func(*node.Config, *scheduler.Config)) (n *node.Node, stop func()) {
 	t.Helper()
 	var mc scheduler.Config
-	return Start(t, func(cfg *node.Config) {
+	serving := make(chan struct{})
+	n, stop = Start(t, func(cfg *node.Config) {
 		cfg.PingInterval = 200 * time.Millisecond
 		mc = scheduler.Config{
 			Nodes:     nodes,
@@ -97,7 +100,20 @@ func StartScheduler(t testing.TB, nodes []string, mut func(*node.Config, *schedu
 		cfg.Machines = scheduler.New(mc)
 		// Clients discovering nodes must not take the scheduler for one.
 		cfg.Discovery = false
+		onListen := cfg.OnListen
+		cfg.OnListen = func() {
+			if onListen != nil {
+				onListen()
+			}
+			close(serving)
+		}
 	})
+	select {
+	case <-serving:
+	case <-time.After(time.Minute):
+		t.Fatal("the scheduler did not serve within a minute")
+	}
+	return n, stop
 }
 
 // Build builds the drove command into a temporary directory and returns
