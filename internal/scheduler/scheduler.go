@@ -261,9 +261,11 @@ func (m *Machines) Slots(cpus int) int {
 }
 
 // Open implements node.Machines: the computation gets a tenant, and is set
-// up on every node now (waiting for at most ConnectTimeout) and on each
-// node that joins later. It fails only if every node refused it for good
-// (another platform, a setup that fails).
+// up on every node now and on each node that joins later. It returns as
+// soon as one node has it, or all have answered, or after ConnectTimeout:
+// a node that hangs must not hold up the client, whose own connect
+// timeout may be no longer than ours. It fails only if every node refused
+// it for good (another platform, a setup that fails).
 func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant, error) {
 	comp, err := nodeComputation(c)
 	if err != nil {
@@ -283,19 +285,34 @@ func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant
 		ps = append(ps, x.ensure(mc))
 	}
 	wctx, cancel := context.WithTimeout(ctx, m.cfg.ConnectTimeout)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel()
+	ready := make(chan *pair, len(ps))
+	for _, p := range ps {
+		wg.Go(func() {
+			select {
+			case <-p.ready:
+				ready <- p
+			case <-wctx.Done():
+			}
+		})
+	}
 	var errs []error
 	refused := 0
-	for _, p := range ps {
+wait:
+	for range ps {
 		select {
-		case <-p.ready:
-			if p.err != nil {
-				errs = append(errs, p.err)
-				if permanent(p.err) {
-					refused++
-				}
+		case p := <-ready:
+			if p.err == nil {
+				break wait // a node runs it; the others join when they can
+			}
+			errs = append(errs, p.err)
+			if permanent(p.err) {
+				refused++
 			}
 		case <-wctx.Done():
+			break wait
 		}
 	}
 	if len(ps) > 0 && refused == len(ps) {

@@ -1,0 +1,42 @@
+package drove_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
+)
+
+// TestSchedulerHungNode: a node of the scheduler that hangs (SIGSTOP: its
+// kernel still accepts connections, nothing answers) holds up no client
+// of the scheduler: it sets its computation up through the scheduler in
+// less than its connect timeout, and jobs run on the node that answers.
+func TestSchedulerHungNode(t *testing.T) {
+	bin := nodetest.Build(t)
+	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "1")
+	b := nodetest.StartProcess(t, bin, nil, "--name", "b", "--cpus", "1")
+	sched, _ := nodetest.StartScheduler(t, []string{a.Addr, b.Addr}, nil)
+	freeze(t, b.Cmd.Process)
+
+	// The scheduler gives up setting a computation up on a node after
+	// 10s (its default ConnectTimeout), the client after 5s.
+	open := func() *drove.Cluster[[]string, int] {
+		t.Helper()
+		c, err := drove.NewCluster(t.Context(), drove.Program("echo"), drove.WithScheduler(sched.Addr().String()), drove.WithConnectTimeout(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := open()
+	for i := range 4 {
+		j := submit(t, c, []string{"hello"})
+		if code, err := result(t, j); err != nil || code != 0 || string(j.Stdout()) != "hello\n" {
+			t.Fatalf("job %d: exit %d, %v, stdout %q", i, code, err, j.Stdout())
+		}
+	}
+	if err := c.Close(t.Context()); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
