@@ -10,8 +10,9 @@ import (
 
 // TestSchedulerHungNode: a node of the scheduler that hangs (SIGSTOP: its
 // kernel still accepts connections, nothing answers) holds up no client
-// of the scheduler: it sets its computation up through the scheduler in
-// less than its connect timeout, and jobs run on the node that answers.
+// of the scheduler: each sets its computation up through the scheduler
+// in less than its connect timeout and closes it at once, and jobs run
+// on the node that answers.
 func TestSchedulerHungNode(t *testing.T) {
 	bin := nodetest.Build(t)
 	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "1")
@@ -29,6 +30,20 @@ func TestSchedulerHungNode(t *testing.T) {
 		}
 		return c
 	}
+	closeFast := func(c *drove.Cluster[[]string, int]) {
+		t.Helper()
+		start := time.Now()
+		if err := c.Close(t.Context()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("Close took %v", d)
+		}
+	}
+
+	// Closed while the scheduler still waits for the hung node.
+	closeFast(open())
+
 	c := open()
 	for i := range 4 {
 		j := submit(t, c, []string{"hello"})
@@ -36,7 +51,5 @@ func TestSchedulerHungNode(t *testing.T) {
 			t.Fatalf("job %d: exit %d, %v, stdout %q", i, code, err, j.Stdout())
 		}
 	}
-	if err := c.Close(t.Context()); err != nil {
-		t.Errorf("Close: %v", err)
-	}
+	closeFast(c)
 }

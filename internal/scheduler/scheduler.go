@@ -479,6 +479,10 @@ type pair struct {
 	ready chan struct{} // closed when the set-up ended; then ex or err is set
 	ex    *nodeexec.Executor
 	err   error
+	// ctx bounds the set-up; stop, called when the pair is closed, ends
+	// one still waiting for a node that does not answer.
+	ctx  context.Context
+	stop context.CancelFunc
 	// wrapped is pairExec as the computation's executor
 	// (node.Computation.Executor): what runs are given to.
 	wrapped sched.Executor
@@ -498,9 +502,11 @@ func (x *nodeMux) ensure(mc *computation) *pair {
 	p.wrapped = mc.c.Executor(pairExec{p}, true)
 	if x.closed {
 		p.err = &nodeexec.ConnError{Addr: x.addr, Err: errors.New("node down")}
+		p.ctx, p.stop = x.m.ctx, func() {}
 		close(p.ready)
 		return p
 	}
+	p.ctx, p.stop = context.WithCancel(x.m.ctx)
 	x.pairs[mc.ten] = p
 	x.m.wg.Go(p.setup)
 	return p
@@ -510,7 +516,7 @@ func (x *nodeMux) ensure(mc *computation) *pair {
 // for it.
 func (p *pair) setup() {
 	x := p.x
-	ctx, cancel := context.WithTimeout(x.m.ctx, x.m.cfg.ConnectTimeout)
+	ctx, cancel := context.WithTimeout(p.ctx, x.m.cfg.ConnectTimeout)
 	defer cancel()
 	c := p.mc.c
 	ex, err := nodeexec.Dial(ctx, nodeexec.Config{
@@ -533,7 +539,11 @@ func (p *pair) setup() {
 	p.pending = nil
 	close(p.ready)
 	p.mu.Unlock()
-	if err != nil {
+	switch {
+	case err != nil && p.ctx.Err() != nil:
+		// Closed meanwhile (the computation, the node or the
+		// scheduler): no fault of the node's.
+	case err != nil:
 		x.m.log.Warn("setting a computation up on a node", "node", x.name, "computation", c.ID(), "err", err)
 		if !permanent(err) {
 			// The node is unreachable: the scheduler gives its runs
@@ -611,8 +621,11 @@ func (e pairExec) Recall(r *sched.Run) {
 
 func (e pairExec) Prefetch() int { return 0 }
 
+// Close closes the computation on the node, abandoning a set-up still
+// under way: closing never waits for a node that does not answer.
 func (e pairExec) Close(ctx context.Context) error {
 	p := e.p
+	p.stop()
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
