@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/scheduler"
 	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
@@ -17,14 +19,14 @@ func TestSchedulerHungNode(t *testing.T) {
 	bin := nodetest.Build(t)
 	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "1")
 	b := nodetest.StartProcess(t, bin, nil, "--name", "b", "--cpus", "1")
-	sched, _ := nodetest.StartScheduler(t, []string{a.Addr, b.Addr}, nil)
+	sched, _ := nodetest.StartScheduler(t, []string{a.Addr, b.Addr}, func(_ *node.Config, mc *scheduler.Config) { mc.ConnectTimeout = 6 * time.Second })
 	freeze(t, b.Cmd.Process)
 
 	// The scheduler gives up setting a computation up on a node after
-	// 10s (its default ConnectTimeout), the client after 5s.
+	// 6s, the client after 3s.
 	open := func() *drove.Cluster[[]string, int] {
 		t.Helper()
-		c, err := drove.NewCluster(t.Context(), drove.Program("echo"), drove.WithScheduler(sched.Addr().String()), drove.WithConnectTimeout(5*time.Second))
+		c, err := drove.NewCluster(t.Context(), drove.Program("echo"), drove.WithScheduler(sched.Addr().String()), drove.WithConnectTimeout(3*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +38,7 @@ func TestSchedulerHungNode(t *testing.T) {
 		if err := c.Close(t.Context()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		if d := time.Since(start); d > 5*time.Second {
+		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("Close took %v", d)
 		}
 	}
