@@ -37,7 +37,7 @@ func nodeCluster(t *testing.T, nodes ...string) *drove.Cluster[int, int] {
 	return c
 }
 
-func stat(c *drove.Cluster[int, int], name string) (drove.NodeStats, bool) {
+func stat[In, Out any](c *drove.Cluster[In, Out], name string) (drove.NodeStats, bool) {
 	for _, n := range c.Stats().Nodes {
 		if n.Name == name {
 			return n, true

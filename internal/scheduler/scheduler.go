@@ -265,9 +265,11 @@ func (m *Machines) Slots(cpus int) int {
 }
 
 // Open implements node.Machines: the computation gets a tenant, and is set
-// up on every node now (waiting for at most ConnectTimeout) and on each
-// node that joins later. It fails only if every node refused it for good
-// (another platform, a setup that fails).
+// up on every node now and on each node that joins later. It returns as
+// soon as one node has it, or all have answered, or after ConnectTimeout:
+// a node that hangs must not hold up the client, whose own connect
+// timeout may be no longer than ours. It fails only if every node refused
+// it for good (another platform, a setup that fails).
 func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant, error) {
 	comp, err := nodeComputation(c)
 	if err != nil {
@@ -484,6 +486,10 @@ type pair struct {
 	ready chan struct{} // closed when the set-up ended; then ex or err is set
 	ex    *nodeexec.Executor
 	err   error
+	// ctx bounds the set-up; stop, called when the pair is closed, ends
+	// one still waiting for a node that does not answer.
+	ctx  context.Context
+	stop context.CancelFunc
 	// wrapped is pairExec as the computation's executor
 	// (node.Computation.Executor): what runs are given to.
 	wrapped sched.Executor
@@ -503,9 +509,11 @@ func (x *nodeMux) ensure(mc *computation) *pair {
 	p.wrapped = mc.c.Executor(pairExec{p}, true)
 	if x.closed {
 		p.err = &nodeexec.ConnError{Addr: x.addr, Err: errors.New("node down")}
+		p.ctx, p.stop = x.ctx, func() {}
 		close(p.ready)
 		return p
 	}
+	p.ctx, p.stop = context.WithCancel(x.ctx)
 	x.pairs[mc.ten] = p
 	x.m.wg.Go(p.setup)
 	return p
@@ -517,8 +525,9 @@ func (p *pair) setup() {
 	x := p.x
 	c := p.mc.c
 	// No deadline: shipping a large computation takes what it takes. A
-	// node that hangs is found by its watch, which ends x.ctx.
-	ex, err := nodeexec.Dial(x.ctx, nodeexec.Config{
+	// node that hangs is found by its watch, which ends x.ctx and so
+	// p.ctx.
+	ex, err := nodeexec.Dial(p.ctx, nodeexec.Config{
 		Addr:      x.addr,
 		Secret:    x.m.cfg.Secret,
 		TLS:       x.m.cfg.TLS,
@@ -538,7 +547,16 @@ func (p *pair) setup() {
 	p.pending = nil
 	close(p.ready)
 	p.mu.Unlock()
-	if err != nil {
+	switch {
+	case err != nil && p.ctx.Err() != nil:
+		// Closed meanwhile (the computation, the node or the
+		// scheduler): no fault of the node's, and the runs that waited
+		// never began.
+		for _, r := range pending {
+			c.Done(r, sched.Result{Outcome: sched.NotStarted})
+		}
+		return
+	case err != nil:
 		x.m.log.Warn("setting a computation up on a node", "node", x.name, "computation", c.ID(), "err", err)
 		if !nodeexec.Permanent(err) {
 			// The node is unreachable: the scheduler gives its runs
@@ -616,8 +634,11 @@ func (e pairExec) Recall(r *sched.Run) {
 
 func (e pairExec) Prefetch() int { return 0 }
 
+// Close closes the computation on the node, abandoning a set-up still
+// under way: closing never waits for a node that does not answer.
 func (e pairExec) Close(ctx context.Context) error {
 	p := e.p
+	p.stop()
 	select {
 	case <-p.ready:
 	case <-ctx.Done():

@@ -1,6 +1,7 @@
 // Package nodetest runs drove node daemons for tests, on loopback ports:
-// inside the test's process (Start), or as real drove node processes
-// (Build and StartProcess).
+// inside the test's process (Start, and StartScheduler for a drove
+// scheduler over given nodes), or as real drove node processes (Build and
+// StartProcess).
 package nodetest
 
 import (
@@ -17,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/scheduler"
 	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
@@ -54,6 +57,62 @@ func Start(t testing.TB, mut func(*node.Config)) (n *node.Node, stop func()) {
 		})
 	}
 	t.Cleanup(stop)
+	return n, stop
+}
+
+// StartScheduler runs a drove scheduler (a node daemon whose machines are
+// the drove nodes at nodes) as Start runs a node: on 127.0.0.1, a free
+// port, a temporary directory, warnings logged to the test's output. Its
+// heartbeats, with clients and with nodes, are every 200 ms: it relays
+// every job in the test's process, which the race detector slows. The
+// nodes are redialled every 200 ms when down, and the scheduler signs its
+// requests to them with the clients' secret unless mut sets
+// scheduler.Config.Secret, as drove scheduler does without
+// --node-secret-file. mut, if not nil, changes both configurations first.
+// It returns once the scheduler serves, the nodes that answered in time
+// (scheduler.Config.ConnectTimeout) among its nodes. It stops at the end
+// of the test, or when stop is called.
+func StartScheduler(t testing.TB, nodes []string, mut func(*node.Config, *scheduler.Config)) (n *node.Node, stop func()) {
+	t.Helper()
+	var mc scheduler.Config
+	serving := make(chan struct{})
+	n, stop = Start(t, func(cfg *node.Config) {
+		cfg.PingInterval = 200 * time.Millisecond
+		mc = scheduler.Config{
+			Nodes:     nodes,
+			Heartbeat: 200 * time.Millisecond,
+			Retry:     200 * time.Millisecond,
+			// Only patterns in nodes use it: no fixed UDP port.
+			Discovery: discovery.ClientConfig{ListenAddr: "127.0.0.1:0"},
+		}
+		if mut != nil {
+			mut(cfg, &mc)
+		}
+		if mc.Secret == "" {
+			mc.Secret = cfg.Secret
+		}
+		if mc.Dir == "" {
+			mc.Dir = cfg.Dir
+		}
+		if mc.Logger == nil {
+			mc.Logger = cfg.Logger
+		}
+		cfg.Machines = scheduler.New(mc)
+		// Clients discovering nodes must not take the scheduler for one.
+		cfg.Discovery = false
+		onListen := cfg.OnListen
+		cfg.OnListen = func() {
+			if onListen != nil {
+				onListen()
+			}
+			close(serving)
+		}
+	})
+	select {
+	case <-serving:
+	case <-time.After(time.Minute):
+		t.Fatal("the scheduler did not serve within a minute")
+	}
 	return n, stop
 }
 
