@@ -269,7 +269,10 @@ func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	ten := m.s.NewTenant(sched.TenantConfig{Name: c.ID()})
+	// Exclusivity is kept here, across the nodes, not asked of them: the
+	// scheduler gives a node no run of another computation while an
+	// exclusive one has runs in flight.
+	ten := m.s.NewTenant(sched.TenantConfig{Name: c.ID(), Exclusive: c.Request().Exclusive})
 	mc := &computation{c: c, ten: ten, comp: comp}
 	m.mu.Lock()
 	m.comps[ten] = mc
