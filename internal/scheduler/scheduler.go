@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -99,6 +100,10 @@ type Machines struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// shared is set while more than one computation is open; nodeMux.Prefetch
+	// reads it under the scheduler's lock, hence an atomic.
+	shared atomic.Bool
 
 	mu    sync.Mutex
 	comps map[*sched.Tenant]*computation // open computations, by tenant
@@ -276,6 +281,7 @@ func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant
 	mc := &computation{c: c, ten: ten, comp: comp}
 	m.mu.Lock()
 	m.comps[ten] = mc
+	m.shared.Store(len(m.comps) > 1)
 	muxes := make([]*nodeMux, 0, len(m.muxes))
 	for x := range m.muxes {
 		muxes = append(muxes, x)
@@ -319,6 +325,7 @@ func (m *Machines) Close(ctx context.Context, c *node.Computation) {
 			delete(m.comps, ten)
 		}
 	}
+	m.shared.Store(len(m.comps) > 1)
 	muxes := make([]*nodeMux, 0, len(m.muxes))
 	for x := range m.muxes {
 		muxes = append(muxes, x)
@@ -448,6 +455,9 @@ type nodeMux struct {
 	name  string
 	slots int
 
+	// asked is set once Prefetch has answered (see there).
+	asked atomic.Bool
+
 	mu     sync.Mutex
 	closed bool
 	pairs  map[*sched.Tenant]*pair
@@ -506,7 +516,7 @@ func (p *pair) setup() {
 		ClientID:  x.m.cfg.ClientID,
 		CPUs:      x.m.cfg.CPUs,
 		Heartbeat: x.m.cfg.Heartbeat,
-		Prefetch:  x.Prefetch(),
+		Prefetch:  x.depth(),
 		Files:     c.Files(),
 		Logger:    x.m.log.With("node", x.name, "computation", c.ID()),
 	}, p.mc.comp, reporter{c: c, s: x.m.s})
@@ -652,9 +662,29 @@ func (x *nodeMux) Recall(r *sched.Run) {
 	}
 }
 
-// Prefetch implements sched.Prefetcher: as a client queues jobs ahead at
-// a node, so that its CPUs never wait for the network.
-func (x *nodeMux) Prefetch() int { return 2*x.slots + 16 }
+// Prefetch implements sched.Prefetcher. A lone computation's jobs queue
+// ahead at a node as a client's do, so that its CPUs never wait for the
+// network. With several computations open, the node gets a job only when
+// it has a free slot: jobs queued ahead at a node would run in the node's
+// order, not in the order the scheduler's policy gives (early, fsfs), and
+// one computation's jobs queued there would hold CPUs that fair owes
+// another, as a drove node does for its own computations
+// (node.machineExec.Prefetch). A change takes effect as runs are given or
+// end: jobs queued ahead when a second computation opens drain first.
+//
+// The first answer is always the full depth: the scheduler asks when the
+// node is added and counts it as one that queues ahead only if the answer
+// is positive; it asks again before it gives the node a run.
+func (x *nodeMux) Prefetch() int {
+	if x.m.shared.Load() && x.asked.Swap(true) {
+		return 0
+	}
+	x.asked.Store(true)
+	return x.depth()
+}
+
+// depth is how many runs a node queues ahead for a lone computation.
+func (x *nodeMux) depth() int { return 2*x.slots + 16 }
 
 // drop closes ten's computation on the node.
 func (x *nodeMux) drop(ctx context.Context, ten *sched.Tenant) {
