@@ -1,0 +1,432 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/testutil/syncbuf"
+)
+
+// The scheduler tests run real processes: two drove nodes of one CPU each,
+// a drove scheduler in front of them, and clients in the test process
+// whose jobs run in workers made from the test binary (TestMain).
+
+// SchedJob is a job of the scheduler tests: it waits until the file Gate
+// exists (if set), then sleeps Sleep; if Marks is set, it records that it
+// ran by creating a file there. It returns its working directory, which is
+// below the --dest-path of the node that ran it.
+type SchedJob struct {
+	ID    int
+	Sleep time.Duration
+	Gate  string
+	Marks string
+}
+
+var schedJob = drove.Func("drove.test.schedjob", func(ctx context.Context, j SchedJob) (string, error) {
+	for j.Gate != "" {
+		if _, err := os.Stat(j.Gate); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	select {
+	case <-time.After(j.Sleep):
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	if j.Marks != "" {
+		f, err := os.CreateTemp(j.Marks, fmt.Sprintf("%d-*", j.ID))
+		if err != nil {
+			return "", err
+		}
+		f.Close()
+	}
+	return os.Getwd()
+})
+
+const (
+	schedClientSecret = "sched-client-secret"
+	schedNodeSecret   = "sched-node-secret"
+)
+
+// schedProc is a drove scheduler process.
+type schedProc struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *syncbuf.Buffer
+	done   chan error
+}
+
+var schedServingRE = regexp.MustCompile(`^drove scheduler \S+ on (\S+) for nodes`)
+
+// startSchedProc runs "drove scheduler" on a free loopback port, with the
+// clients' and the nodes' secrets of the tests (env may change them),
+// 100 ms heartbeats and nodes tried again every 300 ms, plus args, and
+// waits until it serves. It is stopped with SIGTERM at the end of the test.
+func startSchedProc(t *testing.T, bin string, env []string, args ...string) *schedProc {
+	t.Helper()
+	args = append([]string{"scheduler", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(),
+		"--ping-interval", "100ms", "--node-retry", "300ms", "--log-level", "info"}, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "DROVE_SECRET="+schedClientSecret, nodeSecretEnv+"="+schedNodeSecret)
+	cmd.Env = append(cmd.Env, env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &schedProc{cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		_ = cmd.Wait()
+		t.Fatalf("drove scheduler %v did not start: %s", args, p.stderr.String())
+	}
+	m := schedServingRE.FindStringSubmatch(lines.Text())
+	if m == nil {
+		_ = cmd.Process.Kill()
+		t.Fatalf("unexpected first line %q", lines.Text())
+	}
+	p.addr = m[1]
+	go func() { _, _ = io.Copy(io.Discard, stdout); p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("drove scheduler did not stop on SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("scheduler %s stderr:\n%s", p.addr, p.stderr.String())
+		}
+	})
+	return p
+}
+
+// waitNodes waits until the scheduler has logged that each named node is
+// up, n times in all.
+func (p *schedProc) waitNodes(t *testing.T, n int, names ...string) {
+	t.Helper()
+	waitFor(t, 60*time.Second, func() bool {
+		log := p.stderr.String()
+		for _, name := range names {
+			if strings.Count(log, `msg="node up" node=`+name+" ") < n {
+				return false
+			}
+		}
+		return true
+	}, "nodes %v up at the scheduler", names)
+}
+
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for "+format, append([]any{d}, args...)...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startSchedNodes starts two drove nodes of one CPU each with the nodes'
+// secret.
+func startSchedNodes(t *testing.T, bin string) (a, b *nodeProc) {
+	env := []string{"DROVE_SECRET=" + schedNodeSecret}
+	a = startNodeProc(t, bin, env, "--name", "nodeA", "--cpus", "1")
+	b = startNodeProc(t, bin, env, "--name", "nodeB", "--cpus", "1")
+	return a, b
+}
+
+// schedClient is a cluster that uses the scheduler at addr.
+func schedClient(t *testing.T, addr string, opts ...drove.Option) *drove.Cluster[SchedJob, string] {
+	t.Helper()
+	opts = append([]drove.Option{drove.WithScheduler(addr), drove.WithSecret(schedClientSecret)}, opts...)
+	c, err := drove.NewCluster(t.Context(), schedJob, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// submitAll submits jobs and returns them.
+func submitAll(t *testing.T, c *drove.Cluster[SchedJob, string], jobs ...SchedJob) []*drove.Job[string] {
+	t.Helper()
+	out := make([]*drove.Job[string], 0, len(jobs))
+	for _, in := range jobs {
+		j, err := c.Submit(t.Context(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// sleeps returns n jobs that sleep d, with ids from first.
+func sleeps(first, n int, d time.Duration) []SchedJob {
+	js := make([]SchedJob, n)
+	for i := range js {
+		js[i] = SchedJob{ID: first + i, Sleep: d}
+	}
+	return js
+}
+
+// waitJobs waits for every job to end and fails the test for one that did
+// not finish.
+func waitJobs(t *testing.T, jobs []*drove.Job[string]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for _, j := range jobs {
+		if _, err := j.Result(ctx); err != nil {
+			t.Fatalf("job %d: %v %v", j.ID(), j.Status(), err)
+		}
+	}
+}
+
+// TestSchedulerPolicies: two clients share two nodes of one CPU through
+// one scheduler, under each policy.
+func TestSchedulerPolicies(t *testing.T) {
+	bin := buildDrove(t)
+	a, b := startSchedNodes(t, bin)
+	nodes := a.addr + "," + b.addr
+
+	t.Run("fair", func(t *testing.T) {
+		s := startSchedProc(t, bin, nil, "--nodes", nodes, "--policy", "fair")
+		s.waitNodes(t, 1, "nodeA", "nodeB")
+		c1 := schedClient(t, s.addr)
+		c2 := schedClient(t, s.addr)
+		var jobs [2][]*drove.Job[string]
+		var wg sync.WaitGroup
+		for i, c := range []*drove.Cluster[SchedJob, string]{c1, c2} {
+			wg.Go(func() { jobs[i] = submitAll(t, c, sleeps(1, 400, 50*time.Millisecond)...) })
+		}
+		wg.Wait()
+		for _, js := range jobs {
+			waitJobs(t, js)
+		}
+		// The window where both had jobs waiting: from when both had
+		// begun to when the first ran out of jobs to start.
+		var from, to time.Time
+		for i, js := range jobs {
+			first, last := js[0].StartTime(), js[0].StartTime()
+			for _, j := range js {
+				if st := j.StartTime(); st.Before(first) {
+					first = st
+				} else if st.After(last) {
+					last = st
+				}
+			}
+			if i == 0 || first.After(from) {
+				from = first
+			}
+			if i == 0 || last.Before(to) {
+				to = last
+			}
+		}
+		if !to.After(from.Add(5 * time.Second)) {
+			t.Fatalf("both clients had jobs waiting only from %v to %v", from, to)
+		}
+		var used [2]time.Duration
+		for i, js := range jobs {
+			for _, j := range js {
+				s, e := j.StartTime(), j.EndTime()
+				if s.Before(from) {
+					s = from
+				}
+				if e.After(to) {
+					e = to
+				}
+				if e.After(s) {
+					used[i] += e.Sub(s)
+				}
+			}
+		}
+		share := float64(used[0]) / float64(used[0]+used[1])
+		t.Logf("fair: over %v with both waiting, node time %v and %v: shares %.3f and %.3f", to.Sub(from).Round(time.Millisecond), used[0].Round(time.Millisecond), used[1].Round(time.Millisecond), share, 1-share)
+		if share < 0.4 || share > 0.6 {
+			t.Errorf("first client's share of the node time %.3f, want 0.5 ± 0.1", share)
+		}
+	})
+
+	// The order policies: while both nodes run gate jobs of the first
+	// client (created first), the scheduler receives 4 more jobs of it
+	// (A1), then 4 of the second client (B1), then 4 more of the first
+	// (A2); then the gate opens. fsfs runs A1, B1, A2; early runs A1 and
+	// A2, then B1.
+	for _, tc := range []struct {
+		policy string
+		before [][2]string // group pairs: every job of the first starts before every job of the second
+	}{
+		{"fsfs", [][2]string{{"A1", "B1"}, {"B1", "A2"}}},
+		{"early", [][2]string{{"A1", "B1"}, {"A2", "B1"}}},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			s := startSchedProc(t, bin, nil, "--nodes", nodes, "--policy", tc.policy)
+			s.waitNodes(t, 1, "nodeA", "nodeB")
+			ca := schedClient(t, s.addr)
+			cb := schedClient(t, s.addr)
+			gate := openGate(t)
+			gates := submitAll(t, ca, SchedJob{ID: 1, Gate: gate}, SchedJob{ID: 2, Gate: gate})
+			waitFor(t, time.Minute, func() bool { return !gates[0].StartTime().IsZero() && !gates[1].StartTime().IsZero() }, "both gate jobs to start")
+			groups := map[string][]*drove.Job[string]{}
+			queued := 0
+			for _, g := range []struct {
+				name string
+				c    *drove.Cluster[SchedJob, string]
+			}{{"A1", ca}, {"B1", cb}, {"A2", ca}} {
+				groups[g.name] = submitAll(t, g.c, sleeps(10, 4, 30*time.Millisecond)...)
+				queued += 4
+				waitFor(t, time.Minute, func() bool { return nodeMetric(s.addr, "drove_node_jobs_queued") == float64(queued) }, "%d jobs queued at the scheduler", queued)
+			}
+			if err := os.WriteFile(gate, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, js := range groups {
+				waitJobs(t, js)
+			}
+			waitJobs(t, gates)
+			var order []string
+			all := slices.Concat(groups["A1"], groups["B1"], groups["A2"])
+			slices.SortFunc(all, func(x, y *drove.Job[string]) int { return x.StartTime().Compare(y.StartTime()) })
+			for _, j := range all {
+				for name, js := range groups {
+					if slices.Contains(js, j) {
+						order = append(order, name)
+					}
+				}
+			}
+			t.Logf("%s: start order %v", tc.policy, order)
+			for _, p := range tc.before {
+				// Two nodes: the last job of a group and the first of
+				// the next, handed out one after the other to different
+				// nodes, may start in either order.
+				if n := inversions(groups[p[0]], groups[p[1]]); n > 1 {
+					t.Errorf("%s: %d pairs of a %s job starting after a %s job, want at most 1 (start order %v)", tc.policy, n, p[0], p[1], order)
+				}
+			}
+		})
+	}
+}
+
+// openGate returns the path of a gate for SchedJob that opens (the file
+// is made) at the latest when the test ends, before its clients close.
+func openGate(t *testing.T) string {
+	gate := filepath.Join(t.TempDir(), "gate")
+	t.Cleanup(func() { _ = os.WriteFile(gate, nil, 0o644) })
+	return gate
+}
+
+// inversions counts the pairs of a job of first that started after a job
+// of second.
+func inversions(first, second []*drove.Job[string]) int {
+	n := 0
+	for _, f := range first {
+		for _, s := range second {
+			if f.StartTime().After(s.StartTime()) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+var _ = errors.New
+
+// unfinished is how many jobs a node or scheduler holds: queued and
+// running.
+func unfinished(addr string) float64 {
+	return nodeMetric(addr, "drove_node_jobs_queued") + nodeMetric(addr, "drove_node_jobs_running")
+}
+
+// TestSchedulerExclusive: a computation made with drove.WithExclusive runs
+// alone, through a scheduler and on a drove node that clients use
+// directly. Every job is held at a gate until all of both clients' jobs
+// are at the scheduler (or node), so the order is the policy's alone.
+func TestSchedulerExclusive(t *testing.T) {
+	bin := buildDrove(t)
+	a, b := startSchedNodes(t, bin)
+	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+b.addr)
+	s.waitNodes(t, 1, "nodeA", "nodeB")
+	for _, tc := range []struct {
+		name string
+		addr string // where the jobs wait, for the metrics
+		opts []drove.Option
+	}{
+		{"scheduler", s.addr, []drove.Option{drove.WithScheduler(s.addr), drove.WithSecret(schedClientSecret)}},
+		{"node", a.addr, []drove.Option{drove.WithNodes(a.addr), drove.WithSecret(schedNodeSecret)}},
+	} {
+		for _, exclusiveFirst := range []bool{true, false} {
+			name := tc.name + "/exclusive first"
+			if !exclusiveFirst {
+				name = tc.name + "/exclusive second"
+			}
+			t.Run(name, func(t *testing.T) {
+				gate := openGate(t)
+				var groups [2][]*drove.Job[string] // in the order of the clients' creation
+				for i := range groups {
+					opts := tc.opts
+					if (i == 0) == exclusiveFirst {
+						opts = append(slices.Clip(opts), drove.WithExclusive())
+					}
+					c, err := drove.NewCluster(t.Context(), schedJob, opts...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { _ = c.Close(context.Background()) })
+					js := sleeps(1, 4, 50*time.Millisecond)
+					for k := range js {
+						js[k].Gate = gate
+					}
+					groups[i] = submitAll(t, c, js...)
+					waitFor(t, time.Minute, func() bool { return unfinished(tc.addr) == float64(4*(i+1)) }, "%d jobs at %s", 4*(i+1), tc.addr)
+				}
+				if err := os.WriteFile(gate, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				waitJobs(t, groups[0])
+				waitJobs(t, groups[1])
+				var lastEnd, firstStart time.Time
+				for _, j := range groups[0] {
+					if j.EndTime().After(lastEnd) {
+						lastEnd = j.EndTime()
+					}
+				}
+				firstStart = groups[1][0].StartTime()
+				for _, j := range groups[1] {
+					if j.StartTime().Before(firstStart) {
+						firstStart = j.StartTime()
+					}
+				}
+				t.Logf("first computation's jobs ended by %s, the second's began at %s", lastEnd.Format("15:04:05.000"), firstStart.Format("15:04:05.000"))
+				if !firstStart.After(lastEnd) {
+					t.Errorf("a job of the second computation started at %v, before the first's last job ended at %v", firstStart, lastEnd)
+				}
+			})
+		}
+	}
+}
