@@ -3,9 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -355,8 +355,6 @@ func inversions(first, second []*drove.Job[string]) int {
 	return n
 }
 
-var _ = errors.New
-
 // unfinished is how many jobs a node or scheduler holds: queued and
 // running.
 func unfinished(addr string) float64 {
@@ -428,5 +426,89 @@ func TestSchedulerExclusive(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// destPath returns the --dest-path of a node process.
+func destPath(p *nodeProc) string {
+	args := p.cmd.Args
+	i := slices.Index(args, "--dest-path")
+	return args[i+1]
+}
+
+// waitStarted waits until every job has started.
+func waitStarted(t *testing.T, jobs ...*drove.Job[string]) {
+	t.Helper()
+	waitFor(t, time.Minute, func() bool {
+		for _, j := range jobs {
+			if j.StartTime().IsZero() {
+				return false
+			}
+		}
+		return true
+	}, "%d jobs to start", len(jobs))
+}
+
+// TestSchedulerNodeKilled: the node running a job of a reentrant client
+// and one of another client is killed with SIGKILL. The reentrant job runs
+// again on the other node and finishes; the other ends Abandoned with the
+// node named; the scheduler goes on serving both clients on the node left.
+func TestSchedulerNodeKilled(t *testing.T) {
+	bin := buildDrove(t)
+	env := []string{"DROVE_SECRET=" + schedNodeSecret}
+	a := startNodeProc(t, bin, env, "--name", "nodeA", "--cpus", "2")
+	// nodeB starts once both jobs run on nodeA: the scheduler tries its
+	// address until it answers.
+	bAddr := freeAddr(t)
+	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+bAddr)
+	s.waitNodes(t, 1, "nodeA")
+	re := schedClient(t, s.addr, drove.WithReentrant(true))
+	other := schedClient(t, s.addr)
+	gate := openGate(t)
+	reJob := submitAll(t, re, SchedJob{ID: 1, Gate: gate})[0]
+	waitStarted(t, reJob)
+	otherJob := submitAll(t, other, SchedJob{ID: 1, Gate: gate})[0]
+	waitStarted(t, otherJob)
+	_, port, _ := net.SplitHostPort(bAddr)
+	b := startNodeProc(t, bin, env, "--name", "nodeB", "--cpus", "2", "--port", port)
+	s.waitNodes(t, 1, "nodeB")
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a.done <- <-a.done // waited for, and left for the cleanup
+	// The reentrant job runs again, on nodeB: it starts there before the
+	// gate opens.
+	waitFor(t, time.Minute, func() bool { return nodeMetric(bAddr, "drove_node_jobs_running") == 1 }, "the reentrant job to run again on nodeB")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	dir, err := reJob.Result(ctx)
+	if err != nil {
+		t.Fatalf("reentrant job: %v %v", reJob.Status(), err)
+	}
+	if !strings.HasPrefix(dir, destPath(b)+"/") {
+		t.Errorf("reentrant job ran in %s, not on nodeB (%s)", dir, destPath(b))
+	}
+	_, err = otherJob.Result(ctx)
+	t.Logf("the other client's job: %v: %v", otherJob.Status(), err)
+	if otherJob.Status() != drove.Abandoned || !strings.Contains(fmt.Sprint(err), "node lost: nodeA") {
+		t.Errorf("the other client's job: %v %v, want Abandoned, node lost", otherJob.Status(), err)
+	}
+	// Both clients go on, on nodeB.
+	for _, c := range []*drove.Cluster[SchedJob, string]{re, other} {
+		waitJobs(t, submitAll(t, c, sleeps(2, 3, time.Millisecond)...))
 	}
 }
