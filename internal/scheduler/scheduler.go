@@ -172,7 +172,13 @@ func (m *Machines) Start(ctx context.Context, s *sched.Scheduler) error {
 		}
 	}
 	for i, err := range m.add(ctx, addrs) {
-		if err != nil {
+		switch {
+		case err == nil:
+		case permanent(err):
+			// The fleet does not dial it again: saying it will retry
+			// would send the operator waiting.
+			m.log.Error("node refused the scheduler; not tried again until the scheduler restarts", "addr", addrs[i], "err", err)
+		default:
 			m.log.Warn("node not available; will retry", "addr", addrs[i], "err", err)
 		}
 	}
@@ -307,12 +313,43 @@ func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant
 		case <-wctx.Done():
 		}
 	}
+	if len(ps) == 0 {
+		// No node in the scheduler: the computation waits for one to
+		// join, unless none ever can.
+		if err := m.noneCanJoin(); err != nil {
+			m.Close(ctx, c)
+			_ = m.s.CloseTenant(ctx, ten)
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: scheduler: no node can be used: %w", err))
+		}
+	}
 	if len(ps) > 0 && refused == len(ps) {
 		m.Close(ctx, c)
 		_ = m.s.CloseTenant(ctx, ten)
 		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: scheduler: no node can run this computation: %w", errors.Join(errs...)))
 	}
 	return ten, nil
+}
+
+// noneCanJoin returns why no node can ever join: every node given by
+// address refused the scheduler for good (a wrong secret or certificate,
+// another protocol) and no pattern may find others. It returns nil while
+// one might join.
+func (m *Machines) noneCanJoin() error {
+	if slices.ContainsFunc(m.cfg.Nodes, discovery.IsPattern) {
+		return nil
+	}
+	members := m.fleet.Members()
+	if len(members) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, st := range members {
+		if !st.Gone {
+			return nil
+		}
+		errs = append(errs, st.Err)
+	}
+	return errors.Join(errs...)
 }
 
 // Close implements node.Machines: the computation is closed on every node.
