@@ -512,3 +512,44 @@ func TestSchedulerNodeKilled(t *testing.T) {
 		waitJobs(t, submitAll(t, c, sleeps(2, 3, time.Millisecond)...))
 	}
 }
+
+// TestSchedulerSecrets: a client with the wrong secret, and a scheduler
+// whose secret a node refuses, get errors that say so; the scheduler goes
+// on serving the clients it can.
+func TestSchedulerSecrets(t *testing.T) {
+	bin := buildDrove(t)
+	a := startNodeProc(t, bin, []string{"DROVE_SECRET=" + schedNodeSecret}, "--name", "nodeA", "--cpus", "1")
+	other := startNodeProc(t, bin, []string{"DROVE_SECRET=another-secret"}, "--name", "nodeC", "--cpus", "1")
+	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+other.addr)
+	s.waitNodes(t, 1, "nodeA")
+
+	t.Run("client", func(t *testing.T) {
+		_, err := drove.NewCluster(t.Context(), schedJob, drove.WithScheduler(s.addr), drove.WithSecret("wrong"))
+		t.Logf("wrong client secret: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "secret") {
+			t.Errorf("wrong client secret: %v, want an error about the secret", err)
+		}
+		c := schedClient(t, s.addr)
+		waitJobs(t, submitAll(t, c, sleeps(1, 4, time.Millisecond)...))
+	})
+
+	t.Run("node", func(t *testing.T) {
+		// The scheduler serves clients on nodeA and says why nodeC is
+		// not used.
+		c := schedClient(t, s.addr)
+		waitJobs(t, submitAll(t, c, sleeps(1, 4, time.Millisecond)...))
+		waitFor(t, 30*time.Second, func() bool {
+			return regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(other.addr) + `.*secret.*$`).MatchString(s.stderr.String())
+		}, "the scheduler's log to say that %s refused its secret", other.addr)
+		t.Logf("scheduler's log: %s", regexp.MustCompile(`(?m)^.*`+regexp.QuoteMeta(other.addr)+`.*secret.*$`).FindString(s.stderr.String()))
+
+		// A scheduler whose nodes all refuse its secret fails the
+		// client's computation, and says why.
+		lone := startSchedProc(t, bin, nil, "--nodes", other.addr)
+		_, err := drove.NewCluster(t.Context(), schedJob, drove.WithScheduler(lone.addr), drove.WithSecret(schedClientSecret))
+		t.Logf("no node takes the scheduler's secret: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "no node can") || !strings.Contains(err.Error(), "secret") {
+			t.Errorf("no node takes the scheduler's secret: %v, want an error saying no node can be used, and why", err)
+		}
+	})
+}
