@@ -553,3 +553,70 @@ func TestSchedulerSecrets(t *testing.T) {
 		}
 	})
 }
+
+// blobBytes reads how many blob bytes each daemon has received.
+func blobBytes(addrs ...string) []float64 {
+	out := make([]float64, len(addrs))
+	for i, a := range addrs {
+		out[i] = nodeMetric(a, "drove_node_blob_received_bytes_total")
+	}
+	return out
+}
+
+// TestSchedulerShipsOnce: a computation goes to the scheduler once and to
+// each node once. A second client with the same executable, or the same
+// program, sends the scheduler no blob bytes, and the scheduler sends the
+// nodes none.
+func TestSchedulerShipsOnce(t *testing.T) {
+	bin := buildDrove(t)
+	a, b := startSchedNodes(t, bin)
+	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+b.addr)
+	s.waitNodes(t, 1, "nodeA", "nodeB")
+	prog := filepath.Join(t.TempDir(), "prog.sh")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\necho \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := []drove.Option{drove.WithScheduler(s.addr), drove.WithSecret(schedClientSecret)}
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T) // one client: runs 4 jobs, and stays open until the test's end
+	}{
+		{"function", func(t *testing.T) {
+			c := schedClient(t, s.addr)
+			waitJobs(t, submitAll(t, c, sleeps(1, 4, time.Millisecond)...))
+		}},
+		{"program", func(t *testing.T) {
+			c, err := drove.NewCluster(t.Context(), drove.Program(prog), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+			for i := range 4 {
+				j, err := c.Submit(t.Context(), []string{fmt.Sprint(i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if code, err := j.Result(t.Context()); err != nil || code != 0 {
+					t.Fatalf("job %d: exit %d, %v", i, code, err)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := blobBytes(s.addr, a.addr, b.addr)
+			tc.run(t)
+			first := blobBytes(s.addr, a.addr, b.addr)
+			tc.run(t)
+			second := blobBytes(s.addr, a.addr, b.addr)
+			t.Logf("blob bytes received by the scheduler, nodeA, nodeB: before %v, after the first client %v, after the second %v", before, first, second)
+			for i, who := range []string{"scheduler", "nodeA", "nodeB"} {
+				if first[i] <= before[i] {
+					t.Errorf("the %s received no blob bytes for the first client (%v, then %v)", who, before[i], first[i])
+				}
+				if second[i] != first[i] {
+					t.Errorf("the %s received %v blob bytes for the second client", who, second[i]-first[i])
+				}
+			}
+		})
+	}
+}
