@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/testutil/netnstest"
 	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
@@ -618,5 +619,115 @@ func TestSchedulerShipsOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSchedulerLinkCut: the link between the scheduler and one of its two
+// nodes is cut for 10 s (network namespaces: each node on a host of its
+// own, the scheduler and the clients in the test's namespace) while two
+// clients' reentrant jobs run. Every job ends once, Finished; the node
+// that was cut off is used again once its link is back; and no job runs
+// more than once except the ones the cut node was running (the scheduler
+// queues nothing ahead at a node while two computations share it).
+func TestSchedulerLinkCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network-namespace test skipped in -short mode")
+	}
+	l := netnstest.New(t, 2)
+	l.JoinHere()
+	bin := buildDrove(t)
+	var nodes []string
+	for i := 1; i <= 2; i++ {
+		startNodeProc(t, l.Wrap(i, bin), []string{"DROVE_SECRET=" + schedNodeSecret},
+			"--name", fmt.Sprintf("node%d", i), "--cpus", "1", "--host", l.Addr(i), "--port", "9701")
+		nodes = append(nodes, l.Addr(i)+":9701")
+	}
+	s := startSchedProc(t, bin, nil, "--nodes", strings.Join(nodes, ","))
+	s.waitNodes(t, 1, "node1", "node2")
+
+	marks := t.TempDir()
+	var mu sync.Mutex
+	finals := map[int]int{} // by SchedJob.ID
+	ids := map[*drove.Job[string]]int{}
+	const perClient = 150
+	var jobs []*drove.Job[string]
+	for k := range 2 {
+		c := schedClient(t, s.addr, drove.WithReentrant(true), drove.OnJobStatus(func(ev drove.JobEvent[string]) {
+			if ev.Status.Final() {
+				mu.Lock()
+				finals[ids[ev.Job]]++
+				mu.Unlock()
+			}
+		}))
+		for i := range perClient {
+			in := SchedJob{ID: 1000*k + i, Sleep: 50 * time.Millisecond, Marks: marks}
+			// Under mu: the callback may run before Submit returns.
+			mu.Lock()
+			j, err := c.Submit(t.Context(), in)
+			if err != nil {
+				mu.Unlock()
+				t.Fatal(err)
+			}
+			ids[j] = in.ID
+			mu.Unlock()
+			jobs = append(jobs, j)
+		}
+	}
+	ended := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(finals)
+	}
+	waitFor(t, time.Minute, func() bool { return ended() >= 40 }, "40 jobs to end")
+	l.SetLink(1, false)
+	cutAt := ended()
+	time.Sleep(10 * time.Second) // the cut's length
+	l.SetLink(1, true)
+	t.Logf("link cut for 10 s: %d jobs had ended before it, %d at its end", cutAt, ended())
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for _, j := range jobs {
+		if _, err := j.Result(ctx); err != nil {
+			t.Errorf("job %d: %v %v", j.ID(), j.Status(), err)
+		}
+	}
+	s.waitNodes(t, 2, "node1")
+	// Callbacks run after the job's result is set: wait for the last.
+	waitFor(t, 30*time.Second, func() bool { return ended() == len(jobs) }, "every job's final callback")
+	mu.Lock()
+	for id, n := range finals {
+		if n != 1 {
+			t.Errorf("job %d ended %d times", id, n)
+		}
+	}
+	mu.Unlock()
+	runs := map[int]int{}
+	entries, err := os.ReadDir(marks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		var id int
+		if _, err := fmt.Sscanf(e.Name(), "%d-", &id); err != nil {
+			t.Fatalf("mark %s: %v", e.Name(), err)
+		}
+		runs[id]++
+	}
+	var twice []int
+	for id, n := range runs {
+		if n > 1 {
+			twice = append(twice, id)
+		}
+	}
+	slices.Sort(twice)
+	t.Logf("%d jobs ran, %d of them more than once: %v", len(runs), len(twice), twice)
+	if len(runs) != len(jobs) {
+		t.Errorf("%d jobs left a mark, want %d", len(runs), len(jobs))
+	}
+	// node1 runs one job at a time, and the scheduler hands it a job only
+	// when it is free: at most the job it was running when cut off runs
+	// again.
+	if len(twice) > 1 {
+		t.Errorf("jobs %v ran more than once: only the one the cut node was running may", twice)
 	}
 }
