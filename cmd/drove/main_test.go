@@ -18,7 +18,14 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv("DROVE_TEST_RECOVER_FILE"); path != "" {
 		os.Exit(gatedClientMain(path, os.Getenv("DROVE_TEST_RECOVER_NODE"), os.Getenv("DROVE_TEST_RECOVER_DIR"))) // a client killed while its jobs run
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "drove-cmd-test")
+	if err != nil {
+		panic(err)
+	}
+	builtDrove.dir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // runCmd runs the command line and returns its exit code and output.

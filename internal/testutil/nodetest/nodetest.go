@@ -6,6 +6,7 @@ package nodetest
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -61,12 +62,22 @@ func Start(t testing.TB, mut func(*node.Config)) (n *node.Node, stop func()) {
 // its path, for tests that run real drove node processes.
 func Build(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "drove")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/drove-dev/drove/cmd/drove").CombinedOutput()
+	bin, err := BuildInto(t.TempDir())
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
+}
+
+// BuildInto builds the drove command into dir and returns its path, for
+// tests that share one binary.
+func BuildInto(dir string) (string, error) {
+	bin := filepath.Join(dir, "drove")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/drove-dev/drove/cmd/drove").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
 }
 
 // Process is a drove node daemon running as a process of its own.
