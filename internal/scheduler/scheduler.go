@@ -109,6 +109,11 @@ type Machines struct {
 	comps map[*sched.Tenant]*computation // open computations, by tenant
 	muxes map[*nodeMux]struct{}          // nodes in the scheduler
 	names map[string]string              // node name by address, fixed when it first answers
+	// stale are computations left on nodes that went down, by address:
+	// a node cut off or frozen may live on, holding them (and their
+	// workers) until its zombie interval. They are closed when the node
+	// answers again (closeStale).
+	stale map[string][]*nodeexec.Executor
 }
 
 var _ node.Machines = (*Machines)(nil)
@@ -135,6 +140,7 @@ func New(cfg Config) *Machines {
 		comps: map[*sched.Tenant]*computation{},
 		muxes: map[*nodeMux]struct{}{},
 		names: map[string]string{},
+		stale: map[string][]*nodeexec.Executor{},
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -464,7 +470,39 @@ func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
 		x.ensure(mc)
 	}
 	m.log.Info("node up", "node", name, "addr", addr, "cpus", slots)
+	// The node answers again: the computations it was left with when it
+	// went down are closed, in the background (closing one stops its
+	// workers, which takes a while on a busy node).
+	m.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ConnectTimeout)
+		defer cancel()
+		m.closeStale(ctx, addr)
+	})
 	return fleet.Conn{Executor: x, Slots: slots, Name: name}, nil
+}
+
+// closeStale tries once, within ctx, to close the computations left on
+// the node at addr when it went down (stopping what they still run: the
+// scheduler gave their jobs back), and forgets those it closed. Those it
+// could not close are tried again at the next dial, or left to the node's
+// zombie reaper.
+func (m *Machines) closeStale(ctx context.Context, addr string) {
+	m.mu.Lock()
+	stale := m.stale[addr]
+	delete(m.stale, addr)
+	m.mu.Unlock()
+	var left []*nodeexec.Executor
+	for _, ex := range stale {
+		if err := ex.CloseStale(ctx); err != nil {
+			m.log.Debug("closing a computation left on a node that went down", "addr", addr, "err", err)
+			left = append(left, ex)
+		}
+	}
+	if len(left) > 0 {
+		m.mu.Lock()
+		m.stale[addr] = append(m.stale[addr], left...)
+		m.mu.Unlock()
+	}
 }
 
 // permanent reports errors that retrying a node will not fix: another
@@ -749,7 +787,20 @@ func (x *nodeMux) Close(ctx context.Context) error {
 	x.m.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range pairs {
-		wg.Go(func() { _ = (pairExec{p}).Close(ctx) })
+		wg.Go(func() {
+			err := (pairExec{p}).Close(ctx)
+			p.mu.Lock()
+			ex := p.ex
+			p.mu.Unlock()
+			// A computation whose executor lost the node, or that the
+			// node did not answer to close, may live on there: closed
+			// when the node answers again.
+			if ex != nil && (err != nil || ex.Err() != nil) {
+				x.m.mu.Lock()
+				x.m.stale[x.addr] = append(x.m.stale[x.addr], ex)
+				x.m.mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 	return nil
