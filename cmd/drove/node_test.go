@@ -522,7 +522,12 @@ func TestNodeServesOnlyItsUser(t *testing.T) {
 // nodeMetric reads one metric of a node's /metrics, or -1 if the node does
 // not answer or lacks it.
 func nodeMetric(addr, name string) float64 {
-	c := &http.Client{Timeout: 2 * time.Second}
+	return metricWith(&http.Client{Timeout: 2 * time.Second}, addr, name)
+}
+
+// metricWith reads one metric of a node's /metrics with c (one that signs
+// its requests, for a node that is not on loopback), or -1.
+func metricWith(c *http.Client, addr, name string) float64 {
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return -1

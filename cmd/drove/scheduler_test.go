@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/testutil/netnstest"
 	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
@@ -692,6 +693,15 @@ func TestSchedulerLinkCut(t *testing.T) {
 		}
 	}
 	s.waitNodes(t, 2, "node1")
+	// node1 has the two computations the scheduler set up when it came
+	// back, not also the two it was cut off with.
+	hc := nodeexec.NewHTTPClient(schedNodeSecret, nil)
+	hc.Timeout = 2 * time.Second
+	held := -1.0
+	waitFor(t, 30*time.Second, func() bool {
+		held = metricWith(hc, nodes[0], "drove_node_computations")
+		return held == 2
+	}, "node1 to hold 2 computations (it holds %v)", &held)
 	// Callbacks run after the job's result is set: wait for the last.
 	waitFor(t, 30*time.Second, func() bool { return ended() == len(jobs) }, "every job's final callback")
 	mu.Lock()
