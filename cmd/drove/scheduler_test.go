@@ -697,11 +697,15 @@ func TestSchedulerLinkCut(t *testing.T) {
 	// back, not also the two it was cut off with.
 	hc := nodeexec.NewHTTPClient(schedNodeSecret, nil)
 	hc.Timeout = 2 * time.Second
-	held := -1.0
-	waitFor(t, 30*time.Second, func() bool {
-		held = metricWith(hc, nodes[0], "drove_node_computations")
-		return held == 2
-	}, "node1 to hold 2 computations (it holds %v)", &held)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		held := metricWith(hc, nodes[0], "drove_node_computations")
+		if held == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node1 holds %v computations 30 s after it came back, want 2", held)
+		}
+	}
 	// Callbacks run after the job's result is set: wait for the last.
 	waitFor(t, 30*time.Second, func() bool { return ended() == len(jobs) }, "every job's final callback")
 	mu.Lock()
