@@ -88,6 +88,8 @@ func TestSubmitErrors(t *testing.T) {
 		{"bad timeout", []string{"submit", "--timeout", "soon", "true"}, "--timeout"},
 		{"missing file", []string{"submit", "-f", "/no/such/file", "true"}, "no such file"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"exclusive embedded", []string{"submit", "--exclusive", "true"}, "--exclusive needs --scheduler or --nodes"},
+		{"demo exclusive embedded", []string{"demo", "--exclusive"}, "--exclusive needs --scheduler or --nodes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -745,3 +745,33 @@ func TestSchedulerLinkCut(t *testing.T) {
 		t.Errorf("jobs %v ran more than once: only the one the cut node was running may", twice)
 	}
 }
+
+// TestSchedulerCommands: drove demo and drove submit with --scheduler
+// (and --exclusive) run their jobs through a drove scheduler.
+func TestSchedulerCommands(t *testing.T) {
+	bin := buildDrove(t)
+	a, b := startSchedNodes(t, bin)
+	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+b.addr)
+	s.waitNodes(t, 1, "nodeA", "nodeB")
+	t.Setenv("DROVE_SECRET", schedClientSecret)
+	code, out, errs := runCmd(t, "", "demo", "--scheduler", s.addr, "--unit", "1ms", "--jobs", "6")
+	if code != 0 {
+		t.Fatalf("drove demo: exit %d: %s", code, errs)
+	}
+	if got := len(regexp.MustCompile(`(?m)^\S+ executed job \d+ at .* with ([1-9]|10)$`).FindAllString(out, -1)); got != 6 {
+		t.Errorf("drove demo: %d job lines in\n%s", got, out)
+	}
+	prog := filepath.Join(t.TempDir(), "prog.sh")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\necho \"[$1]\"; exit $2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd(t, "", "submit", "--scheduler", s.addr, "--exclusive", "-a", "a 0", "-a", "b 3", prog)
+	if code != 1 {
+		t.Errorf("drove submit: exit %d, want 1 (one job exited 3); stderr %s", code, errs)
+	}
+	for _, want := range []string{": exit status 0\n--- stdout ---\n[a]\n", ": exit status 3\n--- stdout ---\n[b]\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("drove submit: missing %q in\n%s", want, out)
+		}
+	}
+}
