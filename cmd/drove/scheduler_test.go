@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,7 +17,7 @@ import (
 	"github.com/drove-dev/drove"
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/testutil/netnstest"
-	"github.com/drove-dev/drove/internal/testutil/syncbuf"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
 // The scheduler tests run real processes: two drove nodes of one CPU each,
@@ -69,69 +66,20 @@ const (
 	schedNodeSecret   = "sched-node-secret"
 )
 
-// schedProc is a drove scheduler process.
-type schedProc struct {
-	cmd    *exec.Cmd
-	addr   string
-	stderr *syncbuf.Buffer
-	done   chan error
-}
-
-var schedServingRE = regexp.MustCompile(`^drove scheduler \S+ on (\S+) for nodes`)
-
-// startSchedProc runs "drove scheduler" on a free loopback port, with the
-// clients' and the nodes' secrets of the tests (env may change them),
-// 100 ms heartbeats and nodes tried again every 300 ms, plus args, and
-// waits until it serves. It is stopped with SIGTERM at the end of the test.
-func startSchedProc(t *testing.T, bin string, env []string, args ...string) *schedProc {
+// startSchedProc runs "drove scheduler" (nodetest.StartScheduler) with
+// the clients' and the nodes' secrets of the tests, which env may change.
+func startSchedProc(t *testing.T, bin string, env []string, args ...string) *nodetest.Process {
 	t.Helper()
-	args = append([]string{"scheduler", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(),
-		"--ping-interval", "100ms", "--node-retry", "300ms", "--log-level", "info"}, args...)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DROVE_SECRET="+schedClientSecret, nodeSecretEnv+"="+schedNodeSecret)
-	cmd.Env = append(cmd.Env, env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &schedProc{cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan error, 1)}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() {
-		_ = cmd.Wait()
-		t.Fatalf("drove scheduler %v did not start: %s", args, p.stderr.String())
-	}
-	m := schedServingRE.FindStringSubmatch(lines.Text())
-	if m == nil {
-		_ = cmd.Process.Kill()
-		t.Fatalf("unexpected first line %q", lines.Text())
-	}
-	p.addr = m[1]
-	go func() { _, _ = io.Copy(io.Discard, stdout); p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("drove scheduler did not stop on SIGTERM")
-		}
-		if t.Failed() {
-			t.Logf("scheduler %s stderr:\n%s", p.addr, p.stderr.String())
-		}
-	})
-	return p
+	env = append([]string{"DROVE_SECRET=" + schedClientSecret, nodeSecretEnv + "=" + schedNodeSecret}, env...)
+	return nodetest.StartScheduler(t, bin, env, args...)
 }
 
 // waitNodes waits until the scheduler has logged that each named node is
 // up, n times in all.
-func (p *schedProc) waitNodes(t *testing.T, n int, names ...string) {
+func waitNodes(t *testing.T, p *nodetest.Process, n int, names ...string) {
 	t.Helper()
 	waitFor(t, 60*time.Second, func() bool {
-		log := p.stderr.String()
+		log := p.Stderr.String()
 		for _, name := range names {
 			if strings.Count(log, `msg="node up" node=`+name+" ") < n {
 				return false
@@ -219,9 +167,9 @@ func TestSchedulerPolicies(t *testing.T) {
 
 	t.Run("fair", func(t *testing.T) {
 		s := startSchedProc(t, bin, nil, "--nodes", nodes, "--policy", "fair")
-		s.waitNodes(t, 1, "nodeA", "nodeB")
-		c1 := schedClient(t, s.addr)
-		c2 := schedClient(t, s.addr)
+		waitNodes(t, s, 1, "nodeA", "nodeB")
+		c1 := schedClient(t, s.Addr)
+		c2 := schedClient(t, s.Addr)
 		var jobs [2][]*drove.Job[string]
 		var wg sync.WaitGroup
 		for i, c := range []*drove.Cluster[SchedJob, string]{c1, c2} {
@@ -289,9 +237,9 @@ func TestSchedulerPolicies(t *testing.T) {
 	} {
 		t.Run(tc.policy, func(t *testing.T) {
 			s := startSchedProc(t, bin, nil, "--nodes", nodes, "--policy", tc.policy)
-			s.waitNodes(t, 1, "nodeA", "nodeB")
-			ca := schedClient(t, s.addr)
-			cb := schedClient(t, s.addr)
+			waitNodes(t, s, 1, "nodeA", "nodeB")
+			ca := schedClient(t, s.Addr)
+			cb := schedClient(t, s.Addr)
 			gate := openGate(t)
 			gates := submitAll(t, ca, SchedJob{ID: 1, Gate: gate}, SchedJob{ID: 2, Gate: gate})
 			waitFor(t, time.Minute, func() bool { return !gates[0].StartTime().IsZero() && !gates[1].StartTime().IsZero() }, "both gate jobs to start")
@@ -303,7 +251,7 @@ func TestSchedulerPolicies(t *testing.T) {
 			}{{"A1", ca}, {"B1", cb}, {"A2", ca}} {
 				groups[g.name] = submitAll(t, g.c, sleeps(10, 4, 30*time.Millisecond)...)
 				queued += 4
-				waitFor(t, time.Minute, func() bool { return nodeMetric(s.addr, "drove_node_jobs_queued") == float64(queued) }, "%d jobs queued at the scheduler", queued)
+				waitFor(t, time.Minute, func() bool { return nodeMetric(s.Addr, "drove_node_jobs_queued") == float64(queued) }, "%d jobs queued at the scheduler", queued)
 			}
 			if err := os.WriteFile(gate, nil, 0o644); err != nil {
 				t.Fatal(err)
@@ -371,13 +319,13 @@ func TestSchedulerExclusive(t *testing.T) {
 	bin := buildDrove(t)
 	a, b := startSchedNodes(t, bin)
 	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+b.addr)
-	s.waitNodes(t, 1, "nodeA", "nodeB")
+	waitNodes(t, s, 1, "nodeA", "nodeB")
 	for _, tc := range []struct {
 		name string
 		addr string // where the jobs wait, for the metrics
 		opts []drove.Option
 	}{
-		{"scheduler", s.addr, []drove.Option{drove.WithScheduler(s.addr), drove.WithSecret(schedClientSecret)}},
+		{"scheduler", s.Addr, []drove.Option{drove.WithScheduler(s.Addr), drove.WithSecret(schedClientSecret)}},
 		{"node", a.addr, []drove.Option{drove.WithNodes(a.addr), drove.WithSecret(schedNodeSecret)}},
 	} {
 		for _, exclusiveFirst := range []bool{true, false} {
@@ -474,9 +422,9 @@ func TestSchedulerNodeKilled(t *testing.T) {
 	// address until it answers.
 	bAddr := freeAddr(t)
 	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+bAddr)
-	s.waitNodes(t, 1, "nodeA")
-	re := schedClient(t, s.addr, drove.WithReentrant(true))
-	other := schedClient(t, s.addr)
+	waitNodes(t, s, 1, "nodeA")
+	re := schedClient(t, s.Addr, drove.WithReentrant(true))
+	other := schedClient(t, s.Addr)
 	gate := openGate(t)
 	reJob := submitAll(t, re, SchedJob{ID: 1, Gate: gate})[0]
 	waitStarted(t, reJob)
@@ -484,7 +432,7 @@ func TestSchedulerNodeKilled(t *testing.T) {
 	waitStarted(t, otherJob)
 	_, port, _ := net.SplitHostPort(bAddr)
 	b := startNodeProc(t, bin, env, "--name", "nodeB", "--cpus", "2", "--port", port)
-	s.waitNodes(t, 1, "nodeB")
+	waitNodes(t, s, 1, "nodeB")
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -523,32 +471,32 @@ func TestSchedulerSecrets(t *testing.T) {
 	a := startNodeProc(t, bin, []string{"DROVE_SECRET=" + schedNodeSecret}, "--name", "nodeA", "--cpus", "1")
 	other := startNodeProc(t, bin, []string{"DROVE_SECRET=another-secret"}, "--name", "nodeC", "--cpus", "1")
 	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+other.addr)
-	s.waitNodes(t, 1, "nodeA")
+	waitNodes(t, s, 1, "nodeA")
 
 	t.Run("client", func(t *testing.T) {
-		_, err := drove.NewCluster(t.Context(), schedJob, drove.WithScheduler(s.addr), drove.WithSecret("wrong"))
+		_, err := drove.NewCluster(t.Context(), schedJob, drove.WithScheduler(s.Addr), drove.WithSecret("wrong"))
 		t.Logf("wrong client secret: %v", err)
 		if err == nil || !strings.Contains(err.Error(), "secret") {
 			t.Errorf("wrong client secret: %v, want an error about the secret", err)
 		}
-		c := schedClient(t, s.addr)
+		c := schedClient(t, s.Addr)
 		waitJobs(t, submitAll(t, c, sleeps(1, 4, time.Millisecond)...))
 	})
 
 	t.Run("node", func(t *testing.T) {
 		// The scheduler serves clients on nodeA and says why nodeC is
 		// not used.
-		c := schedClient(t, s.addr)
+		c := schedClient(t, s.Addr)
 		waitJobs(t, submitAll(t, c, sleeps(1, 4, time.Millisecond)...))
 		waitFor(t, 30*time.Second, func() bool {
-			return regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(other.addr) + `.*secret.*$`).MatchString(s.stderr.String())
+			return regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(other.addr) + `.*secret.*$`).MatchString(s.Stderr.String())
 		}, "the scheduler's log to say that %s refused its secret", other.addr)
-		t.Logf("scheduler's log: %s", regexp.MustCompile(`(?m)^.*`+regexp.QuoteMeta(other.addr)+`.*secret.*$`).FindString(s.stderr.String()))
+		t.Logf("scheduler's log: %s", regexp.MustCompile(`(?m)^.*`+regexp.QuoteMeta(other.addr)+`.*secret.*$`).FindString(s.Stderr.String()))
 
 		// A scheduler whose nodes all refuse its secret fails the
 		// client's computation, and says why.
 		lone := startSchedProc(t, bin, nil, "--nodes", other.addr)
-		_, err := drove.NewCluster(t.Context(), schedJob, drove.WithScheduler(lone.addr), drove.WithSecret(schedClientSecret))
+		_, err := drove.NewCluster(t.Context(), schedJob, drove.WithScheduler(lone.Addr), drove.WithSecret(schedClientSecret))
 		t.Logf("no node takes the scheduler's secret: %v", err)
 		if err == nil || !strings.Contains(err.Error(), "no node can") || !strings.Contains(err.Error(), "secret") {
 			t.Errorf("no node takes the scheduler's secret: %v, want an error saying no node can be used, and why", err)
@@ -573,18 +521,18 @@ func TestSchedulerShipsOnce(t *testing.T) {
 	bin := buildDrove(t)
 	a, b := startSchedNodes(t, bin)
 	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+b.addr)
-	s.waitNodes(t, 1, "nodeA", "nodeB")
+	waitNodes(t, s, 1, "nodeA", "nodeB")
 	prog := filepath.Join(t.TempDir(), "prog.sh")
 	if err := os.WriteFile(prog, []byte("#!/bin/sh\necho \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	opts := []drove.Option{drove.WithScheduler(s.addr), drove.WithSecret(schedClientSecret)}
+	opts := []drove.Option{drove.WithScheduler(s.Addr), drove.WithSecret(schedClientSecret)}
 	for _, tc := range []struct {
 		name string
 		run  func(t *testing.T) // one client: runs 4 jobs, and stays open until the test's end
 	}{
 		{"function", func(t *testing.T) {
-			c := schedClient(t, s.addr)
+			c := schedClient(t, s.Addr)
 			waitJobs(t, submitAll(t, c, sleeps(1, 4, time.Millisecond)...))
 		}},
 		{"program", func(t *testing.T) {
@@ -605,11 +553,11 @@ func TestSchedulerShipsOnce(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := blobBytes(s.addr, a.addr, b.addr)
+			before := blobBytes(s.Addr, a.addr, b.addr)
 			tc.run(t)
-			first := blobBytes(s.addr, a.addr, b.addr)
+			first := blobBytes(s.Addr, a.addr, b.addr)
 			tc.run(t)
-			second := blobBytes(s.addr, a.addr, b.addr)
+			second := blobBytes(s.Addr, a.addr, b.addr)
 			t.Logf("blob bytes received by the scheduler, nodeA, nodeB: before %v, after the first client %v, after the second %v", before, first, second)
 			for i, who := range []string{"scheduler", "nodeA", "nodeB"} {
 				if first[i] <= before[i] {
@@ -644,7 +592,7 @@ func TestSchedulerLinkCut(t *testing.T) {
 		nodes = append(nodes, l.Addr(i)+":9701")
 	}
 	s := startSchedProc(t, bin, nil, "--nodes", strings.Join(nodes, ","))
-	s.waitNodes(t, 1, "node1", "node2")
+	waitNodes(t, s, 1, "node1", "node2")
 
 	marks := t.TempDir()
 	var mu sync.Mutex
@@ -653,7 +601,7 @@ func TestSchedulerLinkCut(t *testing.T) {
 	const perClient = 150
 	var jobs []*drove.Job[string]
 	for k := range 2 {
-		c := schedClient(t, s.addr, drove.WithReentrant(true), drove.OnJobStatus(func(ev drove.JobEvent[string]) {
+		c := schedClient(t, s.Addr, drove.WithReentrant(true), drove.OnJobStatus(func(ev drove.JobEvent[string]) {
 			if ev.Status.Final() {
 				mu.Lock()
 				finals[ids[ev.Job]]++
@@ -692,7 +640,7 @@ func TestSchedulerLinkCut(t *testing.T) {
 			t.Errorf("job %d: %v %v", j.ID(), j.Status(), err)
 		}
 	}
-	s.waitNodes(t, 2, "node1")
+	waitNodes(t, s, 2, "node1")
 	// node1 has the two computations the scheduler set up when it came
 	// back, not also the two it was cut off with.
 	hc := nodeexec.NewHTTPClient(schedNodeSecret, nil)
@@ -752,9 +700,9 @@ func TestSchedulerCommands(t *testing.T) {
 	bin := buildDrove(t)
 	a, b := startSchedNodes(t, bin)
 	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+b.addr)
-	s.waitNodes(t, 1, "nodeA", "nodeB")
+	waitNodes(t, s, 1, "nodeA", "nodeB")
 	t.Setenv("DROVE_SECRET", schedClientSecret)
-	code, out, errs := runCmd(t, "", "demo", "--scheduler", s.addr, "--unit", "1ms", "--jobs", "6")
+	code, out, errs := runCmd(t, "", "demo", "--scheduler", s.Addr, "--unit", "1ms", "--jobs", "6")
 	if code != 0 {
 		t.Fatalf("drove demo: exit %d: %s", code, errs)
 	}
@@ -765,7 +713,7 @@ func TestSchedulerCommands(t *testing.T) {
 	if err := os.WriteFile(prog, []byte("#!/bin/sh\necho \"[$1]\"; exit $2\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs = runCmd(t, "", "submit", "--scheduler", s.addr, "--exclusive", "-a", "a 0", "-a", "b 3", prog)
+	code, out, errs = runCmd(t, "", "submit", "--scheduler", s.Addr, "--exclusive", "-a", "a 0", "-a", "b 3", prog)
 	if code != 1 {
 		t.Errorf("drove submit: exit %d, want 1 (one job exited 3); stderr %s", code, errs)
 	}
