@@ -123,7 +123,10 @@ func WithTLS(certFile, keyFile, caFile string) Option {
 // WithCPUs sets how many CPUs of this machine an embedded cluster uses: 0
 // (the default) means all, a negative n leaves that many free (at least one
 // is used). For Shell on SSH hosts, a positive n is the slot count of each
-// host (default: the host's CPU count).
+// host (default: the host's CPU count). With drove nodes, a positive n is
+// how many CPUs of each node the computation uses; through a scheduler
+// (WithScheduler), it runs at most n jobs per node up when the cluster
+// starts, in all.
 func WithCPUs(n int) Option {
 	return optionFunc(func(c *config) { c.cpus = n })
 }

@@ -289,7 +289,14 @@ func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant
 	// Exclusivity is kept here, across the nodes, not asked of them: the
 	// scheduler gives a node no run of another computation while an
 	// exclusive one has runs in flight.
-	ten := m.s.NewTenant(sched.TenantConfig{Name: c.ID(), Exclusive: c.Request().Exclusive})
+	tc := sched.TenantConfig{Name: c.ID(), Exclusive: c.Request().Exclusive}
+	if c.Request().Cpus > 0 {
+		// A client that asked for some CPUs of each node gets their sum
+		// over the nodes up now (Slots), whatever the nodes' own CPUs:
+		// without the bound, its jobs would take every free CPU.
+		tc.Slots = c.Slots()
+	}
+	ten := m.s.NewTenant(tc)
 	mc := &computation{c: c, ten: ten, comp: comp}
 	m.mu.Lock()
 	m.comps[ten] = mc
