@@ -723,3 +723,33 @@ func TestSchedulerCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerClientCPUs: a client that asks for one CPU of each node
+// (drove.WithCPUs) runs two jobs at once on two nodes of two CPUs.
+func TestSchedulerClientCPUs(t *testing.T) {
+	bin := buildDrove(t)
+	env := []string{"DROVE_SECRET=" + schedNodeSecret}
+	a := startNodeProc(t, bin, env, "--name", "nodeA", "--cpus", "2")
+	b := startNodeProc(t, bin, env, "--name", "nodeB", "--cpus", "2")
+	s := startSchedProc(t, bin, nil, "--nodes", a.addr+","+b.addr)
+	waitNodes(t, s, 1, "nodeA", "nodeB")
+	c := schedClient(t, s.Addr, drove.WithCPUs(1))
+	gate := openGate(t)
+	js := sleeps(1, 8, 0)
+	for i := range js {
+		js[i].Gate = gate
+	}
+	jobs := submitAll(t, c, js...)
+	// The scheduler hands jobs out as they arrive, under the lock its
+	// counts are read with: once all 8 are there, those it may hand out
+	// are out.
+	waitFor(t, time.Minute, func() bool { return unfinished(s.Addr) == 8 }, "8 jobs at the scheduler")
+	running := nodeMetric(s.Addr, "drove_node_jobs_running")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitJobs(t, jobs)
+	if running != 2 {
+		t.Errorf("%v jobs running at once, want 2 (one CPU on each of two nodes)", running)
+	}
+}
