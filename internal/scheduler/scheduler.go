@@ -488,8 +488,8 @@ func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
 	return fleet.Conn{Executor: x, Slots: slots, Name: name}, nil
 }
 
-// closeStale tries once, within ctx, to close the computations left on
-// the node at addr when it went down (stopping what they still run: the
+// closeStale tries, until ctx ends, to close the computations left on the
+// node at addr when it went down (stopping what they still run: the
 // scheduler gave their jobs back), and forgets those it closed. Those it
 // could not close are tried again at the next dial, or left to the node's
 // zombie reaper.
@@ -500,9 +500,23 @@ func (m *Machines) closeStale(ctx context.Context, addr string) {
 	m.mu.Unlock()
 	var left []*nodeexec.Executor
 	for _, ex := range stale {
-		if err := ex.CloseStale(ctx); err != nil {
+		// A try may fail at once on a connection the node dropped while
+		// it was cut off (EOF): the next one dials anew.
+		for {
+			err := ex.CloseStale(ctx)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				m.log.Warn("a computation left on a node that went down could not be closed; the node closes it after its zombie interval", "addr", addr, "err", err)
+				left = append(left, ex)
+				break
+			}
 			m.log.Debug("closing a computation left on a node that went down", "addr", addr, "err", err)
-			left = append(left, ex)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}
 	if len(left) > 0 {
