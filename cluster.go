@@ -97,6 +97,9 @@ func (c *Cluster[In, Out]) validate() error {
 		if c.cfg.setup != "" || len(c.cfg.depends) > 0 {
 			return errors.New("drove: WithSetup and WithDepends are for functions and programs, not shell commands")
 		}
+		if c.cfg.exclusive {
+			return errors.New("drove: WithExclusive is for functions and programs on a shared scheduler or drove nodes, not shell commands")
+		}
 	} else if fn.program != "" {
 		path, err := programPath(fn.program)
 		if err != nil {

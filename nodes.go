@@ -52,6 +52,9 @@ type remoteConfig struct {
 	// gets its results back under the same ID (nodeexec.Recover). Default:
 	// the host name and a random suffix.
 	ClientID string
+	// Exclusive asks each node (or the scheduler) to run the computation
+	// alone (WithExclusive).
+	Exclusive bool
 	// Record, if set, is called with a node's address once the computation
 	// is set up on it, before the node gets a job; its error keeps the
 	// node out (retried like an unreachable one).
@@ -94,7 +97,7 @@ type remoteNode struct {
 // newComputation describes the cluster's computation for the nodes,
 // hashing the files it ships once for all nodes.
 func newComputation(cfg remoteConfig) (*nodeexec.Computation, error) {
-	comp := &nodeexec.Computation{Func: cfg.Func, Setup: cfg.Setup, Env: cfg.Env, Grace: cfg.Grace}
+	comp := &nodeexec.Computation{Func: cfg.Func, Setup: cfg.Setup, Env: cfg.Env, Grace: cfg.Grace, Exclusive: cfg.Exclusive}
 	if cfg.Func != "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -536,5 +539,7 @@ func (c *Cluster[In, Out]) remoteConfig() remoteConfig {
 		Grace:   c.cfg.grace,
 		Files:   c.files,
 		Logger:  c.log,
+
+		Exclusive: c.cfg.exclusive,
 	}
 }

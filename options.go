@@ -41,6 +41,7 @@ type config struct {
 	heartbeat  time.Duration
 	misses     int
 	connect    time.Duration
+	exclusive  bool
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is
@@ -62,6 +63,19 @@ func WithNodes(nodes ...string) Option {
 // heartbeat options then apply to the scheduler.
 func WithScheduler(addr string) Option {
 	return optionFunc(func(c *config) { c.scheduler = addr })
+}
+
+// WithExclusive makes the cluster's computation run alone where
+// computations share machines (dispy's SharedJobCluster(exclusive=True)):
+// on a shared scheduler (WithScheduler) or on drove nodes other clients use
+// too (WithNodes), its jobs start only when no computation opened before it
+// has jobs left, and while it has jobs, computations opened after it get no
+// CPU. It is for a computation that needs the machines to itself: one that
+// measures time, or uses all of a machine's memory. An embedded cluster runs
+// alone anyway. The default is to share the machines by the scheduler's or
+// node's --policy.
+func WithExclusive() Option {
+	return optionFunc(func(c *config) { c.exclusive = true })
 }
 
 // WithSecret sets the cluster secret that requests to drove nodes are
@@ -109,7 +123,10 @@ func WithTLS(certFile, keyFile, caFile string) Option {
 // WithCPUs sets how many CPUs of this machine an embedded cluster uses: 0
 // (the default) means all, a negative n leaves that many free (at least one
 // is used). For Shell on SSH hosts, a positive n is the slot count of each
-// host (default: the host's CPU count).
+// host (default: the host's CPU count). With drove nodes, a positive n is
+// how many CPUs of each node the computation uses; through a scheduler
+// (WithScheduler), it runs at most n jobs per node up when the cluster
+// starts, in all.
 func WithCPUs(n int) Option {
 	return optionFunc(func(c *config) { c.cpus = n })
 }

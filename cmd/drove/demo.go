@@ -46,6 +46,7 @@ func newDemoCmd() *cobra.Command {
 		nodes []string
 		sched string
 		rfile string
+		excl  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -82,6 +83,12 @@ was lost).`,
 			if rfile != "" {
 				opts = append(opts, drove.WithRecoverFile(rfile))
 			}
+			if excl {
+				if len(nodes) == 0 && sched == "" {
+					return errors.New("--exclusive needs --scheduler or --nodes: an embedded cluster runs alone anyway")
+				}
+				opts = append(opts, drove.WithExclusive())
+			}
 			return runDemo(cmd.Context(), cmd, jobs, unit, opts)
 		},
 	}
@@ -91,6 +98,7 @@ was lost).`,
 	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "drove nodes to run on (host[:port], \"*\" to discover); default an embedded cluster")
 	cmd.Flags().StringVar(&sched, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default")
 	cmd.Flags().StringVar(&rfile, "recover-file", "", `with --nodes or --scheduler: keep a file naming this client and its nodes while the jobs run ("drove recover FILE" shows the jobs of a demo that was killed)`)
+	cmd.Flags().BoolVar(&excl, "exclusive", false, "with --nodes or --scheduler: run alone, once computations created before this one are done, holding later ones back until it is")
 	return cmd
 }
 

@@ -18,7 +18,14 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv("DROVE_TEST_RECOVER_FILE"); path != "" {
 		os.Exit(gatedClientMain(path, os.Getenv("DROVE_TEST_RECOVER_NODE"), os.Getenv("DROVE_TEST_RECOVER_DIR"))) // a client killed while its jobs run
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "drove-cmd-test")
+	if err != nil {
+		panic(err)
+	}
+	builtDrove.dir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // runCmd runs the command line and returns its exit code and output.
@@ -81,6 +88,8 @@ func TestSubmitErrors(t *testing.T) {
 		{"bad timeout", []string{"submit", "--timeout", "soon", "true"}, "--timeout"},
 		{"missing file", []string{"submit", "-f", "/no/such/file", "true"}, "no such file"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"exclusive embedded", []string{"submit", "--exclusive", "true"}, "--exclusive needs --scheduler or --nodes"},
+		{"demo exclusive embedded", []string{"demo", "--exclusive"}, "--exclusive needs --scheduler or --nodes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

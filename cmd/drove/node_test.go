@@ -28,8 +28,26 @@ import (
 	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
-// buildDrove builds the drove binary for tests that need real processes.
-func buildDrove(t *testing.T) string { return nodetest.Build(t) }
+// builtDrove is the drove binary the package's tests share: built by the
+// first test that needs it, into dir, which TestMain makes and removes.
+var builtDrove struct {
+	dir  string
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildDrove returns the drove binary for tests that need real processes.
+func buildDrove(t *testing.T) string {
+	t.Helper()
+	builtDrove.once.Do(func() {
+		builtDrove.path, builtDrove.err = nodetest.BuildInto(builtDrove.dir)
+	})
+	if builtDrove.err != nil {
+		t.Fatal(builtDrove.err)
+	}
+	return builtDrove.path
+}
 
 type nodeProc struct {
 	cmd  *exec.Cmd
@@ -504,7 +522,12 @@ func TestNodeServesOnlyItsUser(t *testing.T) {
 // nodeMetric reads one metric of a node's /metrics, or -1 if the node does
 // not answer or lacks it.
 func nodeMetric(addr, name string) float64 {
-	c := &http.Client{Timeout: 2 * time.Second}
+	return metricWith(&http.Client{Timeout: 2 * time.Second}, addr, name)
+}
+
+// metricWith reads one metric of a node's /metrics with c (one that signs
+// its requests, for a node that is not on loopback), or -1.
+func metricWith(c *http.Client, addr, name string) float64 {
 	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return -1

@@ -48,7 +48,11 @@ The nodes' CPUs are shared between the clients' computations by --policy:
 fair (the default) gives each computation with jobs an even share; fsfs runs
 jobs in the order they were submitted, whichever computation they belong
 to; early runs the earliest computation's jobs first, the later ones taking
-the CPUs it leaves free.
+the CPUs it leaves free. A computation made exclusive (drove.WithExclusive,
+--exclusive on submit and demo) runs alone: once those created before it are
+done, and holding back those created after it until it is. While several
+computations are open, a node gets a job only when it has a free CPU, so
+that the policy decides what runs next.
 
 Security towards clients is a node's: --secret, --secret-file or
 $DROVE_SECRET, or mutual TLS with --tls-cert, --tls-key and --tls-ca. Towards

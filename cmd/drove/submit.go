@@ -24,6 +24,7 @@ func newSubmitCmd() *cobra.Command {
 		retries     int
 		timeout     string
 		recoverFile string
+		exclusive   bool
 		auth        clientAuth
 	)
 	cmd := &cobra.Command{
@@ -91,6 +92,12 @@ the nodes kept. The file is removed when the command ends normally.`,
 				}
 				clusterOpts = append(clusterOpts, ao...)
 			}
+			if exclusive {
+				if len(nodes) == 0 && schedAddr == "" {
+					return errors.New("--exclusive needs --scheduler or --nodes: an embedded cluster runs alone anyway")
+				}
+				clusterOpts = append(clusterOpts, drove.WithExclusive())
+			}
 			if recoverFile != "" {
 				if len(nodes) == 0 && schedAddr == "" {
 					return errors.New("--recover-file needs --nodes or --scheduler: the jobs of an embedded cluster end with this command")
@@ -109,6 +116,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 	f.IntVar(&retries, "retries", 0, "run a job again up to N times if it fails (a non-zero exit is not a failure)")
 	f.StringVar(&timeout, "timeout", "", "stop a job that runs longer than this (e.g. 30s, 5m; a bare number is seconds)")
 	f.StringVar(&recoverFile, "recover-file", "", `with --nodes or --scheduler: keep a file for "drove recover" to collect the results if this command is killed`)
+	f.BoolVar(&exclusive, "exclusive", false, "with --scheduler or --nodes: run alone, once computations created before this one are done, holding later ones back until it is")
 	auth.register(f)
 	return cmd
 }

@@ -57,7 +57,7 @@ func TestAuthDecision(t *testing.T) {
 				t.Errorf("Authenticates() = %v, want %v", got, tc.authents)
 			}
 			tc.cfg.MaxMessage = 1 << 20
-			n := &Node{cfg: tc.cfg, log: slog.New(slog.DiscardHandler), met: newMetrics(nil), bootID: nodeID}
+			n := &Node{cfg: tc.cfg, log: slog.New(slog.DiscardHandler), met: newMetrics(nil, nil), bootID: nodeID}
 			if tc.cfg.Secret != "" {
 				n.verify = nodeauth.NewVerifier(tc.cfg.Secret, nodeID)
 			}

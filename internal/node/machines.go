@@ -147,7 +147,7 @@ func (m *thisMachine) Open(ctx context.Context, c *Computation) (*sched.Tenant, 
 	if isLocal {
 		tslots += lx.Prefetch()
 	}
-	ten := n.sched.NewTenant(sched.TenantConfig{Name: c.ID(), Slots: tslots})
+	ten := n.sched.NewTenant(sched.TenantConfig{Name: c.ID(), Slots: tslots, Exclusive: req.Exclusive})
 	if err := n.sched.SetTenantExecutor(ten, n.cfg.Name, c.Executor(ex, isLocal)); err != nil {
 		_ = ex.Close(context.Background())
 		_ = n.sched.CloseTenant(ctx, ten)

@@ -25,10 +25,14 @@ type metrics struct {
 }
 
 // newMetrics makes the node's metrics; unacked, if not nil, counts the
-// events the node holds that their clients have not acknowledged.
-func newMetrics(unacked func() float64) *metrics {
+// events the node holds that their clients have not acknowledged, and
+// jobs, if not nil, returns the jobs queued and running.
+func newMetrics(unacked func() float64, jobs func() (queued, running int)) *metrics {
 	if unacked == nil {
 		unacked = func() float64 { return 0 }
+	}
+	if jobs == nil {
+		jobs = func() (int, int) { return 0, 0 }
 	}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -72,7 +76,15 @@ func newMetrics(unacked func() float64) *metrics {
 		Name: "drove_node_unacked_events",
 		Help: "Events (job started, results, files) held for clients that have not acknowledged them yet.",
 	}, unacked)
-	m.reg.MustRegister(unackedEvents, m.jobsHanded, m.jobsStarted, m.jobsDone, m.computations, m.streams, m.blobBytesIn, m.blobBytesOut, m.authFailures, m.conns, m.dropped,
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "drove_node_jobs_queued",
+		Help: "Jobs received and not yet handed to where they run (on a scheduler: to a node).",
+	}, func() float64 { q, _ := jobs(); return float64(q) })
+	running := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "drove_node_jobs_running",
+		Help: "Jobs handed to where they run and not ended (queued ahead at workers or nodes included).",
+	}, func() float64 { _, r := jobs(); return float64(r) })
+	m.reg.MustRegister(unackedEvents, queued, running, m.jobsHanded, m.jobsStarted, m.jobsDone, m.computations, m.streams, m.blobBytesIn, m.blobBytesOut, m.authFailures, m.conns, m.dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -282,7 +282,10 @@ func New(cfg Config) (*Node, error) {
 		clients: map[string]bool{},
 		info:    newInfoSampler(cfg.Dir),
 	}
-	n.met = newMetrics(n.unackedEvents)
+	n.met = newMetrics(n.unackedEvents, func() (int, int) {
+		st := n.sched.Stats()
+		return st.Pending, st.Running
+	})
 	if n.machines = cfg.Machines; n.machines == nil {
 		n.machines = newThisMachine(n)
 	}

@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -101,10 +102,19 @@ type Machines struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// shared is set while more than one computation is open; nodeMux.Prefetch
+	// reads it under the scheduler's lock, hence an atomic.
+	shared atomic.Bool
+
 	mu    sync.Mutex
 	comps map[*sched.Tenant]*computation // open computations, by tenant
 	muxes map[*nodeMux]struct{}          // nodes in the scheduler
 	names map[string]string              // node name by address, fixed when it first answers
+	// stale are computations left on nodes that went down, by address:
+	// a node cut off or frozen may live on, holding them (and their
+	// workers) until its zombie interval. They are closed when the node
+	// answers again (closeStale).
+	stale map[string][]*nodeexec.Executor
 }
 
 var _ node.Machines = (*Machines)(nil)
@@ -134,6 +144,7 @@ func New(cfg Config) *Machines {
 		comps: map[*sched.Tenant]*computation{},
 		muxes: map[*nodeMux]struct{}{},
 		names: map[string]string{},
+		stale: map[string][]*nodeexec.Executor{},
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -171,7 +182,13 @@ func (m *Machines) Start(ctx context.Context, s *sched.Scheduler) error {
 		}
 	}
 	for i, err := range m.add(ctx, addrs) {
-		if err != nil {
+		switch {
+		case err == nil:
+		case nodeexec.Permanent(err):
+			// The fleet does not dial it again: saying it will retry
+			// would send the operator waiting.
+			m.log.Error("node refused the scheduler; not tried again until the scheduler restarts", "addr", addrs[i], "err", err)
+		default:
 			m.log.Warn("node not available; will retry", "addr", addrs[i], "err", err)
 		}
 	}
@@ -275,10 +292,21 @@ func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	ten := m.s.NewTenant(sched.TenantConfig{Name: c.ID()})
+	// Exclusivity is kept here, across the nodes, not asked of them: the
+	// scheduler gives a node no run of another computation while an
+	// exclusive one has runs in flight.
+	tc := sched.TenantConfig{Name: c.ID(), Exclusive: c.Request().Exclusive}
+	if c.Request().Cpus > 0 {
+		// A client that asked for some CPUs of each node gets their sum
+		// over the nodes up now (Slots), whatever the nodes' own CPUs:
+		// without the bound, its jobs would take every free CPU.
+		tc.Slots = c.Slots()
+	}
+	ten := m.s.NewTenant(tc)
 	mc := &computation{c: c, ten: ten, comp: comp}
 	m.mu.Lock()
 	m.comps[ten] = mc
+	m.shared.Store(len(m.comps) > 1)
 	muxes := make([]*nodeMux, 0, len(m.muxes))
 	for x := range m.muxes {
 		muxes = append(muxes, x)
@@ -287,6 +315,15 @@ func (m *Machines) Open(ctx context.Context, c *node.Computation) (*sched.Tenant
 	var ps []*pair
 	for _, x := range muxes {
 		ps = append(ps, x.ensure(mc))
+	}
+	if len(ps) == 0 {
+		// No node in the scheduler: the computation waits for one to
+		// join, unless none ever can.
+		if err := m.noneCanJoin(); err != nil {
+			m.Close(ctx, c)
+			_ = m.s.CloseTenant(ctx, ten)
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: scheduler: no node can be used: %w", err))
+		}
 	}
 	if len(ps) > 0 && !m.anyTakes(ctx, ps) {
 		m.Close(ctx, c)
@@ -340,6 +377,28 @@ func (m *Machines) anyTakes(ctx context.Context, ps []*pair) bool {
 	return refused < len(ps)
 }
 
+// noneCanJoin returns why no node can ever join: every node given by
+// address refused the scheduler for good (a wrong secret or certificate,
+// another protocol) and no pattern may find others. It returns nil while
+// one might join.
+func (m *Machines) noneCanJoin() error {
+	if slices.ContainsFunc(m.cfg.Nodes, discovery.IsPattern) {
+		return nil
+	}
+	members := m.fleet.Members()
+	if len(members) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, st := range members {
+		if !st.Gone {
+			return nil
+		}
+		errs = append(errs, st.Err)
+	}
+	return errors.Join(errs...)
+}
+
 // Close implements node.Machines: the computation is closed on every node.
 func (m *Machines) Close(ctx context.Context, c *node.Computation) {
 	m.mu.Lock()
@@ -350,6 +409,7 @@ func (m *Machines) Close(ctx context.Context, c *node.Computation) {
 			delete(m.comps, ten)
 		}
 	}
+	m.shared.Store(len(m.comps) > 1)
 	muxes := make([]*nodeMux, 0, len(m.muxes))
 	for x := range m.muxes {
 		muxes = append(muxes, x)
@@ -453,7 +513,53 @@ func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
 	}
 	m.wg.Go(x.watch)
 	m.log.Info("node up", "node", name, "addr", addr, "cpus", slots)
+	// The node answers again: the computations it was left with when it
+	// went down are closed, in the background (closing one stops its
+	// workers, which takes a while on a busy node).
+	m.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ConnectTimeout)
+		defer cancel()
+		m.closeStale(ctx, addr)
+	})
 	return fleet.Conn{Executor: x, Slots: slots, Name: name}, nil
+}
+
+// closeStale tries, until ctx ends, to close the computations left on the
+// node at addr when it went down (stopping what they still run: the
+// scheduler gave their jobs back), and forgets those it closed. Those it
+// could not close are tried again at the next dial, or left to the node's
+// zombie reaper.
+func (m *Machines) closeStale(ctx context.Context, addr string) {
+	m.mu.Lock()
+	stale := m.stale[addr]
+	delete(m.stale, addr)
+	m.mu.Unlock()
+	var left []*nodeexec.Executor
+	for _, ex := range stale {
+		// A try may fail at once on a connection the node dropped while
+		// it was cut off (EOF): the next one dials anew.
+		for {
+			err := ex.CloseStale(ctx)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				m.log.Warn("a computation left on a node that went down could not be closed; the node closes it after its zombie interval", "addr", addr, "err", err)
+				left = append(left, ex)
+				break
+			}
+			m.log.Debug("closing a computation left on a node that went down", "addr", addr, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if len(left) > 0 {
+		m.mu.Lock()
+		m.stale[addr] = append(m.stale[addr], left...)
+		m.mu.Unlock()
+	}
 }
 
 // nodeMux is the executor a node is added to the scheduler with: it passes
@@ -468,6 +574,9 @@ type nodeMux struct {
 	// watch stop.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// asked is set once Prefetch has answered (see there).
+	asked atomic.Bool
 
 	mu     sync.Mutex
 	closed bool
@@ -692,12 +801,32 @@ func (x *nodeMux) Recall(r *sched.Run) {
 	}
 }
 
-// Prefetch implements sched.Prefetcher: as a client queues jobs ahead at
-// a node, so that its CPUs never wait for the network: as deep as the
-// deepest of its computations' node executors asks, which follow how long
-// their jobs run (nodeexec.Executor.Prefetch); the shallow depth before
-// any has.
+// Prefetch implements sched.Prefetcher. A lone computation's jobs queue
+// ahead at a node as a client's do, so that its CPUs never wait for the
+// network. With several computations open, the node gets a job only when
+// it has a free slot: jobs queued ahead at a node would run in the node's
+// order, not in the order the scheduler's policy gives (early, fsfs), and
+// one computation's jobs queued there would hold CPUs that fair owes
+// another, as a drove node does for its own computations
+// (node.machineExec.Prefetch). A change takes effect as runs are given or
+// end: jobs queued ahead when a second computation opens drain first.
+//
+// The first answer is always the full depth: the scheduler asks when the
+// node is added and counts it as one that queues ahead only if the answer
+// is positive; it asks again before it gives the node a run.
 func (x *nodeMux) Prefetch() int {
+	if x.m.shared.Load() && x.asked.Swap(true) {
+		return 0
+	}
+	x.asked.Store(true)
+	return x.depth()
+}
+
+// depth is how many runs a node queues ahead for a lone computation: as
+// deep as the deepest of its computations' node executors asks, which
+// follow how long their jobs run (nodeexec.Executor.Prefetch); the shallow
+// depth before any has.
+func (x *nodeMux) depth() int {
 	depth := 2*x.slots + 16
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -740,7 +869,20 @@ func (x *nodeMux) Close(ctx context.Context) error {
 	x.m.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range pairs {
-		wg.Go(func() { _ = (pairExec{p}).Close(ctx) })
+		wg.Go(func() {
+			err := (pairExec{p}).Close(ctx)
+			p.mu.Lock()
+			ex := p.ex
+			p.mu.Unlock()
+			// A computation whose executor lost the node, or that the
+			// node did not answer to close, may live on there: closed
+			// when the node answers again.
+			if ex != nil && (err != nil || ex.Err() != nil) {
+				x.m.mu.Lock()
+				x.m.stale[x.addr] = append(x.m.stale[x.addr], ex)
+				x.m.mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 	return nil

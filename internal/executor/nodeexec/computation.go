@@ -70,6 +70,10 @@ type Computation struct {
 	// this process's (a shared scheduler relays other clients'
 	// executables).
 	GOOS, GOARCH string
+	// Exclusive asks the node to run the computation alone: not while
+	// computations opened before it are active, and none opened after it
+	// while it has jobs (sched.TenantConfig.Exclusive).
+	Exclusive bool
 }
 
 // platform returns the platform the computation's executable is built for.
@@ -153,6 +157,7 @@ func (e *Executor) setup(ctx context.Context) (*drovev1.SetupResponse, error) {
 		HeartbeatIntervalMs: uint32(e.cfg.Heartbeat / time.Millisecond),
 		GraceMs:             uint64(e.comp.Grace / time.Millisecond),
 		FileAcks:            true,
+		Exclusive:           e.comp.Exclusive,
 	}
 	var files []*File
 	if e.comp.Func != "" {

@@ -7,6 +7,7 @@ package nodetest
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -120,15 +121,26 @@ func StartScheduler(t testing.TB, nodes []string, mut func(*node.Config, *schedu
 // its path, for tests that run real drove node processes.
 func Build(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "drove")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/drove-dev/drove/cmd/drove").CombinedOutput()
+	bin, err := BuildInto(t.TempDir())
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }
 
-// Process is a drove node daemon running as a process of its own.
+// BuildInto builds the drove command into dir and returns its path, for
+// tests that share one binary.
+func BuildInto(dir string) (string, error) {
+	bin := filepath.Join(dir, "drove")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/drove-dev/drove/cmd/drove").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Process is a drove node or scheduler daemon running as a process of its
+// own.
 type Process struct {
 	Cmd    *exec.Cmd
 	Addr   string          // where it serves
@@ -136,7 +148,10 @@ type Process struct {
 	Done   chan error      // receives Wait's error when it exits
 }
 
-var servingRE = regexp.MustCompile(`serving \d+ CPUs on (\S+)`)
+var (
+	servingRE      = regexp.MustCompile(`serving \d+ CPUs on (\S+)`)
+	schedServingRE = regexp.MustCompile(`^drove scheduler \S+ on (\S+) for nodes`)
+)
 
 // StartProcess runs "bin node" on a free loopback port with a temporary
 // directory, 100 ms heartbeats and no discovery, plus args, and waits until
@@ -145,6 +160,24 @@ var servingRE = regexp.MustCompile(`serving \d+ CPUs on (\S+)`)
 func StartProcess(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	args = append([]string{"node", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(), "--ping-interval", "100ms", "--log-level", "warn", "--no-discovery"}, args...)
+	return start(t, "drove node", servingRE, bin, env, args)
+}
+
+// StartSchedulerProcess runs "bin scheduler" on a free loopback port with a
+// temporary directory, 100 ms heartbeats, nodes tried again every 300 ms
+// and logs at info level (a node's joining is logged as msg="node up"),
+// plus args, and waits until it serves. At the end of the test it is
+// stopped with SIGTERM (its log is printed if the test failed).
+func StartSchedulerProcess(t testing.TB, bin string, env []string, args ...string) *Process {
+	t.Helper()
+	args = append([]string{"scheduler", "--port", "0", "--host", "127.0.0.1", "--dest-path", t.TempDir(), "--ping-interval", "100ms", "--node-retry", "300ms", "--log-level", "info"}, args...)
+	return start(t, "drove scheduler", schedServingRE, bin, env, args)
+}
+
+// start runs bin with args, a daemon called what that prints its address
+// as the first submatch of serving on its first line.
+func start(t testing.TB, what string, serving *regexp.Regexp, bin string, env, args []string) *Process {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
@@ -159,9 +192,9 @@ func StartProcess(t testing.TB, bin string, env []string, args ...string) *Proce
 	lines := bufio.NewScanner(stdout)
 	if !lines.Scan() {
 		_ = cmd.Wait()
-		t.Fatalf("drove node %v did not start: %s", args, p.Stderr.String())
+		t.Fatalf("%s %v did not start: %s", what, args, p.Stderr.String())
 	}
-	m := servingRE.FindStringSubmatch(lines.Text())
+	m := serving.FindStringSubmatch(lines.Text())
 	if m == nil {
 		_ = cmd.Process.Kill()
 		t.Fatalf("unexpected first line %q", lines.Text())
@@ -174,10 +207,10 @@ func StartProcess(t testing.TB, bin string, env []string, args ...string) *Proce
 		case <-p.Done:
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			t.Errorf("drove node did not stop on SIGTERM")
+			t.Errorf("%s did not stop on SIGTERM", what)
 		}
 		if t.Failed() {
-			t.Logf("node %s stderr:\n%s", p.Addr, p.Stderr.String())
+			t.Logf("%s %s stderr:\n%s", what, p.Addr, p.Stderr.String())
 		}
 	})
 	return p

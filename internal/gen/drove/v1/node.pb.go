@@ -514,7 +514,12 @@ type SetupRequest struct {
 	// file_acks says the client answers every File event with FileDone; the
 	// node then holds the job's SendFile until that answer, so a file the
 	// client refuses fails the SendFile call.
-	FileAcks      bool `protobuf:"varint,15,opt,name=file_acks,json=fileAcks,proto3" json:"file_acks,omitempty"`
+	FileAcks bool `protobuf:"varint,15,opt,name=file_acks,json=fileAcks,proto3" json:"file_acks,omitempty"`
+	// exclusive asks for the computation to run alone (dispy's
+	// SharedJobCluster(exclusive=True)): it starts only when no computation
+	// opened before it is active, and holds back those opened after it while
+	// it has jobs.
+	Exclusive     bool `protobuf:"varint,16,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -650,6 +655,13 @@ func (x *SetupRequest) GetGraceMs() uint64 {
 func (x *SetupRequest) GetFileAcks() bool {
 	if x != nil {
 		return x.FileAcks
+	}
+	return false
+}
+
+func (x *SetupRequest) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
 	}
 	return false
 }
@@ -1873,7 +1885,7 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x04size\x18\x03 \x01(\x04R\x04size\"@\n" +
 	"\x06Depend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
-	"\x04blob\x18\x02 \x01(\v2\x0e.drove.v1.BlobR\x04blob\"\xe7\x03\n" +
+	"\x04blob\x18\x02 \x01(\v2\x0e.drove.v1.BlobR\x04blob\"\x85\x04\n" +
 	"\fSetupRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1b\n" +
 	"\tfunc_name\x18\x02 \x01(\tR\bfuncName\x12\x14\n" +
@@ -1892,7 +1904,8 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x04cpus\x18\f \x01(\x05R\x04cpus\x122\n" +
 	"\x15heartbeat_interval_ms\x18\r \x01(\rR\x13heartbeatIntervalMs\x12\x19\n" +
 	"\bgrace_ms\x18\x0e \x01(\x04R\agraceMs\x12\x1b\n" +
-	"\tfile_acks\x18\x0f \x01(\bR\bfileAcks\"\x99\x01\n" +
+	"\tfile_acks\x18\x0f \x01(\bR\bfileAcks\x12\x1c\n" +
+	"\texclusive\x18\x10 \x01(\bR\texclusive\"\x99\x01\n" +
 	"\rSetupResponse\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x14\n" +
 	"\x05slots\x18\x02 \x01(\x05R\x05slots\x12\x17\n" +
