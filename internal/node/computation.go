@@ -19,6 +19,7 @@ import (
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/nodeproto"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/scheduler/state"
 )
 
 // Computation is one client's computation on the daemon: a tenant of the
@@ -52,6 +53,14 @@ type Computation struct {
 	closed   atomic.Bool
 	closeWhy string
 
+	// st keeps the computation for a daemon started again on it
+	// (Config.State; durable.go), nil without one. frozen ends the
+	// writes: the computation is forgotten, or kept as it was while the
+	// daemon stops. savedAck is the highest acknowledgement kept.
+	st       *state.DB
+	frozen   atomic.Bool
+	savedAck atomic.Uint64
+
 	mu       sync.Mutex
 	jobs     map[uint64]*job // submitted, result not yet pushed
 	maxRunID uint64
@@ -70,6 +79,9 @@ type job struct {
 	// res is the executor's report of the run that ended the task, sent
 	// to the client as it is (the scheduler's own result wraps its errors).
 	res atomic.Pointer[sched.Result]
+	// adopted: restored from the state as gone to a machine, and not a
+	// task of the scheduler (see Adopter); guarded by c.mu.
+	adopted bool
 }
 
 func jobOf(r *sched.Run) *job { return r.Task.Ref.(*job) }
@@ -160,7 +172,7 @@ func (n *Node) onTask(ev sched.TaskEvent) {
 	// Pushed under the lock that guards jobs, so that a heartbeat's pending
 	// count and last sequence number agree (a returning client relies on
 	// that).
-	c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_Result{Result: res}})
+	c.pushResultLocked(j, res)
 	c.forgetLocked(j)
 }
 
@@ -250,6 +262,7 @@ func (c *Computation) submit(jobs []*drovev1.Job) error {
 		c.jobs[pj.RunId] = j
 		add = append(add, j)
 	}
+	c.saveJobsLocked(add)
 	c.mu.Unlock()
 	for i, j := range add {
 		if err := c.n.sched.Submit(context.Background(), j.task); err != nil {
@@ -313,6 +326,7 @@ func (c *Computation) close(ctx context.Context, terminate bool, why string) {
 		n.mu.Unlock()
 		c.order.Lock()
 		c.closeWhy = why
+		c.forgetState(why)
 		c.closed.Store(true)
 		// Queued jobs first, so none takes the CPU a stopped one frees.
 		var stop, running []*sched.Task

@@ -114,6 +114,7 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		fileAcks: m.FileAcks,
 		closing:  make(chan struct{}),
 		fileWait: map[uint64]chan string{},
+		st:       n.cfg.State,
 	}
 	c.dir = filepath.Join(n.cfg.Dir, "comp", m.ClientId, c.id)
 	if err := c.prepare(ctx, m); err != nil {
@@ -141,6 +142,10 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 	n.comps[c.id] = c
 	n.mu.Unlock()
 	n.met.computations.Inc()
+	if err := c.saveComp(); err != nil {
+		c.close(ctx, true, "cannot keep it in the state")
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("drove: keeping the computation: %w", err))
+	}
 	n.log.Info("computation set up", "computation", c.id, "client", c.clientID, "func", m.FuncName, "program", m.ProgramName, "slots", slots, "remote", req.Peer().Addr)
 	return connect.NewResponse(&drovev1.SetupResponse{ComputationId: c.id, Slots: int32(slots), BootId: n.bootID, HeartbeatIntervalMs: uint32(hb / time.Millisecond)}), nil
 }
@@ -218,6 +223,11 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[drovev1.Submi
 	if err := c.submit(req.Msg.Jobs); err != nil {
 		return nil, connect.NewError(connect.CodeNotFound, err)
 	}
+	if err := c.syncState(); err != nil {
+		// Taken, but perhaps not kept: the client sends the batch
+		// again, and jobs it had sent are not taken twice.
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("drove: keeping the jobs: %w", err))
+	}
 	return connect.NewResponse(&drovev1.SubmitResponse{}), nil
 }
 
@@ -236,6 +246,7 @@ func (s *service) Heartbeat(ctx context.Context, req *connect.Request[drovev1.He
 		return nil, err
 	}
 	c.out.ack(req.Msg.Ack)
+	c.saveAck(req.Msg.Ack)
 	return connect.NewResponse(&drovev1.HeartbeatResponse{}), nil
 }
 
@@ -270,6 +281,7 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 	defer cancel()
 	gen, notify := c.out.attach(req.Msg.Ack, cancel)
 	defer c.out.detach(gen)
+	c.saveAck(req.Msg.Ack)
 	n.met.streams.Inc()
 	defer n.met.streams.Dec()
 	cursor := req.Msg.Ack

@@ -43,6 +43,7 @@ import (
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/scheduler/state"
 )
 
 // DefaultPort is the scheduler's TCP port for clients, dispyscheduler's;
@@ -83,6 +84,11 @@ type Config struct {
 	// Discovery configures finding nodes for patterns; its Secret is set
 	// from Secret.
 	Discovery discovery.ClientConfig
+	// State, if set, is where the scheduler keeps where each job went and
+	// the results nodes gave, so that a scheduler started again on it gets
+	// back the outcomes of the jobs on nodes instead of running them
+	// again (durable.go). The daemon keeps the rest (node.Config.State).
+	State *state.DB
 	// Logger receives the logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -100,10 +106,11 @@ type Machines struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	comps map[*sched.Tenant]*computation // open computations, by tenant
-	muxes map[*nodeMux]struct{}          // nodes in the scheduler
-	names map[string]string              // node name by address, fixed when it first answers
+	mu       sync.Mutex
+	reclaims map[*node.Computation]*reclaims // jobs taken up from the state, being reclaimed (durable.go)
+	comps    map[*sched.Tenant]*computation  // open computations, by tenant
+	muxes    map[*nodeMux]struct{}           // nodes in the scheduler
+	names    map[string]string               // node name by address, fixed when it first answers
 }
 
 var _ node.Machines = (*Machines)(nil)
@@ -125,11 +132,12 @@ func New(cfg Config) *Machines {
 	}
 	cfg.Discovery.Secret = cfg.Secret
 	m := &Machines{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		comps: map[*sched.Tenant]*computation{},
-		muxes: map[*nodeMux]struct{}{},
-		names: map[string]string{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		comps:    map[*sched.Tenant]*computation{},
+		reclaims: map[*node.Computation]*reclaims{},
+		muxes:    map[*nodeMux]struct{}{},
+		names:    map[string]string{},
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -321,6 +329,7 @@ func (m *Machines) Close(ctx context.Context, c *node.Computation) {
 		muxes = append(muxes, x)
 	}
 	m.mu.Unlock()
+	m.endReclaims(c)
 	if mc == nil {
 		return
 	}
@@ -505,10 +514,13 @@ func (p *pair) setup() {
 		Heartbeat: x.m.cfg.Heartbeat,
 		Prefetch:  x.Prefetch(),
 		Files:     c.Files(),
+		OnSubmit:  x.m.onSubmit(c, x.addr),
+		BeforeAck: x.m.beforeAck(),
 		Logger:    x.m.log.With("node", x.name, "computation", c.ID()),
-	}, p.mc.comp, reporter{c: c, s: x.m.s})
+	}, p.mc.comp, reporter{c: c, s: x.m.s, st: x.m.cfg.State})
 	if err == nil {
 		ex.SetName(x.name)
+		x.m.keepNode(c, x.addr, ex)
 	}
 	p.mu.Lock()
 	p.ex, p.err = ex, err
@@ -686,13 +698,18 @@ func (x *nodeMux) Close(ctx context.Context) error {
 }
 
 // reporter passes what a node executor reports to its computation, and a
-// node that went down to the scheduler.
+// node that went down to the scheduler. With a state, a job's result is
+// kept before it is passed on (see keepResult).
 type reporter struct {
-	c *node.Computation
-	s *sched.Scheduler
+	c  *node.Computation
+	s  *sched.Scheduler
+	st *state.DB
 }
 
-func (r reporter) Started(run *sched.Run, at time.Time)      { r.c.Started(run, at) }
-func (r reporter) Done(run *sched.Run, res sched.Result)     { r.c.Done(run, res) }
+func (r reporter) Started(run *sched.Run, at time.Time) { r.c.Started(run, at) }
+func (r reporter) Done(run *sched.Run, res sched.Result) {
+	keepResult(r.st, r.c, run, res)
+	r.c.Done(run, res)
+}
 func (r reporter) Provisional(run *sched.Run, output []byte) { r.c.Provisional(run, output) }
 func (r reporter) NodeDown(name string, err error)           { r.s.NodeDown(name, err) }

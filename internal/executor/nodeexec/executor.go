@@ -136,6 +136,9 @@ func (e *Executor) sender() {
 			if len(jobs) == 0 && len(cancels) == 0 && len(recalls) == 0 {
 				break
 			}
+			if len(jobs) > 0 && e.cfg.OnSubmit != nil {
+				e.cfg.OnSubmit(e.compID, jobs)
+			}
 			if len(jobs) > 0 && !e.retry(func(ctx context.Context) error {
 				_, err := e.api.Submit(ctx, connect.NewRequest(&drovev1.SubmitRequest{ComputationId: e.compID, Jobs: jobs}))
 				return err

@@ -410,6 +410,14 @@ func (d *DB) Finish(comp string, run uint64, ev Event) {
 	})
 }
 
+// SetSeq queues keeping that computation comp's events are numbered up to
+// seq at least.
+func (d *DB) SetSeq(comp string, seq uint64) {
+	d.write(func(tx *bolt.Tx) error {
+		return updateComp(tx, comp, func(c *Computation) { c.Seq = max(c.Seq, seq) })
+	})
+}
+
 // Ack queues forgetting computation comp's events up to seq: the client
 // has them.
 func (d *DB) Ack(comp string, seq uint64) {
