@@ -61,10 +61,10 @@ type entry struct {
 	// the worker skips it.
 	cancelled bool
 	// recalled: taken back for the scheduler (Recall, steal) and the
-	// worker told to skip it, but not reported yet: the worker may have
-	// begun it already (it runs ahead of the results it holds back, see
-	// internal/worker), so only its answer says whether the run never
-	// started (NotStarted) or ran.
+	// worker told to skip it (wire.Skip), but not reported yet: the worker
+	// may have begun it already (it runs ahead of the results it holds
+	// back, see internal/worker), and then goes on, so only its answer
+	// says whether the run never started (NotStarted) or ran.
 	recalled bool
 }
 
@@ -436,7 +436,7 @@ func (e *Executor) recallLocked(s *slot, r *sched.Run) {
 	ready := w.ready
 	e.mu.Unlock()
 	if ready {
-		w.sendCancel(id)
+		w.sendSkip(id)
 	}
 }
 
@@ -535,6 +535,12 @@ func (e *Executor) holdWrite(w *workerProc) bool {
 		e.dirty = append(e.dirty, w)
 	}
 	return true
+}
+
+func (w *workerProc) sendSkip(id uint64) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	_ = w.w.Send(&wire.Skip{ID: id})
 }
 
 func (w *workerProc) sendCancel(id uint64) {
@@ -659,14 +665,11 @@ func (w *workerProc) result(s *slot, m *wire.Result) bool {
 			e.rep.Done(ent.r, sched.Result{Outcome: sched.NotStarted})
 			return true
 		}
-		// It had begun when the recall came: it ran, once. A run the
-		// recall's cancel cut short counts as lost, as on a node that
-		// failed under it: run again only if it is reentrant.
+		// It had begun when the Skip came, and went on: its result
+		// stands (it ran once).
 		res := resultOf(m)
-		if res.Outcome != sched.OK {
-			res = sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: the job was taken back from its worker as it began", sched.ErrNodeLost), Stdout: res.Stdout, Stderr: res.Stderr}
-		}
 		res.Sent = int64(len(ent.r.Task.Input))
+		res.Received = int64(len(m.Output) + len(m.Stdout) + len(m.Stderr))
 		e.rep.Done(ent.r, res)
 		return true
 	}
