@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -213,4 +214,75 @@ func TestSchedulerStateKill10000(t *testing.T) {
 	start := time.Now()
 	runSchedulerKill(t, 2, 10000, 2500, time.Millisecond)
 	t.Logf("took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// A node that loses what it ran while the scheduler is down (killed and
+// started afresh) cannot give those jobs back: they end Abandoned, as on a
+// lost node, and no job runs twice. The other node's jobs are reclaimed.
+func TestSchedulerStateNodeLostMeanwhile(t *testing.T) {
+	bin := nodetest.Build(t)
+	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2")
+	b := nodetest.StartProcess(t, bin, nil, "--name", "b", "--cpus", "2")
+	nodeArgs := []string{"--state", t.TempDir(), "--nodes", a.Addr + "," + b.Addr}
+	s := startSchedulerProc(t, bin, 0, nodeArgs...)
+	_, portStr, _ := net.SplitHostPort(s.addr)
+	port, _ := strconv.Atoi(portStr)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	c, err := drove.NewCluster(ctx, once, drove.WithScheduler(s.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	marks := t.TempDir()
+	const n = 40
+	var js []*drove.Job[int]
+	for i := range n {
+		j, err := c.Submit(ctx, markIn{Dir: marks, N: i, Sleep: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		js = append(js, j)
+	}
+	// Jobs run on both nodes when the scheduler dies.
+	for running := 0; running < 4; {
+		if ctx.Err() != nil {
+			t.Fatal("jobs did not start")
+		}
+		files, _ := os.ReadDir(marks)
+		running = len(files)
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.kill()
+	_ = a.Cmd.Process.Kill()
+	<-a.Done
+	a.Done <- nil // for its cleanup
+	_, aPort, _ := net.SplitHostPort(a.Addr)
+	nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2", "--port", aPort)
+	startSchedulerProc(t, bin, port, nodeArgs...)
+	finished, abandoned := 0, 0
+	for i, j := range js {
+		got, err := j.Result(ctx)
+		switch {
+		case err == nil && got == i && j.Status() == drove.Finished:
+			finished++
+		case err != nil && strings.Contains(err.Error(), "lost the job's computation") && j.Status() == drove.Abandoned:
+			abandoned++
+		default:
+			t.Errorf("job %d: %d, %v (%v)", i, got, err, j.Status())
+		}
+	}
+	files, err := os.ReadDir(marks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each finished job ran once; an abandoned one ran at most once (on
+	// the node that died), or not at all.
+	if len(files) < finished || len(files) > n {
+		t.Errorf("%d jobs ran, %d finished", len(files), finished)
+	}
+	if abandoned == 0 {
+		t.Error("no job was lost with the node: nothing tested")
+	}
+	t.Logf("%d finished, %d abandoned with the node", finished, abandoned)
 }
