@@ -286,3 +286,51 @@ func TestSchedulerStateNodeLostMeanwhile(t *testing.T) {
 	}
 	t.Logf("%d finished, %d abandoned with the node", finished, abandoned)
 }
+
+// A job running on a node when the scheduler was killed can still be
+// cancelled by its client once the scheduler is back: the cancel goes on
+// to the node that runs it.
+func TestSchedulerStateCancelReclaimed(t *testing.T) {
+	bin := nodetest.Build(t)
+	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2")
+	b := nodetest.StartProcess(t, bin, nil, "--name", "b", "--cpus", "2")
+	nodeArgs := []string{"--state", t.TempDir(), "--nodes", a.Addr + "," + b.Addr}
+	s := startSchedulerProc(t, bin, 0, nodeArgs...)
+	_, portStr, _ := net.SplitHostPort(s.addr)
+	port, _ := strconv.Atoi(portStr)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	c, err := drove.NewCluster(ctx, sleep, drove.WithScheduler(s.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var js []*drove.Job[time.Duration]
+	for range 4 {
+		j, err := c.Submit(ctx, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js = append(js, j)
+	}
+	for _, j := range js {
+		for j.Status() != drove.Running {
+			if ctx.Err() != nil {
+				t.Fatal("jobs did not start")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	s.kill()
+	startSchedulerProc(t, bin, port, nodeArgs...)
+	for _, j := range js {
+		if err := c.Cancel(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, j := range js {
+		if _, err := j.Result(ctx); err == nil || j.Status() != drove.Cancelled {
+			t.Errorf("job %d: %v (%v), want Cancelled", i, err, j.Status())
+		}
+	}
+}

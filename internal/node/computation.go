@@ -287,10 +287,19 @@ func (c *Computation) cancel(ids []uint64, recall bool) {
 	c.order.Lock()
 	defer c.order.Unlock()
 	var tasks []*sched.Task
+	var adopted []uint64
 	c.mu.Lock()
 	for _, id := range ids {
 		j := c.jobs[id]
 		if j == nil {
+			continue
+		}
+		if j.adopted {
+			// Not the scheduler's: its machine has it (durable.go). A
+			// recall leaves it, as one that has begun.
+			if !recall {
+				adopted = append(adopted, id)
+			}
 			continue
 		}
 		if recall {
@@ -304,6 +313,9 @@ func (c *Computation) cancel(ids []uint64, recall bool) {
 	c.mu.Unlock()
 	for _, t := range tasks {
 		c.n.sched.Cancel(t)
+	}
+	if a, ok := c.n.machines.(Adopter); ok && len(adopted) > 0 {
+		a.CancelAdopted(c, adopted)
 	}
 }
 

@@ -34,8 +34,12 @@ import (
 // had gone to a machine and the machines' computations kept for it
 // (Saved.Nodes); each job must end with FinishAdopted, or be given to the
 // scheduler again with Requeue.
+//
+// CancelAdopted passes the client's cancel of such jobs (run ids) on to
+// their machines; each still ends with FinishAdopted.
 type Adopter interface {
 	Adopt(c *Computation, jobs []state.Job, nodes map[string]string)
+	CancelAdopted(c *Computation, runs []uint64)
 }
 
 // seqGap is added to the highest sequence number kept for a computation

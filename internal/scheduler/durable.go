@@ -92,6 +92,9 @@ func keepResult(st *state.DB, c *node.Computation, run *sched.Run, res sched.Res
 type reclaims struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// where each job being reclaimed went, by client run id; fixed by
+	// Adopt.
+	where map[uint64]state.Job
 }
 
 // Adopt implements node.Adopter: the jobs of a restored computation that
@@ -110,7 +113,10 @@ func (m *Machines) Adopt(c *node.Computation, jobs []state.Job, nodes map[string
 		}
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	rc := &reclaims{cancel: cancel}
+	rc := &reclaims{cancel: cancel, where: map[uint64]state.Job{}}
+	for _, j := range jobs {
+		rc.where[j.RunID] = j
+	}
 	m.mu.Lock()
 	m.reclaims[c] = rc
 	m.mu.Unlock()
@@ -193,6 +199,37 @@ func (m *Machines) endReclaim(c *node.Computation, cfg nodeexec.Config, nodeComp
 	}
 	for nr := range runs {
 		c.FinishAdopted(client[nr], sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: the computation closed", sched.ErrNodeLost)})
+	}
+}
+
+// CancelAdopted implements node.Adopter: the cancel goes to the node
+// computation each job went to; the job's result comes back through its
+// reclaim. A node that does not answer keeps the job (it is reclaimed as
+// it ends).
+func (m *Machines) CancelAdopted(c *node.Computation, runs []uint64) {
+	m.mu.Lock()
+	rc := m.reclaims[c]
+	m.mu.Unlock()
+	if rc == nil {
+		return
+	}
+	type where struct{ addr, comp string }
+	byNode := map[where][]uint64{}
+	for _, r := range runs {
+		if j, ok := rc.where[r]; ok {
+			w := where{j.Node, j.NodeComp}
+			byNode[w] = append(byNode[w], j.NodeRun)
+		}
+	}
+	for w, nrs := range byNode {
+		m.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ConnectTimeout)
+			defer cancel()
+			cfg := nodeexec.Config{Addr: w.addr, Secret: m.cfg.Secret, TLS: m.cfg.TLS, ClientID: m.cfg.ClientID}
+			if err := nodeexec.CancelRuns(ctx, cfg, w.comp, nrs); err != nil {
+				m.log.Warn("passing a cancel on to a node", "computation", c.ID(), "addr", w.addr, "err", err)
+			}
+		})
 	}
 }
 

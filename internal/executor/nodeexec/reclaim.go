@@ -125,3 +125,15 @@ func CloseComputation(ctx context.Context, cfg Config, compID string, terminate 
 	}
 	return nil
 }
+
+// CancelRuns cancels runs (run ids on the node) of computation compID of
+// this client on the node at cfg.Addr; their results come as usual.
+func CancelRuns(ctx context.Context, cfg Config, compID string, runs []uint64) error {
+	hc := NewHTTPClient(cfg.Secret, cfg.TLS)
+	defer hc.CloseIdleConnections()
+	api := newAPI(hc, baseURL(cfg.Addr, cfg.TLS))
+	if _, err := api.Cancel(ctx, connect.NewRequest(&drovev1.CancelRequest{ComputationId: compID, RunIds: runs})); err != nil {
+		return &ConnError{Addr: cfg.Addr, Err: err}
+	}
+	return nil
+}
