@@ -97,8 +97,11 @@ func startSchedulerProc(t *testing.T, bin string, port int, args ...string) *sch
 }
 
 // kill kills the scheduler with SIGKILL and waits for it to be gone.
-func (p *schedProc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+func (p *schedProc) kill() { p.stop(syscall.SIGKILL) }
+
+// stop sends the scheduler sig and waits for it to be gone.
+func (p *schedProc) stop(sig syscall.Signal) {
+	_ = p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
 		p.done <- nil // for a later kill
@@ -112,6 +115,11 @@ func (p *schedProc) kill() {
 // state and port, and checks that every job ends Finished with its own
 // result, having run exactly once.
 func runSchedulerKill(t *testing.T, clients, jobs, kill int, sleep time.Duration) {
+	runSchedulerStop(t, syscall.SIGKILL, clients, jobs, kill, sleep)
+}
+
+// runSchedulerStop is runSchedulerKill with another signal.
+func runSchedulerStop(t *testing.T, sig syscall.Signal, clients, jobs, kill int, sleep time.Duration) {
 	bin := nodetest.Build(t)
 	var nodes []string
 	for _, name := range []string{"a", "b"} {
@@ -165,7 +173,7 @@ func runSchedulerKill(t *testing.T, clients, jobs, kill int, sleep time.Duration
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	s.kill()
+	s.stop(sig)
 	atKill := done.Load()
 	if atKill >= int64(jobs) {
 		t.Fatalf("all %d jobs ended before the scheduler was killed: nothing tested", jobs)
@@ -204,6 +212,12 @@ func runSchedulerKill(t *testing.T, clients, jobs, kill int, sleep time.Duration
 // with its result, and none runs twice.
 func TestSchedulerStateKill(t *testing.T) {
 	runSchedulerKill(t, 2, 300, 60, 20*time.Millisecond)
+}
+
+// A scheduler stopped with SIGTERM keeps its state the same way, and
+// leaves the jobs on its nodes running for its next start.
+func TestSchedulerStateTerm(t *testing.T) {
+	runSchedulerStop(t, syscall.SIGTERM, 2, 300, 60, 20*time.Millisecond)
 }
 
 // The same with 10,000 jobs of two clients, killed a quarter of the way.

@@ -61,8 +61,8 @@ the nodes, the scheduler signs with --node-secret-file or $DROVE_NODE_SECRET
 --node-tls-ca. The scheduler is one client of its nodes, under an id kept in
 --dest-path, so that after a restart the nodes still know it.
 
-With --state DIR the scheduler loses nothing when it is killed (kill -9
-included): it keeps, in one database in DIR, every computation, every job
+With --state DIR the scheduler loses nothing when it is stopped or killed
+(kill -9 included): it keeps, in one database in DIR, every computation, every job
 that has no result yet (its input, and the node it went to) and every
 result its client has not acknowledged. Started again with the same --state,
 it takes the computations up again: queued jobs are queued again, jobs that

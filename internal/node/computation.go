@@ -340,11 +340,16 @@ func (c *Computation) close(ctx context.Context, terminate bool, why string) {
 		c.closeWhy = why
 		c.forgetState(why)
 		c.closed.Store(true)
+		// A daemon that stops with a state keeps the computation for its
+		// next start (durable.go): its jobs are left to its machines,
+		// which let go of them first, and nothing is stopped.
+		kept := c.Kept()
 		// Queued jobs first, so none takes the CPU a stopped one frees.
 		var stop, running []*sched.Task
 		c.mu.Lock()
 		for _, j := range c.jobs {
 			switch {
+			case kept:
 			case j.task.State() == sched.Created:
 				stop = append(stop, j.task)
 			case terminate:
@@ -360,6 +365,9 @@ func (c *Computation) close(ctx context.Context, terminate bool, why string) {
 			n.sched.Cancel(t)
 		}
 		c.order.Unlock()
+		if kept {
+			n.machines.Close(ctx, c)
+		}
 		if c.ten != nil { // nil for a computation restored from disk
 			if err := n.sched.CloseTenant(ctx, c.ten); err != nil {
 				n.log.Warn("closing computation", "computation", c.id, "err", err)
@@ -368,7 +376,9 @@ func (c *Computation) close(ctx context.Context, terminate bool, why string) {
 		// Only now: until its runs have ended they hold CPUs, and another
 		// computation queueing ahead meanwhile could run more than the
 		// node's CPUs at once.
-		n.machines.Close(ctx, c)
+		if !kept {
+			n.machines.Close(ctx, c)
+		}
 		// The results come from the scheduler's event goroutine: let them
 		// reach the outbox before it closes.
 		select {

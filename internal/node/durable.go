@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
@@ -201,11 +202,17 @@ func depBlobs(req *drovev1.SetupRequest) []*drovev1.Blob {
 }
 
 // Kept reports whether the computation closes because the daemon stops,
-// with a state that keeps it for the daemon's next start: what its
-// machines hold for it should then be left to them.
+// with a state that keeps it for the daemon's next start: Machines.Close
+// is then called before its tenant closes, and should let go of what its
+// machines hold for it without stopping it (the next start reclaims it).
 func (c *Computation) Kept() bool {
-	return c.st != nil && c.closed.Load() && c.closeWhy == whyNodeStopping
+	return c.st != nil && c.frozen.Load() && c.closeWhy == whyNodeStopping
 }
+
+// Keeping reports whether the daemon's state keeps what happens to the
+// computation: it has a state, and the computation is neither forgotten
+// nor frozen as the daemon stops.
+func (c *Computation) Keeping() bool { return c.st != nil && !c.frozen.Load() }
 
 // FinishAdopted ends job run, one given to Machines.Adopt, with res.
 func (c *Computation) FinishAdopted(run uint64, res sched.Result) {
@@ -260,8 +267,13 @@ func (c *Computation) finishProto(j *job, res *drovev1.Result) {
 }
 
 // pushResultLocked pushes j's result event, and keeps it in the state
-// until the client acknowledges it; the caller holds c.mu.
+// until the client acknowledges it; the caller holds c.mu. A computation
+// kept while the daemon stops pushes nothing: what the stop does to its
+// jobs is not theirs, and the next start takes them up.
 func (c *Computation) pushResultLocked(j *job, res *drovev1.Result) {
+	if c.Kept() {
+		return
+	}
 	ev := &drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_Result{Result: res}}
 	seq := c.out.push(ev)
 	if c.st == nil || c.frozen.Load() || seq == 0 {
@@ -361,4 +373,14 @@ func (o *outbox) restore(seq uint64, evs []*drovev1.Event) uint64 {
 	evs = append(evs, &drovev1.Event{Seq: o.seq})
 	o.spoolLocked(evs)
 	return o.seq
+}
+
+// keepsOnStop reports whether the daemon is stopping with a state, which
+// keeps its computations for its next start.
+func (n *Node) keepsOnStop() bool { return n.cfg.State != nil && n.stopping.Load() }
+
+// errStopping is the answer about a computation a daemon that stops keeps
+// for its next start: Unavailable, which its client retries.
+func errStopping(name string) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("drove: %s is stopping; it keeps the computation for its next start", name))
 }

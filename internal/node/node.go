@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -204,6 +205,9 @@ type Node struct {
 	// machines run the computations' jobs: Config.Machines, or this
 	// machine.
 	machines Machines
+
+	// stopping is set when Run starts closing the computations.
+	stopping atomic.Bool
 
 	mu       sync.Mutex
 	comps    map[string]*Computation
@@ -626,6 +630,7 @@ func (n *Node) Run(ctx context.Context) error {
 		defer stop()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
 		defer cancel()
+		n.stopping.Store(true)
 		n.closeAll(sctx)
 		n.machines.Stop()
 		if err := n.sched.Close(sctx); err != nil {

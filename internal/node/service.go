@@ -209,6 +209,11 @@ func (n *Node) comp(id string) (*Computation, error) {
 	c := n.comps[id]
 	n.mu.Unlock()
 	if c == nil {
+		if n.keepsOnStop() {
+			// Its computations are kept for the next start: the client
+			// waits for it rather than giving them up.
+			return nil, errStopping(n.cfg.Name)
+		}
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("drove: node %s has no computation %q (closed, or the node restarted)", n.cfg.Name, id))
 	}
 	c.out.touch()
@@ -221,6 +226,9 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[drovev1.Submi
 		return nil, err
 	}
 	if err := c.submit(req.Msg.Jobs); err != nil {
+		if c.Kept() {
+			return nil, errStopping(s.n.cfg.Name)
+		}
 		return nil, connect.NewError(connect.CodeNotFound, err)
 	}
 	if err := c.syncState(); err != nil {
@@ -308,6 +316,9 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 				return err
 			}
 		case <-c.done:
+			if c.Kept() {
+				return errStopping(n.cfg.Name)
+			}
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("drove: computation %s closed", c.id))
 		case <-ctx.Done():
 			return nil

@@ -78,7 +78,7 @@ func (m *Machines) keepNode(c *node.Computation, addr string, ex *nodeexec.Execu
 // makes it an event for the client; a run given back unstarted is queued
 // again, and has none.
 func keepResult(st *state.DB, c *node.Computation, run *sched.Run, res sched.Result) {
-	if st == nil || res.Outcome == sched.NotStarted {
+	if st == nil || res.Outcome == sched.NotStarted || !c.Keeping() {
 		return
 	}
 	b, err := proto.Marshal(nodeproto.ResultProto(res))
@@ -242,5 +242,18 @@ func (m *Machines) endReclaims(c *node.Computation) {
 	if rc != nil {
 		rc.cancel()
 		rc.wg.Wait()
+	}
+}
+
+// detach lets go of the pair's computation on the node without closing it
+// (nodeexec.Executor.Detach), once its set-up has ended.
+func (p *pair) detach(ctx context.Context) {
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return
+	}
+	if p.ex != nil {
+		p.ex.Detach()
 	}
 }

@@ -335,7 +335,7 @@ func (m *Machines) Close(ctx context.Context, c *node.Computation) {
 	}
 	var wg sync.WaitGroup
 	for _, x := range muxes {
-		wg.Go(func() { x.drop(ctx, mc.ten) })
+		wg.Go(func() { x.drop(ctx, mc.ten, c.Kept()) })
 	}
 	wg.Wait()
 }
@@ -665,12 +665,17 @@ func (x *nodeMux) Recall(r *sched.Run) {
 // a node, so that its CPUs never wait for the network.
 func (x *nodeMux) Prefetch() int { return 2*x.slots + 16 }
 
-// drop closes ten's computation on the node.
-func (x *nodeMux) drop(ctx context.Context, ten *sched.Tenant) {
+// drop closes ten's computation on the node; detach leaves it there,
+// running, for the next start of a scheduler with a state.
+func (x *nodeMux) drop(ctx context.Context, ten *sched.Tenant, detach bool) {
 	x.mu.Lock()
 	p := x.pairs[ten]
 	delete(x.pairs, ten)
 	x.mu.Unlock()
+	if p != nil && detach {
+		p.detach(ctx)
+		return
+	}
 	if p != nil {
 		if err := (pairExec{p}).Close(ctx); err != nil {
 			x.m.log.Warn("closing a computation on a node", "node", x.name, "err", err)

@@ -219,6 +219,33 @@ func (e *Executor) Close(ctx context.Context) error {
 	return err
 }
 
+// Detach stops talking to the node and leaves the computation there as it
+// is, its jobs running, for a later Reclaim by the same client id; the
+// runs the executor had are reported Lost here. A scheduler that stops
+// with its state (drove scheduler --state) detaches.
+func (e *Executor) Detach() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	left := make([]*sched.Run, 0, len(e.runs))
+	for _, r := range e.runs {
+		left = append(left, r.r)
+	}
+	e.runs = map[uint64]*run{}
+	e.byRun = map[*sched.Run]uint64{}
+	e.mu.Unlock()
+	e.cancel()
+	e.wg.Wait()
+	for _, r := range left {
+		e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s (detached)", ErrClosed, e.cfg.Addr)})
+	}
+	e.hc.CloseIdleConnections()
+	e.bulk.CloseIdleConnections()
+}
+
 // CloseStale closes a computation the client left on a node (one reported
 // down that may be alive after all), stopping its jobs. A node that no
 // longer has it (it restarted, or closed it already) counts as success; on
