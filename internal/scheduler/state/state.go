@@ -25,6 +25,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the database's file name in the state directory.
@@ -123,6 +124,9 @@ func Open(path string) (*DB, error) {
 	// NoFreelistSync: the freelist is rebuilt on open instead of written
 	// at every commit, which halves what a small commit writes.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("drove: scheduler state %s is in use by another process (another drove scheduler with the same --state?): %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("drove: scheduler state %s: %w", path, err)
 	}
