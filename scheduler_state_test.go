@@ -327,6 +327,12 @@ func TestSchedulerStateCancelReclaimed(t *testing.T) {
 		}
 		js = append(js, j)
 	}
+	// One more, queued behind them, cancelled before the kill: it stays
+	// cancelled, and does not run after the restart.
+	queued, err := c.Submit(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, j := range js {
 		for j.Status() != drove.Running {
 			if ctx.Err() != nil {
@@ -335,8 +341,14 @@ func TestSchedulerStateCancelReclaimed(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	if err := c.Cancel(queued); err != nil {
+		t.Fatal(err)
+	}
 	s.kill()
 	startSchedulerProc(t, bin, port, nodeArgs...)
+	if _, err := queued.Result(ctx); err == nil || queued.Status() != drove.Cancelled {
+		t.Errorf("queued job: %v (%v), want Cancelled", err, queued.Status())
+	}
 	for _, j := range js {
 		if err := c.Cancel(j); err != nil {
 			t.Fatal(err)
@@ -346,5 +358,8 @@ func TestSchedulerStateCancelReclaimed(t *testing.T) {
 		if _, err := j.Result(ctx); err == nil || j.Status() != drove.Cancelled {
 			t.Errorf("job %d: %v (%v), want Cancelled", i, err, j.Status())
 		}
+	}
+	if st := c.Stats(); st.Running != 0 {
+		t.Errorf("%d jobs still running after all were cancelled", st.Running)
 	}
 }

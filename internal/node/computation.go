@@ -311,6 +311,9 @@ func (c *Computation) cancel(ids []uint64, recall bool) {
 		tasks = append(tasks, j.task)
 	}
 	c.mu.Unlock()
+	if !recall {
+		c.saveCancelled(tasks)
+	}
 	for _, t := range tasks {
 		c.n.sched.Cancel(t)
 	}

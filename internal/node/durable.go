@@ -384,3 +384,25 @@ func (n *Node) keepsOnStop() bool { return n.cfg.State != nil && n.stopping.Load
 func errStopping(name string) error {
 	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("drove: %s is stopping; it keeps the computation for its next start", name))
 }
+
+// saveCancelled keeps, before the jobs of tasks are cancelled, that they
+// end Killed: a queued job's cancel ends it at once, and its result event
+// for the client is committed later, so a daemon killed meanwhile would
+// otherwise find it queued and run it, though the client may have heard
+// it was cancelled. A job that runs gets its own result, which replaces
+// this one.
+func (c *Computation) saveCancelled(tasks []*sched.Task) {
+	if !c.Keeping() || len(tasks) == 0 {
+		return
+	}
+	b, err := proto.Marshal(nodeproto.ResultProto(sched.Result{Outcome: sched.Killed, Err: errors.New("drove: job cancelled before it started")}))
+	if err != nil {
+		return
+	}
+	for _, t := range tasks {
+		c.st.Result(c.id, uint64(t.ID), b)
+	}
+	if err := c.st.Sync(); err != nil {
+		c.n.log.Warn("scheduler state: cannot keep a cancel", "computation", c.id, "err", err)
+	}
+}
