@@ -213,6 +213,10 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		rc.Discovery.Multicast = c.cfg.multicast
 		rc.Heartbeat, rc.Misses = c.cfg.heartbeat, c.cfg.misses
 		rc.ConnectTimeout = c.cfg.connect
+		// A scheduler that is killed or cut off keeps the computation
+		// (drove scheduler --state): the client waits for it to answer
+		// again rather than giving its jobs up.
+		rc.Reattach = c.cfg.scheduler != ""
 		if c.cfg.tlsCA != "" {
 			var err error
 			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {

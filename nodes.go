@@ -55,6 +55,9 @@ type remoteConfig struct {
 	// Exclusive asks each node (or the scheduler) to run the computation
 	// alone (WithExclusive).
 	Exclusive bool
+	// Reattach: the one node is a shared scheduler, which keeps the
+	// computation while it is away (nodeexec.Config.Reattach).
+	Reattach bool
 	// Record, if set, is called with a node's address once the computation
 	// is set up on it, before the node gets a job; its error keeps the
 	// node out (retried like an unreachable one).
@@ -282,6 +285,7 @@ func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error)
 		Heartbeat: r.cfg.Heartbeat,
 		Misses:    r.cfg.Misses,
 		Files:     r.cfg.Files,
+		Reattach:  r.cfg.Reattach,
 		Logger:    r.log.With("node", addr),
 	}, r.comp, r.s)
 	if err != nil {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/scheduler"
+	"github.com/drove-dev/drove/internal/scheduler/state"
 )
 
 // nodeSecretEnv holds the secret a scheduler signs its requests to the
@@ -26,6 +29,7 @@ func newSchedulerCmd() *cobra.Command {
 		nodeCert       string
 		nodeKey        string
 		nodeCA         string
+		stateDir       string
 	)
 	cmd := &cobra.Command{
 		Use:   "scheduler",
@@ -59,9 +63,23 @@ $DROVE_SECRET, or mutual TLS with --tls-cert, --tls-key and --tls-ca. Towards
 the nodes, the scheduler signs with --node-secret-file or $DROVE_NODE_SECRET
 (default: the clients' secret), or uses --node-tls-cert, --node-tls-key and
 --node-tls-ca. The scheduler is one client of its nodes, under an id kept in
---dest-path, so that after a restart the nodes still know it.`,
+--dest-path, so that after a restart the nodes still know it.
+
+With --state DIR the scheduler loses nothing when it is stopped or killed
+(kill -9 included): it keeps, in one database in DIR, every computation, every job
+that has no result yet (its input, and the node it went to) and every
+result its client has not acknowledged. Started again with the same --state,
+it takes the computations up again: queued jobs are queued again, jobs that
+were on nodes are not run again but their outcomes fetched from the nodes
+(which keep the scheduler's results while it is away), and each client,
+which keeps trying the scheduler meanwhile, gets every result once. DIR
+also holds the clients' files and the scheduler's id unless --dest-path is
+given (then keep both). Without --state a restarted scheduler has forgotten
+its computations, and their clients' jobs end or run again elsewhere as on a
+lost node.`,
 		Example: `  DROVE_SECRET=s3cret drove scheduler --nodes '*'
   drove scheduler --nodes 10.0.0.5,10.0.0.6 --secret-file /etc/drove/secret --policy fsfs
+  drove scheduler --nodes '10.0.0.*' --state /var/lib/drove/scheduler
   # then, on any client machine:
   DROVE_SECRET=s3cret drove submit --scheduler schedhost -a 1 -a 2 ./compute.sh`,
 		Args: cobra.NoArgs,
@@ -90,7 +108,18 @@ the nodes, the scheduler signs with --node-secret-file or $DROVE_NODE_SECRET
 				return fmt.Errorf("--cpus must be 0 (all) or more, got %d", mc.CPUs)
 			}
 			if cfg.Dir == "" {
+				cfg.Dir = stateDir
+			}
+			if cfg.Dir == "" {
 				cfg.Dir = filepath.Join(os.TempDir(), "drove", "scheduler")
+			}
+			if stateDir != "" {
+				db, err := openState(stateDir, cfg.Clean)
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				cfg.State, mc.State = db, db
 			}
 			mc.Dir = cfg.Dir
 			mc.Logger = cfg.Logger
@@ -116,7 +145,8 @@ the nodes, the scheduler signs with --node-secret-file or $DROVE_NODE_SECRET
 	d = addDaemonFlags(f, &cfg, scheduler.DefaultPort, "the nodes' CPUs")
 	f.StringSliceVarP(&mc.Nodes, "nodes", "n", nil, `drove nodes to run jobs on, comma-separated or repeated: host[:port] (port default 9701) or patterns ("*", "10.0.0.*") found by UDP discovery`)
 	f.IntVarP(&mc.CPUs, "cpus", "c", 0, "most CPUs to use on each node; 0 for all a node offers")
-	f.StringVar(&cfg.Dir, "dest-path", "", "directory for clients' files and the scheduler's id (default $TMPDIR/drove/scheduler)")
+	f.StringVar(&cfg.Dir, "dest-path", "", "directory for clients' files and the scheduler's id (default --state, else $TMPDIR/drove/scheduler)")
+	f.StringVar(&stateDir, "state", "", "directory of the scheduler's state (computations, jobs, undelivered results), kept across restarts and kill -9; --clean forgets it")
 	f.StringVar(&nodeSecretFile, "node-secret-file", "", "file holding the secret of the nodes (default $"+nodeSecretEnv+", else the clients' secret)")
 	f.StringVar(&nodeCert, "node-tls-cert", "", "client certificate (PEM) the scheduler presents to nodes (mutual TLS)")
 	f.StringVar(&nodeKey, "node-tls-key", "", "key of --node-tls-cert (PEM)")
@@ -124,4 +154,19 @@ the nodes, the scheduler signs with --node-secret-file or $DROVE_NODE_SECRET
 	f.BoolVar(&mc.Discovery.Multicast, "udp-multicast", false, "discover nodes over IPv4 multicast group 239.255.61.59 instead of broadcast")
 	f.DurationVar(&mc.Retry, "node-retry", 0, "how often a node that is down or unreachable is tried again (default 5s)")
 	return cmd
+}
+
+// openState opens the scheduler's state database in dir; clean starts
+// with an empty one.
+func openState(dir string, clean bool) (*state.DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("--state: %w", err)
+	}
+	path := filepath.Join(dir, state.FileName)
+	if clean {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("--clean: %w", err)
+		}
+	}
+	return state.Open(path)
 }

@@ -19,6 +19,7 @@ import (
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/nodeproto"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/scheduler/state"
 )
 
 // Computation is one client's computation on the daemon: a tenant of the
@@ -52,6 +53,14 @@ type Computation struct {
 	closed   atomic.Bool
 	closeWhy string
 
+	// st keeps the computation for a daemon started again on it
+	// (Config.State; durable.go), nil without one. frozen ends the
+	// writes: the computation is forgotten, or kept as it was while the
+	// daemon stops. savedAck is the highest acknowledgement kept.
+	st       *state.DB
+	frozen   atomic.Bool
+	savedAck atomic.Uint64
+
 	mu       sync.Mutex
 	jobs     map[uint64]*job // submitted, result not yet pushed
 	maxRunID uint64
@@ -70,6 +79,9 @@ type job struct {
 	// res is the executor's report of the run that ended the task, sent
 	// to the client as it is (the scheduler's own result wraps its errors).
 	res atomic.Pointer[sched.Result]
+	// adopted: restored from the state as gone to a machine, and not a
+	// task of the scheduler (see Adopter); guarded by c.mu.
+	adopted bool
 }
 
 func jobOf(r *sched.Run) *job { return r.Task.Ref.(*job) }
@@ -160,7 +172,7 @@ func (n *Node) onTask(ev sched.TaskEvent) {
 	// Pushed under the lock that guards jobs, so that a heartbeat's pending
 	// count and last sequence number agree (a returning client relies on
 	// that).
-	c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_Result{Result: res}})
+	c.pushResultLocked(j, res)
 	c.forgetLocked(j)
 }
 
@@ -250,6 +262,7 @@ func (c *Computation) submit(jobs []*drovev1.Job) error {
 		c.jobs[pj.RunId] = j
 		add = append(add, j)
 	}
+	c.saveJobsLocked(add)
 	c.mu.Unlock()
 	for i, j := range add {
 		if err := c.n.sched.Submit(context.Background(), j.task); err != nil {
@@ -274,10 +287,19 @@ func (c *Computation) cancel(ids []uint64, recall bool) {
 	c.order.Lock()
 	defer c.order.Unlock()
 	var tasks []*sched.Task
+	var adopted []uint64
 	c.mu.Lock()
 	for _, id := range ids {
 		j := c.jobs[id]
 		if j == nil {
+			continue
+		}
+		if j.adopted {
+			// Not the scheduler's: its machine has it (durable.go). A
+			// recall leaves it, as one that has begun.
+			if !recall {
+				adopted = append(adopted, id)
+			}
 			continue
 		}
 		if recall {
@@ -289,8 +311,14 @@ func (c *Computation) cancel(ids []uint64, recall bool) {
 		tasks = append(tasks, j.task)
 	}
 	c.mu.Unlock()
+	if !recall {
+		c.saveCancelled(tasks)
+	}
 	for _, t := range tasks {
 		c.n.sched.Cancel(t)
+	}
+	if a, ok := c.n.machines.(Adopter); ok && len(adopted) > 0 {
+		a.CancelAdopted(c, adopted)
 	}
 }
 
@@ -313,12 +341,18 @@ func (c *Computation) close(ctx context.Context, terminate bool, why string) {
 		n.mu.Unlock()
 		c.order.Lock()
 		c.closeWhy = why
+		c.forgetState(why)
 		c.closed.Store(true)
+		// A daemon that stops with a state keeps the computation for its
+		// next start (durable.go): its jobs are left to its machines,
+		// which let go of them first, and nothing is stopped.
+		kept := c.Kept()
 		// Queued jobs first, so none takes the CPU a stopped one frees.
 		var stop, running []*sched.Task
 		c.mu.Lock()
 		for _, j := range c.jobs {
 			switch {
+			case kept:
 			case j.task.State() == sched.Created:
 				stop = append(stop, j.task)
 			case terminate:
@@ -334,6 +368,9 @@ func (c *Computation) close(ctx context.Context, terminate bool, why string) {
 			n.sched.Cancel(t)
 		}
 		c.order.Unlock()
+		if kept {
+			n.machines.Close(ctx, c)
+		}
 		if c.ten != nil { // nil for a computation restored from disk
 			if err := n.sched.CloseTenant(ctx, c.ten); err != nil {
 				n.log.Warn("closing computation", "computation", c.id, "err", err)
@@ -342,7 +379,9 @@ func (c *Computation) close(ctx context.Context, terminate bool, why string) {
 		// Only now: until its runs have ended they hold CPUs, and another
 		// computation queueing ahead meanwhile could run more than the
 		// node's CPUs at once.
-		n.machines.Close(ctx, c)
+		if !kept {
+			n.machines.Close(ctx, c)
+		}
 		// The results come from the scheduler's event goroutine: let them
 		// reach the outbox before it closes.
 		select {

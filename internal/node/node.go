@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -57,6 +58,7 @@ import (
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/scheduler/state"
 )
 
 // DefaultPort is the node's TCP port, dispy's node port.
@@ -167,6 +169,11 @@ type Config struct {
 	Policy sched.Policy
 	// OnListen, if set, is called by Run once it serves (tests use it).
 	OnListen func()
+	// State, if set, keeps the computations, their jobs and the results
+	// their clients have not acknowledged, so that the daemon started
+	// again on it after it was killed takes them up again (drove scheduler
+	// --state; see durable.go). The daemon does not close it.
+	State *state.DB
 	// Machines run the computations' jobs; nil means this machine's CPUs
 	// (drove node). drove scheduler gives the drove nodes it drives
 	// (package internal/scheduler).
@@ -198,6 +205,9 @@ type Node struct {
 	// machines run the computations' jobs: Config.Machines, or this
 	// machine.
 	machines Machines
+
+	// stopping is set when Run starts closing the computations.
+	stopping atomic.Bool
 
 	mu       sync.Mutex
 	comps    map[string]*Computation
@@ -299,7 +309,10 @@ func New(cfg Config) (*Node, error) {
 		n.verify = nodeauth.NewVerifier(cfg.Secret, n.bootID)
 	}
 	n.conns = newConnLimiter(&n.cfg, n.log, n.met)
-	n.restore()
+	if cfg.State == nil {
+		// With a state, Run takes up its computations (restoreState).
+		n.restore()
+	}
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
@@ -568,6 +581,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.machines.Start(ctx, n.sched); err != nil {
 		return fmt.Errorf("drove: node: %w", err)
 	}
+	if n.cfg.State != nil {
+		n.restoreState(ctx)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	// Serving the requested number of computations ends Run too.
 	gctx, stop := context.WithCancel(gctx)
@@ -617,6 +633,7 @@ func (n *Node) Run(ctx context.Context) error {
 		defer stop()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.ShutdownTimeout)
 		defer cancel()
+		n.stopping.Store(true)
 		n.closeAll(sctx)
 		n.machines.Stop()
 		if err := n.sched.Close(sctx); err != nil {

@@ -114,6 +114,7 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 		fileAcks: m.FileAcks,
 		closing:  make(chan struct{}),
 		fileWait: map[uint64]chan string{},
+		st:       n.cfg.State,
 	}
 	c.dir = filepath.Join(n.cfg.Dir, "comp", m.ClientId, c.id)
 	if err := c.prepare(ctx, m); err != nil {
@@ -141,6 +142,10 @@ func (s *service) Setup(ctx context.Context, req *connect.Request[drovev1.SetupR
 	n.comps[c.id] = c
 	n.mu.Unlock()
 	n.met.computations.Inc()
+	if err := c.saveComp(); err != nil {
+		c.close(ctx, true, "cannot keep it in the state")
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("drove: keeping the computation: %w", err))
+	}
 	n.log.Info("computation set up", "computation", c.id, "client", c.clientID, "func", m.FuncName, "program", m.ProgramName, "slots", slots, "remote", req.Peer().Addr)
 	return connect.NewResponse(&drovev1.SetupResponse{ComputationId: c.id, Slots: int32(slots), BootId: n.bootID, HeartbeatIntervalMs: uint32(hb / time.Millisecond)}), nil
 }
@@ -204,6 +209,11 @@ func (n *Node) comp(id string) (*Computation, error) {
 	c := n.comps[id]
 	n.mu.Unlock()
 	if c == nil {
+		if n.keepsOnStop() {
+			// Its computations are kept for the next start: the client
+			// waits for it rather than giving them up.
+			return nil, errStopping(n.cfg.Name)
+		}
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("drove: node %s has no computation %q (closed, or the node restarted)", n.cfg.Name, id))
 	}
 	c.out.touch()
@@ -216,7 +226,15 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[drovev1.Submi
 		return nil, err
 	}
 	if err := c.submit(req.Msg.Jobs); err != nil {
+		if c.Kept() {
+			return nil, errStopping(s.n.cfg.Name)
+		}
 		return nil, connect.NewError(connect.CodeNotFound, err)
+	}
+	if err := c.syncState(); err != nil {
+		// Taken, but perhaps not kept: the client sends the batch
+		// again, and jobs it had sent are not taken twice.
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("drove: keeping the jobs: %w", err))
 	}
 	return connect.NewResponse(&drovev1.SubmitResponse{}), nil
 }
@@ -236,6 +254,7 @@ func (s *service) Heartbeat(ctx context.Context, req *connect.Request[drovev1.He
 		return nil, err
 	}
 	c.out.ack(req.Msg.Ack)
+	c.saveAck(req.Msg.Ack)
 	return connect.NewResponse(&drovev1.HeartbeatResponse{}), nil
 }
 
@@ -270,6 +289,7 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 	defer cancel()
 	gen, notify := c.out.attach(req.Msg.Ack, cancel)
 	defer c.out.detach(gen)
+	c.saveAck(req.Msg.Ack)
 	n.met.streams.Inc()
 	defer n.met.streams.Dec()
 	cursor := req.Msg.Ack
@@ -296,6 +316,9 @@ func (s *service) Results(ctx context.Context, req *connect.Request[drovev1.Resu
 				return err
 			}
 		case <-c.done:
+			if c.Kept() {
+				return errStopping(n.cfg.Name)
+			}
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("drove: computation %s closed", c.id))
 		case <-ctx.Done():
 			return nil

@@ -42,6 +42,7 @@ import (
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/scheduler/state"
 )
 
 // DefaultPort is the scheduler's TCP port for clients, dispyscheduler's;
@@ -85,6 +86,11 @@ type Config struct {
 	// Discovery configures finding nodes for patterns; its Secret is set
 	// from Secret.
 	Discovery discovery.ClientConfig
+	// State, if set, is where the scheduler keeps where each job went and
+	// the results nodes gave, so that a scheduler started again on it gets
+	// back the outcomes of the jobs on nodes instead of running them
+	// again (durable.go). The daemon keeps the rest (node.Config.State).
+	State *state.DB
 	// Logger receives the logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -106,10 +112,11 @@ type Machines struct {
 	// reads it under the scheduler's lock, hence an atomic.
 	shared atomic.Bool
 
-	mu    sync.Mutex
-	comps map[*sched.Tenant]*computation // open computations, by tenant
-	muxes map[*nodeMux]struct{}          // nodes in the scheduler
-	names map[string]string              // node name by address, fixed when it first answers
+	mu       sync.Mutex
+	reclaims map[*node.Computation]*reclaims // jobs taken up from the state, being reclaimed (durable.go)
+	comps    map[*sched.Tenant]*computation  // open computations, by tenant
+	muxes    map[*nodeMux]struct{}           // nodes in the scheduler
+	names    map[string]string               // node name by address, fixed when it first answers
 	// stale are computations left on nodes that went down, by address:
 	// a node cut off or frozen may live on, holding them (and their
 	// workers) until its zombie interval. They are closed when the node
@@ -139,12 +146,13 @@ func New(cfg Config) *Machines {
 	}
 	cfg.Discovery.Secret = cfg.Secret
 	m := &Machines{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		comps: map[*sched.Tenant]*computation{},
-		muxes: map[*nodeMux]struct{}{},
-		names: map[string]string{},
-		stale: map[string][]*nodeexec.Executor{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		comps:    map[*sched.Tenant]*computation{},
+		reclaims: map[*node.Computation]*reclaims{},
+		muxes:    map[*nodeMux]struct{}{},
+		names:    map[string]string{},
+		stale:    map[string][]*nodeexec.Executor{},
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -415,12 +423,13 @@ func (m *Machines) Close(ctx context.Context, c *node.Computation) {
 		muxes = append(muxes, x)
 	}
 	m.mu.Unlock()
+	m.endReclaims(c)
 	if mc == nil {
 		return
 	}
 	var wg sync.WaitGroup
 	for _, x := range muxes {
-		wg.Go(func() { x.drop(ctx, mc.ten) })
+		wg.Go(func() { x.drop(ctx, mc.ten, c.Kept()) })
 	}
 	wg.Wait()
 }
@@ -645,10 +654,13 @@ func (p *pair) setup() {
 		Heartbeat: x.m.cfg.Heartbeat,
 		Misses:    x.m.cfg.Misses,
 		Files:     c.Files(),
+		OnSubmit:  x.m.onSubmit(c, x.addr),
+		BeforeAck: x.m.beforeAck(),
 		Logger:    x.m.log.With("node", x.name, "computation", c.ID()),
-	}, p.mc.comp, reporter{c: c, s: x.m.s})
+	}, p.mc.comp, reporter{c: c, s: x.m.s, st: x.m.cfg.State})
 	if err == nil {
 		ex.SetName(x.name)
+		x.m.keepNode(c, x.addr, ex)
 	}
 	p.mu.Lock()
 	p.ex, p.err = ex, err
@@ -842,12 +854,17 @@ func (x *nodeMux) depth() int {
 	return depth
 }
 
-// drop closes ten's computation on the node.
-func (x *nodeMux) drop(ctx context.Context, ten *sched.Tenant) {
+// drop closes ten's computation on the node; detach leaves it there,
+// running, for the next start of a scheduler with a state.
+func (x *nodeMux) drop(ctx context.Context, ten *sched.Tenant, detach bool) {
 	x.mu.Lock()
 	p := x.pairs[ten]
 	delete(x.pairs, ten)
 	x.mu.Unlock()
+	if p != nil && detach {
+		p.detach(ctx)
+		return
+	}
 	if p != nil {
 		if err := (pairExec{p}).Close(ctx); err != nil {
 			x.m.log.Warn("closing a computation on a node", "node", x.name, "err", err)
@@ -927,13 +944,18 @@ func (x *nodeMux) watch() {
 }
 
 // reporter passes what a node executor reports to its computation, and a
-// node that went down to the scheduler.
+// node that went down to the scheduler. With a state, a job's result is
+// kept before it is passed on (see keepResult).
 type reporter struct {
-	c *node.Computation
-	s *sched.Scheduler
+	c  *node.Computation
+	s  *sched.Scheduler
+	st *state.DB
 }
 
-func (r reporter) Started(run *sched.Run, at time.Time)      { r.c.Started(run, at) }
-func (r reporter) Done(run *sched.Run, res sched.Result)     { r.c.Done(run, res) }
+func (r reporter) Started(run *sched.Run, at time.Time) { r.c.Started(run, at) }
+func (r reporter) Done(run *sched.Run, res sched.Result) {
+	keepResult(r.st, r.c, run, res)
+	r.c.Done(run, res)
+}
 func (r reporter) Provisional(run *sched.Run, output []byte) { r.c.Provisional(run, output) }
 func (r reporter) NodeDown(name string, err error)           { r.s.NodeDown(name, err) }

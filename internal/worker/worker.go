@@ -230,6 +230,14 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 					s.skip[m.ID] = true // still queued: never start it
 				}
 				s.mu.Unlock()
+			case *wire.Skip:
+				s.mu.Lock()
+				if s.current != m.ID {
+					// Not begun (or over): never start it. One that has
+					// begun goes on.
+					s.skip[m.ID] = true
+				}
+				s.mu.Unlock()
 			case *wire.FileDone:
 				s.mu.Lock()
 				if ws := s.sending[m.Name]; len(ws) > 0 {

@@ -99,6 +99,7 @@ func Info(ctx context.Context, hc *http.Client, addr string, tlsCfg *tls.Config)
 // retry calls f until it succeeds or the executor stops; it reports false
 // in the latter case.
 func (e *Executor) retry(f func(ctx context.Context) error) bool {
+	var wait backoff
 	for {
 		err := f(e.ctx)
 		if err == nil {
@@ -115,7 +116,7 @@ func (e *Executor) retry(f func(ctx context.Context) error) bool {
 		select {
 		case <-e.ctx.Done():
 			return false
-		case <-time.After(e.cfg.Heartbeat / 2):
+		case <-time.After(wait.next(e)):
 		}
 	}
 }

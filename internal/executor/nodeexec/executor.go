@@ -176,6 +176,9 @@ func (e *Executor) sender() {
 			if len(jobs) == 0 && len(cancels) == 0 && len(recalls) == 0 {
 				break
 			}
+			if len(jobs) > 0 && e.cfg.OnSubmit != nil {
+				e.cfg.OnSubmit(e.compID, jobs)
+			}
 			if len(jobs) > 0 && !e.retry(func(ctx context.Context) error {
 				_, err := e.api.Submit(ctx, connect.NewRequest(&drovev1.SubmitRequest{ComputationId: e.compID, Jobs: jobs}))
 				return err
@@ -254,6 +257,33 @@ func (e *Executor) Close(ctx context.Context) error {
 	e.hc.CloseIdleConnections()
 	e.bulk.CloseIdleConnections()
 	return err
+}
+
+// Detach stops talking to the node and leaves the computation there as it
+// is, its jobs running, for a later Reclaim by the same client id; the
+// runs the executor had are reported Lost here. A scheduler that stops
+// with its state (drove scheduler --state) detaches.
+func (e *Executor) Detach() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	left := make([]*sched.Run, 0, len(e.runs))
+	for _, r := range e.runs {
+		left = append(left, r.r)
+	}
+	e.runs = map[uint64]*run{}
+	e.byRun = map[*sched.Run]uint64{}
+	e.mu.Unlock()
+	e.cancel()
+	e.wg.Wait()
+	for _, r := range left {
+		e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s (detached)", ErrClosed, e.cfg.Addr)})
+	}
+	e.hc.CloseIdleConnections()
+	e.bulk.CloseIdleConnections()
 }
 
 // CloseStale closes a computation the client left on a node (one reported

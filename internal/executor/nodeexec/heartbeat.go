@@ -22,12 +22,12 @@ func (e *Executor) heartbeat() {
 		case <-t.C:
 		}
 		silent := time.Since(time.Unix(0, e.lastHeard.Load()))
-		if silent > time.Duration(e.cfg.Misses)*e.cfg.Heartbeat {
+		if silent > time.Duration(e.cfg.Misses)*e.cfg.Heartbeat && !e.cfg.Reattach {
 			e.nodeDown(fmt.Errorf("%w: silent for %v (%d intervals of %v)", ErrHeartbeat, silent.Round(time.Millisecond), e.cfg.Misses, e.cfg.Heartbeat))
 			return
 		}
 		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Heartbeat)
-		_, err := e.api.Heartbeat(ctx, connect.NewRequest(&drovev1.HeartbeatRequest{ComputationId: e.compID, Ack: e.lastSeq.Load()}))
+		_, err := e.api.Heartbeat(ctx, connect.NewRequest(&drovev1.HeartbeatRequest{ComputationId: e.compID, Ack: e.ack()}))
 		cancel()
 		if connect.CodeOf(err) == connect.CodeNotFound {
 			e.nodeDown(fmt.Errorf("%w: %w", ErrGone, err))

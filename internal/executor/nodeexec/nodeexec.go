@@ -100,6 +100,27 @@ type Config struct {
 	Prefetch int
 	// Files receives files that jobs send back; nil drops them.
 	Files local.FileSink
+	// Reattach is for a daemon that keeps the computation while it is
+	// away (drove scheduler --state): one that is silent or unreachable
+	// is not reported down, its runs are not given up, and the executor
+	// keeps trying it, waiting longer after each failure up to
+	// ReattachMax, until it answers — with the computation, which it then
+	// takes up again where it stopped (results on the Results stream,
+	// acknowledged), or without it (ErrGone: reported down). Without
+	// Reattach a silent node is reported down after Misses intervals.
+	Reattach bool
+	// ReattachMax is the longest wait between attempts with Reattach;
+	// default 5s.
+	ReattachMax time.Duration
+	// OnSubmit, if set, is called with each batch of jobs before it is
+	// sent to the node, from one goroutine; it may block. The daemon that
+	// relays a client's jobs (drove scheduler) keeps where each went.
+	OnSubmit func(compID string, jobs []*drovev1.Job)
+	// BeforeAck, if set, is called before events are acknowledged to the
+	// node; it may block. Whatever the Reporter did with the events
+	// received so far must be kept when it returns: the node forgets
+	// what is acknowledged.
+	BeforeAck func()
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -166,6 +187,9 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 	if cfg.Misses <= 0 {
 		cfg.Misses = 5
 	}
+	if cfg.ReattachMax <= 0 {
+		cfg.ReattachMax = 5 * time.Second
+	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = "client"
 	}
@@ -220,6 +244,9 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 	go e.heartbeat()
 	return e, nil
 }
+
+// ComputationID is the computation's id on the node.
+func (e *Executor) ComputationID() string { return e.compID }
 
 // Name is the node's name: as it reports it, or as set by SetName.
 func (e *Executor) Name() string { return *e.name.Load() }

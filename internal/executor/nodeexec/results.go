@@ -19,8 +19,9 @@ import (
 // receiver reads the Results stream, reconnecting when it breaks.
 func (e *Executor) receiver() {
 	defer e.wg.Done()
+	var wait backoff
 	for e.ctx.Err() == nil {
-		err := e.stream()
+		heard, err := e.stream()
 		if e.ctx.Err() != nil {
 			return
 		}
@@ -28,24 +29,58 @@ func (e *Executor) receiver() {
 			e.nodeDown(fmt.Errorf("%w: %w", ErrGone, err))
 			return
 		}
+		if heard {
+			wait = backoff{}
+		}
 		e.log.Debug("results stream broke; reconnecting", "node", e.Name(), "err", err)
 		select {
 		case <-e.ctx.Done():
 			return
-		case <-time.After(e.cfg.Heartbeat / 2):
+		case <-time.After(wait.next(e)):
 		}
 	}
 }
 
-func (e *Executor) stream() error {
+// backoff is the wait between attempts to reach the node: half a
+// heartbeat interval, and with Config.Reattach twice as long after each
+// failure, up to Config.ReattachMax.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) next(e *Executor) time.Duration {
+	first := e.cfg.Heartbeat / 2
+	if !e.cfg.Reattach {
+		return first
+	}
+	if b.d == 0 {
+		b.d = first
+	} else {
+		b.d = min(2*b.d, max(e.cfg.ReattachMax, first))
+	}
+	return b.d
+}
+
+// ack returns how far events may be acknowledged to the node, once what
+// was done with them is kept (Config.BeforeAck).
+func (e *Executor) ack() uint64 {
+	seq := e.lastSeq.Load()
+	if e.cfg.BeforeAck != nil {
+		e.cfg.BeforeAck()
+	}
+	return seq
+}
+
+// stream reads one Results stream until it breaks; heard reports whether
+// the node answered.
+func (e *Executor) stream() (heard bool, err error) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
-	st, err := e.api.Results(ctx, connect.NewRequest(&drovev1.ResultsRequest{ComputationId: e.compID, Ack: e.lastSeq.Load()}))
+	st, err := e.api.Results(ctx, connect.NewRequest(&drovev1.ResultsRequest{ComputationId: e.compID, Ack: e.ack()}))
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer st.Close()
 	for st.Receive() {
+		heard = true
 		e.lastHeard.Store(time.Now().UnixNano())
 		e.pulse.Store(&drovev1.ResultsResponse{Busy: st.Msg().Busy, Avail: st.Msg().Avail})
 		for _, ev := range st.Msg().Events {
@@ -57,9 +92,9 @@ func (e *Executor) stream() error {
 		}
 	}
 	if err := st.Err(); err != nil {
-		return err
+		return heard, err
 	}
-	return io.ErrUnexpectedEOF
+	return heard, io.ErrUnexpectedEOF
 }
 
 func (e *Executor) lookup(id uint64) *run {
