@@ -622,6 +622,19 @@ func (w *workerProc) handle(s *slot, m wire.Message) {
 func (w *workerProc) result(s *slot, m *wire.Result) bool {
 	e := w.e
 	e.mu.Lock()
+	if m.Kind == wire.ResultSkipped {
+		// A worker answers a Skip at once, from behind the job it runs:
+		// the entry may be anywhere in the queue.
+		for i, ent := range w.queue {
+			if i > 0 && ent.id == m.ID && ent.recalled {
+				w.queue = slices.Delete(w.queue, i, i+1)
+				delete(e.running, ent.r)
+				e.mu.Unlock()
+				e.rep.Done(ent.r, sched.Result{Outcome: sched.NotStarted})
+				return true
+			}
+		}
+	}
 	if len(w.queue) == 0 || w.queue[0].id != m.ID {
 		e.mu.Unlock()
 		return false
