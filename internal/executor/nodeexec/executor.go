@@ -213,6 +213,9 @@ func (e *Executor) Close(ctx context.Context) error {
 	}
 	e.hc.CloseIdleConnections()
 	e.bulk.CloseIdleConnections()
+	if e.cfg.Closer != nil {
+		_ = e.cfg.Closer.Close()
+	}
 	return err
 }
 
