@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -210,6 +211,16 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		rc.Discovery.Multicast = c.cfg.multicast
 		rc.Heartbeat, rc.Misses = c.cfg.heartbeat, c.cfg.misses
 		rc.ConnectTimeout = c.cfg.connect
+		if slices.ContainsFunc(c.cfg.nodes, isSSHNode) {
+			if c.ssh == nil {
+				pool, err := sshconn.NewPool(c.sshConfig())
+				if err != nil {
+					return err
+				}
+				c.ssh = pool
+			}
+			rc.SSH = c.ssh
+		}
 		if c.cfg.tlsCA != "" {
 			var err error
 			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {
