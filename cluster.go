@@ -228,6 +228,9 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 			}
 		}
 		if c.cfg.recover != "" {
+			if slices.ContainsFunc(c.cfg.nodes, isSSHNode) {
+				return errors.New("drove: WithRecoverFile with ssh:// nodes: their jobs end with the client's SSH session, so there is nothing to recover")
+			}
 			if rc.ClientID == "" {
 				rc.ClientID = nodeexec.NewClientID("")
 			}

@@ -306,7 +306,7 @@ func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error)
 		}
 		// SSH authenticates the session: no secret, no TLS.
 		ncfg.Secret, ncfg.TLS = "", nil
-		ncfg.HTTPClient, ncfg.Closer = sc.HTTP, sc
+		ncfg.HTTPClient, ncfg.Closer, ncfg.Lost = sc.HTTP, sc, sc.Done()
 	}
 	ex, err := nodeexec.Dial(ctx, ncfg, r.comp, r.s)
 	if err != nil {

@@ -2,14 +2,20 @@ package drove_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/drove-dev/drove"
+	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
 )
 
@@ -26,11 +32,21 @@ func sshNodes(t *testing.T, n int, opts ...sshtest.Option) (*sshtest.Server, []d
 }
 
 // servingProcs lists the test user's processes serving the node protocol
-// (this test binary, installed in the user's cache), with their command
-// lines.
+// (this test binary, installed in the user's cache) or working for one
+// (their workers run a copy staged in the serving directory), with their
+// command lines.
 func servingProcs(t *testing.T) []string {
 	t.Helper()
-	out, err := exec.Command("pgrep", "-a", "-u", sshtest.User, "-f", "/.cache/drove/blobs/").Output()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pattern := fmt.Sprintf("drove/(blobs/%x|serve/node-)", sha256.Sum256(b))
+	out, err := exec.Command("pgrep", "-a", "-u", sshtest.User, "-f", pattern).Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 1 {
 			return nil // none
@@ -120,5 +136,106 @@ func TestProgramOnSSHNodes(t *testing.T) {
 	}
 	if len(nodes) != 2 {
 		t.Errorf("jobs ran on %v, want both SSH hosts", nodes)
+	}
+}
+
+// TestSSHNodeOtherPlatform: a host whose uname says another architecture
+// is refused with both platforms named, for good (no redial hides it).
+func TestSSHNodeOtherPlatform(t *testing.T) {
+	fake, err := os.MkdirTemp("", "drove-fakeuname-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(fake) })
+	if err := os.Chmod(fake, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fake, "uname"), []byte("#!/bin/sh\necho 'Linux aarch64'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, opts := sshNodes(t, 1, sshtest.WithConfig("Match LocalAddress 127.0.0.2", "  SetEnv PATH="+fake+":/usr/bin:/bin"))
+	want := "linux/arm64"
+	if runtime.GOARCH == "arm64" {
+		t.Skip("the fake uname claims this machine's own architecture")
+	}
+	_, err = drove.NewCluster(t.Context(), square, append(opts, drove.WithDestDir(t.TempDir()))...)
+	if err == nil {
+		t.Fatal("NewCluster on a host of another platform succeeded")
+	}
+	if msg := err.Error(); !strings.Contains(msg, want) || !strings.Contains(msg, runtime.GOOS+"/"+runtime.GOARCH) {
+		t.Errorf("error %q does not name both %s and %s/%s", msg, want, runtime.GOOS, runtime.GOARCH)
+	}
+}
+
+// TestSSHNodeLostAndBack mixes a drove node and an SSH host in one
+// cluster, cuts the host's sshd while jobs run there (reentrant jobs move
+// to the drove node, the others end Abandoned, nothing is left running on
+// the host), then starts sshd again: the host is used again.
+func TestSSHNodeLostAndBack(t *testing.T) {
+	srv, opts := sshNodes(t, 1)
+	local, _ := nodetest.Start(t, func(c *node.Config) { c.Name = "local"; c.PingInterval = 500 * time.Millisecond })
+	hb := drove.WithHeartbeat(500*time.Millisecond, 4)
+	re := newCluster(t, sleep, append(opts, drove.WithNodes(local.Addr().String()), drove.WithReentrant(true), hb)...)
+	once := newCluster(t, sleep, append(opts, hb)...)
+
+	var jobs []*drove.Job[time.Duration]
+	for range 4 {
+		jobs = append(jobs, submit(t, re, 4*time.Second))
+	}
+	gone := submit(t, once, time.Minute)
+	// Wait until both nodes run some of them, and the other cluster's job
+	// runs on the host.
+	deadline := time.Now().Add(60 * time.Second)
+	sshName := ""
+	for {
+		running := map[string]int{}
+		for _, j := range jobs {
+			if j.Status() == drove.Running {
+				running[j.Node()]++
+			}
+		}
+		for n := range running {
+			if n != "local" {
+				sshName = n
+			}
+		}
+		if running["local"] > 0 && sshName != "" && gone.Status() == drove.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs not running on both nodes: %v; other job %s", running, gone.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	srv.Stop()
+	for i, j := range jobs {
+		if _, err := result(t, j); err != nil || j.Node() != "local" {
+			t.Errorf("reentrant job %d: %v on %s, want finished on the drove node", i, err, j.Node())
+		}
+	}
+	if _, err := result(t, gone); gone.Status() != drove.Abandoned {
+		t.Errorf("job on the lost host: %s, %v; want Abandoned", gone.Status(), err)
+	}
+	waitNoServing(t)
+
+	srv.Restart(t)
+	var onSSH atomic.Bool
+	deadline = time.Now().Add(60 * time.Second)
+	for !onSSH.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the SSH host was not used again after sshd restarted")
+		}
+		var batch []*drove.Job[time.Duration]
+		for range 8 {
+			batch = append(batch, submit(t, re, 100*time.Millisecond))
+		}
+		for _, j := range batch {
+			if _, err := result(t, j); err != nil {
+				t.Fatal(err)
+			}
+			if j.Node() == sshName {
+				onSSH.Store(true)
+			}
+		}
 	}
 }

@@ -25,6 +25,7 @@ func newSubmitCmd() *cobra.Command {
 		timeout     string
 		recoverFile string
 		auth        clientAuth
+		sf          sshFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "submit [flags] PROGRAM",
@@ -88,6 +89,9 @@ the nodes kept. The file is removed when the command ends normally.`,
 					clusterOpts = append(clusterOpts, drove.WithScheduler(schedAddr))
 				} else {
 					clusterOpts = append(clusterOpts, drove.WithNodes(nodes...))
+					if hasSSHNode(nodes) {
+						clusterOpts = append(clusterOpts, drove.WithSSH(sf.sshConfig()))
+					}
 				}
 				clusterOpts = append(clusterOpts, ao...)
 			}
@@ -101,7 +105,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&nodes, "nodes", nil, "nodes to run on (default: an embedded cluster of this machine's CPUs)")
+	f.StringSliceVar(&nodes, "nodes", nil, "nodes to run on: drove nodes (host[:port], \"*\" to discover) or SSH hosts (ssh://[user@]host[:port], ssh://alias); default an embedded cluster of this machine's CPUs")
 	f.StringVar(&schedAddr, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default, instead of on --nodes")
 	f.StringArrayVarP(&files, "file", "f", nil, "file to stage into each job's directory (repeatable)")
 	f.StringArrayVarP(&argSets, "args", "a", nil, "argument list for one job, split as a shell would (repeatable)")
@@ -110,6 +114,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 	f.StringVar(&timeout, "timeout", "", "stop a job that runs longer than this (e.g. 30s, 5m; a bare number is seconds)")
 	f.StringVar(&recoverFile, "recover-file", "", `with --nodes or --scheduler: keep a file for "drove recover" to collect the results if this command is killed`)
 	auth.register(f)
+	sf.register(cmd)
 	return cmd
 }
 

@@ -112,7 +112,9 @@ func Start(ctx context.Context, pool *sshconn.Pool, target string, cfg Config) (
 		}
 		return nil, fmt.Errorf("drove: %s: serving the node protocol with %s: %w", target, in.Path, err)
 	}
-	nc := &node.StdioConn{R: readCloser{br, stdin}, W: stdin, Local: sshAddr("client"), Remote: sshAddr("ssh://" + target)}
+	// Closing the connection closes the whole session: closing only its
+	// stdin (CloseWrite) races with writes in x/crypto/ssh.
+	nc := &node.StdioConn{R: readCloser{br, closerFunc(c.closeSession)}, W: noClose{stdin}, Local: sshAddr("client"), Remote: sshAddr("ssh://" + target)}
 	c.HTTP = newHTTPClient(nc, target)
 	return c, nil
 }
@@ -143,12 +145,17 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // Close ends the session; the serving process then stops its jobs and
 // exits.
 func (c *Conn) Close() error {
-	c.once.Do(func() {
-		if c.HTTP != nil {
-			c.HTTP.CloseIdleConnections()
-		}
-		_ = c.sess.Close()
-	})
+	c.closeSession()
+	if c.HTTP != nil {
+		c.HTTP.CloseIdleConnections()
+	}
+	return nil
+}
+
+// closeSession closes the session once; the HTTP connection's Close calls
+// it too.
+func (c *Conn) closeSession() error {
+	c.once.Do(func() { _ = c.sess.Close() })
 	return nil
 }
 
@@ -191,6 +198,18 @@ type readCloser struct {
 
 func (rc readCloser) Read(p []byte) (int, error) { return rc.r.Read(p) }
 func (rc readCloser) Close() error               { return rc.c.Close() }
+
+// closerFunc is a function as an io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// noClose is a writer whose Close does nothing: the session is closed as
+// a whole.
+type noClose struct{ w io.Writer }
+
+func (n noClose) Write(p []byte) (int, error) { return n.w.Write(p) }
+func (noClose) Close() error                  { return nil }
 
 // sshAddr names an end of the session.
 type sshAddr string

@@ -113,6 +113,10 @@ type Config struct {
 	// Closer, if set, is closed when the executor closes, after the
 	// computation is: the SSH session of such a node.
 	Closer io.Closer
+	// Lost, if set, is closed when the channel to the node has ended for
+	// good (the SSH session of such a node): the node is reported down at
+	// once, without waiting for missed heartbeats.
+	Lost <-chan struct{}
 }
 
 // Executor drives one computation on one node. It implements
@@ -237,6 +241,15 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 	go e.sender()
 	go e.receiver()
 	go e.heartbeat()
+	if cfg.Lost != nil {
+		e.wg.Go(func() {
+			select {
+			case <-cfg.Lost:
+				e.nodeDown(errors.New("the connection to the node ended"))
+			case <-e.ctx.Done():
+			}
+		})
+	}
 	return e, nil
 }
 
