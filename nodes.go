@@ -608,7 +608,7 @@ func (r *remoteNodes) startSSH(ctx context.Context, addr string) (*sshnode.Conn,
 	if r.exeErr != nil {
 		return nil, r.exeErr
 	}
-	sc, err := sshnode.Start(ctx, r.cfg.SSH, target, sshnode.Config{Executable: r.exe, Logger: r.log})
+	sc, err := sshnode.Start(ctx, r.cfg.SSH, target, sshnode.Config{Executable: r.exe, LogLevel: os.Getenv(sshnode.EnvLog), Logger: r.log})
 	if err != nil {
 		return nil, fmt.Errorf("drove: %s: %w", addr, err)
 	}

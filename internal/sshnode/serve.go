@@ -21,7 +21,7 @@ import (
 const EnvServe = "DROVE_SSH_NODE"
 
 // EnvLog sets the serving process's log level on stderr (debug, info,
-// warn, error); default warn.
+// warn, error); default warn. The client passes on its own.
 const EnvLog = "DROVE_SSH_NODE_LOG"
 
 // Marker is the line the serving process prints on stdout before the
