@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,5 +239,53 @@ func TestSSHNodeLostAndBack(t *testing.T) {
 				onSSH.Store(true)
 			}
 		}
+	}
+}
+
+// TestSSHNodeEvents: provisional results, files sent back and cancel work
+// on an SSH host as on a drove node.
+func TestSSHNodeEvents(t *testing.T) {
+	_, opts := sshNodes(t, 1)
+	var mu sync.Mutex
+	var events []string
+	pc := newCluster(t, provisional, append(opts, drove.OnJobStatus(func(e drove.JobEvent[int]) {
+		mu.Lock()
+		events = append(events, e.Status.String()+":"+strconv.Itoa(e.Result))
+		mu.Unlock()
+	}))...)
+	if got, err := result(t, submit(t, pc, 4)); err != nil || got != 4 {
+		t.Fatal(got, err)
+	}
+	_ = pc.Close(t.Context()) // drains callbacks
+	mu.Lock()
+	if got, want := strings.Join(events, " "), "Running:0 ProvisionalResult:1 ProvisionalResult:2 ProvisionalResult:3 Finished:4"; got != want {
+		t.Errorf("events\n got %s\nwant %s", got, want)
+	}
+	mu.Unlock()
+
+	dest := t.TempDir()
+	fc := newCluster(t, sendFile, append(opts, drove.WithDestDir(dest))...)
+	n, err := result(t, submit(t, fc, "result.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "result.txt")); err != nil || string(b) != "payload of result.txt" || len(b) != n {
+		t.Errorf("received %q, %v", b, err)
+	}
+
+	sc := newCluster(t, sleep, opts...)
+	j := submit(t, sc, time.Hour)
+	deadline := time.Now().Add(60 * time.Second)
+	for j.Status() != drove.Running {
+		if time.Now().After(deadline) {
+			t.Fatalf("job not running: %s", j.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := sc.Cancel(j); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := result(t, j); j.Status() != drove.Cancelled {
+		t.Errorf("cancelled job: %s, %v", j.Status(), err)
 	}
 }
