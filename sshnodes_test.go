@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -287,5 +288,38 @@ func TestSSHNodeEvents(t *testing.T) {
 	}
 	if _, err := result(t, j); j.Status() != drove.Cancelled {
 		t.Errorf("cancelled job: %s, %v", j.Status(), err)
+	}
+}
+
+// TestSSHNodeNoexecCache: a host whose cache is on a noexec file system
+// is refused, saying why, for good.
+func TestSSHNodeNoexecCache(t *testing.T) {
+	dir, err := os.MkdirTemp("", "drove-noexec-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := sshtest.EnsureUser(); err != nil {
+		t.Skip(err)
+	}
+	u, err := user.Lookup(sshtest.User)
+	if err != nil {
+		t.Skip(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	if err := os.Mkdir(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "noexec,size=512m,uid="+u.Uid+",gid="+u.Gid+",mode=0755", "tmpfs", cache).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a noexec tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", cache).Run() })
+	_, opts := sshNodes(t, 1, sshtest.WithConfig("Match LocalAddress 127.0.0.2", "  SetEnv XDG_CACHE_HOME="+cache))
+	_, err = drove.NewCluster(t.Context(), square, append(opts, drove.WithDestDir(t.TempDir()))...)
+	if err == nil || !strings.Contains(err.Error(), "noexec") {
+		t.Fatalf("NewCluster with a noexec cache: %v; want an error saying noexec", err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/sshconn/hostcache"
@@ -41,10 +43,11 @@ type Conn struct {
 	// Path is the executable serving there.
 	Path string
 
-	sess   *sshconn.Session
-	done   chan struct{} // closed when the session has ended
-	stderr *tail
-	once   sync.Once
+	sess    *sshconn.Session
+	done    chan struct{} // closed when the session has ended
+	waitErr error         // the session's end, once done is closed
+	stderr  *tail
+	once    sync.Once
 }
 
 // Start probes target over pool, checks that Executable runs on its
@@ -93,7 +96,7 @@ func Start(ctx context.Context, pool *sshconn.Pool, target string, cfg Config) (
 	go func() {
 		// Wait returns when the command has exited and its output is
 		// read, or the connection is lost.
-		_ = sess.Wait()
+		c.waitErr = sess.Wait()
 		close(c.done)
 	}()
 	br := bufio.NewReader(stdout)
@@ -105,8 +108,22 @@ func Start(ctx context.Context, pool *sshconn.Pool, target string, cfg Config) (
 		err = ctx.Err()
 	}
 	if err != nil {
+		if ctx.Err() == nil {
+			// The process ended (or never printed the marker): let its
+			// exit status arrive before the session is closed.
+			select {
+			case <-c.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		c.Close()
 		<-c.done
+		var ee *ssh.ExitError
+		if errors.As(c.waitErr, &ee) && ee.ExitStatus() == 126 {
+			// The shell found the file but could not run it: a noexec
+			// file system, or not a program for this host. Permanent.
+			return nil, &hostcache.ExecError{Target: target, Path: in.Path, Code: 126, Output: c.stderr.String()}
+		}
 		if msg := c.stderr.String(); msg != "" {
 			err = fmt.Errorf("%w; it printed: %s", err, msg)
 		}
