@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -217,6 +218,16 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		// (drove scheduler --state): the client waits for it to answer
 		// again rather than giving its jobs up.
 		rc.Reattach = c.cfg.scheduler != ""
+		if slices.ContainsFunc(c.cfg.nodes, isSSHNode) {
+			if c.ssh == nil {
+				pool, err := sshconn.NewPool(c.sshConfig())
+				if err != nil {
+					return err
+				}
+				c.ssh = pool
+			}
+			rc.SSH = c.ssh
+		}
 		if c.cfg.tlsCA != "" {
 			var err error
 			if rc.TLS, err = nodeauth.ClientTLS(c.cfg.tlsCert, c.cfg.tlsKey, c.cfg.tlsCA); err != nil {
@@ -224,6 +235,9 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 			}
 		}
 		if c.cfg.recover != "" {
+			if slices.ContainsFunc(c.cfg.nodes, isSSHNode) {
+				return errors.New("drove: WithRecoverFile with ssh:// nodes: their jobs end with the client's SSH session, so there is nothing to recover")
+			}
 			if rc.ClientID == "" {
 				rc.ClientID = nodeexec.NewClientID("")
 			}

@@ -19,6 +19,9 @@ import (
 	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshconn"
+	"github.com/drove-dev/drove/internal/sshconn/hostcache"
+	"github.com/drove-dev/drove/internal/sshnode"
 )
 
 // remoteConfig is what a cluster of drove node daemons needs.
@@ -58,6 +61,9 @@ type remoteConfig struct {
 	// Reattach: the one node is a shared scheduler, which keeps the
 	// computation while it is away (nodeexec.Config.Reattach).
 	Reattach bool
+	// SSH dials the "ssh://" nodes: SSH hosts that become drove nodes for
+	// the length of a session (internal/sshnode). Set when Nodes has any.
+	SSH *sshconn.Pool
 	// Record, if set, is called with a node's address once the computation
 	// is set up on it, before the node gets a job; its error keeps the
 	// node out (retried like an unreachable one).
@@ -81,6 +87,11 @@ type remoteNodes struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// exe is this executable as installed on SSH hosts, hashed once.
+	exeOnce sync.Once
+	exe     *hostcache.Blob
+	exeErr  error
 
 	mu    sync.Mutex
 	nodes map[string]*remoteNode // by address
@@ -177,12 +188,19 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		Backoff:          fleet.Backoff{Initial: cfg.Retry, Max: cfg.Retry, Attempts: -1},
 		ConnectTimeout:   cfg.ConnectTimeout,
 		RetryUnreachable: true,
-		Permanent:        nodeexec.Permanent,
+		Permanent:        permanentNodeErr,
 		Lost:             r.lost,
 		Logger:           r.log,
 	})
 	var addrs, patterns []string
 	for _, n := range cfg.Nodes {
+		if isSSHNode(n) {
+			if cfg.SSH == nil {
+				return nil, fmt.Errorf("drove: node %q: no SSH configuration", n)
+			}
+			addrs = append(addrs, n)
+			continue
+		}
 		if discovery.IsPattern(n) {
 			patterns = append(patterns, n)
 		} else {
@@ -276,7 +294,7 @@ func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error)
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.Retry)
 	r.closeStale(cctx, rn)
 	cancel()
-	ex, err := nodeexec.Dial(ctx, nodeexec.Config{
+	ncfg := nodeexec.Config{
 		Addr:      addr,
 		Secret:    r.cfg.Secret,
 		TLS:       r.cfg.TLS,
@@ -287,8 +305,21 @@ func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error)
 		Files:     r.cfg.Files,
 		Reattach:  r.cfg.Reattach,
 		Logger:    r.log.With("node", addr),
-	}, r.comp, r.s)
+	}
+	if isSSHNode(addr) {
+		sc, err := r.startSSH(ctx, addr)
+		if err != nil {
+			return fleet.Conn{}, err
+		}
+		// SSH authenticates the session: no secret, no TLS.
+		ncfg.Secret, ncfg.TLS = "", nil
+		ncfg.HTTPClient, ncfg.Closer, ncfg.Lost = sc.HTTP, sc, sc.Done()
+	}
+	ex, err := nodeexec.Dial(ctx, ncfg, r.comp, r.s)
 	if err != nil {
+		if ncfg.Closer != nil {
+			_ = ncfg.Closer.Close()
+		}
 		return fleet.Conn{}, err
 	}
 	if r.cfg.Record != nil {
@@ -320,6 +351,11 @@ func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error)
 // it may live on (a cut link, a frozen node), running what it still holds
 // (its jobs were requeued). It tries once now, for at most Retry.
 func (r *remoteNodes) lost(ctx context.Context, addr string, ex sched.Executor) {
+	if isSSHNode(addr) {
+		// Its session is closed with the executor, and the serving
+		// process stops its jobs when the session ends: nothing is left.
+		return
+	}
 	rn := r.node(addr)
 	r.mu.Lock()
 	rn.stale = append(rn.stale, ex.(*nodeexec.Executor))
@@ -412,7 +448,7 @@ func (r *remoteNodes) closeLost(ctx context.Context) {
 	r.mu.Lock()
 	var lost []*remoteNode
 	for _, st := range members {
-		if ex, ok := st.Executor.(*nodeexec.Executor); ok && ex.Err() != nil {
+		if ex, ok := st.Executor.(*nodeexec.Executor); ok && ex.Err() != nil && !isSSHNode(st.Key) {
 			rn := r.nodes[st.Key]
 			rn.stale = append(rn.stale, ex)
 		}
@@ -546,4 +582,44 @@ func (c *Cluster[In, Out]) remoteConfig() remoteConfig {
 
 		Exclusive: c.cfg.exclusive,
 	}
+}
+
+// isSSHNode reports whether a node is an SSH host ("ssh://[user@]host[:port]"
+// or "ssh://alias") that the cluster makes a drove node for the length of a
+// session, rather than a drove node daemon's address.
+func isSSHNode(n string) bool { return strings.HasPrefix(n, "ssh://") }
+
+// permanentNodeErr reports errors that redialling a node cannot fix: those
+// of drove nodes (nodeexec.Permanent), and for SSH hosts a refused host
+// key, another platform, no usable cache or an executable that does not
+// run there.
+func permanentNodeErr(err error) bool {
+	return nodeexec.Permanent(err) || sshconn.Permanent(err) ||
+		errors.Is(err, hostcache.ErrPlatform) || errors.Is(err, hostcache.ErrNoCache) || errors.Is(err, hostcache.ErrNotExecutable)
+}
+
+// startSSH starts this executable serving the node protocol on the SSH
+// host addr (see internal/sshnode): probed, checked for its platform,
+// installed into the host's cache if absent.
+func (r *remoteNodes) startSSH(ctx context.Context, addr string) (*sshnode.Conn, error) {
+	target := strings.TrimPrefix(addr, "ssh://")
+	if target == "" {
+		return nil, fmt.Errorf("drove: node %q: want ssh://[user@]host[:port] or ssh://alias", addr)
+	}
+	r.exeOnce.Do(func() {
+		exe, err := os.Executable()
+		if err != nil {
+			r.exeErr = fmt.Errorf("drove: finding this executable to start on SSH hosts: %w", err)
+			return
+		}
+		r.exe, r.exeErr = hostcache.NewBlob(exe)
+	})
+	if r.exeErr != nil {
+		return nil, r.exeErr
+	}
+	sc, err := sshnode.Start(ctx, r.cfg.SSH, target, sshnode.Config{Executable: r.exe, LogLevel: os.Getenv(sshnode.EnvLog), Logger: r.log})
+	if err != nil {
+		return nil, fmt.Errorf("drove: %s: %w", addr, err)
+	}
+	return sc, nil
 }

@@ -49,8 +49,10 @@ type config struct {
 // programs, nodes are drove node daemons: "host" or "host:port" (port 9701
 // by default) across subnets, "*" for every node that answers a UDP
 // broadcast on the LAN, or a pattern such as "192.168.1.*" for those of
-// them that match. For Shell, nodes are "ssh://[user@]host[:port]",
-// "ssh://alias" or ":" for this machine.
+// them that match; or SSH hosts, "ssh://[user@]host[:port]" or
+// "ssh://alias", where the cluster starts its own executable over SSH as a
+// drove node for as long as it is open (see WithSSH). For Shell, nodes
+// are "ssh://[user@]host[:port]", "ssh://alias" or ":" for this machine.
 func WithNodes(nodes ...string) Option {
 	return optionFunc(func(c *config) { c.nodes = append(c.nodes, nodes...) })
 }

@@ -51,7 +51,8 @@ func Shell() *Function[string, int] {
 // keep their names and meaning. The zero value means OpenSSH's defaults.
 type SSHConfig = remote.Config
 
-// WithSSH sets how a Shell cluster reaches its SSH hosts. The default is
+// WithSSH sets how a cluster reaches its SSH hosts (a Shell cluster's, and
+// the ssh:// nodes of functions and programs). The default is
 // OpenSSH's: ~/.ssh/config, ~/.ssh/known_hosts strictly, ssh-agent and the
 // usual key files. A zero ConnectTimeout is [WithConnectTimeout]'s, a nil
 // Logger [WithLogger]'s.

@@ -47,6 +47,7 @@ func newDemoCmd() *cobra.Command {
 		sched string
 		rfile string
 		excl  bool
+		sf    sshFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -79,6 +80,9 @@ was lost).`,
 				opts = append(opts, drove.WithScheduler(sched))
 			case len(nodes) > 0:
 				opts = append(opts, drove.WithNodes(nodes...))
+				if hasSSHNode(nodes) {
+					opts = append(opts, drove.WithSSH(sf.sshConfig()))
+				}
 			}
 			if rfile != "" {
 				opts = append(opts, drove.WithRecoverFile(rfile))
@@ -95,7 +99,8 @@ was lost).`,
 	cmd.Flags().IntVarP(&jobs, "jobs", "n", 5, "number of jobs to submit")
 	cmd.Flags().DurationVar(&unit, "unit", time.Second, "how long one unit of sleep is; jobs sleep 1 to 10 units")
 	cmd.Flags().IntVarP(&cpus, "cpus", "c", 0, "CPUs to use: 0 for all, a negative number leaves that many free")
-	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "drove nodes to run on (host[:port], \"*\" to discover); default an embedded cluster")
+	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "nodes to run on: drove nodes (host[:port], \"*\" to discover) or SSH hosts (ssh://[user@]host[:port], ssh://alias); default an embedded cluster")
+	sf.register(cmd)
 	cmd.Flags().StringVar(&sched, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default")
 	cmd.Flags().StringVar(&rfile, "recover-file", "", `with --nodes or --scheduler: keep a file naming this client and its nodes while the jobs run ("drove recover FILE" shows the jobs of a demo that was killed)`)
 	cmd.Flags().BoolVar(&excl, "exclusive", false, "with --nodes or --scheduler: run alone, once computations created before this one are done, holding later ones back until it is")

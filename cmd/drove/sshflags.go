@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,3 +78,9 @@ func (s *sshFlags) sshConfig() remote.Config {
 
 // pool returns a connection pool with the flags' configuration.
 func (s *sshFlags) pool() (*sshconn.Pool, error) { return sshconn.NewPool(s.sshConfig()) }
+
+// hasSSHNode reports whether --nodes names an SSH host (ssh://…), which
+// the SSH flags then apply to.
+func hasSSHNode(nodes []string) bool {
+	return slices.ContainsFunc(nodes, func(n string) bool { return strings.HasPrefix(n, "ssh://") })
+}

@@ -26,6 +26,7 @@ func newSubmitCmd() *cobra.Command {
 		recoverFile string
 		exclusive   bool
 		auth        clientAuth
+		sf          sshFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "submit [flags] PROGRAM",
@@ -89,6 +90,9 @@ the nodes kept. The file is removed when the command ends normally.`,
 					clusterOpts = append(clusterOpts, drove.WithScheduler(schedAddr))
 				} else {
 					clusterOpts = append(clusterOpts, drove.WithNodes(nodes...))
+					if hasSSHNode(nodes) {
+						clusterOpts = append(clusterOpts, drove.WithSSH(sf.sshConfig()))
+					}
 				}
 				clusterOpts = append(clusterOpts, ao...)
 			}
@@ -108,7 +112,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&nodes, "nodes", nil, "nodes to run on (default: an embedded cluster of this machine's CPUs)")
+	f.StringSliceVar(&nodes, "nodes", nil, "nodes to run on: drove nodes (host[:port], \"*\" to discover) or SSH hosts (ssh://[user@]host[:port], ssh://alias); default an embedded cluster of this machine's CPUs")
 	f.StringVar(&schedAddr, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default, instead of on --nodes")
 	f.StringArrayVarP(&files, "file", "f", nil, "file to stage into each job's directory (repeatable)")
 	f.StringArrayVarP(&argSets, "args", "a", nil, "argument list for one job, split as a shell would (repeatable)")
@@ -118,6 +122,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 	f.StringVar(&recoverFile, "recover-file", "", `with --nodes or --scheduler: keep a file for "drove recover" to collect the results if this command is killed`)
 	f.BoolVar(&exclusive, "exclusive", false, "with --scheduler or --nodes: run alone, once computations created before this one are done, holding later ones back until it is")
 	auth.register(f)
+	sf.register(cmd)
 	return cmd
 }
 

@@ -31,6 +31,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -178,6 +179,18 @@ type Config struct {
 	// (drove node). drove scheduler gives the drove nodes it drives
 	// (package internal/scheduler).
 	Machines Machines
+	// Conn, if set, is the one connection the daemon serves instead of
+	// listening on TCP: a node started over SSH by its client (drove.Main's
+	// serving mode), whose stdin and stdout are the connection. Only who
+	// may log in as the node's user could start it so, so every request
+	// on Conn counts as authenticated, without a secret; there is no TCP
+	// listener, no discovery, no idle timeout, and Run returns once Conn
+	// has ended (the SSH channel closed), closing every computation.
+	Conn net.Conn
+	// BlobDir holds the blobs; "" means Dir/blobs. Nodes started over SSH
+	// share the host's content-addressed cache (internal/sshconn/hostcache)
+	// so that what one session received the next does not.
+	BlobDir string
 }
 
 // Node is a drove node daemon. Create it with New and start it with Run.
@@ -185,6 +198,7 @@ type Node struct {
 	cfg    Config
 	log    *slog.Logger
 	lns    []net.Listener
+	oneLn  *oneConnListener // Config.Conn's, or nil
 	srv    *http.Server
 	blobs  blob.Store
 	verify *nodeauth.Verifier
@@ -285,7 +299,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		blobs:   blob.Store{Dir: filepath.Join(cfg.Dir, "blobs")},
+		blobs:   blob.Store{Dir: cmp.Or(cfg.BlobDir, filepath.Join(cfg.Dir, "blobs"))},
 		bootID:  hex.EncodeToString(b[:]),
 		cpus:    local.Slots(cfg.CPUs, runtime.NumCPU()),
 		comps:   map[string]*Computation{},
@@ -312,6 +326,15 @@ func New(cfg Config) (*Node, error) {
 	if cfg.State == nil {
 		// With a state, Run takes up its computations (restoreState).
 		n.restore()
+	}
+	if cfg.Conn != nil {
+		n.oneLn = newOneConnListener(cfg.Conn)
+		n.lns = []net.Listener{n.oneLn}
+		n.srv = n.newServer()
+		// The client keeps its Results stream open while it needs the
+		// node; between computations the connection is idle and must stay.
+		n.srv.IdleTimeout = -1
+		return n, nil
 	}
 	if err := n.listen(); err != nil {
 		return nil, err
@@ -443,6 +466,9 @@ func (n *Node) newServer() *http.Server {
 		// The connection's tracker (markAuthenticated) and its client's
 		// user, looked up once (peerUID).
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if n.oneLn != nil && c == net.Conn(n.oneLn.conn) {
+				ctx = context.WithValue(ctx, trustedConnKey{}, true)
+			}
 			return connContext(withConn(ctx, c), c)
 		},
 	}
@@ -471,6 +497,11 @@ func (n *Node) authMiddleware(next http.Handler) http.Handler {
 		// (package nodeauth).
 		w.Header().Set(nodeauth.NodeHeader, n.bootID)
 		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if trusted(r.Context()) {
+			// Config.Conn: authenticated by SSH, which started the node.
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -597,6 +628,12 @@ func (n *Node) Run(ctx context.Context) error {
 				err = n.srv.Serve(ln)
 			}
 			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			if ln == net.Listener(n.oneLn) && errors.Is(err, net.ErrClosed) {
+				// The one connection ended: the client went away.
+				n.log.Info("connection ended; stopping")
+				stop()
 				return nil
 			}
 			return fmt.Errorf("drove: node: serving %s: %w", ln.Addr(), err)

@@ -245,6 +245,16 @@ func (e *Executor) Close(ctx context.Context) error {
 	var err error
 	if !down {
 		_, err = e.api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: e.compID, Terminate: len(left) > 0}))
+		if err != nil && e.cfg.Lost != nil {
+			// A node whose channel ended (the same event may have failed
+			// the request) took the computation with it: nothing is left
+			// to close.
+			select {
+			case <-e.cfg.Lost:
+				err = nil
+			case <-time.After(time.Second):
+			}
+		}
 		if err != nil {
 			err = &ConnError{Addr: e.cfg.Addr, Err: err}
 		}
@@ -256,6 +266,9 @@ func (e *Executor) Close(ctx context.Context) error {
 	}
 	e.hc.CloseIdleConnections()
 	e.bulk.CloseIdleConnections()
+	if e.cfg.Closer != nil {
+		_ = e.cfg.Closer.Close()
+	}
 	return err
 }
 

@@ -19,11 +19,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/drove-dev/drove/internal/executor/local"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
@@ -123,6 +126,18 @@ type Config struct {
 	BeforeAck func()
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+	// HTTPClient, if set, carries every request (the API and blobs)
+	// instead of connections made to Addr, which then only names the node
+	// in errors: a node served over an SSH session (internal/sshnode).
+	// Secret and TLS do not apply to it.
+	HTTPClient *http.Client
+	// Closer, if set, is closed when the executor closes, after the
+	// computation is: the SSH session of such a node.
+	Closer io.Closer
+	// Lost, if set, is closed when the channel to the node has ended for
+	// good (the SSH session of such a node): the node is reported down at
+	// once, without waiting for missed heartbeats.
+	Lost <-chan struct{}
 }
 
 // Executor drives one computation on one node. It implements
@@ -198,9 +213,9 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 		comp:   comp,
 		rep:    rep,
 		log:    cfg.Logger,
-		hc:     NewHTTPClient(cfg.Secret, cfg.TLS),
-		bulk:   newBulkClient(cfg.Secret, cfg.TLS),
-		base:   baseURL(cfg.Addr, cfg.TLS),
+		hc:     cfg.HTTPClient,
+		bulk:   cfg.HTTPClient,
+		base:   "http://drove-node",
 		runs:   map[uint64]*run{},
 		byRun:  map[*sched.Run]uint64{},
 		wake:   make(chan struct{}, 1),
@@ -209,11 +224,17 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	e.api = newAPI(e.hc, e.base)
-	info, err := Info(ctx, e.hc, cfg.Addr, cfg.TLS)
-	if err != nil {
-		return nil, err
+	if e.hc == nil {
+		e.hc = NewHTTPClient(cfg.Secret, cfg.TLS)
+		e.bulk = newBulkClient(cfg.Secret, cfg.TLS)
+		e.base = baseURL(cfg.Addr, cfg.TLS)
 	}
+	e.api = newAPI(e.hc, e.base)
+	resp0, err := e.api.Info(ctx, connect.NewRequest(&drovev1.InfoRequest{}))
+	if err != nil {
+		return nil, &ConnError{Addr: cfg.Addr, Err: err}
+	}
+	info := resp0.Msg
 	if info.Protocol != Protocol {
 		return nil, &ConnError{Addr: cfg.Addr, Err: fmt.Errorf("node speaks protocol %d, this client %d (upgrade them together)", info.Protocol, Protocol)}
 	}
@@ -242,6 +263,15 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 	go e.sender()
 	go e.receiver()
 	go e.heartbeat()
+	if cfg.Lost != nil {
+		e.wg.Go(func() {
+			select {
+			case <-cfg.Lost:
+				e.nodeDown(errors.New("the connection to the node ended"))
+			case <-e.ctx.Done():
+			}
+		})
+	}
 	return e, nil
 }
 
