@@ -112,7 +112,34 @@ func killedClient(t *testing.T, cmd *exec.Cmd, dir string, jobs ...string) {
 // JSON document with --json; the results are collected once.
 func TestRecoverSubmit(t *testing.T) {
 	bin := buildDrove(t)
-	node := startNodeProc(t, bin, []string{"DROVE_SECRET=" + recoverSecret}, "--cpus", "3")
+	// Where the jobs go: a drove node, or a drove scheduler over two nodes
+	// (whose recover file names the scheduler, which keeps the killed
+	// client's results as a node does).
+	targets := []struct {
+		name  string
+		start func(t *testing.T) (flag, addr string)
+	}{
+		{"node", func(t *testing.T) (string, string) {
+			return "--nodes", startNodeProc(t, bin, []string{"DROVE_SECRET=" + recoverSecret}, "--cpus", "3").addr
+		}},
+		{"scheduler", func(t *testing.T) (string, string) {
+			env := []string{"DROVE_SECRET=" + schedNodeSecret}
+			a := startNodeProc(t, bin, env, "--name", "nodeA", "--cpus", "2")
+			b := startNodeProc(t, bin, env, "--name", "nodeB", "--cpus", "2")
+			s := startSchedProc(t, bin, []string{"DROVE_SECRET=" + recoverSecret}, "--nodes", a.addr+","+b.addr)
+			waitNodes(t, s, 1, "nodeA", "nodeB")
+			return "--scheduler", s.Addr
+		}},
+	}
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) {
+			flag, addr := tg.start(t)
+			testRecoverSubmit(t, bin, flag, addr)
+		})
+	}
+}
+
+func testRecoverSubmit(t *testing.T, bin, flag, addr string) {
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte(recoverSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -128,7 +155,7 @@ func TestRecoverSubmit(t *testing.T) {
 	submit := func(t *testing.T) string {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "submit.recover")
-		cmd := exec.Command(bin, "submit", "--nodes", node.addr, "--secret-file", secretFile, "--recover-file", path,
+		cmd := exec.Command(bin, "submit", flag, addr, "--secret-file", secretFile, "--recover-file", path,
 			"-a", dir+" a 0", "-a", dir+" b 3", "-a", dir+" c 0", prog)
 		killedClient(t, cmd, dir, "a", "b", "c")
 		return path
@@ -141,9 +168,9 @@ func TestRecoverSubmit(t *testing.T) {
 			t.Errorf("exit %d, want 1 (one job exited non-zero); stderr %s", code, errs)
 		}
 		for _, w := range []string{
-			"job 1 on " + node.addr + ": exit status 0\n--- stdout ---\nout a\n--- stderr ---\nerr \xff\n",
-			"job 2 on " + node.addr + ": exit status 3\n--- stdout ---\nout b\n--- stderr ---\nerr \xff\n",
-			"job 3 on " + node.addr + ": exit status 0\n--- stdout ---\nout c\n",
+			"job 1 on " + addr + ": exit status 0\n--- stdout ---\nout a\n--- stderr ---\nerr \xff\n",
+			"job 2 on " + addr + ": exit status 3\n--- stdout ---\nout b\n--- stderr ---\nerr \xff\n",
+			"job 3 on " + addr + ": exit status 0\n--- stdout ---\nout c\n",
 		} {
 			if !strings.Contains(out, w) {
 				t.Errorf("output lacks %q:\n%s", w, out)
@@ -176,8 +203,8 @@ func TestRecoverSubmit(t *testing.T) {
 		errB64 := base64.StdEncoding.EncodeToString([]byte("err \xff\n"))
 		for i, j := range doc.Jobs {
 			name, want := string(rune('a'+i)), []int{0, 3, 0}[i]
-			if j.ID != int64(i+1) || j.Node != node.addr || j.Status != "Finished" || j.ExitCode == nil || *j.ExitCode != want || j.Error != "" {
-				t.Errorf("job %d: %+v, want Finished on %s with exit code %d", i+1, j, node.addr, want)
+			if j.ID != int64(i+1) || j.Node != addr || j.Status != "Finished" || j.ExitCode == nil || *j.ExitCode != want || j.Error != "" {
+				t.Errorf("job %d: %+v, want Finished on %s with exit code %d", i+1, j, addr, want)
 			}
 			if j.Stdout != "out "+name+"\n" || j.StdoutBase64 != "" || j.Stderr != "" || j.StderrBase64 != errB64 {
 				t.Errorf("job %d output: %+v", i+1, j)
