@@ -206,8 +206,11 @@ func TestNetnsDiscoveryAndFailures(t *testing.T) {
 			switch {
 			case tc.reentrant && res.Finished != 1000:
 				t.Errorf("%d finished, want 1000", res.Finished)
-			case !tc.reentrant && (res.Abandoned < 1 || res.Abandoned > 2 || res.Finished+res.Abandoned != 1000):
-				t.Errorf("finished %d, abandoned %d: want only the jobs the killed node had started (at most its 2 slots) abandoned, the rest finished", res.Finished, res.Abandoned)
+			// The killed node may also have finished a job per slot whose
+			// result had not reached the client (a node's results go out
+			// after the next job's start): at most twice its 2 slots.
+			case !tc.reentrant && (res.Abandoned < 1 || res.Abandoned > 4 || res.Finished+res.Abandoned != 1000):
+				t.Errorf("finished %d, abandoned %d: want only the jobs the killed node had started (at most 2 per slot of 2) abandoned, the rest finished", res.Finished, res.Abandoned)
 			}
 		})
 	}
