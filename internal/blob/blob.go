@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -132,4 +133,25 @@ func (s Store) Link(sum, dst string, mode os.FileMode) error {
 		return err
 	}
 	return os.Chmod(dst, mode.Perm())
+}
+
+// HashFile returns the SHA-256 (hex) of the regular file at path and its
+// FileInfo: what names a local file in a blob store anywhere.
+func HashFile(path string) (sum string, fi fs.FileInfo, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return "", nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", nil, fmt.Errorf("drove: %s is not a regular file", path)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", nil, fmt.Errorf("drove: hashing %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), fi, nil
 }

@@ -2,8 +2,6 @@ package nodeexec
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/drove-dev/drove/internal/blob"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/nodeauth"
 )
@@ -28,24 +27,11 @@ type File struct {
 
 // HashFile returns the File for path.
 func HashFile(path string) (*File, error) {
-	f, err := os.Open(path)
+	sum, fi, err := blob.HashFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("drove: %s is not a regular file", path)
-	}
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return nil, fmt.Errorf("drove: hashing %s: %w", path, err)
-	}
-	return &File{Path: path, Sum: hex.EncodeToString(h.Sum(nil)), Mode: fi.Mode().Perm(), Size: n}, nil
+	return &File{Path: path, Sum: sum, Mode: fi.Mode().Perm(), Size: fi.Size()}, nil
 }
 
 // Depend is a file staged into every job directory on the node.

@@ -3,20 +3,17 @@ package hostcache
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"debug/buildinfo"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path"
 	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/drove-dev/drove/internal/blob"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/sshconn/sftpengine"
 )
@@ -167,23 +164,11 @@ type Blob struct {
 
 // NewBlob reads the local regular file path and returns it as a Blob.
 func NewBlob(path string) (*Blob, error) {
-	f, err := os.Open(path)
+	sum, fi, err := blob.HashFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("drove: %s is not a regular file", path)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, err
-	}
-	b := &Blob{Path: path, Sum: hex.EncodeToString(h.Sum(nil)), Size: fi.Size(), info: fi}
+	b := &Blob{Path: path, Sum: sum, Size: fi.Size(), info: fi}
 	if bi, err := buildinfo.ReadFile(path); err == nil {
 		for _, s := range bi.Settings {
 			switch s.Key {
