@@ -228,20 +228,10 @@ func (e *Executor) nodeDown(err error) {
 // Close implements sched.Executor: it closes the computation on the node
 // (stopping jobs still running there) and reports the runs left as Lost.
 func (e *Executor) Close(ctx context.Context) error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
+	left, down, ok := e.closeRuns()
+	if !ok {
 		return nil
 	}
-	e.closed = true
-	down := e.down
-	left := make([]*sched.Run, 0, len(e.runs))
-	for _, r := range e.runs {
-		left = append(left, r.r)
-	}
-	e.runs = map[uint64]*run{}
-	e.byRun = map[*sched.Run]uint64{}
-	e.mu.Unlock()
 	var err error
 	if !down {
 		_, err = e.api.Close(ctx, connect.NewRequest(&drovev1.CloseRequest{ComputationId: e.compID, Terminate: len(left) > 0}))
@@ -259,13 +249,7 @@ func (e *Executor) Close(ctx context.Context) error {
 			err = &ConnError{Addr: e.cfg.Addr, Err: err}
 		}
 	}
-	e.cancel()
-	e.wg.Wait()
-	for _, r := range left {
-		e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s", ErrClosed, e.cfg.Addr)})
-	}
-	e.hc.CloseIdleConnections()
-	e.bulk.CloseIdleConnections()
+	e.stopAndLose(left, "")
 	if e.cfg.Closer != nil {
 		_ = e.cfg.Closer.Close()
 	}
@@ -277,23 +261,38 @@ func (e *Executor) Close(ctx context.Context) error {
 // runs the executor had are reported Lost here. A scheduler that stops
 // with its state (drove scheduler --state) detaches.
 func (e *Executor) Detach() {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
+	left, _, ok := e.closeRuns()
+	if !ok {
 		return
 	}
+	e.stopAndLose(left, " (detached)")
+}
+
+// closeRuns marks the executor closed and takes the runs it holds; ok is
+// false if it was closed already. down reports a node already down.
+func (e *Executor) closeRuns() (left []*sched.Run, down, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, false, false
+	}
 	e.closed = true
-	left := make([]*sched.Run, 0, len(e.runs))
+	left = make([]*sched.Run, 0, len(e.runs))
 	for _, r := range e.runs {
 		left = append(left, r.r)
 	}
 	e.runs = map[uint64]*run{}
 	e.byRun = map[*sched.Run]uint64{}
-	e.mu.Unlock()
+	return left, e.down, true
+}
+
+// stopAndLose stops the executor's goroutines and reports the runs left
+// Lost (why, if not empty, is added to the error).
+func (e *Executor) stopAndLose(left []*sched.Run, why string) {
 	e.cancel()
 	e.wg.Wait()
 	for _, r := range left {
-		e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s (detached)", ErrClosed, e.cfg.Addr)})
+		e.rep.Done(r, sched.Result{Outcome: sched.Lost, Err: fmt.Errorf("%w: %s%s", ErrClosed, e.cfg.Addr, why)})
 	}
 	e.hc.CloseIdleConnections()
 	e.bulk.CloseIdleConnections()
