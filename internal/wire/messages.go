@@ -38,6 +38,14 @@ type Cancel struct {
 	ID uint64
 }
 
+// Skip tells the worker not to start job ID if it has not begun it: the
+// executor took it back. A job that has begun goes on, and its result
+// comes as usual; one skipped is answered with a Result of kind
+// ResultSkipped.
+type Skip struct {
+	ID uint64
+}
+
 // Provisional carries an intermediate result of a running job.
 type Provisional struct {
 	ID     uint64
@@ -104,6 +112,9 @@ func (*Run) Type() Type { return TRun }
 func (*Cancel) Type() Type { return TCancel }
 
 // Type implements Message.
+func (*Skip) Type() Type { return TSkip }
+
+// Type implements Message.
 func (*Provisional) Type() Type { return TProvisional }
 
 // Type implements Message.
@@ -166,6 +177,10 @@ func (m *Run) decode(d *decoder) {
 func (m *Cancel) append(b []byte) []byte { return binary.AppendUvarint(b, m.ID) }
 
 func (m *Cancel) decode(d *decoder) { m.ID = d.uvarint() }
+
+func (m *Skip) append(b []byte) []byte { return binary.AppendUvarint(b, m.ID) }
+
+func (m *Skip) decode(d *decoder) { m.ID = d.uvarint() }
 
 func (m *Provisional) append(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.ID)

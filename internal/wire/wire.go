@@ -21,7 +21,9 @@ import (
 
 // Version is the protocol version. A peer speaking another version is refused.
 // Version 2 added [FileDone]: a worker waits for it after sending a file.
-const Version = 2
+// Version 3 added [Skip]: a run taken back is skipped only if it has not
+// begun.
+const Version = 3
 
 // DefaultMaxFrame is the largest frame a [Reader] accepts unless told otherwise.
 const DefaultMaxFrame = 256 << 20
@@ -48,6 +50,7 @@ const (
 	TFile
 	TResult
 	TFileDone
+	TSkip
 )
 
 func (t Type) String() string {
@@ -70,6 +73,8 @@ func (t Type) String() string {
 		return "result"
 	case TFileDone:
 		return "file-done"
+	case TSkip:
+		return "skip"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -198,6 +203,8 @@ func Decode(b []byte) (Message, error) {
 		m = new(Result)
 	case TFileDone:
 		m = new(FileDone)
+	case TSkip:
+		m = new(Skip)
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, b[0])
 	}

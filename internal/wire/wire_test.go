@@ -17,6 +17,7 @@ var samples = []Message{
 	&Run{ID: 7, Input: []byte{1, 2, 3}},
 	&Run{ID: 1 << 60},
 	&Cancel{ID: 9},
+	&Skip{ID: 10},
 	&Provisional{ID: 3, Output: []byte("partial")},
 	&File{ID: 4, Name: "out/a.txt", Mode: 0o644, Offset: 10, Data: []byte("xyz"), Last: true},
 	&FileDone{ID: 4, Name: "out/a.txt", Err: "refused"},

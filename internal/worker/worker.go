@@ -64,6 +64,8 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, stdout, stderr *os.
 		stdout:   captureOf(stdout),
 		stderr:   captureOf(stderr),
 		skip:     map[uint64]bool{},
+		queued:   map[uint64]bool{},
+		answered: map[uint64]bool{},
 		sending:  map[string][]chan string{},
 		readDone: make(chan struct{}),
 	}
@@ -135,6 +137,12 @@ type server struct {
 	current uint64
 	cancel  context.CancelFunc
 	skip    map[uint64]bool // runs cancelled while queued
+	// queued are the runs read but not begun; answered, those of them
+	// already reported Skipped (a Skip answered at once, so that a job
+	// taken back from behind a long one runs elsewhere now, not when the
+	// long one ends).
+	queued   map[uint64]bool
+	answered map[uint64]bool
 	// sending holds, by name, the SendFile calls waiting for the
 	// executor's FileDone, oldest first.
 	sending map[string][]chan string
@@ -221,6 +229,9 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 			}
 			switch m := m.(type) {
 			case *wire.Run:
+				s.mu.Lock()
+				s.queued[m.ID] = true
+				s.mu.Unlock()
 				runs <- m
 			case *wire.Cancel:
 				s.mu.Lock()
@@ -228,6 +239,22 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 					s.cancel()
 				} else {
 					s.skip[m.ID] = true // still queued: never start it
+				}
+				s.mu.Unlock()
+			case *wire.Skip:
+				s.mu.Lock()
+				switch {
+				case s.queued[m.ID]:
+					// Not begun: never start it, and say so now.
+					delete(s.queued, m.ID)
+					s.answered[m.ID] = true
+					s.mu.Unlock()
+					// A broken pipe shows in the loop's next send.
+					_ = s.send(&wire.Result{ID: m.ID, Kind: wire.ResultSkipped})
+					continue
+				case s.current != m.ID:
+					// Over: its result is on its way. One that has begun
+					// goes on.
 				}
 				s.mu.Unlock()
 			case *wire.FileDone:
@@ -250,9 +277,20 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 	defer s.flushHeld()
 	for run := range runs {
 		s.mu.Lock()
-		skip := s.skip[run.ID]
+		skip, answered := s.skip[run.ID], s.answered[run.ID]
 		delete(s.skip, run.ID)
+		delete(s.answered, run.ID)
+		if !answered {
+			// Begun from here on: a Skip now lets it run.
+			delete(s.queued, run.ID)
+			if !skip {
+				s.current = run.ID
+			}
+		}
 		s.mu.Unlock()
+		if answered {
+			continue
+		}
 		if skip {
 			if err := s.send(&wire.Result{ID: run.ID, Kind: wire.ResultSkipped}); err != nil {
 				return err
@@ -282,6 +320,11 @@ func (s *server) runJob(ctx context.Context, fn *registry.Func, run *wire.Run) (
 	jctx, cancel := context.WithCancel(ctx)
 	s.mu.Lock()
 	s.current, s.cancel = run.ID, cancel
+	if s.skip[run.ID] {
+		// Cancelled as it began, before it had a cancel func.
+		delete(s.skip, run.ID)
+		cancel()
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()

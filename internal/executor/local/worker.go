@@ -60,12 +60,18 @@ type entry struct {
 	// cancelled: it was cancelled before it started and has been reported;
 	// the worker skips it.
 	cancelled bool
+	// recalled: taken back for the scheduler (Recall, steal) and the
+	// worker told to skip it (wire.Skip), but not reported yet: the worker
+	// may have begun it already (it runs ahead of the results it holds
+	// back, see internal/worker), and then goes on, so only its answer
+	// says whether the run never started (NotStarted) or ran.
+	recalled bool
 }
 
 // head returns the run at the head of the queue, or nil. The caller holds
 // e.mu.
 func (w *workerProc) head() *sched.Run {
-	if len(w.queue) == 0 || w.queue[0].cancelled {
+	if len(w.queue) == 0 || w.queue[0].cancelled || w.queue[0].recalled {
 		return nil
 	}
 	return w.queue[0].r
@@ -400,7 +406,7 @@ func (e *Executor) steal() {
 			continue
 		}
 		for i := len(w.queue) - 1; i >= 1; i-- {
-			if ent := w.queue[i]; !ent.cancelled {
+			if ent := w.queue[i]; !ent.cancelled && !ent.recalled {
 				victim, r = s, ent.r
 				break
 			}
@@ -413,7 +419,25 @@ func (e *Executor) steal() {
 		e.mu.Unlock()
 		return
 	}
-	e.takeBack(victim, r, sched.Result{Outcome: sched.NotStarted})
+	e.recallLocked(victim, r)
+}
+
+// recallLocked asks s's worker to skip r, which waits in its queue; the
+// worker's answer reports it (see entry.recalled). The caller holds e.mu;
+// recallLocked releases it.
+func (e *Executor) recallLocked(s *slot, r *sched.Run) {
+	w := s.w
+	id := w.idOf(r)
+	for _, ent := range w.queue {
+		if ent.r == r {
+			ent.recalled = true
+		}
+	}
+	ready := w.ready
+	e.mu.Unlock()
+	if ready {
+		w.sendSkip(id)
+	}
 }
 
 // takeBack removes r, which waits unstarted in s's queue, tells the worker
@@ -444,7 +468,19 @@ func (e *Executor) Recall(r *sched.Run) {
 		e.mu.Unlock()
 		return // started (or gone) meanwhile
 	}
-	e.takeBack(s, r, sched.Result{Outcome: sched.NotStarted})
+	for _, ent := range s.w.queue {
+		if ent.r == r && (ent.recalled || ent.cancelled) {
+			e.mu.Unlock()
+			return // on its way back
+		}
+	}
+	if !s.w.ready {
+		// Not sent to the worker yet (bringUp sends it): it is simply
+		// taken back.
+		e.takeBack(s, r, sched.Result{Outcome: sched.NotStarted})
+		return
+	}
+	e.recallLocked(s, r)
 }
 
 // sendRunLocked sends ent's run, or leaves it buffered while the executor
@@ -499,6 +535,12 @@ func (e *Executor) holdWrite(w *workerProc) bool {
 		e.dirty = append(e.dirty, w)
 	}
 	return true
+}
+
+func (w *workerProc) sendSkip(id uint64) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	_ = w.w.Send(&wire.Skip{ID: id})
 }
 
 func (w *workerProc) sendCancel(id uint64) {
@@ -580,6 +622,19 @@ func (w *workerProc) handle(s *slot, m wire.Message) {
 func (w *workerProc) result(s *slot, m *wire.Result) bool {
 	e := w.e
 	e.mu.Lock()
+	if m.Kind == wire.ResultSkipped {
+		// A worker answers a Skip at once, from behind the job it runs:
+		// the entry may be anywhere in the queue.
+		for i, ent := range w.queue {
+			if i > 0 && ent.id == m.ID && ent.recalled {
+				w.queue = slices.Delete(w.queue, i, i+1)
+				delete(e.running, ent.r)
+				e.mu.Unlock()
+				e.rep.Done(ent.r, sched.Result{Outcome: sched.NotStarted})
+				return true
+			}
+		}
+	}
 	if len(w.queue) == 0 || w.queue[0].id != m.ID {
 		e.mu.Unlock()
 		return false
@@ -617,6 +672,19 @@ func (w *workerProc) result(s *slot, m *wire.Result) bool {
 	}
 	if ent.cancelled {
 		return true // reported when it was cancelled
+	}
+	if ent.recalled {
+		if m.Kind == wire.ResultSkipped {
+			e.rep.Done(ent.r, sched.Result{Outcome: sched.NotStarted})
+			return true
+		}
+		// It had begun when the Skip came, and went on: its result
+		// stands (it ran once).
+		res := resultOf(m)
+		res.Sent = int64(len(ent.r.Task.Input))
+		res.Received = int64(len(m.Output) + len(m.Stdout) + len(m.Stderr))
+		e.rep.Done(ent.r, res)
+		return true
 	}
 	if m.Kind == wire.ResultSkipped {
 		// The cancel reached the worker before the run did: it never ran.
