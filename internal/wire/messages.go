@@ -39,10 +39,18 @@ type Cancel struct {
 }
 
 // Skip tells the worker not to start job ID if it has not begun it: the
-// executor took it back. A job that has begun goes on, and its result
-// comes as usual; one skipped is answered with a Result of kind
-// ResultSkipped.
+// executor took it back. The worker answers at once: a Result of kind
+// ResultSkipped if the job never started (and never will), else [Begun];
+// a job that has begun goes on, and its result comes as usual.
 type Skip struct {
+	ID uint64
+}
+
+// Begun answers a [Skip] of a job the worker had already begun (or
+// finished): it goes on, and its Result comes, or came, as usual. The
+// worker sends it after every frame of the jobs before it, so the job is
+// the head of the executor's queue when it arrives.
+type Begun struct {
 	ID uint64
 }
 
@@ -115,6 +123,9 @@ func (*Cancel) Type() Type { return TCancel }
 func (*Skip) Type() Type { return TSkip }
 
 // Type implements Message.
+func (*Begun) Type() Type { return TBegun }
+
+// Type implements Message.
 func (*Provisional) Type() Type { return TProvisional }
 
 // Type implements Message.
@@ -181,6 +192,10 @@ func (m *Cancel) decode(d *decoder) { m.ID = d.uvarint() }
 func (m *Skip) append(b []byte) []byte { return binary.AppendUvarint(b, m.ID) }
 
 func (m *Skip) decode(d *decoder) { m.ID = d.uvarint() }
+
+func (m *Begun) append(b []byte) []byte { return binary.AppendUvarint(b, m.ID) }
+
+func (m *Begun) decode(d *decoder) { m.ID = d.uvarint() }
 
 func (m *Provisional) append(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.ID)

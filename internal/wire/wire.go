@@ -21,8 +21,8 @@ import (
 
 // Version is the protocol version. A peer speaking another version is refused.
 // Version 2 added [FileDone]: a worker waits for it after sending a file.
-// Version 3 added [Skip]: a run taken back is skipped only if it has not
-// begun.
+// Version 3 added [Skip] and its answer [Begun]: a run taken back is
+// skipped only if it has not begun.
 const Version = 3
 
 // DefaultMaxFrame is the largest frame a [Reader] accepts unless told otherwise.
@@ -51,6 +51,7 @@ const (
 	TResult
 	TFileDone
 	TSkip
+	TBegun
 )
 
 func (t Type) String() string {
@@ -75,6 +76,8 @@ func (t Type) String() string {
 		return "file-done"
 	case TSkip:
 		return "skip"
+	case TBegun:
+		return "begun"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -205,6 +208,8 @@ func Decode(b []byte) (Message, error) {
 		m = new(FileDone)
 	case TSkip:
 		m = new(Skip)
+	case TBegun:
+		m = new(Begun)
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, b[0])
 	}

@@ -18,6 +18,7 @@ var samples = []Message{
 	&Run{ID: 1 << 60},
 	&Cancel{ID: 9},
 	&Skip{ID: 10},
+	&Begun{ID: 11},
 	&Provisional{ID: 3, Output: []byte("partial")},
 	&File{ID: 4, Name: "out/a.txt", Mode: 0o644, Offset: 10, Data: []byte("xyz"), Last: true},
 	&FileDone{ID: 4, Name: "out/a.txt", Err: "refused"},

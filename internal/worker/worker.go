@@ -243,8 +243,7 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 				s.mu.Unlock()
 			case *wire.Skip:
 				s.mu.Lock()
-				switch {
-				case s.queued[m.ID]:
+				if s.queued[m.ID] {
 					// Not begun: never start it, and say so now.
 					delete(s.queued, m.ID)
 					s.answered[m.ID] = true
@@ -252,11 +251,13 @@ func (s *server) loop(ctx context.Context, fn *registry.Func) error {
 					// A broken pipe shows in the loop's next send.
 					_ = s.send(&wire.Result{ID: m.ID, Kind: wire.ResultSkipped})
 					continue
-				case s.current != m.ID:
-					// Over: its result is on its way. One that has begun
-					// goes on.
 				}
 				s.mu.Unlock()
+				// Begun or over: it goes on, and its result comes (or
+				// came: the send flushes any result held back) before
+				// this answer, which the executor needs to know that the
+				// job it recalled is running after all.
+				_ = s.send(&wire.Begun{ID: m.ID})
 			case *wire.FileDone:
 				s.mu.Lock()
 				if ws := s.sending[m.Name]; len(ws) > 0 {

@@ -611,10 +611,43 @@ func (w *workerProc) handle(s *slot, m wire.Message) {
 		}
 	case *wire.File:
 		w.receiveFile(m)
+	case *wire.Begun:
+		w.begun(s, m.ID)
 	default:
 		e.log.Warn("unexpected frame from worker", "type", m.Type())
 		w.signal(syscall.SIGKILL)
 	}
+}
+
+// begun handles the worker's answer to a Skip of a job it had begun: the
+// job goes on after all, so it is running again for the scheduler. The
+// worker sends it after the results of every job before it, so the entry
+// is the head of the queue (or gone: its result came first).
+func (w *workerProc) begun(s *slot, id uint64) {
+	e := w.e
+	e.mu.Lock()
+	if len(w.queue) == 0 || w.queue[0].id != id || !w.queue[0].recalled {
+		e.mu.Unlock()
+		return
+	}
+	ent := w.queue[0]
+	ent.recalled = false
+	r := ent.r
+	if ent.cancelled {
+		// Reported Killed when it was cancelled, but it runs: stop it the
+		// way a running job is stopped, so a job that ignores its context
+		// does not hold the worker.
+		if s.stop == nil {
+			s.stop = e.newEscalation(s, r)
+		}
+		e.mu.Unlock()
+		return
+	}
+	if r.Cause() != nil && s.stop == nil {
+		s.stop = e.newEscalation(s, r)
+	}
+	e.mu.Unlock()
+	e.rep.Started(r, time.Now())
 }
 
 // result handles the worker's result for the head of its queue and starts
@@ -628,6 +661,10 @@ func (w *workerProc) result(s *slot, m *wire.Result) bool {
 		for i, ent := range w.queue {
 			if i > 0 && ent.id == m.ID && ent.recalled {
 				w.queue = slices.Delete(w.queue, i, i+1)
+				if ent.cancelled {
+					e.mu.Unlock()
+					return true // reported when it was cancelled
+				}
 				delete(e.running, ent.r)
 				e.mu.Unlock()
 				e.rep.Done(ent.r, sched.Result{Outcome: sched.NotStarted})
@@ -679,7 +716,9 @@ func (w *workerProc) result(s *slot, m *wire.Result) bool {
 			return true
 		}
 		// It had begun when the Skip came, and went on: its result
-		// stands (it ran once).
+		// stands (it ran once). It was never reported started: its
+		// Begun, which would have, comes after this result.
+		e.rep.Started(ent.r, time.Unix(0, m.Start))
 		res := resultOf(m)
 		res.Sent = int64(len(ent.r.Task.Input))
 		res.Received = int64(len(m.Output) + len(m.Stdout) + len(m.Stderr))

@@ -107,6 +107,20 @@ func waitState(t *testing.T, task *sched.Task, s sched.State) {
 	}
 }
 
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if i > 3000 {
+			t.Fatalf("%s never appeared", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func script(t *testing.T, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "prog.sh")
@@ -132,12 +146,16 @@ func TestProgram(t *testing.T) {
 	}{
 		{name: "exit code is the result", body: `echo out; echo err >&2; exit 3`, state: sched.Finished, code: 3},
 		{name: "a signal fails", body: `kill -KILL $$`, state: sched.Terminated, signal: true},
-		{name: "SIGINT ends it", body: `exec sleep 60`, cancel: true, state: sched.Cancelled},
-		{name: "best result after SIGINT", body: `trap 'echo best; exit 0' INT; sleep 60 & wait`, cancel: true, state: sched.Finished},
-		{name: "stubborn is killed after two graces", body: `trap '' INT TERM; sleep 60 & wait; sleep 60`, cancel: true, state: sched.Cancelled, minTime: 2 * grace},
+		{name: "SIGINT ends it", body: `READY; exec sleep 60`, cancel: true, state: sched.Cancelled},
+		{name: "best result after SIGINT", body: `trap 'echo best; exit 0' INT; READY; sleep 60 & wait`, cancel: true, state: sched.Finished},
+		{name: "stubborn is killed after two graces", body: `trap '' INT TERM; READY; sleep 60 & wait; sleep 60`, cancel: true, state: sched.Cancelled, minTime: 2 * grace},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := cluster(t, process.Config{Slots: 1, Program: script(t, tc.body), Dir: t.TempDir(), Grace: grace})
+			// READY marks where the script has set its traps: the test
+			// cancels only after that.
+			ready := filepath.Join(t.TempDir(), "ready")
+			body := strings.ReplaceAll(tc.body, "READY", "touch '"+ready+"'")
+			sc := cluster(t, process.Config{Slots: 1, Program: script(t, body), Dir: t.TempDir(), Grace: grace})
 			task := &sched.Task{Input: wire.AppendStrings(nil, nil)}
 			if err := sc.Submit(t.Context(), task); err != nil {
 				t.Fatal(err)
@@ -145,7 +163,7 @@ func TestProgram(t *testing.T) {
 			var start time.Time
 			if tc.cancel {
 				waitState(t, task, sched.Running)
-				time.Sleep(100 * time.Millisecond) // let the traps be set
+				waitFile(t, ready)
 				start = time.Now()
 				sc.Cancel(task)
 			}
