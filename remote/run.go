@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"syscall"
 	"time"
@@ -79,7 +80,7 @@ type ExitError = proc.ExitError
 func (h *Host) Run(ctx context.Context, c *Cmd) (*Result, error) {
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, c.Timeout, timeoutError{c.Timeout})
 		defer cancel()
 	}
 	command := c.Command
@@ -124,6 +125,14 @@ func (h *Host) Run(ctx context.Context, c *Cmd) (*Result, error) {
 		return nil, out.Err // *ConnError, or a bad Cmd (NUL byte, bad Env name)
 	}
 }
+
+// timeoutError is why a command was killed at its Cmd.Timeout: it says
+// after how long, and matches context.DeadlineExceeded.
+type timeoutError struct{ d time.Duration }
+
+func (e timeoutError) Error() string { return fmt.Sprintf("timed out after %v", e.d) }
+
+func (e timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // Output runs name with args (each passed literally) and returns its
 // standard output, like exec.Cmd.Output.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -79,3 +80,25 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	return d, err
 }
+
+// durationValue is a flag of parseDuration's forms: a Go duration or bare
+// seconds.
+type durationValue struct{ d *time.Duration }
+
+func (v durationValue) String() string {
+	if v.d == nil || *v.d == 0 {
+		return ""
+	}
+	return v.d.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := parseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (90, 1.5, 2m, 1h30m): %w", s, err)
+	}
+	*v.d = d
+	return nil
+}
+
+func (durationValue) Type() string { return "duration" }

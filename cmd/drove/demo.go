@@ -48,6 +48,7 @@ func newDemoCmd() *cobra.Command {
 		rfile string
 		excl  bool
 		sf    sshFlags
+		auth  clientAuth
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -56,10 +57,15 @@ func newDemoCmd() *cobra.Command {
 each job sleeps a random 1 to 10 units (seconds by default) and returns the
 host name and its number. Prints one line per job, then the cluster's stats.
 Exits 1 if a job did not finish (it failed, or was Abandoned when its node
-was lost).`,
+was lost).
+
+With --nodes or --scheduler, requests are signed with the cluster secret
+from --secret, --secret-file or $DROVE_SECRET, and --tls-* talk mutual TLS,
+as drove node takes them.`,
 		Example: `  drove demo
   drove demo --unit 100ms --jobs 20
-  drove demo --scheduler schedhost`,
+  DROVE_SECRET=s3cret drove demo --nodes node1,node2
+  drove demo --scheduler schedhost --secret-file ~/.drove/secret`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if jobs < 1 {
@@ -84,6 +90,13 @@ was lost).`,
 					opts = append(opts, drove.WithSSH(sf.sshConfig()))
 				}
 			}
+			if len(nodes) > 0 || sched != "" {
+				ao, err := auth.options()
+				if err != nil {
+					return err
+				}
+				opts = append(opts, ao...)
+			}
 			if rfile != "" {
 				opts = append(opts, drove.WithRecoverFile(rfile))
 			}
@@ -101,6 +114,7 @@ was lost).`,
 	cmd.Flags().IntVarP(&cpus, "cpus", "c", 0, "CPUs to use: 0 for all, a negative number leaves that many free")
 	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "nodes to run on: drove nodes (host[:port], \"*\" to discover) or SSH hosts (ssh://[user@]host[:port], ssh://alias); default an embedded cluster")
 	sf.register(cmd)
+	auth.register(cmd.Flags())
 	cmd.Flags().StringVar(&sched, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default")
 	cmd.Flags().StringVar(&rfile, "recover-file", "", `with --nodes or --scheduler: keep a file naming this client and its nodes while the jobs run ("drove recover FILE" shows the jobs of a demo that was killed)`)
 	cmd.Flags().BoolVar(&excl, "exclusive", false, "with --nodes or --scheduler: run alone, once computations created before this one are done, holding later ones back until it is")

@@ -49,7 +49,7 @@ func newFSRun() *fsSub {
 		return nil
 	})
 	s.cmd.Flags().SetInterspersed(false)
-	s.cmd.Flags().DurationVar(&runTimeout, "timeout", 0, "kill the remote process group after this long")
+	s.cmd.Flags().Var(durationValue{&runTimeout}, "timeout", "kill the remote process group after this long (a bare number is seconds: 90, 1.5, 2m, 1h30m)")
 	s.cmd.Flags().BoolVarP(&withStdin, "stdin", "i", false, "send standard input to the command")
 	return s
 }

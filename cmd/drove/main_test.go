@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -152,5 +153,21 @@ func TestInterruptedDemoStops(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run(ctx, []string{"demo", "--unit", "1h"}, strings.NewReader(""), &out, &errb); code == 0 {
 		t.Errorf("interrupted demo exited 0:\n%s", out.String())
+	}
+}
+
+func TestRevisionOf(t *testing.T) {
+	for _, tc := range []struct {
+		settings []debug.BuildSetting
+		want     string
+	}{
+		{nil, ""},
+		{[]debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}}, "rev 0123456789ab"},
+		{[]debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}, {Key: "vcs.modified", Value: "true"}}, "rev abc+dirty"},
+		{[]debug.BuildSetting{{Key: "vcs.modified", Value: "true"}}, ""},
+	} {
+		if got := revisionOf(tc.settings); got != tc.want {
+			t.Errorf("revisionOf(%v) = %q, want %q", tc.settings, got, tc.want)
+		}
 	}
 }

@@ -422,6 +422,27 @@ func TestDemoNodes(t *testing.T) {
 	}
 }
 
+// TestDemoSecretFile: drove demo takes the secret as drove node does
+// (--secret-file here), and a wrong one is refused with an error that
+// says so.
+func TestDemoSecretFile(t *testing.T) {
+	bin := buildDrove(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("demo-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startNodeProc(t, bin, nil, "--secret-file", secret, "--cpus", "2")
+	code, out, errs := runCmd(t, "", "demo", "--unit", "1ms", "--jobs", "3", "--nodes", p.addr, "--secret-file", secret)
+	if code != 0 || strings.Count(out, " executed job ") != 3 {
+		t.Fatalf("right secret: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, _, errs = runCmd(t, "", "demo", "--unit", "1ms", "--jobs", "1", "--nodes", p.addr, "--secret", "wrong")
+	if code == 0 || !strings.Contains(errs, "secret") {
+		t.Fatalf("wrong secret: exit %d, stderr %q", code, errs)
+	}
+	t.Logf("wrong secret: %s", errs)
+}
+
 // TestSubmitNodes runs "drove submit --nodes" against a drove node
 // process: the program and its depends are shipped, stdout, stderr and
 // exit codes come back. The secret comes from $DROVE_SECRET on both sides.

@@ -114,10 +114,14 @@ func (c *Cmd) watchdog(sshd string) string {
 // on a marker line on stdout, then starting the [Cmd.watchdog]. setsid -w
 // forks when the login shell is already a group leader (it always is
 // under sshd) and relays the exit status. The login shell's parent, sshd,
-// is passed on as $2 for the watchdog.
+// is passed on as $2 for the watchdog. setsid's own stderr goes to
+// /dev/null (the command gets the session's back on fd 2 through fd 3):
+// setsid -w says "child … did not exit normally: Success" when the command
+// dies of a signal, which is drove's business to report, not the
+// command's output.
 func (c *Cmd) wrapper(script string) string {
-	inner := `echo "` + pgidMarker + `$$" || exit` + "\n" + c.watchdog(`"$2"`) + `exec /bin/sh -c "$1"`
-	return "exec setsid -w /bin/sh -c " + Quote(inner) + " drove-run " + Quote(script) + ` "$PPID"`
+	inner := `exec 2>&3 3>&-` + "\n" + `echo "` + pgidMarker + `$$" || exit` + "\n" + c.watchdog(`"$2"`) + `exec /bin/sh -c "$1"`
+	return "exec 3>&2 && exec setsid -w /bin/sh -c " + Quote(inner) + " drove-run " + Quote(script) + ` "$PPID" 2>/dev/null`
 }
 
 // maxNoise bounds how much output before the marker line is buffered while

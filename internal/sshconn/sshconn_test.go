@@ -194,8 +194,10 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !st.Killed {
 		t.Fatalf("Run: %+v %v", st, err)
 	}
-	if d := time.Since(start); d > 6*time.Second {
-		t.Errorf("took %v", d)
+	// The escalation takes about 1 s + 2 graces; the sleeps would take an
+	// hour. A bound far from both holds on a loaded machine.
+	if d := time.Since(start); d > 60*time.Second {
+		t.Errorf("took %v: the process group was not killed", d)
 	}
 	out, st2 := run(t, p, "host0", &sshconn.Cmd{Command: `pgrep -u drovetest -f 'sleep 391[789]'`})
 	if st2.Code != 1 {
