@@ -126,7 +126,7 @@ func runFS(cmd *cobra.Command, f *fsFlags, host string, args []string) error {
 		return err
 	}
 	if f.json {
-		json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": false, "error": err.Error()})
+		json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": false, "command": name, "error": err.Error()})
 	}
 	return fmt.Errorf("fs %s: %w", name, err)
 }
@@ -167,6 +167,17 @@ func (e *fsEnv) done(command string, paths []string, extra map[string]any) error
 	}
 	out := map[string]any{"ok": true, "command": command, "paths": abs}
 	for k, v := range extra {
+		out[k] = v
+	}
+	return json.NewEncoder(e.stdout).Encode(out)
+}
+
+// result reports the success of a command whose --json output is one
+// object: {"ok":true,"command":…} plus fields, the same envelope as done's
+// and the error's.
+func (e *fsEnv) result(command string, fields map[string]any) error {
+	out := map[string]any{"ok": true, "command": command}
+	for k, v := range fields {
 		out[k] = v
 	}
 	return json.NewEncoder(e.stdout).Encode(out)

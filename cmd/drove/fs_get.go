@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path"
@@ -46,7 +45,7 @@ func newFSGet() *fsSub {
 		}
 		done()
 		if e.json {
-			return json.NewEncoder(e.stdout).Encode(map[string]any{"bytes": total, "files": results})
+			return e.result("get", map[string]any{"bytes": total, "files": results})
 		}
 		return nil
 	})

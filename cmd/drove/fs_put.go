@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -44,7 +43,7 @@ func newFSPut() *fsSub {
 		}
 		done()
 		if e.json {
-			return json.NewEncoder(e.stdout).Encode(map[string]any{"bytes": total, "files": results})
+			return e.result("put", map[string]any{"bytes": total, "files": results})
 		}
 		return nil
 	})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -33,11 +32,14 @@ func newFSRun() *fsSub {
 			return err
 		}
 		if e.json {
-			json.NewEncoder(e.stdout).Encode(map[string]any{
+			out := map[string]any{
 				"exit_code": res.ExitCode, "signal": res.SignalName(),
 				"stdout": string(res.Stdout), "stderr": string(res.Stderr),
 				"duration_sec": res.Duration.Seconds(),
-			})
+			}
+			if err := e.result("run", out); err != nil {
+				return err
+			}
 		}
 		if res.ExitCode != 0 {
 			code := res.ExitCode

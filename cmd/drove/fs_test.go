@@ -292,7 +292,21 @@ func TestFSJSONResults(t *testing.T) {
 			t.Errorf("drove fs %q: %+v", tc.args, r)
 		}
 	}
-	if r := run(1, "host0", "mkdir", "--json", dir+"/a"); r.OK || !strings.Contains(r.Error, "file already exists") {
+	// put, get and run print the same envelope, with their own fields.
+	local := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(local, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--json", "host0", "put", local, dir + "/a/f"},
+		{"--json", "host0", "get", dir + "/a/f", local + ".back"},
+		{"--json", "host0", "run", "exit 0"},
+	} {
+		if r := run(0, args...); !r.OK || r.Command != args[2] {
+			t.Errorf("drove fs %q: %+v, want ok and command %q", args, r, args[2])
+		}
+	}
+	if r := run(1, "host0", "mkdir", "--json", dir+"/a"); r.OK || r.Command != "mkdir" || !strings.Contains(r.Error, "file already exists") {
 		t.Errorf("failing mkdir --json: %+v", r)
 	}
 	// Relative paths come back absolute, resolved against the login
