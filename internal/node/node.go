@@ -81,7 +81,8 @@ type Config struct {
 	// CPUs is how many CPUs to use: 0 all, a negative n leaves n free.
 	CPUs int
 	// Dir holds blobs and computation directories (per client and
-	// computation); "" means drove/node under os.TempDir.
+	// computation); "" means drove/node under os.TempDir. One daemon
+	// at a time: New locks it.
 	Dir string
 	// Clean removes what Dir holds from an earlier run before starting.
 	Clean bool
@@ -207,7 +208,9 @@ type Node struct {
 	met    *metrics
 	conns  *connLimiter
 	info   *infoSampler
-	disc   *discovery.Responder
+	// lock is Dir's, held from New until Run returns.
+	lock *dirLock
+	disc *discovery.Responder
 	// announcer sends announcements to SchedulerHosts: disc, or a socket
 	// of its own without discovery.
 	announcer *discovery.Responder
@@ -230,7 +233,9 @@ type Node struct {
 }
 
 // New validates cfg, prepares the directory and binds the listeners: every
-// start-up failure is returned here.
+// start-up failure is returned here. The directory is locked (Dir/lock)
+// from New until Run returns: a second daemon given the same Dir fails
+// with ErrDirInUse.
 func New(cfg Config) (*Node, error) {
 	if cfg.Name == "" {
 		h, err := os.Hostname()
@@ -282,6 +287,23 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Port < 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("drove: node: port %d out of range", cfg.Port)
 	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("drove: node: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	n, err := newLocked(cfg, lock)
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
+	return n, nil
+}
+
+// newLocked is the rest of New, once cfg.Dir is the node's alone.
+func newLocked(cfg Config, lock *dirLock) (*Node, error) {
 	if cfg.Clean {
 		// Only what the node itself puts there: --dest-path may be a
 		// directory that holds other things too.
@@ -305,6 +327,7 @@ func New(cfg Config) (*Node, error) {
 		comps:   map[string]*Computation{},
 		clients: map[string]bool{},
 		info:    newInfoSampler(cfg.Dir),
+		lock:    lock,
 	}
 	n.met = newMetrics(n.unackedEvents, func() (int, int) {
 		st := n.sched.Stats()
@@ -608,6 +631,7 @@ func isLoopback(remote string) bool {
 // served), then stops taking requests, closes every computation and waits
 // for it within Config.ShutdownTimeout. A clean stop returns nil.
 func (n *Node) Run(ctx context.Context) error {
+	defer n.lock.release()
 	n.sched = sched.New(sched.Config{Policy: n.cfg.Policy, OnTask: n.onTask, Logger: n.log})
 	if err := n.machines.Start(ctx, n.sched); err != nil {
 		return fmt.Errorf("drove: node: %w", err)

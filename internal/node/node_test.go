@@ -2,9 +2,11 @@ package node_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -324,3 +326,36 @@ func TestZombie(t *testing.T) {
 }
 
 func nodeDir(t *testing.T, n *node.Node) string { t.Helper(); return n.Dir() }
+
+// Two daemons cannot share a directory: the second is refused with an
+// error that names the directory, says who holds it and what to do, and
+// the directory is free again once the first has stopped.
+func TestDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	cfg := node.Config{Hosts: []string{"127.0.0.1"}, Dir: dir}
+	first, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = node.New(cfg)
+	if !errors.Is(err, node.ErrDirInUse) || !strings.Contains(err.Error(), dir) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) || !strings.Contains(err.Error(), "--dest-path") {
+		t.Fatalf("second node on %s: %v", dir, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	again, err := node.New(cfg)
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	cancel2()
+	if err := again.Run(ctx2); err != nil {
+		t.Fatal(err)
+	}
+}
