@@ -107,11 +107,8 @@ func TestTenantNodeSlots(t *testing.T) {
 		if err := s.SetTenantNodeSlots(ta, "a", 0); err != nil {
 			t.Fatal(err)
 		}
-		var jobsA []*Task
 		for i := range 3 {
-			j := &Task{ID: int64(i), Tenant: ta}
-			jobsA = append(jobsA, j)
-			if err := s.Submit(t.Context(), j); err != nil {
+			if err := s.Submit(t.Context(), &Task{ID: int64(i), Tenant: ta}); err != nil {
 				t.Fatal(err)
 			}
 		}

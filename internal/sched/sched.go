@@ -33,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -1422,17 +1421,6 @@ func (s *Scheduler) NodeTasks(name string) []*Task {
 	return ts
 }
 
-// Machines returns the names of the machines behind the named node (see
-// SetMachines), sorted; nil for a node that runs its runs itself.
-func (s *Scheduler) Machines(name string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.byName[name]
-	if !ok || n.machines == nil {
-		return nil
-	}
-	return slices.Sorted(maps.Keys(n.machines))
-}
 
 // taskHeap orders tasks by priority (high first), then submit order.
 type taskHeap struct{ indexedHeap[*Task] }
