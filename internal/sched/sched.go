@@ -1214,14 +1214,18 @@ type Machine struct {
 // drove scheduler): its executor places each run on one of them and says
 // which (Run.SetMachine). The stats then list the machines in place of
 // the node, with their slots and state as given here; a machine that runs
-// went to but is not listed keeps its line, as down. Placement is
-// unchanged: the node's own slots decide how many runs it takes.
+// went to but is not listed keeps its line, as down. Until a front has
+// machines (an empty ms, no run placed yet), its own line stays. Placement
+// is unchanged: the node's own slots decide how many runs it takes.
 func (s *Scheduler) SetMachines(name string, ms []Machine) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n, ok := s.byName[name]
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNoNode, name)
+	}
+	if n.machines == nil && len(ms) == 0 {
+		return nil // a front with no machines yet: the node is its line
 	}
 	if n.machines == nil {
 		n.machines = map[string]*machine{}

@@ -206,9 +206,14 @@ func (s *Scheduler) SetTenantNodeSlots(t *Tenant, node string, slots int) error 
 	if slots < 0 {
 		delete(t.caps, node)
 		delete(t.onNode, node)
+		if len(t.caps) == 0 {
+			t.caps, t.onNode = nil, nil // placed in O(log n) again
+		}
 		if n != nil {
 			for r := range n.runs {
-				r.capped = false
+				if r.Task.ten == t {
+					r.capped = false
+				}
 			}
 		}
 	} else {
