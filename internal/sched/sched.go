@@ -1425,7 +1425,6 @@ func (s *Scheduler) NodeTasks(name string) []*Task {
 	return ts
 }
 
-
 // taskHeap orders tasks by priority (high first), then submit order.
 type taskHeap struct{ indexedHeap[*Task] }
 
