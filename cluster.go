@@ -216,8 +216,9 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		rc.ConnectTimeout = c.cfg.connect
 		// A scheduler that is killed or cut off keeps the computation
 		// (drove scheduler --state): the client waits for it to answer
-		// again rather than giving its jobs up.
-		rc.Reattach = c.cfg.scheduler != ""
+		// again rather than giving its jobs up. Its jobs run on its
+		// nodes, which the cluster names.
+		rc.Scheduler = c.cfg.scheduler != ""
 		if slices.ContainsFunc(c.cfg.nodes, isSSHNode) {
 			if c.ssh == nil {
 				pool, err := sshconn.NewPool(c.sshConfig())

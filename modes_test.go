@@ -27,10 +27,13 @@ import (
 type mode struct {
 	name string
 	opts []drove.Option // what puts a cluster there
-	// nodes are the nodes a cluster sees, with their CPUs. A client of a
-	// scheduler sees the scheduler as its one node, with the CPUs of all
-	// the scheduler's nodes.
+	// nodes are the nodes a cluster sees, with their CPUs: a client of a
+	// scheduler sees the scheduler's nodes.
 	nodes map[string]int
+	// events are the nodes its node events name, with their CPUs: a
+	// client of a scheduler is told of the scheduler, with the CPUs of all
+	// its nodes.
+	events map[string]int
 	// remote is set where jobs go over the network: bytes are counted,
 	// and a node grants a computation its CPUs.
 	remote bool
@@ -75,6 +78,7 @@ var modeCases = []struct {
 	{"SendFileRefused", modeSendFileRefused},
 	{"Stats", modeStats},
 	{"StatusNodeJobs", modeStatusNodeJobs},
+	{"SetNodeCPUs", modeSetNodeCPUs},
 	{"Retries", modeRetries},
 	{"Timeout", modeTimeout},
 	{"MaxPending", modeMaxPending},
@@ -107,10 +111,11 @@ func TestModes(t *testing.T) {
 	// a while on a loaded machine.
 	slow := drove.WithConnectTimeout(time.Minute)
 	modes := []mode{
-		{name: "embedded", opts: []drove.Option{drove.WithCPUs(2)}, nodes: map[string]int{host: 2}},
-		{name: "direct", opts: []drove.Option{drove.WithNodes(direct...), slow}, nodes: map[string]int{"a": 1, "b": 1}, remote: true, daemons: direct},
-		{name: "scheduler", opts: []drove.Option{drove.WithScheduler(sched.Addr().String()), slow}, nodes: map[string]int{"sched": 2}, remote: true,
-			daemons: append([]string{sched.Addr().String()}, behind...)},
+		{name: "embedded", opts: []drove.Option{drove.WithCPUs(2)}, nodes: map[string]int{host: 2}, events: map[string]int{host: 2}},
+		{name: "direct", opts: []drove.Option{drove.WithNodes(direct...), slow}, nodes: map[string]int{"a": 1, "b": 1}, events: map[string]int{"a": 1, "b": 1},
+			remote: true, daemons: direct},
+		{name: "scheduler", opts: []drove.Option{drove.WithScheduler(sched.Addr().String()), slow}, nodes: map[string]int{"c": 1, "d": 1}, events: map[string]int{"sched": 2},
+			remote: true, daemons: append([]string{sched.Addr().String()}, behind...)},
 	}
 	// The modes run at once, but not as parallel tests: -parallel
 	// (GOMAXPROCS by default) would hold one back on a 2-core machine.
@@ -441,8 +446,8 @@ func modeCallbacks(t *testing.T, m mode) {
 			up[e.Node] = e.CPUs
 		}
 	}
-	if !maps.Equal(up, m.nodes) {
-		t.Errorf("nodes initialized %v, want %v", up, m.nodes)
+	if !maps.Equal(up, m.events) {
+		t.Errorf("nodes initialized %v, want %v", up, m.events)
 	}
 }
 
@@ -625,6 +630,67 @@ func modeStatusNodeJobs(t *testing.T, m mode) {
 	}
 	if err := c.SetNodeCPUs("nope", 1); err == nil {
 		t.Error("SetNodeCPUs of an unknown node")
+	}
+}
+
+// modeSetNodeCPUs: SetNodeCPUs bounds what a node runs of the cluster's
+// jobs at once, not only what it reports: the first node set to one CPU
+// less runs no more than that at once (a node set to 0 runs none), every
+// job still ends on a node the cluster knows, and the stats and Status
+// say so.
+func modeSetNodeCPUs(t *testing.T, m mode) {
+	c := modeCluster(t, m, sleep)
+	name := m.names()[0]
+	bound := m.nodes[name] - 1
+	if err := c.SetNodeCPUs(name, bound); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := stat(c, name); !ok || st.CPUs != bound {
+		t.Errorf("stats after SetNodeCPUs(%q, %d): %+v", name, bound, st)
+	}
+	for _, n := range c.Status().Nodes {
+		if n.Name == name && n.CPUs != bound {
+			t.Errorf("Status after SetNodeCPUs(%q, %d): %+v", name, bound, n)
+		}
+	}
+	var jobs []*drove.Job[time.Duration]
+	for range 6 {
+		jobs = append(jobs, submit(t, c, 100*time.Millisecond))
+	}
+	type span struct{ start, end time.Time }
+	var there []span
+	for _, j := range jobs {
+		if _, err := result(t, j); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.nodes[j.Node()]; !ok {
+			t.Errorf("job %d ran on %q, not one of %v", j.ID(), j.Node(), m.names())
+		}
+		if j.Node() == name {
+			there = append(there, span{j.StartTime(), j.EndTime()})
+		}
+	}
+	most := 0
+	for _, a := range there {
+		n := 0
+		for _, b := range there {
+			if !b.start.After(a.start) && a.start.Before(b.end) {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	if most > bound {
+		t.Errorf("node %s set to %d CPUs ran %d of the jobs at once", name, bound, most)
+	}
+	jobsThere := 0
+	for _, ns := range c.Stats().Nodes {
+		if ns.Name == name {
+			jobsThere = ns.Jobs
+		}
+	}
+	if jobsThere != len(there) {
+		t.Errorf("stats count %d jobs on %s, the jobs say %d", jobsThere, name, len(there))
 	}
 }
 

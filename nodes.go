@@ -17,6 +17,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/fleet"
+	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -58,9 +59,12 @@ type remoteConfig struct {
 	// Exclusive asks each node (or the scheduler) to run the computation
 	// alone (WithExclusive).
 	Exclusive bool
-	// Reattach: the one node is a shared scheduler, which keeps the
-	// computation while it is away (nodeexec.Config.Reattach).
-	Reattach bool
+	// Scheduler: the one node is a shared scheduler, which keeps the
+	// computation while it is away (nodeexec.Config.Reattach) and runs
+	// each job on one of its nodes (nodeexec.Config.Machines): the
+	// cluster's job nodes, stats, Status, NodeJobs and SetNodeCPUs name
+	// those nodes, the scheduler's machines in the cluster's scheduler.
+	Scheduler bool
 	// SSH dials the "ssh://" nodes: SSH hosts that become drove nodes for
 	// the length of a session (internal/sshnode). Set when Nodes has any.
 	SSH *sshconn.Pool
@@ -95,6 +99,9 @@ type remoteNodes struct {
 
 	mu    sync.Mutex
 	nodes map[string]*remoteNode // by address
+	// caps are the bounds set with SetNodeCPUs on a scheduler's nodes, by
+	// name (Scheduler).
+	caps map[string]int
 }
 
 type remoteNode struct {
@@ -208,6 +215,14 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		}
 	}
 	errs := r.addAll(ctx, addrs)
+	if cfg.Scheduler {
+		// Known from now on, not only from the next heartbeat.
+		for _, st := range r.fleet.Members() {
+			if ex, ok := st.Executor.(*nodeexec.Executor); ok {
+				r.setMachines(st.Name, ex.Machines())
+			}
+		}
+	}
 	ok := 0
 	for _, err := range errs {
 		if err == nil {
@@ -303,8 +318,11 @@ func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error)
 		Heartbeat: r.cfg.Heartbeat,
 		Misses:    r.cfg.Misses,
 		Files:     r.cfg.Files,
-		Reattach:  r.cfg.Reattach,
+		Reattach:  r.cfg.Scheduler,
 		Logger:    r.log.With("node", addr),
+	}
+	if r.cfg.Scheduler {
+		ncfg.Machines, ncfg.OnMachines = true, r.setMachines
 	}
 	if isSSHNode(addr) {
 		sc, err := r.startSSH(ctx, addr)
@@ -372,7 +390,7 @@ type NodeInfo struct {
 	Addr            string
 	Up              bool  // connected and serving the cluster
 	Err             error // why it is not up
-	CPUs            int   // slots the node granted the cluster
+	CPUs            int   // slots the node granted the cluster, or fewer set with SetNodeCPUs
 	Busy            int   // jobs it holds, for all its clients
 	FreeCPUPercent  float64
 	MemoryAvailable uint64 // bytes
@@ -380,18 +398,91 @@ type NodeInfo struct {
 	SwapUsedPercent float64
 }
 
-// status describes the nodes, sorted by address.
+// setMachines gives the cluster's scheduler the nodes of the drove
+// scheduler it knows as node, as the machines behind it: their CPUs
+// (within the bounds set with SetNodeCPUs) and whether they are up.
+func (r *remoteNodes) setMachines(node string, ms []*drovev1.Machine) {
+	out := make([]sched.Machine, 0, len(ms))
+	r.mu.Lock()
+	for _, m := range ms {
+		cpus := int(m.Cpus)
+		if c, ok := r.caps[m.Name]; ok {
+			cpus = min(cpus, c)
+		}
+		out = append(out, sched.Machine{Name: m.Name, Slots: cpus, Down: !m.Up})
+	}
+	r.mu.Unlock()
+	// A node not added yet (being dialled again) gets them at its next
+	// heartbeat.
+	_ = r.s.SetMachines(node, out)
+}
+
+// schedulerNode returns the executor of the scheduler that has the named
+// node, and that node.
+func (r *remoteNodes) schedulerNode(name string) (*nodeexec.Executor, *drovev1.Machine) {
+	for _, st := range r.fleet.Members() {
+		ex, ok := st.Executor.(*nodeexec.Executor)
+		if !ok {
+			continue
+		}
+		for _, m := range ex.Machines() {
+			if m.Name == name {
+				return ex, m
+			}
+		}
+	}
+	return nil, nil
+}
+
+// setSchedulerCPUs is SetNodeCPUs for a scheduler's node: the scheduler
+// runs at most cpus of the cluster's jobs there at once.
+func (r *remoteNodes) setSchedulerCPUs(name string, cpus int) error {
+	ex, m := r.schedulerNode(name)
+	if ex == nil {
+		return fmt.Errorf("drove: SetNodeCPUs(%q, %d): %w: the scheduler has no node of that name", name, cpus, ErrNoNode)
+	}
+	if cpus > int(m.Cpus) {
+		return fmt.Errorf("drove: SetNodeCPUs(%q, %d): the scheduler uses %d CPUs of that node", name, cpus, m.Cpus)
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.ConnectTimeout)
+	defer cancel()
+	if err := ex.SetCPUs(ctx, name, cpus); err != nil {
+		return fmt.Errorf("drove: SetNodeCPUs(%q, %d): %w", name, cpus, err)
+	}
+	r.mu.Lock()
+	if r.caps == nil {
+		r.caps = map[string]int{}
+	}
+	r.caps[name] = cpus
+	r.mu.Unlock()
+	r.setMachines(ex.Name(), ex.Machines())
+	return nil
+}
+
+// status describes the nodes, sorted by address; for a scheduler, its
+// nodes.
 func (r *remoteNodes) status() []NodeInfo {
 	members := r.fleet.Members()
+	slots := map[string]int{} // the cluster's own, lowered by SetNodeCPUs
+	for _, ns := range r.s.Stats().Nodes {
+		slots[ns.Name] = ns.Slots
+	}
 	out := make([]NodeInfo, 0, len(members))
 	for _, st := range members {
 		ni := NodeInfo{Name: st.Name, Addr: st.Key, Err: st.Err}
+		if ex, ok := st.Executor.(*nodeexec.Executor); ok && r.cfg.Scheduler && len(ex.Machines()) > 0 {
+			out = append(out, r.machineStatus(ex)...)
+			continue
+		}
 		if ex, ok := st.Executor.(*nodeexec.Executor); ok {
 			ni.Up = ex.Err() == nil
 			if !ni.Up {
 				ni.Err = ex.Err()
 			}
 			ni.CPUs = ex.Slots()
+			if n, ok := slots[st.Name]; ok {
+				ni.CPUs = min(ni.CPUs, n)
+			}
 			busy, a := ex.Avail()
 			ni.Busy = busy
 			ni.FreeCPUPercent = a.GetCpuFreePercent()
@@ -402,6 +493,39 @@ func (r *remoteNodes) status() []NodeInfo {
 		out = append(out, ni)
 	}
 	slices.SortFunc(out, func(a, b NodeInfo) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
+}
+
+// machineStatus describes the nodes of the scheduler ex reaches: CPUs
+// are what the scheduler uses of each (within the bounds set with
+// SetNodeCPUs), Busy the jobs it holds for all its clients.
+func (r *remoteNodes) machineStatus(ex *nodeexec.Executor) []NodeInfo {
+	down := ex.Err()
+	ms := ex.Machines()
+	out := make([]NodeInfo, 0, len(ms))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range ms {
+		ni := NodeInfo{
+			Name:            m.Name,
+			Addr:            m.Addr,
+			Up:              m.Up && down == nil,
+			Err:             down,
+			CPUs:            int(m.Cpus),
+			Busy:            int(m.Busy),
+			FreeCPUPercent:  m.Avail.GetCpuFreePercent(),
+			MemoryAvailable: m.Avail.GetMemoryAvailable(),
+			DiskAvailable:   m.Avail.GetDiskAvailable(),
+			SwapUsedPercent: m.Avail.GetSwapUsedPercent(),
+		}
+		if c, ok := r.caps[m.Name]; ok {
+			ni.CPUs = min(ni.CPUs, c)
+		}
+		if !m.Up && down == nil {
+			ni.Err = fmt.Errorf("drove: the scheduler's node %s (%s) is down", m.Name, m.Addr)
+		}
+		out = append(out, ni)
+	}
 	return out
 }
 
@@ -537,12 +661,18 @@ func (c *Cluster[In, Out]) CloseNode(ctx context.Context, name string, terminate
 	return c.s.RemoveNode(ctx, name, terminate)
 }
 
-// SetNodeCPUs sets how many jobs the named node runs at once for this
-// cluster. For a drove node it cannot exceed what the node granted the
-// computation (NodeInfo.CPUs): asking for more is an error.
+// SetNodeCPUs sets how many jobs of this cluster the named node runs at
+// once. For a drove node it cannot exceed what the node granted the
+// computation (NodeInfo.CPUs): asking for more is an error. Through a
+// drove scheduler (WithScheduler), name is one of the scheduler's nodes
+// (Status): the scheduler runs at most cpus of this cluster's jobs there,
+// and no more than it uses of the node itself.
 func (c *Cluster[In, Out]) SetNodeCPUs(name string, cpus int) error {
 	if cpus < 0 {
 		return fmt.Errorf("drove: SetNodeCPUs(%q, %d): must not be negative", name, cpus)
+	}
+	if c.remote != nil && c.remote.cfg.Scheduler {
+		return c.remote.setSchedulerCPUs(name, cpus)
 	}
 	if c.remote != nil {
 		if granted, ok := c.remote.granted(name); ok && cpus > granted {

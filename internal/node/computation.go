@@ -127,7 +127,11 @@ func (c *Computation) Started(r *sched.Run, at time.Time) {
 	j := jobOf(r)
 	j.begun.Store(true)
 	c.n.sched.Started(r, at)
-	c.out.push(&drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: at.UnixNano()}})
+	ev := &drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_StartedUnixNano{StartedUnixNano: at.UnixNano()}}
+	if c.n.relay != nil {
+		ev.Machine = r.Node
+	}
+	c.out.push(ev)
 	// Counted once the event is queued, so that a client that acknowledged
 	// every event (drove_node_unacked_events is 0) knows of the start.
 	c.n.met.jobsStarted.Inc()
@@ -172,7 +176,11 @@ func (n *Node) onTask(ev sched.TaskEvent) {
 	// Pushed under the lock that guards jobs, so that a heartbeat's pending
 	// count and last sequence number agree (a returning client relies on
 	// that).
-	c.pushResultLocked(j, res)
+	machine := ""
+	if n.relay != nil {
+		machine = ev.Node
+	}
+	c.pushResultLocked(j, res, machine)
 	c.forgetLocked(j)
 }
 

@@ -262,19 +262,20 @@ func (c *Computation) finishProto(j *job, res *drovev1.Result) {
 	if c.jobs[j.runID] != j {
 		return
 	}
-	c.pushResultLocked(j, res)
+	c.pushResultLocked(j, res, "")
 	c.forgetLocked(j)
 }
 
 // pushResultLocked pushes j's result event, and keeps it in the state
-// until the client acknowledges it; the caller holds c.mu. A computation
-// kept while the daemon stops pushes nothing: what the stop does to its
-// jobs is not theirs, and the next start takes them up.
-func (c *Computation) pushResultLocked(j *job, res *drovev1.Result) {
+// until the client acknowledges it; the caller holds c.mu. machine is
+// where it ran, for a daemon whose machines are other daemons (Relay). A
+// computation kept while the daemon stops pushes nothing: what the stop
+// does to its jobs is not theirs, and the next start takes them up.
+func (c *Computation) pushResultLocked(j *job, res *drovev1.Result, machine string) {
 	if c.Kept() {
 		return
 	}
-	ev := &drovev1.Event{RunId: j.runID, JobId: j.jobID, Kind: &drovev1.Event_Result{Result: res}}
+	ev := &drovev1.Event{RunId: j.runID, JobId: j.jobID, Machine: machine, Kind: &drovev1.Event_Result{Result: res}}
 	seq := c.out.push(ev)
 	if c.st == nil || c.frozen.Load() || seq == 0 {
 		return

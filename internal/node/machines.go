@@ -49,6 +49,22 @@ type Machines interface {
 	Close(ctx context.Context, c *Computation)
 }
 
+// Relay is implemented by Machines that are other daemons (a drove
+// scheduler's nodes): the daemon's events then name the machine each job
+// went to (Event.machine), its Info lists the machines, and a client may
+// bound its computation on one of them (SetCPUs).
+type Relay interface {
+	// List describes the machines, for Info.
+	List() []*drovev1.Machine
+	// SetCPUs bounds how many of c's jobs run at once on the named
+	// machine; a negative cpus removes the bound. An unknown machine is
+	// an error wrapping sched.ErrNoNode.
+	SetCPUs(c *Computation, machine string, cpus int) error
+}
+
+// Tenant returns the computation's tenant of the daemon's scheduler.
+func (c *Computation) Tenant() *sched.Tenant { return c.ten }
+
 // ID returns the computation's id, unique on the daemon.
 func (c *Computation) ID() string { return c.id }
 

@@ -220,8 +220,10 @@ type Node struct {
 	sched *sched.Scheduler
 
 	// machines run the computations' jobs: Config.Machines, or this
-	// machine.
+	// machine. relay is machines if they are other daemons (a drove
+	// scheduler's nodes), else nil.
 	machines Machines
+	relay    Relay
 
 	// stopping is set when Run starts closing the computations.
 	stopping atomic.Bool
@@ -336,6 +338,7 @@ func newLocked(cfg Config, lock *dirLock) (*Node, error) {
 	if n.machines = cfg.Machines; n.machines == nil {
 		n.machines = newThisMachine(n)
 	}
+	n.relay, _ = n.machines.(Relay)
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}

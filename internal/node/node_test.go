@@ -359,3 +359,45 @@ func TestDirInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNoMachines: a drove node runs its jobs itself: its Info lists no
+// machines, its events name none, and SetCPUs is refused saying why.
+func TestNoMachines(t *testing.T) {
+	n := start(t, nil)
+	c := api(n, "")
+	info, err := c.Info(t.Context(), connect.NewRequest(&drovev1.InfoRequest{}))
+	if err != nil || len(info.Msg.Machines) != 0 {
+		t.Fatalf("Info: %v, machines %v; want none", err, info.Msg.GetMachines())
+	}
+	sum := putBlob(t, n, []byte("#!/bin/sh\nexit 0\n"))
+	resp, err := c.Setup(t.Context(), connect.NewRequest(&drovev1.SetupRequest{ClientId: "plain", Program: &drovev1.Blob{Sum: sum, Mode: 0o755}, ProgramName: "p"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.Msg.ComputationId
+	_, err = c.SetCPUs(t.Context(), connect.NewRequest(&drovev1.SetCPUsRequest{ComputationId: id, Machine: info.Msg.Name, Cpus: 1}))
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "runs its jobs itself") {
+		t.Errorf("SetCPUs on a drove node: %v, want failed_precondition saying it runs its jobs itself", err)
+	}
+	if _, err := c.Submit(t.Context(), connect.NewRequest(&drovev1.SubmitRequest{ComputationId: id, Jobs: []*drovev1.Job{{RunId: 1}}})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	st, err := c.Results(ctx, connect.NewRequest(&drovev1.ResultsRequest{ComputationId: id}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for st.Receive() {
+		for _, ev := range st.Msg().Events {
+			if ev.Machine != "" {
+				t.Errorf("event %d names machine %q", ev.Seq, ev.Machine)
+			}
+			if ev.GetResult() != nil {
+				return
+			}
+		}
+	}
+	t.Fatalf("no result: %v", st.Err())
+}

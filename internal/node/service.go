@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/drove-dev/drove/internal/filesink"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
+	"github.com/drove-dev/drove/internal/sched"
 )
 
 // busy is how many jobs the daemon's machines run.
@@ -53,7 +55,34 @@ func (n *Node) infoProto() *drovev1.InfoResponse {
 		Protocol:     Protocol,
 		MaxFileSize:  uint64(n.cfg.MaxFileSize),
 		MaxMessage:   uint64(n.cfg.MaxMessage),
+		Machines:     n.machineList(),
 	}
+}
+
+// machineList returns the machines of a daemon that relays jobs to
+// others, nil for a drove node.
+func (n *Node) machineList() []*drovev1.Machine {
+	if n.relay == nil {
+		return nil
+	}
+	return n.relay.List()
+}
+
+func (s *service) SetCPUs(ctx context.Context, req *connect.Request[drovev1.SetCPUsRequest]) (*connect.Response[drovev1.SetCPUsResponse], error) {
+	c, err := s.n.comp(req.Msg.ComputationId)
+	if err != nil {
+		return nil, err
+	}
+	if s.n.relay == nil {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("drove: node %s runs its jobs itself: it has no machines to bound a computation on", s.n.cfg.Name))
+	}
+	if err := s.n.relay.SetCPUs(c, req.Msg.Machine, int(req.Msg.Cpus)); err != nil {
+		if errors.Is(err, sched.ErrNoNode) {
+			return nil, connect.NewError(connect.CodeNotFound, err)
+		}
+		return nil, connect.NewError(connect.CodeFailedPrecondition, err)
+	}
+	return connect.NewResponse(&drovev1.SetCPUsResponse{}), nil
 }
 
 func (s *service) Info(ctx context.Context, req *connect.Request[drovev1.InfoRequest]) (*connect.Response[drovev1.InfoResponse], error) {

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -207,6 +208,7 @@ type node struct {
 	dropped   bool
 	tenantEx  map[*Tenant]Executor
 	slots     int
+	added     int // slots at AddNode: how many runs its executor runs at once
 	prefetch  int
 	pf        Prefetcher // asked for prefetch at each dispatch; nil if it queues nothing
 	busy      int
@@ -218,16 +220,36 @@ type node struct {
 	removed   bool
 	allocated bool
 	stats     NodeStats
+	// machines are the machines behind the node, by name, once its
+	// executor said it is a front for them (SetMachines, Run.SetMachine);
+	// nil for a node that runs its runs itself.
+	machines map[string]*machine
+}
+
+// machine is one of the machines behind a node: its line in the stats.
+// Name, Slots and Down are what SetMachines said; the rest is counted from
+// the runs that went there.
+type machine struct {
+	stats NodeStats
+	known bool // listed by the latest SetMachines
 }
 
 // free reports whether n can take another run: up to its slots, plus its
-// prefetch when queueing ahead is allowed (see recallLocked).
+// prefetch when queueing ahead is allowed (see recallLocked) and its slots
+// were not lowered below what its executor runs at once (SetSlots).
 func (n *node) free(ahead bool) bool {
-	capacity := n.slots
-	if ahead {
-		capacity += n.prefetch
+	return !n.down && n.allocated && n.busy < n.capacity(ahead)
+}
+
+// capacity is how many runs n may hold: its slots, plus its prefetch when
+// it queues ahead. A node whose slots were lowered below what its
+// executor runs at once does not queue ahead: every run it holds may
+// start, so holding more than its slots would run more.
+func (n *node) capacity(ahead bool) int {
+	if ahead && n.slots >= n.added {
+		return n.slots + n.prefetch
 	}
-	return !n.down && n.allocated && n.busy < capacity
+	return n.slots
 }
 
 // New returns a Scheduler with no nodes.
@@ -325,7 +347,7 @@ func (s *Scheduler) AddNode(name string, slots int, ex Executor) error {
 		s.dropNodeLocked(old)
 	}
 	s.nodeSeq++
-	n := &node{name: name, seq: s.nodeSeq, hidx: -1, slots: slots, ex: ex, runs: map[*Run]struct{}{}, allocated: true}
+	n := &node{name: name, seq: s.nodeSeq, hidx: -1, slots: slots, added: slots, ex: ex, runs: map[*Run]struct{}{}, allocated: true}
 	if p, ok := ex.(Prefetcher); ok {
 		n.prefetch = max(0, p.Prefetch())
 		if n.prefetch > 0 {
@@ -364,6 +386,9 @@ func (s *Scheduler) dropNodeLocked(n *node) {
 
 // SetSlots changes how many tasks a node may run at once. Lowering it does
 // not stop running tasks; the node just takes no more until it is below.
+// Below the slots the node was added with (what its executor runs at
+// once), the node queues nothing ahead, and the runs it holds queued
+// ahead beyond the new slots are recalled: each run it holds may start.
 func (s *Scheduler) SetSlots(name string, slots int) error {
 	if slots < 0 {
 		return fmt.Errorf("sched: node %s: negative slot count %d", name, slots)
@@ -376,9 +401,16 @@ func (s *Scheduler) SetSlots(name string, slots int) error {
 	}
 	n.slots = slots
 	s.placeLocked(n)
+	var recall []*Run
+	if slots < n.added {
+		recall = s.recallExcessLocked(n, nil, n.busy-slots)
+	}
 	s.dispatchLocked()
 	s.mu.Unlock()
 	s.startPending()
+	for _, r := range recall {
+		r.ex.(Prefetcher).Recall(r)
+	}
 	return nil
 }
 
@@ -470,26 +502,36 @@ func (s *Scheduler) recallLocked() []*Run {
 	if len(s.priorities) < 2 {
 		return nil
 	}
-	var rs, unhanded []*Run
+	var rs []*Run
 	for _, n := range s.nodes {
-		excess := n.busy - n.slots
-		for _, r := range n.waiting {
-			if r.recalled {
-				excess-- // already on its way back
-			}
+		rs = append(rs, s.recallExcessLocked(n, nil, n.busy-n.slots)...)
+	}
+	return rs
+}
+
+// recallExcessLocked takes back, newest first, up to excess of the runs
+// queued ahead at n and not started (of tenant ten only, if not nil),
+// counting those already on their way back. A run not yet handed to its
+// executor ends NotStarted at once; the others are returned, for the
+// caller to Recall once the lock is released.
+func (s *Scheduler) recallExcessLocked(n *node, ten *Tenant, excess int) []*Run {
+	var rs, unhanded []*Run
+	for _, r := range n.waiting {
+		if r.recalled && (ten == nil || r.Task.ten == ten) {
+			excess-- // already on its way back
 		}
-		for i := len(n.waiting) - 1; i >= 0 && excess > 0; i-- {
-			switch r := n.waiting[i]; {
-			case r.recalled:
-				continue
-			case !r.handed:
-				unhanded = append(unhanded, r)
-			default:
-				r.recalled = true
-				rs = append(rs, r)
-			}
-			excess--
+	}
+	for i := len(n.waiting) - 1; i >= 0 && excess > 0; i-- {
+		switch r := n.waiting[i]; {
+		case r.recalled, ten != nil && r.Task.ten != ten:
+			continue
+		case !r.handed:
+			unhanded = append(unhanded, r)
+		default:
+			r.recalled = true
+			rs = append(rs, r)
 		}
+		excess--
 	}
 	// A run not yet handed to its executor is simply taken back.
 	for _, r := range unhanded {
@@ -600,14 +642,25 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 		n.unwait(r)
 	}
 	n.busy--
+	if r.capped {
+		r.Task.ten.onNode[n.name]--
+	}
 	s.placeLocked(n)
 	t := r.Task
 	t.run = nil
-	n.stats.Sent += res.Sent
-	n.stats.Received += res.Received
+	st := &n.stats
+	if m := s.machineLocked(n, r); m != nil {
+		st = &m.stats
+		if r.on == m {
+			m.stats.Busy--
+		}
+		t.nodeName.Store(&m.stats.Name)
+	}
+	st.Sent += res.Sent
+	st.Received += res.Received
 	if !res.Start.IsZero() && !res.End.IsZero() && res.Outcome != NotStarted {
-		n.stats.Jobs++
-		n.stats.Time += res.End.Sub(res.Start)
+		st.Jobs++
+		st.Time += res.End.Sub(res.Start)
 	}
 	if res.Start.IsZero() {
 		res.Start = t.StartTime()
@@ -927,6 +980,7 @@ func (s *Scheduler) cancelAll() {
 func (s *Scheduler) dispatchLocked() {
 	s.syncAheadLocked()
 	var deferred []*Task
+	var blocked []*Tenant // bound off every free node (SetTenantNodeSlots)
 	for {
 		progress := false
 		for n := range s.pinnedAt {
@@ -960,6 +1014,12 @@ func (s *Scheduler) dispatchLocked() {
 				progress = true
 				break
 			}
+			if n == nil && !wait && ten.caps != nil && s.free.Len() > 0 {
+				// Free nodes, but none it may use: the others go on.
+				heap.Remove(&s.ready, ten.index)
+				blocked = append(blocked, ten)
+				continue
+			}
 			if !wait || len(deferred) == maxDeferred {
 				break
 			}
@@ -976,6 +1036,9 @@ func (s *Scheduler) dispatchLocked() {
 	for _, t := range deferred {
 		s.queueLocked(t, nil)
 	}
+	for _, ten := range blocked {
+		s.readyFixLocked(ten)
+	}
 }
 
 // maxDeferred bounds how many waiting retries one dispatch steps over, so
@@ -990,6 +1053,9 @@ const maxDeferred = 64
 func (s *Scheduler) pickLocked(t *Task) (n *node, wait bool) {
 	if s.free.Len() == 0 {
 		return nil, false
+	}
+	if t.ten.caps != nil {
+		return s.pickBoundLocked(t)
 	}
 	top := s.free.items[0]
 	if top.name != t.lastNode {
@@ -1015,6 +1081,36 @@ func (s *Scheduler) pickLocked(t *Task) (n *node, wait bool) {
 	return top, false
 }
 
+// pickBoundLocked is pickLocked for a task whose tenant has bounds on
+// some nodes (SetTenantNodeSlots): the free nodes are scanned for the
+// least loaded one the tenant may use.
+func (s *Scheduler) pickBoundLocked(t *Task) (n *node, wait bool) {
+	ten := t.ten
+	var best, last *node
+	for _, x := range s.free.items {
+		if !ten.takesLocked(x) {
+			continue
+		}
+		if x.name == t.lastNode {
+			last = x
+			continue
+		}
+		if best == nil || s.free.less(x, best) {
+			best = x
+		}
+	}
+	if best != nil || last == nil {
+		return best, false
+	}
+	// Only the node it failed on: wait if another could take it later.
+	for _, x := range s.nodes {
+		if c, ok := ten.caps[x.name]; x.usable && x != last && (!ok || c > 0) {
+			return nil, true
+		}
+	}
+	return last, false
+}
+
 func (s *Scheduler) assignLocked(n *node, t *Task) *Run {
 	ex := n.ex
 	if tex, ok := n.tenantEx[t.ten]; ok {
@@ -1024,10 +1120,19 @@ func (s *Scheduler) assignLocked(n *node, t *Task) *Run {
 	r.charged = s.chargeLocked(t.ten)
 	s.readyFixLocked(t.ten)
 	n.busy++
+	if t.ten.caps != nil {
+		if _, ok := t.ten.caps[n.name]; ok {
+			t.ten.onNode[n.name]++
+			r.capped = true
+		}
+	}
 	s.placeLocked(n)
 	n.runs[r] = struct{}{}
 	t.run = r
-	t.nodeName.Store(&n.name)
+	if n.machines == nil {
+		// Behind a front, the machine is known once the run starts.
+		t.nodeName.Store(&n.name)
+	}
 	// At a node that queues ahead, every run waits for Started, even while
 	// its depth is 0: the executor may still hold it behind another.
 	if n.pf == nil {
@@ -1067,7 +1172,78 @@ func (s *Scheduler) startLocked(r *Run, at time.Time) {
 	if t.Timeout > 0 {
 		r.timer = time.AfterFunc(t.Timeout, func() { s.timeout(r) })
 	}
-	s.emitLocked(TaskEvent{Task: t, State: Running, Node: r.Node})
+	where := r.Node
+	if m := s.machineLocked(r.node, r); m != nil {
+		m.stats.Busy++
+		r.on = m
+		where = m.stats.Name
+		t.nodeName.Store(&m.stats.Name)
+	}
+	s.emitLocked(TaskEvent{Task: t, State: Running, Node: where})
+}
+
+// machineLocked returns the machine behind n that r went to (see
+// Run.SetMachine), known from now on; nil if r names none.
+func (s *Scheduler) machineLocked(n *node, r *Run) *machine {
+	name := r.machineName()
+	if name == "" {
+		return nil
+	}
+	if r.on != nil {
+		return r.on
+	}
+	m := n.machines[name]
+	if m == nil {
+		if n.machines == nil {
+			n.machines = map[string]*machine{}
+		}
+		m = &machine{stats: NodeStats{Name: name}}
+		n.machines[name] = m
+	}
+	return m
+}
+
+// Machine describes one of the machines behind a node (SetMachines).
+type Machine struct {
+	Name  string
+	Slots int
+	Down  bool
+}
+
+// SetMachines says that the named node is a front for other machines (a
+// drove scheduler): its executor places each run on one of them and says
+// which (Run.SetMachine). The stats then list the machines in place of
+// the node, with their slots and state as given here; a machine that runs
+// went to but is not listed keeps its line, as down. Until a front has
+// machines (an empty ms, no run placed yet), its own line stays. Placement
+// is unchanged: the node's own slots decide how many runs it takes.
+func (s *Scheduler) SetMachines(name string, ms []Machine) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.byName[name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNoNode, name)
+	}
+	if n.machines == nil && len(ms) == 0 {
+		return nil // a front with no machines yet: the node is its line
+	}
+	if n.machines == nil {
+		n.machines = map[string]*machine{}
+	}
+	for _, m := range n.machines {
+		m.known = false
+	}
+	for _, x := range ms {
+		m := n.machines[x.Name]
+		if m == nil {
+			m = &machine{stats: NodeStats{Name: x.Name}}
+			n.machines[x.Name] = m
+		}
+		m.known = true
+		m.stats.Slots = x.Slots
+		m.stats.Down = x.Down
+	}
+	return nil
 }
 
 // startPending hands dispatched runs to their executors in dispatch order.
@@ -1190,28 +1366,61 @@ func (s *Scheduler) Stats() Stats {
 		st.Tenants = append(st.Tenants, s.tenantStatsLocked(t))
 	}
 	for _, n := range s.nodes {
+		st.Pending += n.pinned.Len()
+		st.Running += n.busy
+		if n.machines != nil {
+			st.Nodes = append(st.Nodes, machineStatsLocked(n)...)
+			continue
+		}
 		ns := n.stats
 		ns.Slots = n.slots
 		ns.Busy = n.busy
 		ns.Down = n.down
-		st.Pending += n.pinned.Len()
-		st.Running += n.busy
 		st.Nodes = append(st.Nodes, ns)
 	}
 	return st
 }
 
-// NodeTasks returns the tasks running on a node.
+// machineStatsLocked returns the lines of the machines behind n, by name:
+// a machine is down if its node is, or if it is no longer listed. What
+// ended on the node itself without a machine (runs lost with it) is a
+// line of the node's own, if anything did.
+func machineStatsLocked(n *node) []NodeStats {
+	out := make([]NodeStats, 0, len(n.machines)+1)
+	for _, m := range n.machines {
+		ms := m.stats
+		ms.Down = ms.Down || n.down || !m.known
+		out = append(out, ms)
+	}
+	slices.SortFunc(out, func(a, b NodeStats) int { return strings.Compare(a.Name, b.Name) })
+	if ns := n.stats; ns.Jobs > 0 || ns.Sent > 0 || ns.Received > 0 {
+		ns.Down = n.down
+		out = append(out, ns)
+	}
+	return out
+}
+
+// NodeTasks returns the tasks running on a node, or on a machine behind
+// one (see SetMachines).
 func (s *Scheduler) NodeTasks(name string) []*Task {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, ok := s.byName[name]
-	if !ok {
-		return nil
+	var ts []*Task
+	if n, ok := s.byName[name]; ok && n.machines == nil {
+		for r := range n.runs {
+			ts = append(ts, r.Task)
+		}
+		return ts
 	}
-	ts := make([]*Task, 0, len(n.runs))
-	for r := range n.runs {
-		ts = append(ts, r.Task)
+	for _, n := range s.nodes {
+		if n.machines[name] == nil {
+			continue
+		}
+		for r := range n.runs {
+			if r.on != nil && r.on.stats.Name == name {
+				ts = append(ts, r.Task)
+			}
+		}
 	}
 	return ts
 }

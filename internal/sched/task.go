@@ -120,6 +120,9 @@ type Run struct {
 	node     *node
 	charged  int64 // slot-time charged to its tenant at dispatch (see Fair)
 	cause    atomic.Pointer[error]
+	machine  atomic.Pointer[string] // see SetMachine
+	on       *machine               // counted busy there; guarded by the scheduler's lock
+	capped   bool                   // counted in its tenant's runs on the node (Tenant.onNode); likewise
 	timer    *time.Timer
 	over     bool // guarded by the scheduler's lock
 	started  bool // likewise
@@ -135,6 +138,26 @@ func (r *Run) Cause() error {
 		return *p
 	}
 	return nil
+}
+
+// SetMachine tells where the run went, for an executor whose node is a
+// front for other machines (a drove scheduler, which places each run on
+// one of its nodes): call it before reporting the run Started or Done.
+// The task's node name (Task.NodeName), the task events, NodeTasks and
+// the stats then name the machine instead of the node (see
+// Scheduler.SetMachines).
+func (r *Run) SetMachine(name string) {
+	if name != "" {
+		r.machine.Store(&name)
+	}
+}
+
+// machineName returns what SetMachine set, or "".
+func (r *Run) machineName() string {
+	if p := r.machine.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Outcome is how an attempt ended, as the executor saw it.

@@ -88,6 +88,11 @@ type Tenant struct {
 	idle       chan struct{} // closed while unfinished == 0
 	inflight   int           // runs dispatched and not ended, queued ahead included
 	closed     bool
+	// caps bound its runs in flight on some nodes, by node name
+	// (SetTenantNodeSlots); onNode counts its runs in flight on those
+	// nodes. Both nil while it has no bound.
+	caps   map[string]int
+	onNode map[string]int
 
 	// Fair's accounting, in nanoseconds of slot-time.
 	usage  int64
@@ -179,6 +184,69 @@ func (s *Scheduler) SetTenantExecutor(t *Tenant, node string, ex Executor) error
 	}
 	n.tenantEx[t] = ex
 	return nil
+}
+
+// SetTenantNodeSlots bounds t's runs in flight on the named node (queued
+// ahead there included) to slots, whatever the node's own slots; 0 keeps
+// t's tasks off the node (say, the node refused the computation), and a
+// negative slots removes the bound. The bound holds for a node of that
+// name added again later. Runs beyond a lowered bound that the node holds
+// queued ahead are recalled; running ones go on. Tasks pinned to the node
+// are not held back.
+//
+// Placing a task of a tenant with bounds costs a scan of the nodes that
+// can take a run, not O(log n).
+func (s *Scheduler) SetTenantNodeSlots(t *Tenant, node string, slots int) error {
+	s.mu.Lock()
+	if t.s != s || t.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: tenant %q", ErrClosed, t.name)
+	}
+	n := s.byName[node]
+	if slots < 0 {
+		delete(t.caps, node)
+		delete(t.onNode, node)
+		if len(t.caps) == 0 {
+			t.caps, t.onNode = nil, nil // placed in O(log n) again
+		}
+		if n != nil {
+			for r := range n.runs {
+				if r.Task.ten == t {
+					r.capped = false
+				}
+			}
+		}
+	} else {
+		if t.caps == nil {
+			t.caps, t.onNode = map[string]int{}, map[string]int{}
+		}
+		if _, ok := t.caps[node]; !ok && n != nil {
+			for r := range n.runs {
+				if r.Task.ten == t {
+					r.capped = true
+					t.onNode[node]++
+				}
+			}
+		}
+		t.caps[node] = slots
+	}
+	var recall []*Run
+	if n != nil && slots >= 0 {
+		recall = s.recallExcessLocked(n, t, t.onNode[node]-slots)
+	}
+	s.dispatchLocked()
+	s.mu.Unlock()
+	s.startPending()
+	for _, r := range recall {
+		r.ex.(Prefetcher).Recall(r)
+	}
+	return nil
+}
+
+// takesLocked reports whether t may get another run on n (SetTenantNodeSlots).
+func (t *Tenant) takesLocked(n *node) bool {
+	c, ok := t.caps[n.name]
+	return !ok || t.onNode[n.name] < c
 }
 
 // CloseTenant stops taking t's tasks, waits until they are all final,

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,13 +125,107 @@ type Machines struct {
 	stale map[string][]*nodeexec.Executor
 }
 
-var _ node.Machines = (*Machines)(nil)
+var (
+	_ node.Machines = (*Machines)(nil)
+	_ node.Relay    = (*Machines)(nil)
+)
 
 // computation is a client computation as the nodes get it.
 type computation struct {
 	c    *node.Computation
 	ten  *sched.Tenant
 	comp *nodeexec.Computation
+
+	// Guarded by Machines.mu: the bounds its client set on nodes (SetCPUs),
+	// and the nodes that refused it for good, by node name. A node that
+	// refused it gets none of its jobs (a bound of 0) until a later set-up
+	// there succeeds.
+	caps    map[string]int
+	refused map[string]bool
+}
+
+// boundLocked returns the bound of mc's jobs on the named node: 0 if the
+// node refused it, the client's if it set one, else -1 (none).
+func (mc *computation) boundLocked(name string) int {
+	if mc.refused[name] {
+		return 0
+	}
+	if c, ok := mc.caps[name]; ok {
+		return c
+	}
+	return -1
+}
+
+// refuse keeps mc's jobs off the named node, which refused it for good
+// (accept undoes it): they run on the nodes that take it.
+func (m *Machines) refuse(mc *computation, name string, refused bool) {
+	m.mu.Lock()
+	if mc.refused[name] == refused {
+		m.mu.Unlock()
+		return
+	}
+	if mc.refused == nil {
+		mc.refused = map[string]bool{}
+	}
+	mc.refused[name] = refused
+	bound := mc.boundLocked(name)
+	m.mu.Unlock()
+	if err := m.s.SetTenantNodeSlots(mc.ten, name, bound); err != nil {
+		m.log.Debug("bounding a computation on a node", "node", name, "err", err)
+	}
+}
+
+// SetCPUs implements node.Relay: the client's bound of its computation's
+// jobs on one node.
+func (m *Machines) SetCPUs(c *node.Computation, machine string, cpus int) error {
+	m.mu.Lock()
+	mc := m.comps[c.Tenant()]
+	known := false
+	for _, name := range m.names {
+		known = known || name == machine
+	}
+	if mc == nil || !known {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %s", sched.ErrNoNode, machine)
+	}
+	if mc.caps == nil {
+		mc.caps = map[string]int{}
+	}
+	if cpus < 0 {
+		delete(mc.caps, machine)
+	} else {
+		mc.caps[machine] = cpus
+	}
+	bound := mc.boundLocked(machine)
+	m.mu.Unlock()
+	return m.s.SetTenantNodeSlots(mc.ten, machine, bound)
+}
+
+// List implements node.Relay: the nodes that have answered once, by name.
+func (m *Machines) List() []*drovev1.Machine {
+	stats := map[string]sched.NodeStats{}
+	for _, ns := range m.s.Stats().Nodes {
+		stats[ns.Name] = ns
+	}
+	var out []*drovev1.Machine
+	for _, st := range m.fleet.Members() {
+		m.mu.Lock()
+		name := m.names[st.Key]
+		m.mu.Unlock()
+		if name == "" {
+			continue // never answered: nothing to name it by
+		}
+		ns, ok := stats[name]
+		mc := &drovev1.Machine{Name: name, Addr: st.Key, Cpus: int32(ns.Slots), Done: int32(ns.Jobs), Up: st.Up && ok && !ns.Down}
+		if x, ok := st.Executor.(*nodeMux); ok {
+			if info := x.info.Load(); info != nil {
+				mc.Busy, mc.Avail = info.Busy, info.Avail
+			}
+		}
+		out = append(out, mc)
+	}
+	slices.SortFunc(out, func(a, b *drovev1.Machine) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // New returns the machines for cfg; the daemon starts them.
@@ -510,6 +605,7 @@ func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
 		m.names[addr] = name
 	}
 	x := &nodeMux{m: m, addr: addr, name: name, slots: slots, pairs: map[*sched.Tenant]*pair{}}
+	x.info.Store(info)
 	x.ctx, x.cancel = context.WithCancel(m.ctx)
 	m.muxes[x] = struct{}{}
 	comps := make([]*computation, 0, len(m.comps))
@@ -586,6 +682,9 @@ type nodeMux struct {
 
 	// asked is set once Prefetch has answered (see there).
 	asked atomic.Bool
+	// info is what the node last answered to Info (watch): its load, for
+	// the scheduler's clients (List).
+	info atomic.Pointer[drovev1.InfoResponse]
 
 	mu     sync.Mutex
 	closed bool
@@ -685,17 +784,24 @@ func (p *pair) setup() {
 			x.m.s.NodeDown(x.name, err)
 			return
 		}
+		// Refused for good: the computation's jobs go to the other
+		// nodes, those given to this one first.
+		x.m.refuse(p.mc, x.name, true)
+	default:
+		x.m.refuse(p.mc, x.name, false)
 	}
 	for _, r := range pending {
 		p.start(r)
 	}
 }
 
-// start passes r to the pair's node executor, or fails it if the node
-// refused the computation.
+// start passes r to the pair's node executor, or gives it back unstarted
+// if the node refused the computation: the scheduler keeps the
+// computation's jobs off that node from then on (refuse), so it goes to
+// another.
 func (p *pair) start(r *sched.Run) {
 	if p.err != nil {
-		p.mc.c.Done(r, sched.Result{Outcome: sched.Failed, Err: fmt.Errorf("drove: scheduler: node %s cannot run this computation: %w", p.x.name, p.err)})
+		p.mc.c.Done(r, sched.Result{Outcome: sched.NotStarted})
 		return
 	}
 	p.ex.Start(r)
@@ -926,9 +1032,10 @@ func (x *nodeMux) watch() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(x.ctx, every)
-		_, err := nodeexec.Info(ctx, hc, x.addr, x.m.cfg.TLS)
+		info, err := nodeexec.Info(ctx, hc, x.addr, x.m.cfg.TLS)
 		cancel()
 		if err == nil {
+			x.info.Store(info)
 			silent = 0
 			continue
 		}

@@ -96,6 +96,9 @@ func (e *Executor) upload(ctx context.Context, f *File) error {
 	if resp.StatusCode != http.StatusNotFound {
 		return fmt.Errorf("checking blob %s: %s", f.Path, resp.Status)
 	}
+	if limit := e.info.GetMaxFileSize(); limit > 0 && uint64(f.Size) > limit {
+		return fmt.Errorf("%w: %s is %d bytes, node %s takes at most %d", ErrFileTooLarge, f.Path, f.Size, e.info.GetName(), limit)
+	}
 	fh, err := os.Open(f.Path)
 	if err != nil {
 		return err

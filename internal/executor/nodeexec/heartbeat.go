@@ -33,5 +33,24 @@ func (e *Executor) heartbeat() {
 			e.nodeDown(fmt.Errorf("%w: %w", ErrGone, err))
 			return
 		}
+		if e.cfg.Machines && err == nil {
+			e.askMachines()
+		}
+	}
+}
+
+// askMachines asks a daemon that runs its jobs on other nodes for them
+// (Config.Machines).
+func (e *Executor) askMachines() {
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Heartbeat)
+	defer cancel()
+	resp, err := e.api.Info(ctx, connect.NewRequest(&drovev1.InfoRequest{}))
+	if err != nil {
+		e.log.Debug("asking for the daemon's nodes", "node", e.Name(), "err", err)
+		return
+	}
+	e.machines.Store(&resp.Msg.Machines)
+	if e.cfg.OnMachines != nil {
+		e.cfg.OnMachines(e.Name(), resp.Msg.Machines)
 	}
 }

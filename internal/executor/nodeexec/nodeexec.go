@@ -63,6 +63,11 @@ var (
 	ErrTooLarge = errors.New("drove: job input too large")
 	// ErrClosed is reported for runs started after Close.
 	ErrClosed = errors.New("drove: node executor closed")
+	// ErrFileTooLarge is wrapped by the error for a node that cannot take
+	// a file of the computation (its executable, program or a depends)
+	// because of its --max-file-size: the node refuses the computation
+	// for good.
+	ErrFileTooLarge = errors.New("drove: file over the node's --max-file-size")
 )
 
 // ConnError is the error for a node that could not be reached, refused
@@ -115,6 +120,15 @@ type Config struct {
 	// ReattachMax is the longest wait between attempts with Reattach;
 	// default 5s.
 	ReattachMax time.Duration
+	// Machines is for a daemon that runs each job on one of its own
+	// nodes (drove scheduler): every run is reported with the node it
+	// went to (sched.Run.SetMachine), and the daemon's nodes are asked for
+	// at every heartbeat (Executor.Machines, OnMachines).
+	Machines bool
+	// OnMachines, with Machines, is called with the node's name (as
+	// SetName set it) and the daemon's nodes each time they were asked
+	// for, from one goroutine; it must not block.
+	OnMachines func(node string, ms []*drovev1.Machine)
 	// OnSubmit, if set, is called with each batch of jobs before it is
 	// sent to the node, from one goroutine; it may block. The daemon that
 	// relays a client's jobs (drove scheduler) keeps where each went.
@@ -167,6 +181,7 @@ type Executor struct {
 	lastHeard      atomic.Int64 // Unix nanoseconds
 	lastSeq        atomic.Uint64
 	pulse          atomic.Pointer[drovev1.ResultsResponse] // latest heartbeat, events stripped
+	machines       atomic.Pointer[[]*drovev1.Machine]      // Config.Machines: the daemon's nodes, as it last said
 	avgRun         atomic.Int64                            // running average of the jobs' run times, ns; 0 before the first
 
 	mu       sync.Mutex
@@ -243,6 +258,7 @@ func Dial(ctx context.Context, cfg Config, comp *Computation, rep Reporter) (*Ex
 			ErrPlatform, info.Name, info.Goos, info.Goarch, goos, goarch, info.Goos, info.Goarch)}
 	}
 	e.info = info
+	e.machines.Store(&info.Machines)
 	e.SetName(info.Name)
 	resp, err := e.setup(ctx)
 	if err != nil {
@@ -309,6 +325,21 @@ func (e *Executor) Avail() (busy int, avail *drovev1.AvailInfo) {
 		return int(p.Busy), p.Avail
 	}
 	return int(e.info.Busy), e.info.Avail
+}
+
+// Machines returns the nodes of a daemon that runs its jobs on others
+// (Config.Machines), as it last said; nil for a drove node.
+func (e *Executor) Machines() []*drovev1.Machine { return *e.machines.Load() }
+
+// SetCPUs bounds how many of the computation's jobs run at once on one of
+// the daemon's machines (Config.Machines); a negative cpus removes the
+// bound.
+func (e *Executor) SetCPUs(ctx context.Context, machine string, cpus int) error {
+	_, err := e.api.SetCPUs(ctx, connect.NewRequest(&drovev1.SetCPUsRequest{ComputationId: e.compID, Machine: machine, Cpus: int32(cpus)}))
+	if err != nil {
+		return &ConnError{Addr: e.cfg.Addr, Err: err}
+	}
+	return nil
 }
 
 // Down is closed once the executor has reported its node down.

@@ -107,6 +107,9 @@ func (e *Executor) handle(ev *drovev1.Event) {
 	switch k := ev.Kind.(type) {
 	case *drovev1.Event_StartedUnixNano:
 		if r := e.lookup(ev.RunId); r != nil {
+			if e.cfg.Machines {
+				r.r.SetMachine(ev.Machine)
+			}
 			e.rep.Started(r.r, time.Unix(0, k.StartedUnixNano))
 		}
 	case *drovev1.Event_Provisional:
@@ -145,6 +148,9 @@ func (e *Executor) handle(ev *drovev1.Event) {
 		e.totalReceived.Add(rcvd)
 		res.Sent = r.sent + e.sent.Swap(0)
 		res.Received = rcvd + e.received.Swap(0)
+		if e.cfg.Machines {
+			r.r.SetMachine(ev.Machine)
+		}
 		e.rep.Done(r.r, res)
 	}
 }

@@ -255,16 +255,19 @@ type InfoResponse struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// boot_id changes every time the daemon starts, so a client notices a
 	// restarted node (whose computations are gone).
-	BootId        string     `protobuf:"bytes,2,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
-	Goos          string     `protobuf:"bytes,3,opt,name=goos,proto3" json:"goos,omitempty"`
-	Goarch        string     `protobuf:"bytes,4,opt,name=goarch,proto3" json:"goarch,omitempty"`
-	Cpus          int32      `protobuf:"varint,5,opt,name=cpus,proto3" json:"cpus,omitempty"`
-	Busy          int32      `protobuf:"varint,6,opt,name=busy,proto3" json:"busy,omitempty"`
-	Computations  int32      `protobuf:"varint,7,opt,name=computations,proto3" json:"computations,omitempty"`
-	Avail         *AvailInfo `protobuf:"bytes,8,opt,name=avail,proto3" json:"avail,omitempty"`
-	Protocol      uint32     `protobuf:"varint,9,opt,name=protocol,proto3" json:"protocol,omitempty"`
-	MaxFileSize   uint64     `protobuf:"varint,10,opt,name=max_file_size,json=maxFileSize,proto3" json:"max_file_size,omitempty"`
-	MaxMessage    uint64     `protobuf:"varint,11,opt,name=max_message,json=maxMessage,proto3" json:"max_message,omitempty"` // largest control message the node reads
+	BootId       string     `protobuf:"bytes,2,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	Goos         string     `protobuf:"bytes,3,opt,name=goos,proto3" json:"goos,omitempty"`
+	Goarch       string     `protobuf:"bytes,4,opt,name=goarch,proto3" json:"goarch,omitempty"`
+	Cpus         int32      `protobuf:"varint,5,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	Busy         int32      `protobuf:"varint,6,opt,name=busy,proto3" json:"busy,omitempty"`
+	Computations int32      `protobuf:"varint,7,opt,name=computations,proto3" json:"computations,omitempty"`
+	Avail        *AvailInfo `protobuf:"bytes,8,opt,name=avail,proto3" json:"avail,omitempty"`
+	Protocol     uint32     `protobuf:"varint,9,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	MaxFileSize  uint64     `protobuf:"varint,10,opt,name=max_file_size,json=maxFileSize,proto3" json:"max_file_size,omitempty"`
+	MaxMessage   uint64     `protobuf:"varint,11,opt,name=max_message,json=maxMessage,proto3" json:"max_message,omitempty"` // largest control message the node reads
+	// machines are where a drove scheduler runs its jobs: its nodes. Empty
+	// for a drove node, which runs them itself.
+	Machines      []*Machine `protobuf:"bytes,12,rep,name=machines,proto3" json:"machines,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -376,6 +379,106 @@ func (x *InfoResponse) GetMaxMessage() uint64 {
 	return 0
 }
 
+func (x *InfoResponse) GetMachines() []*Machine {
+	if x != nil {
+		return x.Machines
+	}
+	return nil
+}
+
+// Machine is one of a drove scheduler's nodes.
+type Machine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // as events name it (Event.machine)
+	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Cpus          int32                  `protobuf:"varint,3,opt,name=cpus,proto3" json:"cpus,omitempty"` // the scheduler uses at most that many (--cpus)
+	Busy          int32                  `protobuf:"varint,4,opt,name=busy,proto3" json:"busy,omitempty"` // jobs it holds, for all its clients
+	Done          int32                  `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"` // jobs it ran for the scheduler
+	Up            bool                   `protobuf:"varint,6,opt,name=up,proto3" json:"up,omitempty"`
+	Avail         *AvailInfo             `protobuf:"bytes,7,opt,name=avail,proto3" json:"avail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Machine) Reset() {
+	*x = Machine{}
+	mi := &file_drove_v1_node_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Machine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Machine) ProtoMessage() {}
+
+func (x *Machine) ProtoReflect() protoreflect.Message {
+	mi := &file_drove_v1_node_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Machine.ProtoReflect.Descriptor instead.
+func (*Machine) Descriptor() ([]byte, []int) {
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Machine) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Machine) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *Machine) GetCpus() int32 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+func (x *Machine) GetBusy() int32 {
+	if x != nil {
+		return x.Busy
+	}
+	return 0
+}
+
+func (x *Machine) GetDone() int32 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *Machine) GetUp() bool {
+	if x != nil {
+		return x.Up
+	}
+	return false
+}
+
+func (x *Machine) GetAvail() *AvailInfo {
+	if x != nil {
+		return x.Avail
+	}
+	return nil
+}
+
 // Blob names a content-addressed file by its hex SHA-256.
 type Blob struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -388,7 +491,7 @@ type Blob struct {
 
 func (x *Blob) Reset() {
 	*x = Blob{}
-	mi := &file_drove_v1_node_proto_msgTypes[3]
+	mi := &file_drove_v1_node_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +503,7 @@ func (x *Blob) String() string {
 func (*Blob) ProtoMessage() {}
 
 func (x *Blob) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[3]
+	mi := &file_drove_v1_node_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +516,7 @@ func (x *Blob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Blob.ProtoReflect.Descriptor instead.
 func (*Blob) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{3}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Blob) GetSum() string {
@@ -447,7 +550,7 @@ type Depend struct {
 
 func (x *Depend) Reset() {
 	*x = Depend{}
-	mi := &file_drove_v1_node_proto_msgTypes[4]
+	mi := &file_drove_v1_node_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +562,7 @@ func (x *Depend) String() string {
 func (*Depend) ProtoMessage() {}
 
 func (x *Depend) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[4]
+	mi := &file_drove_v1_node_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +575,7 @@ func (x *Depend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Depend.ProtoReflect.Descriptor instead.
 func (*Depend) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{4}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Depend) GetName() string {
@@ -526,7 +629,7 @@ type SetupRequest struct {
 
 func (x *SetupRequest) Reset() {
 	*x = SetupRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[5]
+	mi := &file_drove_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +641,7 @@ func (x *SetupRequest) String() string {
 func (*SetupRequest) ProtoMessage() {}
 
 func (x *SetupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[5]
+	mi := &file_drove_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +654,7 @@ func (x *SetupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetupRequest.ProtoReflect.Descriptor instead.
 func (*SetupRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetupRequest) GetClientId() string {
@@ -681,7 +784,7 @@ type SetupResponse struct {
 
 func (x *SetupResponse) Reset() {
 	*x = SetupResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[6]
+	mi := &file_drove_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +796,7 @@ func (x *SetupResponse) String() string {
 func (*SetupResponse) ProtoMessage() {}
 
 func (x *SetupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[6]
+	mi := &file_drove_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +809,7 @@ func (x *SetupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetupResponse.ProtoReflect.Descriptor instead.
 func (*SetupResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetupResponse) GetComputationId() string {
@@ -748,7 +851,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_drove_v1_node_proto_msgTypes[7]
+	mi := &file_drove_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +863,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[7]
+	mi := &file_drove_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +876,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Job) GetRunId() uint64 {
@@ -807,7 +910,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[8]
+	mi := &file_drove_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +922,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[8]
+	mi := &file_drove_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +935,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubmitRequest) GetComputationId() string {
@@ -857,7 +960,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[9]
+	mi := &file_drove_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +972,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[9]
+	mi := &file_drove_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +985,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 type CancelRequest struct {
@@ -898,7 +1001,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[10]
+	mi := &file_drove_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1013,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[10]
+	mi := &file_drove_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1026,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelRequest) GetComputationId() string {
@@ -955,7 +1058,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[11]
+	mi := &file_drove_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1070,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[11]
+	mi := &file_drove_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1083,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 type ResultsRequest struct {
@@ -993,7 +1096,7 @@ type ResultsRequest struct {
 
 func (x *ResultsRequest) Reset() {
 	*x = ResultsRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[12]
+	mi := &file_drove_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1108,7 @@ func (x *ResultsRequest) String() string {
 func (*ResultsRequest) ProtoMessage() {}
 
 func (x *ResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[12]
+	mi := &file_drove_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1121,7 @@ func (x *ResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultsRequest.ProtoReflect.Descriptor instead.
 func (*ResultsRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResultsRequest) GetComputationId() string {
@@ -1049,7 +1152,7 @@ type JobError struct {
 
 func (x *JobError) Reset() {
 	*x = JobError{}
-	mi := &file_drove_v1_node_proto_msgTypes[13]
+	mi := &file_drove_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1164,7 @@ func (x *JobError) String() string {
 func (*JobError) ProtoMessage() {}
 
 func (x *JobError) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[13]
+	mi := &file_drove_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1177,7 @@ func (x *JobError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobError.ProtoReflect.Descriptor instead.
 func (*JobError) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JobError) GetKind() ErrorKind {
@@ -1134,7 +1237,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_drove_v1_node_proto_msgTypes[14]
+	mi := &file_drove_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1249,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[14]
+	mi := &file_drove_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1262,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Result) GetOutcome() Outcome {
@@ -1223,7 +1326,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_drove_v1_node_proto_msgTypes[15]
+	mi := &file_drove_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1338,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[15]
+	mi := &file_drove_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1351,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *File) GetName() string {
@@ -1270,6 +1373,9 @@ type Event struct {
 	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	RunId uint64                 `protobuf:"varint,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	JobId int64                  `protobuf:"varint,7,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// machine is the node a drove scheduler gave the job to, on started and
+	// result events (InfoResponse.machines); empty from a drove node.
+	Machine string `protobuf:"bytes,8,opt,name=machine,proto3" json:"machine,omitempty"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*Event_StartedUnixNano
@@ -1283,7 +1389,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_drove_v1_node_proto_msgTypes[16]
+	mi := &file_drove_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1401,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[16]
+	mi := &file_drove_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1414,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Event) GetSeq() uint64 {
@@ -1330,6 +1436,13 @@ func (x *Event) GetJobId() int64 {
 		return x.JobId
 	}
 	return 0
+}
+
+func (x *Event) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
 }
 
 func (x *Event) GetKind() isEvent_Kind {
@@ -1422,7 +1535,7 @@ type ResultsResponse struct {
 
 func (x *ResultsResponse) Reset() {
 	*x = ResultsResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[17]
+	mi := &file_drove_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1547,7 @@ func (x *ResultsResponse) String() string {
 func (*ResultsResponse) ProtoMessage() {}
 
 func (x *ResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[17]
+	mi := &file_drove_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1560,7 @@ func (x *ResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultsResponse.ProtoReflect.Descriptor instead.
 func (*ResultsResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResultsResponse) GetEvents() []*Event {
@@ -1501,7 +1614,7 @@ type ComputationsRequest struct {
 
 func (x *ComputationsRequest) Reset() {
 	*x = ComputationsRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[18]
+	mi := &file_drove_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1626,7 @@ func (x *ComputationsRequest) String() string {
 func (*ComputationsRequest) ProtoMessage() {}
 
 func (x *ComputationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[18]
+	mi := &file_drove_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1639,7 @@ func (x *ComputationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComputationsRequest.ProtoReflect.Descriptor instead.
 func (*ComputationsRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ComputationsRequest) GetClientId() string {
@@ -1545,7 +1658,7 @@ type ComputationsResponse struct {
 
 func (x *ComputationsResponse) Reset() {
 	*x = ComputationsResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[19]
+	mi := &file_drove_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1670,7 @@ func (x *ComputationsResponse) String() string {
 func (*ComputationsResponse) ProtoMessage() {}
 
 func (x *ComputationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[19]
+	mi := &file_drove_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1683,7 @@ func (x *ComputationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComputationsResponse.ProtoReflect.Descriptor instead.
 func (*ComputationsResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ComputationsResponse) GetComputationIds() []string {
@@ -1590,7 +1703,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[20]
+	mi := &file_drove_v1_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1715,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[20]
+	mi := &file_drove_v1_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1728,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{20}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HeartbeatRequest) GetComputationId() string {
@@ -1640,7 +1753,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[21]
+	mi := &file_drove_v1_node_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1765,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[21]
+	mi := &file_drove_v1_node_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1778,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{21}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{22}
 }
 
 type FileDoneRequest struct {
@@ -1681,7 +1794,7 @@ type FileDoneRequest struct {
 
 func (x *FileDoneRequest) Reset() {
 	*x = FileDoneRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[22]
+	mi := &file_drove_v1_node_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1806,7 @@ func (x *FileDoneRequest) String() string {
 func (*FileDoneRequest) ProtoMessage() {}
 
 func (x *FileDoneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[22]
+	mi := &file_drove_v1_node_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1819,7 @@ func (x *FileDoneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileDoneRequest.ProtoReflect.Descriptor instead.
 func (*FileDoneRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{22}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileDoneRequest) GetComputationId() string {
@@ -1738,7 +1851,7 @@ type FileDoneResponse struct {
 
 func (x *FileDoneResponse) Reset() {
 	*x = FileDoneResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[23]
+	mi := &file_drove_v1_node_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1863,7 @@ func (x *FileDoneResponse) String() string {
 func (*FileDoneResponse) ProtoMessage() {}
 
 func (x *FileDoneResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[23]
+	mi := &file_drove_v1_node_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1876,105 @@ func (x *FileDoneResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileDoneResponse.ProtoReflect.Descriptor instead.
 func (*FileDoneResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{23}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{24}
+}
+
+type SetCPUsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ComputationId string                 `protobuf:"bytes,1,opt,name=computation_id,json=computationId,proto3" json:"computation_id,omitempty"`
+	Machine       string                 `protobuf:"bytes,2,opt,name=machine,proto3" json:"machine,omitempty"` // a name in InfoResponse.machines
+	// cpus is the most jobs of the computation the machine runs at once;
+	// negative removes the bound.
+	Cpus          int32 `protobuf:"varint,3,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCPUsRequest) Reset() {
+	*x = SetCPUsRequest{}
+	mi := &file_drove_v1_node_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCPUsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCPUsRequest) ProtoMessage() {}
+
+func (x *SetCPUsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_drove_v1_node_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCPUsRequest.ProtoReflect.Descriptor instead.
+func (*SetCPUsRequest) Descriptor() ([]byte, []int) {
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SetCPUsRequest) GetComputationId() string {
+	if x != nil {
+		return x.ComputationId
+	}
+	return ""
+}
+
+func (x *SetCPUsRequest) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *SetCPUsRequest) GetCpus() int32 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+type SetCPUsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCPUsResponse) Reset() {
+	*x = SetCPUsResponse{}
+	mi := &file_drove_v1_node_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCPUsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCPUsResponse) ProtoMessage() {}
+
+func (x *SetCPUsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_drove_v1_node_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCPUsResponse.ProtoReflect.Descriptor instead.
+func (*SetCPUsResponse) Descriptor() ([]byte, []int) {
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{26}
 }
 
 type CloseRequest struct {
@@ -1776,7 +1987,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_drove_v1_node_proto_msgTypes[24]
+	mi := &file_drove_v1_node_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1999,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[24]
+	mi := &file_drove_v1_node_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +2012,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{24}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CloseRequest) GetComputationId() string {
@@ -1826,7 +2037,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_drove_v1_node_proto_msgTypes[25]
+	mi := &file_drove_v1_node_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +2049,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_drove_v1_node_proto_msgTypes[25]
+	mi := &file_drove_v1_node_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +2062,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_drove_v1_node_proto_rawDescGZIP(), []int{25}
+	return file_drove_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
 var File_drove_v1_node_proto protoreflect.FileDescriptor
@@ -1864,7 +2075,7 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x10cpu_free_percent\x18\x01 \x01(\x01R\x0ecpuFreePercent\x12)\n" +
 	"\x10memory_available\x18\x02 \x01(\x04R\x0fmemoryAvailable\x12%\n" +
 	"\x0edisk_available\x18\x03 \x01(\x04R\rdiskAvailable\x12*\n" +
-	"\x11swap_used_percent\x18\x04 \x01(\x01R\x0fswapUsedPercent\"\xbf\x02\n" +
+	"\x11swap_used_percent\x18\x04 \x01(\x01R\x0fswapUsedPercent\"\xee\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\aboot_id\x18\x02 \x01(\tR\x06bootId\x12\x12\n" +
@@ -1878,7 +2089,16 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\rmax_file_size\x18\n" +
 	" \x01(\x04R\vmaxFileSize\x12\x1f\n" +
 	"\vmax_message\x18\v \x01(\x04R\n" +
-	"maxMessage\"@\n" +
+	"maxMessage\x12-\n" +
+	"\bmachines\x18\f \x03(\v2\x11.drove.v1.MachineR\bmachines\"\xa8\x01\n" +
+	"\aMachine\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
+	"\x04cpus\x18\x03 \x01(\x05R\x04cpus\x12\x12\n" +
+	"\x04busy\x18\x04 \x01(\x05R\x04busy\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\x05R\x04done\x12\x0e\n" +
+	"\x02up\x18\x06 \x01(\bR\x02up\x12)\n" +
+	"\x05avail\x18\a \x01(\v2\x13.drove.v1.AvailInfoR\x05avail\"@\n" +
 	"\x04Blob\x12\x10\n" +
 	"\x03sum\x18\x01 \x01(\tR\x03sum\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
@@ -1944,11 +2164,12 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\rend_unix_nano\x18\a \x01(\x03R\vendUnixNano\">\n" +
 	"\x04File\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
-	"\x04blob\x18\x02 \x01(\v2\x0e.drove.v1.BlobR\x04blob\"\xf3\x01\n" +
+	"\x04blob\x18\x02 \x01(\v2\x0e.drove.v1.BlobR\x04blob\"\x8d\x02\n" +
 	"\x05Event\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\x04R\x05runId\x12\x15\n" +
-	"\x06job_id\x18\a \x01(\x03R\x05jobId\x12,\n" +
+	"\x06job_id\x18\a \x01(\x03R\x05jobId\x12\x18\n" +
+	"\amachine\x18\b \x01(\tR\amachine\x12,\n" +
 	"\x11started_unix_nano\x18\x03 \x01(\x03H\x00R\x0fstartedUnixNano\x12\"\n" +
 	"\vprovisional\x18\x04 \x01(\fH\x00R\vprovisional\x12*\n" +
 	"\x06result\x18\x05 \x01(\v2\x10.drove.v1.ResultH\x00R\x06result\x12$\n" +
@@ -1973,7 +2194,12 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"\x12\n" +
-	"\x10FileDoneResponse\"S\n" +
+	"\x10FileDoneResponse\"e\n" +
+	"\x0eSetCPUsRequest\x12%\n" +
+	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x18\n" +
+	"\amachine\x18\x02 \x01(\tR\amachine\x12\x12\n" +
+	"\x04cpus\x18\x03 \x01(\x05R\x04cpus\"\x11\n" +
+	"\x0fSetCPUsResponse\"S\n" +
 	"\fCloseRequest\x12%\n" +
 	"\x0ecomputation_id\x18\x01 \x01(\tR\rcomputationId\x12\x1c\n" +
 	"\tterminate\x18\x02 \x01(\bR\tterminate\"\x0f\n" +
@@ -1991,7 +2217,7 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\x11ERROR_KIND_REMOTE\x10\x01\x12\x14\n" +
 	"\x10ERROR_KIND_PANIC\x10\x02\x12\x13\n" +
 	"\x0fERROR_KIND_EXIT\x10\x03\x12\x14\n" +
-	"\x10ERROR_KIND_OTHER\x10\x042\xcc\x04\n" +
+	"\x10ERROR_KIND_OTHER\x10\x042\x8c\x05\n" +
 	"\vNodeService\x125\n" +
 	"\x04Info\x12\x15.drove.v1.InfoRequest\x1a\x16.drove.v1.InfoResponse\x128\n" +
 	"\x05Setup\x12\x16.drove.v1.SetupRequest\x1a\x17.drove.v1.SetupResponse\x12;\n" +
@@ -2001,7 +2227,8 @@ const file_drove_v1_node_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x1a.drove.v1.HeartbeatRequest\x1a\x1b.drove.v1.HeartbeatResponse\x128\n" +
 	"\x05Close\x12\x16.drove.v1.CloseRequest\x1a\x17.drove.v1.CloseResponse\x12A\n" +
 	"\bFileDone\x12\x19.drove.v1.FileDoneRequest\x1a\x1a.drove.v1.FileDoneResponse\x12M\n" +
-	"\fComputations\x12\x1d.drove.v1.ComputationsRequest\x1a\x1e.drove.v1.ComputationsResponseB:Z8github.com/drove-dev/drove/internal/gen/drove/v1;drovev1b\x06proto3"
+	"\fComputations\x12\x1d.drove.v1.ComputationsRequest\x1a\x1e.drove.v1.ComputationsResponse\x12>\n" +
+	"\aSetCPUs\x12\x18.drove.v1.SetCPUsRequest\x1a\x19.drove.v1.SetCPUsResponseB:Z8github.com/drove-dev/drove/internal/gen/drove/v1;drovev1b\x06proto3"
 
 var (
 	file_drove_v1_node_proto_rawDescOnce sync.Once
@@ -2016,75 +2243,82 @@ func file_drove_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_drove_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_drove_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_drove_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_drove_v1_node_proto_goTypes = []any{
 	(Outcome)(0),                 // 0: drove.v1.Outcome
 	(ErrorKind)(0),               // 1: drove.v1.ErrorKind
 	(*InfoRequest)(nil),          // 2: drove.v1.InfoRequest
 	(*AvailInfo)(nil),            // 3: drove.v1.AvailInfo
 	(*InfoResponse)(nil),         // 4: drove.v1.InfoResponse
-	(*Blob)(nil),                 // 5: drove.v1.Blob
-	(*Depend)(nil),               // 6: drove.v1.Depend
-	(*SetupRequest)(nil),         // 7: drove.v1.SetupRequest
-	(*SetupResponse)(nil),        // 8: drove.v1.SetupResponse
-	(*Job)(nil),                  // 9: drove.v1.Job
-	(*SubmitRequest)(nil),        // 10: drove.v1.SubmitRequest
-	(*SubmitResponse)(nil),       // 11: drove.v1.SubmitResponse
-	(*CancelRequest)(nil),        // 12: drove.v1.CancelRequest
-	(*CancelResponse)(nil),       // 13: drove.v1.CancelResponse
-	(*ResultsRequest)(nil),       // 14: drove.v1.ResultsRequest
-	(*JobError)(nil),             // 15: drove.v1.JobError
-	(*Result)(nil),               // 16: drove.v1.Result
-	(*File)(nil),                 // 17: drove.v1.File
-	(*Event)(nil),                // 18: drove.v1.Event
-	(*ResultsResponse)(nil),      // 19: drove.v1.ResultsResponse
-	(*ComputationsRequest)(nil),  // 20: drove.v1.ComputationsRequest
-	(*ComputationsResponse)(nil), // 21: drove.v1.ComputationsResponse
-	(*HeartbeatRequest)(nil),     // 22: drove.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),    // 23: drove.v1.HeartbeatResponse
-	(*FileDoneRequest)(nil),      // 24: drove.v1.FileDoneRequest
-	(*FileDoneResponse)(nil),     // 25: drove.v1.FileDoneResponse
-	(*CloseRequest)(nil),         // 26: drove.v1.CloseRequest
-	(*CloseResponse)(nil),        // 27: drove.v1.CloseResponse
+	(*Machine)(nil),              // 5: drove.v1.Machine
+	(*Blob)(nil),                 // 6: drove.v1.Blob
+	(*Depend)(nil),               // 7: drove.v1.Depend
+	(*SetupRequest)(nil),         // 8: drove.v1.SetupRequest
+	(*SetupResponse)(nil),        // 9: drove.v1.SetupResponse
+	(*Job)(nil),                  // 10: drove.v1.Job
+	(*SubmitRequest)(nil),        // 11: drove.v1.SubmitRequest
+	(*SubmitResponse)(nil),       // 12: drove.v1.SubmitResponse
+	(*CancelRequest)(nil),        // 13: drove.v1.CancelRequest
+	(*CancelResponse)(nil),       // 14: drove.v1.CancelResponse
+	(*ResultsRequest)(nil),       // 15: drove.v1.ResultsRequest
+	(*JobError)(nil),             // 16: drove.v1.JobError
+	(*Result)(nil),               // 17: drove.v1.Result
+	(*File)(nil),                 // 18: drove.v1.File
+	(*Event)(nil),                // 19: drove.v1.Event
+	(*ResultsResponse)(nil),      // 20: drove.v1.ResultsResponse
+	(*ComputationsRequest)(nil),  // 21: drove.v1.ComputationsRequest
+	(*ComputationsResponse)(nil), // 22: drove.v1.ComputationsResponse
+	(*HeartbeatRequest)(nil),     // 23: drove.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),    // 24: drove.v1.HeartbeatResponse
+	(*FileDoneRequest)(nil),      // 25: drove.v1.FileDoneRequest
+	(*FileDoneResponse)(nil),     // 26: drove.v1.FileDoneResponse
+	(*SetCPUsRequest)(nil),       // 27: drove.v1.SetCPUsRequest
+	(*SetCPUsResponse)(nil),      // 28: drove.v1.SetCPUsResponse
+	(*CloseRequest)(nil),         // 29: drove.v1.CloseRequest
+	(*CloseResponse)(nil),        // 30: drove.v1.CloseResponse
 }
 var file_drove_v1_node_proto_depIdxs = []int32{
 	3,  // 0: drove.v1.InfoResponse.avail:type_name -> drove.v1.AvailInfo
-	5,  // 1: drove.v1.Depend.blob:type_name -> drove.v1.Blob
-	5,  // 2: drove.v1.SetupRequest.executable:type_name -> drove.v1.Blob
-	5,  // 3: drove.v1.SetupRequest.program:type_name -> drove.v1.Blob
-	6,  // 4: drove.v1.SetupRequest.depends:type_name -> drove.v1.Depend
-	9,  // 5: drove.v1.SubmitRequest.jobs:type_name -> drove.v1.Job
-	1,  // 6: drove.v1.JobError.kind:type_name -> drove.v1.ErrorKind
-	0,  // 7: drove.v1.Result.outcome:type_name -> drove.v1.Outcome
-	15, // 8: drove.v1.Result.error:type_name -> drove.v1.JobError
-	5,  // 9: drove.v1.File.blob:type_name -> drove.v1.Blob
-	16, // 10: drove.v1.Event.result:type_name -> drove.v1.Result
-	17, // 11: drove.v1.Event.file:type_name -> drove.v1.File
-	18, // 12: drove.v1.ResultsResponse.events:type_name -> drove.v1.Event
-	3,  // 13: drove.v1.ResultsResponse.avail:type_name -> drove.v1.AvailInfo
-	2,  // 14: drove.v1.NodeService.Info:input_type -> drove.v1.InfoRequest
-	7,  // 15: drove.v1.NodeService.Setup:input_type -> drove.v1.SetupRequest
-	10, // 16: drove.v1.NodeService.Submit:input_type -> drove.v1.SubmitRequest
-	12, // 17: drove.v1.NodeService.Cancel:input_type -> drove.v1.CancelRequest
-	14, // 18: drove.v1.NodeService.Results:input_type -> drove.v1.ResultsRequest
-	22, // 19: drove.v1.NodeService.Heartbeat:input_type -> drove.v1.HeartbeatRequest
-	26, // 20: drove.v1.NodeService.Close:input_type -> drove.v1.CloseRequest
-	24, // 21: drove.v1.NodeService.FileDone:input_type -> drove.v1.FileDoneRequest
-	20, // 22: drove.v1.NodeService.Computations:input_type -> drove.v1.ComputationsRequest
-	4,  // 23: drove.v1.NodeService.Info:output_type -> drove.v1.InfoResponse
-	8,  // 24: drove.v1.NodeService.Setup:output_type -> drove.v1.SetupResponse
-	11, // 25: drove.v1.NodeService.Submit:output_type -> drove.v1.SubmitResponse
-	13, // 26: drove.v1.NodeService.Cancel:output_type -> drove.v1.CancelResponse
-	19, // 27: drove.v1.NodeService.Results:output_type -> drove.v1.ResultsResponse
-	23, // 28: drove.v1.NodeService.Heartbeat:output_type -> drove.v1.HeartbeatResponse
-	27, // 29: drove.v1.NodeService.Close:output_type -> drove.v1.CloseResponse
-	25, // 30: drove.v1.NodeService.FileDone:output_type -> drove.v1.FileDoneResponse
-	21, // 31: drove.v1.NodeService.Computations:output_type -> drove.v1.ComputationsResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	5,  // 1: drove.v1.InfoResponse.machines:type_name -> drove.v1.Machine
+	3,  // 2: drove.v1.Machine.avail:type_name -> drove.v1.AvailInfo
+	6,  // 3: drove.v1.Depend.blob:type_name -> drove.v1.Blob
+	6,  // 4: drove.v1.SetupRequest.executable:type_name -> drove.v1.Blob
+	6,  // 5: drove.v1.SetupRequest.program:type_name -> drove.v1.Blob
+	7,  // 6: drove.v1.SetupRequest.depends:type_name -> drove.v1.Depend
+	10, // 7: drove.v1.SubmitRequest.jobs:type_name -> drove.v1.Job
+	1,  // 8: drove.v1.JobError.kind:type_name -> drove.v1.ErrorKind
+	0,  // 9: drove.v1.Result.outcome:type_name -> drove.v1.Outcome
+	16, // 10: drove.v1.Result.error:type_name -> drove.v1.JobError
+	6,  // 11: drove.v1.File.blob:type_name -> drove.v1.Blob
+	17, // 12: drove.v1.Event.result:type_name -> drove.v1.Result
+	18, // 13: drove.v1.Event.file:type_name -> drove.v1.File
+	19, // 14: drove.v1.ResultsResponse.events:type_name -> drove.v1.Event
+	3,  // 15: drove.v1.ResultsResponse.avail:type_name -> drove.v1.AvailInfo
+	2,  // 16: drove.v1.NodeService.Info:input_type -> drove.v1.InfoRequest
+	8,  // 17: drove.v1.NodeService.Setup:input_type -> drove.v1.SetupRequest
+	11, // 18: drove.v1.NodeService.Submit:input_type -> drove.v1.SubmitRequest
+	13, // 19: drove.v1.NodeService.Cancel:input_type -> drove.v1.CancelRequest
+	15, // 20: drove.v1.NodeService.Results:input_type -> drove.v1.ResultsRequest
+	23, // 21: drove.v1.NodeService.Heartbeat:input_type -> drove.v1.HeartbeatRequest
+	29, // 22: drove.v1.NodeService.Close:input_type -> drove.v1.CloseRequest
+	25, // 23: drove.v1.NodeService.FileDone:input_type -> drove.v1.FileDoneRequest
+	21, // 24: drove.v1.NodeService.Computations:input_type -> drove.v1.ComputationsRequest
+	27, // 25: drove.v1.NodeService.SetCPUs:input_type -> drove.v1.SetCPUsRequest
+	4,  // 26: drove.v1.NodeService.Info:output_type -> drove.v1.InfoResponse
+	9,  // 27: drove.v1.NodeService.Setup:output_type -> drove.v1.SetupResponse
+	12, // 28: drove.v1.NodeService.Submit:output_type -> drove.v1.SubmitResponse
+	14, // 29: drove.v1.NodeService.Cancel:output_type -> drove.v1.CancelResponse
+	20, // 30: drove.v1.NodeService.Results:output_type -> drove.v1.ResultsResponse
+	24, // 31: drove.v1.NodeService.Heartbeat:output_type -> drove.v1.HeartbeatResponse
+	30, // 32: drove.v1.NodeService.Close:output_type -> drove.v1.CloseResponse
+	26, // 33: drove.v1.NodeService.FileDone:output_type -> drove.v1.FileDoneResponse
+	22, // 34: drove.v1.NodeService.Computations:output_type -> drove.v1.ComputationsResponse
+	28, // 35: drove.v1.NodeService.SetCPUs:output_type -> drove.v1.SetCPUsResponse
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_drove_v1_node_proto_init() }
@@ -2092,7 +2326,7 @@ func file_drove_v1_node_proto_init() {
 	if File_drove_v1_node_proto != nil {
 		return
 	}
-	file_drove_v1_node_proto_msgTypes[16].OneofWrappers = []any{
+	file_drove_v1_node_proto_msgTypes[17].OneofWrappers = []any{
 		(*Event_StartedUnixNano)(nil),
 		(*Event_Provisional)(nil),
 		(*Event_Result)(nil),
@@ -2104,7 +2338,7 @@ func file_drove_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_drove_v1_node_proto_rawDesc), len(file_drove_v1_node_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

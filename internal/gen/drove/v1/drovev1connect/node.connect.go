@@ -63,6 +63,8 @@ const (
 	// NodeServiceComputationsProcedure is the fully-qualified name of the NodeService's Computations
 	// RPC.
 	NodeServiceComputationsProcedure = "/drove.v1.NodeService/Computations"
+	// NodeServiceSetCPUsProcedure is the fully-qualified name of the NodeService's SetCPUs RPC.
+	NodeServiceSetCPUsProcedure = "/drove.v1.NodeService/SetCPUs"
 )
 
 // NodeServiceClient is a client for the drove.v1.NodeService service.
@@ -88,6 +90,10 @@ type NodeServiceClient interface {
 	// Computations lists a client's open computations, so a client that went
 	// away (crashed, restarted) can come back for its results.
 	Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error)
+	// SetCPUs bounds how many jobs of a computation run at once on one of
+	// the daemon's machines (a drove scheduler's node): the client's
+	// SetNodeCPUs.
+	SetCPUs(context.Context, *connect.Request[v1.SetCPUsRequest]) (*connect.Response[v1.SetCPUsResponse], error)
 }
 
 // NewNodeServiceClient constructs a client for the drove.v1.NodeService service. By default, it
@@ -155,6 +161,12 @@ func NewNodeServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(nodeServiceMethods.ByName("Computations")),
 			connect.WithClientOptions(opts...),
 		),
+		setCPUs: connect.NewClient[v1.SetCPUsRequest, v1.SetCPUsResponse](
+			httpClient,
+			baseURL+NodeServiceSetCPUsProcedure,
+			connect.WithSchema(nodeServiceMethods.ByName("SetCPUs")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -169,6 +181,7 @@ type nodeServiceClient struct {
 	close        *connect.Client[v1.CloseRequest, v1.CloseResponse]
 	fileDone     *connect.Client[v1.FileDoneRequest, v1.FileDoneResponse]
 	computations *connect.Client[v1.ComputationsRequest, v1.ComputationsResponse]
+	setCPUs      *connect.Client[v1.SetCPUsRequest, v1.SetCPUsResponse]
 }
 
 // Info calls drove.v1.NodeService.Info.
@@ -216,6 +229,11 @@ func (c *nodeServiceClient) Computations(ctx context.Context, req *connect.Reque
 	return c.computations.CallUnary(ctx, req)
 }
 
+// SetCPUs calls drove.v1.NodeService.SetCPUs.
+func (c *nodeServiceClient) SetCPUs(ctx context.Context, req *connect.Request[v1.SetCPUsRequest]) (*connect.Response[v1.SetCPUsResponse], error) {
+	return c.setCPUs.CallUnary(ctx, req)
+}
+
 // NodeServiceHandler is an implementation of the drove.v1.NodeService service.
 type NodeServiceHandler interface {
 	// Info describes the node: name, platform, CPUs and free resources.
@@ -239,6 +257,10 @@ type NodeServiceHandler interface {
 	// Computations lists a client's open computations, so a client that went
 	// away (crashed, restarted) can come back for its results.
 	Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error)
+	// SetCPUs bounds how many jobs of a computation run at once on one of
+	// the daemon's machines (a drove scheduler's node): the client's
+	// SetNodeCPUs.
+	SetCPUs(context.Context, *connect.Request[v1.SetCPUsRequest]) (*connect.Response[v1.SetCPUsResponse], error)
 }
 
 // NewNodeServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -302,6 +324,12 @@ func NewNodeServiceHandler(svc NodeServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(nodeServiceMethods.ByName("Computations")),
 		connect.WithHandlerOptions(opts...),
 	)
+	nodeServiceSetCPUsHandler := connect.NewUnaryHandler(
+		NodeServiceSetCPUsProcedure,
+		svc.SetCPUs,
+		connect.WithSchema(nodeServiceMethods.ByName("SetCPUs")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/drove.v1.NodeService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case NodeServiceInfoProcedure:
@@ -322,6 +350,8 @@ func NewNodeServiceHandler(svc NodeServiceHandler, opts ...connect.HandlerOption
 			nodeServiceFileDoneHandler.ServeHTTP(w, r)
 		case NodeServiceComputationsProcedure:
 			nodeServiceComputationsHandler.ServeHTTP(w, r)
+		case NodeServiceSetCPUsProcedure:
+			nodeServiceSetCPUsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -365,4 +395,8 @@ func (UnimplementedNodeServiceHandler) FileDone(context.Context, *connect.Reques
 
 func (UnimplementedNodeServiceHandler) Computations(context.Context, *connect.Request[v1.ComputationsRequest]) (*connect.Response[v1.ComputationsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("drove.v1.NodeService.Computations is not implemented"))
+}
+
+func (UnimplementedNodeServiceHandler) SetCPUs(context.Context, *connect.Request[v1.SetCPUsRequest]) (*connect.Response[v1.SetCPUsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("drove.v1.NodeService.SetCPUs is not implemented"))
 }
