@@ -313,6 +313,9 @@ func New(cfg Config) (*Node, error) {
 	if n.machines = cfg.Machines; n.machines == nil {
 		n.machines = newThisMachine(n)
 	}
+	if mr, ok := n.machines.(MetricsRegisterer); ok {
+		mr.RegisterMetrics(n.met.reg)
+	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -608,7 +611,8 @@ func isLoopback(remote string) bool {
 // served), then stops taking requests, closes every computation and waits
 // for it within Config.ShutdownTimeout. A clean stop returns nil.
 func (n *Node) Run(ctx context.Context) error {
-	n.sched = sched.New(sched.Config{Policy: n.cfg.Policy, OnTask: n.onTask, Logger: n.log})
+	n.sched = sched.New(sched.Config{Policy: n.cfg.Policy, OnTask: n.onTask, Logger: n.log, Observer: n.met.jobs})
+	n.met.jobs.Bind(n.sched)
 	if err := n.machines.Start(ctx, n.sched); err != nil {
 		return fmt.Errorf("drove: node: %w", err)
 	}
