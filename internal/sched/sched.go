@@ -127,7 +127,8 @@ type Observer interface {
 	// Finished: a task reached the final state st; res is how it ended
 	// (res.Start is zero if it never ran).
 	Finished(st State, res *Result)
-	// Node: a node event, as given to Config.OnNode.
+	// Node: a node event, as given to Config.OnNode, and at Close a
+	// NodeRemoved for every node closed with the scheduler.
 	Node(ev NodeEvent)
 }
 
@@ -892,6 +893,14 @@ func (s *Scheduler) Close(ctx context.Context) error {
 		}
 	}
 	s.cancelQueuedLocked()
+	if s.cfg.Observer != nil {
+		// Closed with the scheduler: no longer up, though no event says so.
+		for _, n := range s.nodes {
+			if !n.removed {
+				s.cfg.Observer.Node(NodeEvent{Node: n.name, Kind: NodeRemoved})
+			}
+		}
+	}
 	s.stopEvent = true
 	if s.eventCond != nil {
 		s.eventCond.Signal()
