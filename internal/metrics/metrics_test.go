@@ -68,13 +68,11 @@ func TestJobs(t *testing.T) {
 	if got := get("drove_nodes", "state", "up"); got != 3 {
 		t.Errorf("drove_nodes{up} = %v, want 3", got)
 	}
-	var tasks []*sched.Task
 	for i := range 20 {
 		tk := &sched.Task{ID: int64(i)}
 		if i == 5 {
 			tk.Retries = 1 // fails twice: two dispatches, one job
 		}
-		tasks = append(tasks, tk)
 		if err := s.Submit(t.Context(), tk); err != nil {
 			t.Fatal(err)
 		}
