@@ -91,11 +91,11 @@ func NewJobs(reg prometheus.Registerer) *Jobs {
 		}),
 		sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drove_job_sent_bytes_total",
-			Help: "Bytes sent to nodes for jobs: inputs, and the blobs and set-up of their computation.",
+			Help: "Bytes sent to where jobs run, as each executor counts them: inputs, commands, files transferred, and for drove nodes the blobs and set-up of their computation.",
 		}),
 		rcvd: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drove_job_received_bytes_total",
-			Help: "Bytes received from nodes for jobs: results, output, files sent back.",
+			Help: "Bytes received for jobs, as each executor counts them: for drove nodes results, output and files sent back; for SSH hosts files returned.",
 		}),
 		state: map[string]string{},
 	}
