@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/drove-dev/drove/internal/blob"
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/local"
@@ -20,6 +22,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/fleet"
+	"github.com/drove-dev/drove/internal/metrics"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
@@ -34,6 +37,13 @@ type Cluster[In, Out any] struct {
 	s     *sched.Scheduler
 	log   *slog.Logger
 	onJob func(JobEvent[Out])
+
+	// metricsReg is the cluster's own Prometheus registry (never the
+	// global one): its jobs and nodes (internal/metrics.Jobs) and, with
+	// drove nodes, the blob bytes shipped and heartbeats missed. The
+	// monitor serves it at /metrics.
+	metricsReg *prometheus.Registry
+	links      *metrics.Links
 
 	nextID  atomic.Int64
 	workDir string // removed by Close when we made it
@@ -74,13 +84,18 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 		c.files.Close()
 		return nil, err
 	}
+	c.metricsReg = prometheus.NewRegistry()
+	jobs := metrics.NewJobs(c.metricsReg)
+	c.links = metrics.NewLinks(c.metricsReg)
 	c.s = sched.New(sched.Config{
 		MaxPending: c.cfg.maxPending,
 		Reentrant:  c.cfg.reentrant,
 		OnTask:     c.taskEvent(),
 		OnNode:     c.nodeEvent(),
 		Logger:     c.log,
+		Observer:   jobs,
 	})
+	jobs.Bind(c.s)
 	if err := c.startNodes(ctx); err != nil {
 		if c.hosts != nil {
 			c.hosts.Close()

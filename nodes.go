@@ -18,6 +18,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/fleet"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
+	"github.com/drove-dev/drove/internal/metrics"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -39,8 +40,9 @@ type remoteConfig struct {
 	Grace     time.Duration
 	Files     local.FileSink
 	Logger    *slog.Logger
-	Heartbeat time.Duration // 0: each node's --ping-interval
-	Misses    int           // default 5
+	Metrics   *metrics.Links // blob bytes and missed heartbeats; nil counts nothing
+	Heartbeat time.Duration  // 0: each node's --ping-interval
+	Misses    int            // default 5
 	// Retry is how often a node that is down or unreachable is tried
 	// again; default 5s.
 	Retry time.Duration
@@ -320,6 +322,7 @@ func (r *remoteNodes) dial(ctx context.Context, addr string) (fleet.Conn, error)
 		Files:     r.cfg.Files,
 		Reattach:  r.cfg.Scheduler,
 		Logger:    r.log.With("node", addr),
+		Metrics:   r.cfg.Metrics,
 	}
 	if r.cfg.Scheduler {
 		ncfg.Machines, ncfg.OnMachines = true, r.setMachines
@@ -709,6 +712,7 @@ func (c *Cluster[In, Out]) remoteConfig() remoteConfig {
 		Grace:   c.cfg.grace,
 		Files:   c.files,
 		Logger:  c.log,
+		Metrics: c.links,
 
 		Exclusive: c.cfg.exclusive,
 	}

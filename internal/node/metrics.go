@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	dmetrics "github.com/drove-dev/drove/internal/metrics"
 )
 
 // metrics are the node's Prometheus metrics, in a registry of its own so
@@ -22,6 +24,9 @@ type metrics struct {
 	authFailures prometheus.Counter
 	conns        prometheus.Gauge
 	dropped      *prometheus.CounterVec
+	// jobs are the scheduling core's job and node metrics, shared with
+	// every other user of the core (internal/metrics).
+	jobs *dmetrics.Jobs
 }
 
 // newMetrics makes the node's metrics; unacked, if not nil, counts the
@@ -86,7 +91,15 @@ func newMetrics(unacked func() float64, jobs func() (queued, running int)) *metr
 	}, func() float64 { _, r := jobs(); return float64(r) })
 	m.reg.MustRegister(unackedEvents, queued, running, m.jobsHanded, m.jobsStarted, m.jobsDone, m.computations, m.streams, m.blobBytesIn, m.blobBytesOut, m.authFailures, m.conns, m.dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.jobs = dmetrics.NewJobs(m.reg)
 	return m
+}
+
+// MetricsRegisterer is implemented by Machines that have metrics of their
+// own (a scheduler's: blob bytes sent to its nodes, heartbeats they
+// missed): New registers them on the daemon's registry.
+type MetricsRegisterer interface {
+	RegisterMetrics(reg prometheus.Registerer)
 }
 
 func (m *metrics) handler() http.Handler {

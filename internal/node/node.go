@@ -339,6 +339,9 @@ func newLocked(cfg Config, lock *dirLock) (*Node, error) {
 		n.machines = newThisMachine(n)
 	}
 	n.relay, _ = n.machines.(Relay)
+	if mr, ok := n.machines.(MetricsRegisterer); ok {
+		mr.RegisterMetrics(n.met.reg)
+	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -635,7 +638,8 @@ func isLoopback(remote string) bool {
 // for it within Config.ShutdownTimeout. A clean stop returns nil.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.lock.release()
-	n.sched = sched.New(sched.Config{Policy: n.cfg.Policy, OnTask: n.onTask, Logger: n.log})
+	n.sched = sched.New(sched.Config{Policy: n.cfg.Policy, OnTask: n.onTask, Logger: n.log, Observer: n.met.jobs})
+	n.met.jobs.Bind(n.sched)
 	if err := n.machines.Start(ctx, n.sched); err != nil {
 		return fmt.Errorf("drove: node: %w", err)
 	}

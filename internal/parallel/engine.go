@@ -27,10 +27,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/executor/sshexec"
 	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/hostset"
+	"github.com/drove-dev/drove/internal/metrics"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -112,6 +115,25 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+	// Metrics, if set, count the run's commands and hosts (drove run
+	// --monitor serves them at /metrics; see NewMetrics).
+	Metrics *Metrics
+}
+
+// Metrics are drove run's Prometheus metrics: the scheduling core's job
+// and node metrics (internal/metrics.Jobs), where a job is a command and a
+// node an SSH host (or ":", this machine) — so drove_jobs_total{status} is
+// the commands run by how they ended and drove_nodes{state="up"} the hosts
+// up. Make them once with NewMetrics on the registry to serve and give them
+// to Run in Config.Metrics; the registry is the caller's, never the global
+// one.
+type Metrics struct {
+	jobs *metrics.Jobs
+}
+
+// NewMetrics registers drove run's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	return &Metrics{jobs: metrics.NewJobs(reg)}
 }
 
 // Summary is how a run went.
@@ -277,12 +299,20 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 
+	var obs sched.Observer
+	if cfg.Metrics != nil {
+		obs = cfg.Metrics.jobs
+	}
 	e.sched = sched.New(sched.Config{
 		Reentrant: true,
 		OnTask:    e.onTask,
 		OnNode:    e.onNode,
 		Logger:    cfg.Logger,
+		Observer:  obs,
 	})
+	if cfg.Metrics != nil {
+		cfg.Metrics.jobs.Bind(e.sched)
+	}
 	total, err := e.connect(ctx)
 	if e.hosts != nil {
 		defer e.hosts.Close()

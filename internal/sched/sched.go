@@ -108,6 +108,29 @@ type Config struct {
 	OnNode func(NodeEvent)
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+	// Observer, if set, is told of dispatches, starts, ends and node
+	// events as they happen (internal/metrics counts them).
+	Observer Observer
+}
+
+// Observer watches the scheduler for metrics. Its methods are called with
+// the scheduler's lock held, in the order things happen: they must be quick
+// (counters, histograms), must not block and must not call the scheduler.
+type Observer interface {
+	// Dispatched: a run of a task was given to node.
+	Dispatched(node string)
+	// Started: a run began on node after its task waited wait since it
+	// was queued (submitted, or queued again after a run ended).
+	Started(node string, wait time.Duration)
+	// RunEnded: a run on node ended; res.Sent and res.Received are the
+	// bytes the executor moved for it.
+	RunEnded(node string, res *Result)
+	// Finished: a task reached the final state st; res is how it ended
+	// (res.Start is zero if it never ran).
+	Finished(st State, res *Result)
+	// Node: a node event, as given to Config.OnNode, and at Close a
+	// NodeRemoved for every node closed with the scheduler.
+	Node(ev NodeEvent)
 }
 
 // TaskEvent is a change of a task's state. Output is set for
@@ -658,6 +681,9 @@ func (s *Scheduler) endRunLocked(r *Run, res Result) {
 	}
 	st.Sent += res.Sent
 	st.Received += res.Received
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.RunEnded(n.name, &res)
+	}
 	if !res.Start.IsZero() && !res.End.IsZero() && res.Outcome != NotStarted {
 		st.Jobs++
 		st.Time += res.End.Sub(res.Start)
@@ -738,6 +764,9 @@ func (s *Scheduler) requeueLocked(t *Task, from *node) {
 // queueLocked queues t at the node it is pinned to, or in its tenant's
 // queue.
 func (s *Scheduler) queueLocked(t *Task, pin *node) {
+	if s.cfg.Observer != nil {
+		t.queued = time.Now().UnixNano()
+	}
 	if pin != nil {
 		heap.Push(&pin.pinned, t)
 		s.pinnedAt[pin] = struct{}{}
@@ -770,6 +799,9 @@ func (s *Scheduler) finishLocked(t *Task, st State, res Result) {
 		ts.Abandoned++
 	}
 	s.deactivateLocked(t.ten)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Finished(st, &res)
+	}
 	s.emitLocked(TaskEvent{Task: t, State: st, Output: res.Output, Node: t.NodeName()})
 	s.release()
 }
@@ -914,6 +946,14 @@ func (s *Scheduler) Close(ctx context.Context) error {
 		}
 	}
 	s.cancelQueuedLocked()
+	if s.cfg.Observer != nil {
+		// Closed with the scheduler: no longer up, though no event says so.
+		for _, n := range s.nodes {
+			if !n.removed {
+				s.cfg.Observer.Node(NodeEvent{Node: n.name, Kind: NodeRemoved})
+			}
+		}
+	}
 	s.stopEvent = true
 	if s.eventCond != nil {
 		s.eventCond.Signal()
@@ -1133,6 +1173,9 @@ func (s *Scheduler) assignLocked(n *node, t *Task) *Run {
 		// Behind a front, the machine is known once the run starts.
 		t.nodeName.Store(&n.name)
 	}
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Dispatched(n.name)
+	}
 	// At a node that queues ahead, every run waits for Started, even while
 	// its depth is 0: the executor may still hold it behind another.
 	if n.pf == nil {
@@ -1169,6 +1212,9 @@ func (s *Scheduler) startLocked(r *Run, at time.Time) {
 	t := r.Task
 	t.start.Store(at.UnixNano())
 	t.state.Store(uint32(Running))
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Started(r.Node, max(0, time.Duration(at.UnixNano()-t.queued)))
+	}
 	if t.Timeout > 0 {
 		r.timer = time.AfterFunc(t.Timeout, func() { s.timeout(r) })
 	}
@@ -1279,6 +1325,9 @@ func (s *Scheduler) startPending() {
 }
 
 func (s *Scheduler) emitLocked(ev any) {
+	if ne, ok := ev.(NodeEvent); ok && s.cfg.Observer != nil {
+		s.cfg.Observer.Node(ne)
+	}
 	if s.eventCond == nil {
 		return
 	}

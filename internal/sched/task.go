@@ -66,6 +66,7 @@ type Task struct {
 	lost     int // runs whose node was lost
 	run      *Run
 	lastNode string
+	queued   int64 // Unix nanoseconds when last queued; set only with a Config.Observer
 
 	// res is written once, before done is closed. A pointer, so a queued
 	// task does not carry an empty result: a million queued tasks must fit

@@ -35,12 +35,14 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/drove-dev/drove/internal/atomicfile"
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/nodeexec"
 	"github.com/drove-dev/drove/internal/fleet"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
+	"github.com/drove-dev/drove/internal/metrics"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/scheduler/state"
@@ -102,6 +104,10 @@ type Machines struct {
 	log   *slog.Logger
 	s     *sched.Scheduler
 	fleet *fleet.Fleet
+	// links count blob bytes sent to the nodes and heartbeats they
+	// missed, on the daemon's registry (RegisterMetrics); nil counts
+	// nothing.
+	links *metrics.Links
 
 	// ctx bounds everything Machines start: set-ups and discovery; wg
 	// waits for them.
@@ -253,6 +259,13 @@ func New(cfg Config) *Machines {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	return m
+}
+
+// RegisterMetrics implements node.MetricsRegisterer: the daemon's
+// registry gets the blob bytes sent to the nodes and fetched from them and
+// the heartbeats they missed. Call it before Start.
+func (m *Machines) RegisterMetrics(reg prometheus.Registerer) {
+	m.links = metrics.NewLinks(reg)
 }
 
 // Start implements node.Machines: the nodes given by address are dialled
@@ -756,6 +769,8 @@ func (p *pair) setup() {
 		OnSubmit:  x.m.onSubmit(c, x.addr),
 		BeforeAck: x.m.beforeAck(),
 		Logger:    x.m.log.With("node", x.name, "computation", c.ID()),
+		// The node's watch counts its missed heartbeats, once.
+		Metrics: x.m.links.BlobsOnly(),
 	}, p.mc.comp, reporter{c: c, s: x.m.s, st: x.m.cfg.State})
 	if err == nil {
 		ex.SetName(x.name)
@@ -1042,6 +1057,7 @@ func (x *nodeMux) watch() {
 		if x.ctx.Err() != nil {
 			return
 		}
+		x.m.links.HeartbeatMiss()
 		if silent++; silent >= x.m.cfg.Misses {
 			x.m.log.Warn("node silent", "node", x.name, "addr", x.addr, "err", err)
 			x.m.s.NodeDown(x.name, fmt.Errorf("%w: %d intervals of %v without an answer: %w", nodeexec.ErrHeartbeat, silent, every, err))

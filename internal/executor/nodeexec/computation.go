@@ -126,6 +126,7 @@ func (e *Executor) upload(ctx context.Context, f *File) error {
 	}
 	e.sent.Add(f.Size)
 	e.totalSent.Add(f.Size)
+	e.cfg.Metrics.BlobSent(f.Size)
 	return nil
 }
 

@@ -22,6 +22,11 @@ func (e *Executor) heartbeat() {
 		case <-t.C:
 		}
 		silent := time.Since(time.Unix(0, e.lastHeard.Load()))
+		if silent > 2*e.cfg.Heartbeat {
+			// One late heartbeat is jitter; two intervals without a
+			// word is a miss.
+			e.cfg.Metrics.HeartbeatMiss()
+		}
 		if silent > time.Duration(e.cfg.Misses)*e.cfg.Heartbeat && !e.cfg.Reattach {
 			e.nodeDown(fmt.Errorf("%w: silent for %v (%d intervals of %v)", ErrHeartbeat, silent.Round(time.Millisecond), e.cfg.Misses, e.cfg.Heartbeat))
 			return

@@ -31,6 +31,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/local"
 	drovev1 "github.com/drove-dev/drove/internal/gen/drove/v1"
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
+	"github.com/drove-dev/drove/internal/metrics"
 	"github.com/drove-dev/drove/internal/sched"
 )
 
@@ -140,6 +141,9 @@ type Config struct {
 	BeforeAck func()
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+	// Metrics, if set, counts the blob bytes the executor moves and the
+	// heartbeats the node misses (a client's or a scheduler's registry).
+	Metrics *metrics.Links
 	// HTTPClient, if set, carries every request (the API and blobs)
 	// instead of connections made to Addr, which then only names the node
 	// in errors: a node served over an SSH session (internal/sshnode).

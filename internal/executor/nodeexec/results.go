@@ -187,6 +187,7 @@ func (e *Executor) fetchFile(f *drovev1.File) error {
 		off += int64(n)
 		e.received.Add(int64(n))
 		e.totalReceived.Add(int64(n))
+		e.cfg.Metrics.BlobReceived(int64(n))
 		if last {
 			return nil
 		}
