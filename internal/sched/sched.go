@@ -1168,6 +1168,8 @@ type NodeStats struct {
 	Sent     int64
 	Received int64
 	Down     bool
+	// Allocated is false for a node given no new tasks (Deallocate).
+	Allocated bool
 }
 
 // Stats is a snapshot of the scheduler.
@@ -1194,6 +1196,7 @@ func (s *Scheduler) Stats() Stats {
 		ns.Slots = n.slots
 		ns.Busy = n.busy
 		ns.Down = n.down
+		ns.Allocated = n.allocated
 		st.Pending += n.pinned.Len()
 		st.Running += n.busy
 		st.Nodes = append(st.Nodes, ns)

@@ -511,6 +511,7 @@ func (m *Machines) dial(ctx context.Context, addr string) (fleet.Conn, error) {
 	}
 	x := &nodeMux{m: m, addr: addr, name: name, slots: slots, pairs: map[*sched.Tenant]*pair{}}
 	x.ctx, x.cancel = context.WithCancel(m.ctx)
+	x.avail.Store(info.Avail)
 	m.muxes[x] = struct{}{}
 	comps := make([]*computation, 0, len(m.comps))
 	for _, mc := range m.comps {
@@ -586,6 +587,8 @@ type nodeMux struct {
 
 	// asked is set once Prefetch has answered (see there).
 	asked atomic.Bool
+	// avail is what the node last said it has free (for the monitor).
+	avail atomic.Pointer[drovev1.AvailInfo]
 
 	mu     sync.Mutex
 	closed bool
@@ -926,9 +929,10 @@ func (x *nodeMux) watch() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(x.ctx, every)
-		_, err := nodeexec.Info(ctx, hc, x.addr, x.m.cfg.TLS)
+		info, err := nodeexec.Info(ctx, hc, x.addr, x.m.cfg.TLS)
 		cancel()
 		if err == nil {
+			x.avail.Store(info.Avail)
 			silent = 0
 			continue
 		}
