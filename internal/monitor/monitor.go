@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,6 +75,9 @@ func New(cfg Config) *Handler {
 		setPageHeaders(w)
 		files.ServeHTTP(w, r)
 	})))
+	h.mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent) // no icon; asked for by every browser
+	})
 	h.mux.HandleFunc("GET /api/status", h.status)
 	h.mux.HandleFunc("GET /api/jobs/{id}", h.job)
 	h.mux.HandleFunc("GET /api/events", h.events)
@@ -94,7 +98,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 // authenticating, so a browser gets the sign-in form.
 func Public(r *http.Request) bool {
 	switch {
-	case r.Method == http.MethodGet && (r.URL.Path == "/" || len(r.URL.Path) > len("/static/") && r.URL.Path[:len("/static/")] == "/static/"):
+	case r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path == "/favicon.ico" || strings.HasPrefix(r.URL.Path, "/static/")):
 		return true
 	case r.Method == http.MethodPost && (r.URL.Path == "/login" || r.URL.Path == "/logout"):
 		return true

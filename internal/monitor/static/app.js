@@ -148,6 +148,11 @@ function render(st) {
       el("td", secs(c.slot_time), "num"));
     cb.append(tr);
   }
+  if (st.computations.length === 0) {
+    const td = el("td", st.kind === "client" ? "no jobs yet" : "no computations open", "muted");
+    td.colSpan = 10;
+    const tr = el("tr"); tr.append(td); cb.append(tr);
+  }
 
   const cmds = st.commands || [];
   $("commands-section").hidden = cmds.length === 0;
