@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/drove-dev/drove/internal/blob"
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/local"
@@ -20,6 +22,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/fleet"
+	"github.com/drove-dev/drove/internal/monitor"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
@@ -45,6 +48,15 @@ type Cluster[In, Out any] struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// metricsReg is the cluster's Prometheus registry, served at the
+	// monitor's /metrics. rec keeps the latest jobs for the monitor
+	// (WithMonitor), monSrv serves it, monWG waits for the actions it
+	// left running.
+	metricsReg *prometheus.Registry
+	rec        *monitor.Recorder
+	monSrv     *monitor.Server
+	monWG      sync.WaitGroup
 }
 
 // NewCluster starts a cluster for the computation fn. With no WithNodes
@@ -55,9 +67,12 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 	if fn == nil {
 		return nil, errors.New("drove: NewCluster: nil computation")
 	}
-	c := &Cluster[In, Out]{fn: fn}
+	c := &Cluster[In, Out]{fn: fn, metricsReg: prometheus.NewRegistry()}
 	for _, o := range opts {
 		o.apply(&c.cfg)
+	}
+	if c.cfg.monitor != "" {
+		c.rec = monitor.NewRecorder(0)
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -77,8 +92,8 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 	c.s = sched.New(sched.Config{
 		MaxPending: c.cfg.maxPending,
 		Reentrant:  c.cfg.reentrant,
-		OnTask:     c.taskEvent(),
-		OnNode:     c.nodeEvent(),
+		OnTask:     c.onTaskMonitor(c.taskEvent()),
+		OnNode:     c.onNodeMonitor(c.nodeEvent()),
 		Logger:     c.log,
 	})
 	if err := c.startNodes(ctx); err != nil {
@@ -87,6 +102,10 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 		}
 		_ = c.s.Close(ctx)
 		c.cleanup()
+		return nil, err
+	}
+	if err := c.startMonitor(); err != nil {
+		_ = c.Close(ctx)
 		return nil, err
 	}
 	return c, nil
@@ -432,6 +451,10 @@ func (c *Cluster[In, Out]) Close(ctx context.Context) error {
 			c.hosts.Close()
 		}
 		c.closeErr = c.s.Close(ctx)
+		c.monWG.Wait()
+		if c.monSrv != nil {
+			c.closeErr = errors.Join(c.closeErr, c.monSrv.Close())
+		}
 		if c.remote != nil {
 			c.remote.closeLost(ctx)
 		}

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/monitor"
 	"github.com/drove-dev/drove/internal/testutil/browsertest"
+	"github.com/drove-dev/drove/internal/testutil/syncbuf"
 )
 
 // monitorJobs submits two jobs to the node at addr with drove submit, in
@@ -320,5 +324,71 @@ func checkStatusEnd(t *testing.T, addr string) {
 	var o, e bytes.Buffer
 	if code := run(t.Context(), []string{"status", "--secret", "wrong", addr}, strings.NewReader(""), &o, &e); code == 0 || !strings.Contains(e.String(), "drove: ") {
 		t.Errorf("drove status with a wrong secret: exit %d, stderr %q", code, e.String())
+	}
+}
+
+// TestDemoMonitor runs drove demo --monitor: the client serves the
+// monitor's API (its jobs, its embedded node) and /metrics on a loopback
+// port of its own while the jobs run.
+func TestDemoMonitor(t *testing.T) {
+	t.Setenv("DROVE_SECRET", "")
+	var stderr syncbuf.Buffer
+	done := make(chan int, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		done <- run(ctx, []string{"demo", "--monitor", "127.0.0.1:0", "--cpus", "2", "--jobs", "6", "--unit", "300ms"}, strings.NewReader(""), io.Discard, &stderr)
+	}()
+	re := regexp.MustCompile(`monitor at (http://\S+/)`)
+	var base string
+	deadline := time.Now().Add(time.Minute)
+	for base == "" {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			base = m[1]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no monitor address in drove demo's stderr: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var st monitor.Status
+	for {
+		resp, err := http.Get(base + "api/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Jobs) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no jobs on the monitor: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.Kind != "client" || st.Name != "drove.demo" || len(st.Nodes) != 1 || st.Nodes[0].CPUs != 2 || len(st.Computations) != 1 || st.Computations[0].What != "drove.demo" {
+		t.Errorf("client monitor status: %+v", st)
+	}
+	if !slices.Contains(st.Actions, monitor.ActCancel) || st.CSRF == "" {
+		t.Errorf("client monitor actions %v, csrf %q: want cancel and a token", st.Actions, st.CSRF)
+	}
+	resp, err := http.Get(base + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /metrics: %s", resp.Status)
+	}
+	if code := <-done; code != 0 {
+		t.Errorf("drove demo exit %d: %s", code, stderr.String())
+	}
+	if _, err := http.Get(base + "api/status"); err == nil {
+		t.Error("the monitor still serves after drove demo ended")
 	}
 }
