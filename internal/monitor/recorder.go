@@ -21,6 +21,10 @@ const DefaultKeep = 1000
 // core's Stats. It also tells subscribers of changes (Subscribe). Its
 // methods are safe for concurrent use.
 type Recorder struct {
+	// Describe, if set, adds what the front end knows of a task to its
+	// job (drove run: the command and its exit code). Set it before use.
+	Describe func(t *sched.Task, j *Job)
+
 	mu     sync.Mutex
 	ring   []*entry // circular, oldest at head once full
 	head   int
@@ -147,6 +151,9 @@ func (r *Recorder) Jobs(q Query, now time.Time) (page []Job, total int) {
 			if want == "" {
 				j = e.job(now)
 			}
+			if r.Describe != nil {
+				r.Describe(e.task, &j)
+			}
 			page = append(page, j)
 		}
 	}
@@ -175,6 +182,9 @@ func (r *Recorder) Job(_ context.Context, id int64) (JobDetail, error) {
 	r.mu.Unlock()
 	if e == nil {
 		return JobDetail{}, ErrNotFound
+	}
+	if r.Describe != nil {
+		r.Describe(e.task, &j)
 	}
 	d := JobDetail{Job: j}
 	if e.task.State().Final() {

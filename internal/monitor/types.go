@@ -49,8 +49,6 @@ type Status struct {
 	Jobs      []Job `json:"jobs"`
 	JobsTotal int   `json:"jobs_total"`
 	JobsSeen  int64 `json:"jobs_seen"`
-	// Commands are drove run's commands on their hosts, if any.
-	Commands []Command `json:"commands,omitempty"`
 	// Actions the monitor offers (see the Action kinds); empty for a
 	// read-only monitor. Filled in by the handler.
 	Actions []string `json:"actions"`
@@ -110,6 +108,10 @@ type Job struct {
 	Start       time.Time `json:"start,omitzero"`
 	// RunTime is in seconds: so far for a running job.
 	RunTime float64 `json:"run_time"`
+	// Command is the command line of a shell job (drove run), and
+	// ExitCode its exit code once it ended with one.
+	Command  string `json:"command,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
 }
 
 // JobDetail is a job with what it printed and its error, for /api/jobs/{id}.
@@ -118,15 +120,6 @@ type JobDetail struct {
 	Stdout string `json:"stdout"`
 	Stderr string `json:"stderr"`
 	Error  string `json:"error,omitempty"`
-}
-
-// Command is one of drove run's commands on one host.
-type Command struct {
-	Host     string  `json:"host"`
-	Command  string  `json:"command"`
-	Status   string  `json:"status"`
-	ExitCode *int    `json:"exit_code,omitempty"`
-	RunTime  float64 `json:"run_time"`
 }
 
 // Query selects the page of jobs a snapshot carries.

@@ -31,6 +31,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/sshexec"
 	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/hostset"
+	"github.com/drove-dev/drove/internal/monitor"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -112,6 +113,12 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+	// Monitor, if set, serves the run's web monitor at this address
+	// (package monitor): a loopback one unless $DROVE_SECRET is set, which
+	// browsers then sign in with. OnMonitor, if set, is told the address
+	// it serves on.
+	Monitor   string
+	OnMonitor func(addr string)
 }
 
 // Summary is how a run went.
@@ -150,7 +157,9 @@ type engine struct {
 	hosts *fleet.Fleet // the SSH hosts; nil with only this machine
 	out   *output
 	log   *slog.Logger
-	base  map[string]int // {%}: the slot numbers before each node's
+	base  map[string]int    // {%}: the slot numbers before each node's
+	rec   *monitor.Recorder // the latest jobs, for the monitor
+	mon   *monitor.Server   // nil without Config.Monitor
 
 	mu       sync.Mutex
 	sum      Summary
@@ -249,6 +258,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		haltCh:  make(chan struct{}),
 		started: time.Now(),
 	}
+	if cfg.Monitor != "" {
+		e.rec = monitor.NewRecorder(0)
+	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -287,9 +299,15 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if e.hosts != nil {
 		defer e.hosts.Close()
 	}
+	if err == nil {
+		err = e.startMonitor()
+	}
 	if err != nil {
 		e.sched.Close(context.Background())
 		return &e.sum, err
+	}
+	if e.mon != nil {
+		defer e.mon.Close()
 	}
 	stopProgress := func() {}
 	if cfg.Progress != nil {
@@ -517,6 +535,9 @@ func (e *engine) newTask(seq int, args []string) *sched.Task {
 
 // onNode keeps the hosts' count and says on stderr what happens to them.
 func (e *engine) onNode(ev sched.NodeEvent) {
+	if e.rec != nil {
+		e.rec.Notify()
+	}
 	var msg string
 	var stop []*sched.Task
 	e.mu.Lock()
@@ -629,6 +650,9 @@ func (e *engine) classify(t *sched.Task) outcome {
 }
 
 func (e *engine) onTask(ev sched.TaskEvent) {
+	if e.rec != nil {
+		e.rec.Observe(ev, "")
+	}
 	if !ev.State.Final() {
 		return
 	}

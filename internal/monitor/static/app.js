@@ -154,17 +154,7 @@ function render(st) {
     const tr = el("tr"); tr.append(td); cb.append(tr);
   }
 
-  const cmds = st.commands || [];
-  $("commands-section").hidden = cmds.length === 0;
-  const mb = $("commands").tBodies[0];
-  mb.replaceChildren();
-  for (const c of cmds) {
-    const tr = el("tr", null, "s-" + c.status);
-    tr.append(el("td", c.host), el("td", c.command), el("td", c.status, "status"),
-      el("td", c.exit_code === undefined ? "–" : c.exit_code, "num"), el("td", secs(c.run_time), "num"));
-    mb.append(tr);
-  }
-
+  document.body.classList.toggle("commands", st.jobs.some((j) => j.command));
   $("jobs-count").textContent = "(" + st.jobs_total + " kept of " + st.jobs_seen + " seen)";
   $("page").textContent = st.jobs_total === 0 ? "" : (state.offset + 1) + "–" + (state.offset + st.jobs.length) + " of " + st.jobs_total;
   $("prev").disabled = state.offset === 0;
@@ -179,7 +169,8 @@ function render(st) {
     const a = el("a", j.id, "job");
     a.onclick = () => openJob(j.id);
     const idc = el("td"); idc.append(a);
-    tr.append(idc, el("td", j.job_id, "num"), el("td", j.computation || ""), el("td", j.status, "status"), el("td", j.node || ""),
+    tr.append(idc, el("td", j.job_id, "num"), el("td", j.computation || ""), el("td", j.command || "", "cmd cmdline"), el("td", j.status, "status"),
+      el("td", j.exit_code === undefined ? "" : j.exit_code, "cmd num"), el("td", j.node || ""),
       el("td", when(j.start)), el("td", secs(j.run_time), "num"));
     const td = el("td", null, "act");
     if ((j.status === "running" || j.status === "pending") && can("cancel")) {
@@ -208,6 +199,7 @@ async function refreshJob() {
     $("job-title").textContent = j.id + " (job " + j.job_id + (j.computation ? " of " + j.computation : "") + ")";
     $("job-status").textContent = j.status + (j.run_time ? ", " + secs(j.run_time) : "");
     $("job-node").textContent = j.node || "–";
+    $("job-command").textContent = j.command ? j.command + (j.exit_code === undefined ? "" : " (exit " + j.exit_code + ")") : "";
     $("job-error").textContent = j.error || "–";
     $("job-stdout").textContent = j.stdout || "";
     $("job-stderr").textContent = j.stderr || "";
