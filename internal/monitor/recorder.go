@@ -17,8 +17,10 @@ const DefaultKeep = 1000
 // the page and by `drove status --jobs`, and the ones actions name. It
 // holds the core's own tasks (their state, node, times and result), not
 // copies, and forgets the oldest once full, so its memory is bounded by its
-// size whatever the number of jobs. Counts of all jobs come from the
-// core's Stats. It also tells subscribers of changes (Subscribe). Its
+// size whatever the number of jobs (plus the jobs still running that
+// dropped out of the ring: they stay known until they end, so that they
+// can be cancelled and are not counted twice). Counts of all jobs come
+// from the core's Stats. It also tells subscribers of changes (Subscribe). Its
 // methods are safe for concurrent use.
 type Recorder struct {
 	// Describe, if set, adds what the front end knows of a task to its
@@ -36,11 +38,12 @@ type Recorder struct {
 }
 
 type entry struct {
-	id   int64
-	task *sched.Task
-	comp string
-	node string
-	end  time.Time // when it was seen final
+	id     int64
+	task   *sched.Task
+	comp   string
+	node   string
+	end    time.Time // when it was seen final
+	inRing bool
 }
 
 // NewRecorder returns a Recorder that keeps the latest keep jobs (0:
@@ -65,12 +68,14 @@ func (r *Recorder) Observe(ev sched.TaskEvent, comp string) {
 	e := r.byTask[ev.Task]
 	if e == nil {
 		r.seq++
-		e = &entry{id: r.seq, task: ev.Task, comp: comp}
+		e = &entry{id: r.seq, task: ev.Task, comp: comp, inRing: true}
 		slot := (r.head + r.n) % len(r.ring)
 		if r.n == len(r.ring) {
 			old := r.ring[r.head]
-			delete(r.byTask, old.task)
-			delete(r.byID, old.id)
+			old.inRing = false
+			if !old.end.IsZero() {
+				r.forgetLocked(old)
+			}
 			r.head = (r.head + 1) % len(r.ring)
 		} else {
 			r.n++
@@ -84,9 +89,18 @@ func (r *Recorder) Observe(ev sched.TaskEvent, comp string) {
 	}
 	if ev.State.Final() && e.end.IsZero() {
 		e.end = time.Now()
+		if !e.inRing {
+			r.forgetLocked(e)
+		}
 	}
 	r.mu.Unlock()
 	r.Notify()
+}
+
+// forgetLocked drops e, out of the ring and final, from the maps.
+func (r *Recorder) forgetLocked(e *entry) {
+	delete(r.byTask, e.task)
+	delete(r.byID, e.id)
 }
 
 // Notify tells the subscribers of a change that is not a task event (a
