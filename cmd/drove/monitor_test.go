@@ -392,3 +392,70 @@ func TestDemoMonitor(t *testing.T) {
 		t.Error("the monitor still serves after drove demo ended")
 	}
 }
+
+// TestRunMonitor runs drove run --monitor: the monitor lists the commands
+// with their host and exit codes while the run goes on.
+func TestRunMonitor(t *testing.T) {
+	t.Setenv("DROVE_SECRET", "")
+	dir := t.TempDir()
+	var stderr syncbuf.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(t.Context(), []string{"run", "--monitor", "127.0.0.1:0", "-j", "3", "f={}; while [ ! -e " + dir + "/$f ]; do sleep 0.05; done; exit $f", ":::", "0", "3", "9"}, strings.NewReader(""), io.Discard, &stderr)
+	}()
+	re := regexp.MustCompile(`monitor at (http://\S+/)`)
+	deadline := time.Now().Add(time.Minute)
+	var base string
+	for base == "" {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			base = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no monitor address in drove run's stderr: %s", stderr.String())
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, f := range []string{"0", "3"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		resp, err := http.Get(base + "api/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st monitor.Status
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, j := range st.Jobs {
+			code := "-"
+			if j.ExitCode != nil {
+				code = fmt.Sprint(*j.ExitCode)
+			}
+			got[j.Command] = j.Status + " " + code + " " + j.Node
+		}
+		want := map[string]string{
+			"f=0; while [ ! -e " + dir + "/$f ]; do sleep 0.05; done; exit $f": "finished 0 :",
+			"f=3; while [ ! -e " + dir + "/$f ]; do sleep 0.05; done; exit $f": "terminated 3 :",
+			"f=9; while [ ! -e " + dir + "/$f ]; do sleep 0.05; done; exit $f": "running - :",
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) && st.Kind == "run" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drove run's monitor: jobs %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "9"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 2 {
+		t.Errorf("drove run exit %d, want 2 (two commands failed): %s", code, stderr.String())
+	}
+}
