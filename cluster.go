@@ -23,6 +23,7 @@ import (
 	"github.com/drove-dev/drove/internal/filesink"
 	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/metrics"
+	"github.com/drove-dev/drove/internal/monitor"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/registry"
 	"github.com/drove-dev/drove/internal/sched"
@@ -55,6 +56,12 @@ type Cluster[In, Out any] struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// rec keeps the latest jobs for the monitor (WithMonitor), monSrv
+	// serves it, monWG waits for the actions it left running.
+	rec    *monitor.Recorder
+	monSrv *monitor.Server
+	monWG  sync.WaitGroup
 }
 
 // NewCluster starts a cluster for the computation fn. With no WithNodes
@@ -68,6 +75,9 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 	c := &Cluster[In, Out]{fn: fn}
 	for _, o := range opts {
 		o.apply(&c.cfg)
+	}
+	if c.cfg.monitor != "" {
+		c.rec = monitor.NewRecorder(0)
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -90,8 +100,8 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 	c.s = sched.New(sched.Config{
 		MaxPending: c.cfg.maxPending,
 		Reentrant:  c.cfg.reentrant,
-		OnTask:     c.taskEvent(),
-		OnNode:     c.nodeEvent(),
+		OnTask:     c.onTaskMonitor(c.taskEvent()),
+		OnNode:     c.onNodeMonitor(c.nodeEvent()),
 		Logger:     c.log,
 		Observer:   jobs,
 	})
@@ -102,6 +112,10 @@ func NewCluster[In, Out any](ctx context.Context, fn *Function[In, Out], opts ..
 		}
 		_ = c.s.Close(ctx)
 		c.cleanup()
+		return nil, err
+	}
+	if err := c.startMonitor(); err != nil {
+		_ = c.Close(ctx)
 		return nil, err
 	}
 	return c, nil
@@ -448,6 +462,10 @@ func (c *Cluster[In, Out]) Close(ctx context.Context) error {
 			c.hosts.Close()
 		}
 		c.closeErr = c.s.Close(ctx)
+		c.monWG.Wait()
+		if c.monSrv != nil {
+			c.closeErr = errors.Join(c.closeErr, c.monSrv.Close())
+		}
 		if c.remote != nil {
 			c.remote.closeLost(ctx)
 		}

@@ -42,6 +42,7 @@ type config struct {
 	misses     int
 	connect    time.Duration
 	exclusive  bool
+	monitor    string
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is

@@ -40,15 +40,16 @@ var demoCompute = drove.Func("drove.demo", func(ctx context.Context, a DemoArgs)
 
 func newDemoCmd() *cobra.Command {
 	var (
-		jobs  int
-		unit  time.Duration
-		cpus  int
-		nodes []string
-		sched string
-		rfile string
-		excl  bool
-		sf    sshFlags
-		auth  clientAuth
+		jobs    int
+		monAddr string
+		unit    time.Duration
+		cpus    int
+		nodes   []string
+		sched   string
+		rfile   string
+		excl    bool
+		sf      sshFlags
+		auth    clientAuth
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -81,6 +82,9 @@ as drove node takes them.`,
 				return errors.New("--recover-file needs --nodes or --scheduler: the jobs of an embedded cluster end with this command")
 			}
 			opts := []drove.Option{drove.WithCPUs(cpus)}
+			if monAddr != "" {
+				opts = append(opts, drove.WithMonitor(monAddr))
+			}
 			switch {
 			case sched != "":
 				opts = append(opts, drove.WithScheduler(sched))
@@ -118,6 +122,7 @@ as drove node takes them.`,
 	cmd.Flags().StringVar(&sched, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default")
 	cmd.Flags().StringVar(&rfile, "recover-file", "", `with --nodes or --scheduler: keep a file naming this client and its nodes while the jobs run ("drove recover FILE" shows the jobs of a demo that was killed)`)
 	cmd.Flags().BoolVar(&excl, "exclusive", false, "with --nodes or --scheduler: run alone, once computations created before this one are done, holding later ones back until it is")
+	cmd.Flags().StringVar(&monAddr, "monitor", "", monitorFlagUsage)
 	return cmd
 }
 
@@ -126,6 +131,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, n int, unit time.Duration,
 	if err != nil {
 		return err
 	}
+	announceMonitor(cmd.ErrOrStderr(), c)
 	jobs := make([]*drove.Job[DemoResult], 0, n)
 	for range n {
 		j, err := c.Submit(ctx, DemoArgs{N: rand.IntN(10) + 1, Unit: unit})

@@ -22,11 +22,13 @@ FILE" collects the results of one that was killed). "drove run"
 is a work queue of shell commands over SSH hosts (GNU parallel style),
 "drove exec" runs one command on many hosts (pssh, clush), and "drove fs"
 works with a remote machine's files over SFTP. "drove up HOST…" starts drove
-nodes on SSH hosts, and "drove down HOST…" stops them.`,
+nodes on SSH hosts, and "drove down HOST…" stops them. "drove status ADDR"
+shows what a drove node or scheduler is doing; its web monitor is at
+http://ADDR/.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newSchedulerCmd(), newCertCmd(), newRecoverCmd(), newUpCmd(), newDownCmd())
+	root.AddCommand(newDemoCmd(), newSubmitCmd(), newRunCmd(), newExecCmd(), newFSCmd(), newVersionCmd(), newNodeCmd(), newSchedulerCmd(), newCertCmd(), newRecoverCmd(), newUpCmd(), newDownCmd(), newStatusCmd())
 	return root
 }
 

@@ -49,6 +49,7 @@ type runFlags struct {
 	bar          bool
 	eta          bool
 	killGrace    time.Duration
+	monitor      string
 }
 
 func newRunCmd() *cobra.Command {
@@ -94,7 +95,11 @@ DIR/<seq>/{stdout,stderr,exitcode}.
 
 Exit status: the number of failed jobs (0 when all succeeded), 101 when more
 than 100 failed; after --halt on a failure, the exit value of the failing job;
-130 after Ctrl-C; 255 when no host could be used.`,
+130 after Ctrl-C; 255 when no host could be used.
+
+--monitor ADDR serves a web monitor of the run at http://ADDR/: the hosts,
+the counts, and the latest commands with their hosts and exit codes, live;
+a command can be cancelled there.`,
 		Example: `  drove run -S 4/alice@build1,build2,: 'gzip -9 {}' ::: *.log
   drove run -S node[01-04] --joblog jobs.tsv --retries 3 ./simulate {1} {2} ::: 1 2 3 ::: a b
   ls *.csv | drove run --slf hosts --transfer --return {.}.out --cleanup 'sort {} > {.}.out'
@@ -138,6 +143,7 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.BoolVar(&fl.bar, "bar", false, "show a progress bar on standard error when it is a terminal")
 	f.BoolVar(&fl.eta, "eta", false, "show the estimated time left on standard error when it is a terminal")
 	f.DurationVar(&fl.killGrace, "term-grace", proc.DefaultGrace, "how long each step of stopping a job waits: SIGINT, SIGTERM, then SIGKILL to its process group")
+	f.StringVar(&fl.monitor, "monitor", "", monitorFlagUsage+" ($DROVE_SECRET)")
 	return cmd
 }
 
@@ -264,6 +270,10 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		BaseFiles:    fl.basefiles,
 		Workdir:      fl.workdir,
 		KillGrace:    fl.killGrace,
+		Monitor:      fl.monitor,
+		OnMonitor: func(addr string) {
+			fmt.Fprintf(stderr, "drove: monitor at http://%s/\n", addr)
+		},
 	}
 	if fl.transfer || len(fl.trc) > 0 {
 		cfg.Transfer = append(cfg.Transfer, "{}")

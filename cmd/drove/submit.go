@@ -17,6 +17,7 @@ import (
 func newSubmitCmd() *cobra.Command {
 	var (
 		nodes       []string
+		monAddr     string
 		schedAddr   string
 		files       []string
 		argSets     []string
@@ -78,6 +79,9 @@ the nodes kept. The file is removed when the command ends normally.`,
 				lists = [][]string{nil}
 			}
 			clusterOpts := []drove.Option{drove.WithCPUs(cpus), drove.WithDepends(files...)}
+			if monAddr != "" {
+				clusterOpts = append(clusterOpts, drove.WithMonitor(monAddr))
+			}
 			if len(nodes) > 0 && schedAddr != "" {
 				return errors.New("--nodes and --scheduler exclude each other: the scheduler has the nodes")
 			}
@@ -121,6 +125,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 	f.StringVar(&timeout, "timeout", "", "stop a job that runs longer than this (e.g. 30s, 5m; a bare number is seconds)")
 	f.StringVar(&recoverFile, "recover-file", "", `with --nodes or --scheduler: keep a file for "drove recover" to collect the results if this command is killed`)
 	f.BoolVar(&exclusive, "exclusive", false, "with --scheduler or --nodes: run alone, once computations created before this one are done, holding later ones back until it is")
+	f.StringVar(&monAddr, "monitor", "", monitorFlagUsage)
 	auth.register(f)
 	sf.register(cmd)
 	return cmd
@@ -131,6 +136,7 @@ func runSubmit(ctx context.Context, stdout, stderr io.Writer, program string, li
 	if err != nil {
 		return err
 	}
+	announceMonitor(stderr, c)
 	bar := progress.New(stderr, len(lists), "jobs")
 	// One counter per job, each ending with its job; every job has ended
 	// once Close returns, so waiting for them after Close cannot hang and

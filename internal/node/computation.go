@@ -146,6 +146,7 @@ func (c *Computation) Provisional(r *sched.Run, output []byte) {
 // onTask receives the scheduler's task events: a final one is the job's
 // result for the client.
 func (n *Node) onTask(ev sched.TaskEvent) {
+	n.observe(ev)
 	if !ev.State.Final() {
 		return
 	}

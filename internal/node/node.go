@@ -9,7 +9,8 @@
 //   - /blobs/{sum}: content-addressed files over plain HTTP (HEAD, PUT, GET):
 //     executables, programs and depends going in, files sent back by jobs
 //     coming out; a blob the node holds is never sent again;
-//   - /healthz and /metrics (Prometheus, the node's own registry).
+//   - /healthz and /metrics (Prometheus, the node's own registry);
+//   - the web monitor (package monitor) at /, its API under /api/.
 //
 // Every request is authenticated before its body is read: with a cluster
 // secret by an HMAC header (package nodeauth; the body is then checked
@@ -57,6 +58,7 @@ import (
 	"github.com/drove-dev/drove/internal/discovery"
 	"github.com/drove-dev/drove/internal/executor/local"
 	"github.com/drove-dev/drove/internal/gen/drove/v1/drovev1connect"
+	"github.com/drove-dev/drove/internal/monitor"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/scheduler/state"
@@ -225,6 +227,12 @@ type Node struct {
 	machines Machines
 	relay    Relay
 
+	// rec keeps the latest jobs for the monitor, mon serves it, sessions
+	// sign browsers in with the secret (nil without one).
+	rec      *monitor.Recorder
+	mon      *monitor.Handler
+	sessions *monitor.Sessions
+
 	// stopping is set when Run starts closing the computations.
 	stopping atomic.Bool
 
@@ -350,7 +358,10 @@ func newLocked(cfg Config, lock *dirLock) (*Node, error) {
 	}
 	if cfg.Secret != "" {
 		n.verify = nodeauth.NewVerifier(cfg.Secret, n.bootID)
+		n.sessions = monitor.NewSessions(cfg.Secret, n.bootID)
 	}
+	n.rec = monitor.NewRecorder(0)
+	n.mon = monitor.New(monitor.Config{Source: monSource{n}, Sessions: n.sessions})
 	n.conns = newConnLimiter(&n.cfg, n.log, n.met)
 	if cfg.State == nil {
 		// With a state, Run takes up its computations (restoreState).
@@ -469,6 +480,8 @@ func (n *Node) newServer() *http.Server {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", n.met.handler())
+	// Everything else: the web monitor.
+	mux.Handle("/", n.mon)
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
@@ -542,7 +555,15 @@ func (n *Node) authMiddleware(next http.Handler) http.Handler {
 			n.refuse(w, r, http.StatusUnauthorized, errors.New("drove: client certificate required"))
 			return
 		}
+		if monitor.Public(r) {
+			// The monitor's page and sign-in: no data, and the page
+			// must load for a browser to sign in.
+			next.ServeHTTP(w, r)
+			return
+		}
 		switch {
+		case n.sessions != nil && n.sessions.Valid(r):
+			// A browser signed in to the monitor with the secret.
 		case n.verify != nil:
 			if r.URL.Path == "/metrics" && loop {
 				break
@@ -640,6 +661,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer n.lock.release()
 	n.sched = sched.New(sched.Config{Policy: n.cfg.Policy, OnTask: n.onTask, Logger: n.log, Observer: n.met.jobs})
 	n.met.jobs.Bind(n.sched)
+	defer n.sched.WatchNodes(func(sched.NodeEvent) { n.rec.Notify() })()
 	if err := n.machines.Start(ctx, n.sched); err != nil {
 		return fmt.Errorf("drove: node: %w", err)
 	}

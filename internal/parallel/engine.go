@@ -34,6 +34,7 @@ import (
 	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/metrics"
+	"github.com/drove-dev/drove/internal/monitor"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
@@ -118,6 +119,12 @@ type Config struct {
 	// Metrics, if set, count the run's commands and hosts (drove run
 	// --monitor serves them at /metrics; see NewMetrics).
 	Metrics *Metrics
+	// Monitor, if set, serves the run's web monitor at this address
+	// (package monitor): a loopback one unless $DROVE_SECRET is set, which
+	// browsers then sign in with. OnMonitor, if set, is told the address
+	// it serves on.
+	Monitor   string
+	OnMonitor func(addr string)
 }
 
 // Metrics are drove run's Prometheus metrics: the scheduling core's job
@@ -167,12 +174,17 @@ func (s *Summary) ExitStatus() int {
 var ErrNoHosts = errors.New("drove: no usable host")
 
 type engine struct {
-	cfg   Config
-	sched *sched.Scheduler
-	hosts *fleet.Fleet // the SSH hosts; nil with only this machine
-	out   *output
-	log   *slog.Logger
-	base  map[string]int // {%}: the slot numbers before each node's
+	cfg Config
+	// metricsReg is the registry the monitor serves at /metrics when the
+	// run made its own (Config.Monitor without Config.Metrics).
+	metricsReg *prometheus.Registry
+	sched      *sched.Scheduler
+	hosts      *fleet.Fleet // the SSH hosts; nil with only this machine
+	out        *output
+	log        *slog.Logger
+	base       map[string]int    // {%}: the slot numbers before each node's
+	rec        *monitor.Recorder // the latest jobs, for the monitor
+	mon        *monitor.Server   // nil without Config.Monitor
 
 	mu       sync.Mutex
 	sum      Summary
@@ -271,6 +283,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		haltCh:  make(chan struct{}),
 		started: time.Now(),
 	}
+	if cfg.Monitor != "" {
+		e.rec = monitor.NewRecorder(0)
+	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -300,6 +315,12 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 
 	var obs sched.Observer
+	if cfg.Monitor != "" && cfg.Metrics == nil {
+		// The monitor serves the run's metrics at /metrics, from a
+		// registry of the run's own.
+		e.metricsReg = prometheus.NewRegistry()
+		cfg.Metrics = NewMetrics(e.metricsReg)
+	}
 	if cfg.Metrics != nil {
 		obs = cfg.Metrics.jobs
 	}
@@ -317,9 +338,15 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if e.hosts != nil {
 		defer e.hosts.Close()
 	}
+	if err == nil {
+		err = e.startMonitor()
+	}
 	if err != nil {
 		e.sched.Close(context.Background())
 		return &e.sum, err
+	}
+	if e.mon != nil {
+		defer e.mon.Close()
 	}
 	stopProgress := func() {}
 	if cfg.Progress != nil {
@@ -547,6 +574,9 @@ func (e *engine) newTask(seq int, args []string) *sched.Task {
 
 // onNode keeps the hosts' count and says on stderr what happens to them.
 func (e *engine) onNode(ev sched.NodeEvent) {
+	if e.rec != nil {
+		e.rec.Notify()
+	}
 	var msg string
 	var stop []*sched.Task
 	e.mu.Lock()
@@ -659,6 +689,9 @@ func (e *engine) classify(t *sched.Task) outcome {
 }
 
 func (e *engine) onTask(ev sched.TaskEvent) {
+	if e.rec != nil {
+		e.rec.Observe(ev, "")
+	}
 	if !ev.State.Final() {
 		return
 	}

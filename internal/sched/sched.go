@@ -1393,6 +1393,8 @@ type NodeStats struct {
 	Sent     int64
 	Received int64
 	Down     bool
+	// Allocated is false for a node given no new tasks (Deallocate).
+	Allocated bool
 }
 
 // Stats is a snapshot of the scheduler.
@@ -1425,6 +1427,7 @@ func (s *Scheduler) Stats() Stats {
 		ns.Slots = n.slots
 		ns.Busy = n.busy
 		ns.Down = n.down
+		ns.Allocated = n.allocated
 		st.Nodes = append(st.Nodes, ns)
 	}
 	return st
