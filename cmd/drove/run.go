@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -26,7 +27,7 @@ type runFlags struct {
 	ssh          sshFlags
 	logins       []string
 	loginFiles   []string
-	jobs         int
+	jobs         string
 	argFiles     []string
 	tag          bool
 	keepOrder    bool
@@ -49,6 +50,18 @@ type runFlags struct {
 	bar          bool
 	eta          bool
 	killGrace    time.Duration
+	link         bool
+	colsep       string
+	maxArgs      int
+	maxReplace   int
+	dryRun       bool
+	verbose      bool
+	trace        bool
+	progress     bool
+	env          []string
+	onAll        bool
+	nonAll       bool
+	ignored      bool // GNU parallel options that change nothing here
 }
 
 func newRunCmd() *cobra.Command {
@@ -112,19 +125,40 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.StringArrayVarP(&fl.logins, "sshlogin", "S", nil, "hosts: `[N/]LOGIN[,…]`, LOGIN being [user@]host[:port], an ssh_config alias, a node set, or : for this machine (repeatable)")
 	f.StringArrayVar(&fl.loginFiles, "slf", nil, "read hosts from `FILE`, one -S entry per line (repeatable; alias --sshloginfile)")
 	f.StringArrayVar(&fl.loginFiles, "sshloginfile", nil, "same as --slf")
-	f.IntVarP(&fl.jobs, "jobs", "j", 0, "slots per host whose login has no N/ (default: the host's CPU count)")
+	f.StringVarP(&fl.jobs, "jobs", "j", "", "slots per host whose login has no N/: `N`, N% of the host's CPUs, +N or -N CPUs (default: the host's CPU count; alias -P, --max-procs)")
+	f.StringVarP(&fl.jobs, "max-procs", "P", "", "same as -j")
+	f.BoolVar(&fl.link, "link", false, "link the input sources: the n-th values of each go together, shorter sources wrapping around (alias --xapply)")
+	f.BoolVar(&fl.link, "xapply", false, "same as --link")
+	f.StringVarP(&fl.colsep, "colsep", "C", "", "split each input into columns at `REGEXP` (Go syntax): {1}, {2}… are the columns")
+	f.IntVarP(&fl.maxArgs, "max-args", "n", -1, "give each job `N` inputs, {1}…{N} being their values (as -N)")
+	f.IntVarP(&fl.maxReplace, "max-replace-args", "N", -1, "give each job `N` inputs, {1}…{N} being their values; 0 takes one input and inserts none")
+	f.BoolVar(&fl.dryRun, "dry-run", false, "print the commands that would run, in order, and run nothing (no host is connected to)")
+	f.BoolVarP(&fl.verbose, "print-commands", "v", false, "print each job's command on stdout before its output")
+	f.BoolVarP(&fl.trace, "verbose", "t", false, "print each job's command on stderr as it starts")
+	f.BoolVar(&fl.progress, "progress", false, "show the jobs running and done on each host on standard error when it is a terminal")
+	f.StringArrayVar(&fl.env, "env", nil, "pass this process's environment variable `NAME` to the jobs (repeatable; for SSH hosts)")
+	f.BoolVar(&fl.onAll, "onall", false, "run every job on every SSH host, one at a time on each (as drove exec does; -j: hosts at once)")
+	f.BoolVar(&fl.nonAll, "nonall", false, "run the command, with no arguments, once on every SSH host (drove exec; -j: hosts at once)")
+	for _, name := range []string{"will-cite", "no-notice", "silent", "plain", "no-keep-order"} {
+		f.BoolVar(&fl.ignored, name, false, "accepted for GNU parallel, changes nothing")
+		f.Lookup(name).Hidden = true
+	}
 	f.StringArrayVarP(&fl.argFiles, "arg-file", "a", nil, "read inputs from `FILE`, one per line (repeatable; - is standard input)")
 	f.BoolVar(&fl.tag, "tag", false, "prefix each output line with the job's arguments and a tab")
 	f.BoolVarP(&fl.keepOrder, "keep-order", "k", false, "print job outputs in input order")
-	f.BoolVar(&fl.lineBuffer, "line-buffer", false, "print whole lines as jobs produce them instead of whole jobs (with -k: the oldest job live, later ones held until their turn)")
+	f.BoolVar(&fl.lineBuffer, "line-buffer", false, "print whole lines as jobs produce them instead of whole jobs (with -k: the oldest job live, later ones held until their turn; alias --lb)")
+	f.BoolVar(&fl.lineBuffer, "lb", false, "same as --line-buffer")
 	f.BoolVar(&fl.group, "group", true, "print each job's output in one piece when it ends (the default)")
-	f.StringVar(&fl.results, "results", "", "write `DIR`/<seq>/stdout, stderr and exitcode for every job")
-	f.StringVar(&fl.joblog, "joblog", "", "write a GNU parallel joblog to `FILE`")
+	f.StringVar(&fl.results, "results", "", "write `DIR`/<seq>/stdout, stderr and exitcode for every job (alias --res)")
+	f.StringVar(&fl.results, "res", "", "same as --results")
+	f.StringVar(&fl.joblog, "joblog", "", "write a GNU parallel joblog to `FILE` (alias --jl)")
+	f.StringVar(&fl.joblog, "jl", "", "same as --joblog")
 	f.BoolVar(&fl.resume, "resume", false, "skip the jobs the --joblog lists, appending to it")
 	f.BoolVar(&fl.resumeFailed, "resume-failed", false, "skip the jobs the --joblog lists as successful; rerun failed and unrun ones")
 	f.IntVar(&fl.retries, "retries", 0, "attempts a failing job gets in all, each on another host when there is one")
 	f.StringVar(&fl.timeout, "timeout", "", "kill a job's process group after `DURATION` (seconds or 1m30s); it counts as failed")
-	f.StringVar(&fl.halt, "halt", "never", "stop early: never, soon|now,fail|success|done=N|N% (soon: start no more jobs; now: also kill running ones)")
+	f.StringVar(&fl.halt, "halt", "never", "stop early: never, soon|now,fail|success|done=N|N% (soon: start no more jobs; now: also kill running ones; alias --halt-on-error)")
+	f.StringVar(&fl.halt, "halt-on-error", "never", "same as --halt")
 	f.BoolVar(&fl.transfer, "transfer", false, "copy each input file to the host before its job (= --tf {})")
 	f.StringArrayVar(&fl.transferFile, "tf", nil, "copy `FILE` (a template, e.g. {}.dat) to the host before each job (repeatable; alias --transferfile)")
 	f.StringArrayVar(&fl.transferFile, "transferfile", nil, "same as --tf")
@@ -138,46 +172,61 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.BoolVar(&fl.bar, "bar", false, "show a progress bar on standard error when it is a terminal")
 	f.BoolVar(&fl.eta, "eta", false, "show the estimated time left on standard error when it is a terminal")
 	f.DurationVar(&fl.killGrace, "term-grace", proc.DefaultGrace, "how long each step of stopping a job waits: SIGINT, SIGTERM, then SIGKILL to its process group")
+	for _, alias := range []string{"max-procs", "xapply", "res", "jl", "halt-on-error", "lb"} {
+		f.Lookup(alias).Hidden = true
+	}
+	// A GNU parallel option drove lacks says what drove offers instead.
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if flag := unknownFlag(err); flag != "" {
+			if msg, ok := parallel.UnsupportedFlag(flag); ok {
+				return errors.New(msg)
+			}
+		}
+		return err
+	})
 	return cmd
 }
 
-// splitInputs separates the command template from the ::: and :::: input
-// sources.
-func splitInputs(args []string, stdin io.Reader, argFiles []string) (tmpl []string, srcs []parallel.Source, closers []io.Closer, err error) {
-	i := 0
-	for i < len(args) && args[i] != ":::" && args[i] != "::::" {
-		i++
+// unknownFlag returns the flag pflag's error is about when the error says
+// the flag does not exist ("--pipe", "-X"), else "".
+func unknownFlag(err error) string {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "unknown flag: "); ok {
+		return rest
 	}
-	tmpl = args[:i]
-	for i < len(args) {
-		sep := args[i]
-		i++
-		start := i
-		for i < len(args) && args[i] != ":::" && args[i] != "::::" {
-			i++
+	// "unknown shorthand flag: 'X' in -kX"
+	if rest, ok := strings.CutPrefix(msg, "unknown shorthand flag: '"); ok {
+		if name, _, ok := strings.Cut(rest, "'"); ok {
+			return "-" + name
 		}
-		if sep == ":::" {
-			srcs = append(srcs, parallel.Source{Args: append([]string{}, args[start:i]...)})
+	}
+	return ""
+}
+
+// splitInputs separates the command template from the input sources: the
+// -a files first, then the ::: :::+ :::: ::::+ ones, as GNU parallel
+// orders them; standard input when there is none (and the run takes
+// inputs at all).
+func splitInputs(args []string, stdin io.Reader, argFiles []string, noInputs bool) (tmpl []string, srcs []parallel.Source, closers []io.Closer, err error) {
+	tmpl, ins := parallel.SplitArgs(args)
+	for _, name := range argFiles {
+		ins = append([]parallel.InputArg{{Files: true, Values: []string{name}}}, ins...)
+	}
+	for _, in := range ins {
+		if !in.Files {
+			srcs = append(srcs, parallel.Source{Args: in.Values, Linked: in.Linked})
 			continue
 		}
-		for _, name := range args[start:i] {
+		for _, name := range in.Values {
 			r, c, err := openInput(name, stdin)
 			if err != nil {
 				return nil, nil, closers, err
 			}
 			closers = append(closers, c)
-			srcs = append(srcs, parallel.Source{Lines: r})
+			srcs = append(srcs, parallel.Source{Lines: r, Linked: in.Linked})
 		}
 	}
-	for _, name := range argFiles {
-		r, c, err := openInput(name, stdin)
-		if err != nil {
-			return nil, nil, closers, err
-		}
-		closers = append(closers, c)
-		srcs = append(srcs, parallel.Source{Lines: r})
-	}
-	if len(srcs) == 0 {
+	if len(srcs) == 0 && !noInputs {
 		srcs = []parallel.Source{{Lines: stdin}}
 	}
 	return tmpl, srcs, closers, nil
@@ -200,7 +249,7 @@ func openInput(name string, stdin io.Reader) (io.Reader, io.Closer, error) {
 
 func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	tmpl, srcs, closers, err := splitInputs(args, cmd.InOrStdin(), fl.argFiles)
+	tmpl, srcs, closers, err := splitInputs(args, cmd.InOrStdin(), fl.argFiles, fl.nonAll)
 	for _, c := range closers {
 		defer c.Close()
 	}
@@ -227,15 +276,45 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		}
 		logins = hostset.MergeLogins(logins, ls...)
 	}
-	if fl.jobs < 0 {
-		return errors.New("-j must not be negative")
+	var jobs parallel.Jobs
+	if fl.jobs != "" {
+		if jobs, err = parallel.ParseJobs(fl.jobs); err != nil {
+			return err
+		}
 	}
 	var timeout time.Duration
+	if strings.HasSuffix(fl.timeout, "%") {
+		return parallel.TimeoutPercentError(fl.timeout)
+	}
 	if fl.timeout != "" {
 		timeout, err = parseDuration(fl.timeout)
 	}
 	if err != nil {
 		return fmt.Errorf("--timeout: %w", err)
+	}
+	var colsep *regexp.Regexp
+	if cmd.Flags().Changed("colsep") {
+		if colsep, err = parallel.ParseColsep(fl.colsep); err != nil {
+			return err
+		}
+	}
+	maxArgs, noArgs := 0, false
+	for _, n := range []struct {
+		flag string
+		v    int
+	}{{"-n", fl.maxArgs}, {"-N", fl.maxReplace}} {
+		switch {
+		case n.v == 0:
+			noArgs = true
+		case n.v > 0:
+			maxArgs = n.v
+		case n.v < -1:
+			return fmt.Errorf("drove: %s %d: must be 0 or more", n.flag, n.v)
+		}
+	}
+	env, err := jobEnv(fl.env)
+	if err != nil {
+		return err
 	}
 	halt, err := parallel.ParseHalt(fl.halt)
 	if err != nil {
@@ -245,7 +324,17 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		Template:     strings.Join(tmpl, " "),
 		Sources:      srcs,
 		Logins:       logins,
-		Jobs:         fl.jobs,
+		Jobs:         jobs,
+		Link:         fl.link,
+		Colsep:       colsep,
+		MaxArgs:      maxArgs,
+		NoArgs:       noArgs,
+		Env:          env,
+		OnAll:        fl.onAll,
+		NonAll:       fl.nonAll,
+		DryRun:       fl.dryRun,
+		Verbose:      fl.verbose,
+		Trace:        fl.trace,
 		Stdout:       stdout,
 		Stderr:       stderr,
 		Tag:          fl.tag,
@@ -269,11 +358,11 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		cfg.Transfer = append(cfg.Transfer, "{}")
 	}
 	cfg.Return = append(cfg.Return, fl.trc...)
-	if (fl.bar || fl.eta) && isTerminal(stderr) {
-		cfg.Progress, cfg.Bar = stderr, fl.bar
+	if (fl.bar || fl.eta || fl.progress) && isTerminal(stderr) {
+		cfg.Progress, cfg.Bar, cfg.HostProgress = stderr, fl.bar, fl.progress && !fl.bar && !fl.eta
 	}
 	for _, l := range logins {
-		if !l.IsLocal() {
+		if !l.IsLocal() && !fl.dryRun {
 			pool, err := fl.ssh.pool()
 			if err != nil {
 				return err
@@ -298,4 +387,22 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// jobEnv returns the NAME=value pairs of the --env variables, as this
+// process has them; a variable that is not set is not passed, as with GNU
+// parallel.
+func jobEnv(names []string) ([]string, error) {
+	var env []string
+	for _, name := range names {
+		v, ok := os.LookupEnv(name)
+		_, fn := os.LookupEnv("BASH_FUNC_" + name + "%%")
+		if err := parallel.CheckEnvName(name, fn && !ok); err != nil {
+			return nil, err
+		}
+		if ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env, nil
 }
