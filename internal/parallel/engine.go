@@ -285,11 +285,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if (cfg.Resume || cfg.ResumeFailed) && cfg.JobLog == "" {
 		return nil, errors.New("drove: --resume and --resume-failed need --joblog")
 	}
-	if len(cfg.Logins) == 0 {
-		cfg.Logins = []hostset.Login{{Host: hostset.Local}}
-	}
 	if err := cfg.check(); err != nil {
 		return nil, err
+	}
+	if len(cfg.Logins) == 0 {
+		cfg.Logins = []hostset.Login{{Host: hostset.Local}}
 	}
 	if cfg.Template != "" && !hasReplacement(cfg.Template) && !cfg.NonAll {
 		cfg.Template += " {}"

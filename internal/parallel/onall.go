@@ -161,6 +161,7 @@ func runOnAll(ctx context.Context, cfg *Config) (*Summary, error) {
 	}
 	out := newOutput(cfg.Stdout, cfg.Stderr, cfg.KeepOrder)
 	sum := &Summary{}
+	done := make([]bool, len(hosts))
 	bc := BroadcastConfig{
 		Command: script,
 		Hosts:   hosts,
@@ -174,6 +175,7 @@ func runOnAll(ctx context.Context, cfg *Config) (*Summary, error) {
 		// One call at a time.
 		OnDone: func(r HostResult) {
 			i := index[r.Name]
+			done[i] = true
 			tag := ""
 			if cfg.Tag {
 				tag = r.Name + "\t"
@@ -200,7 +202,9 @@ func runOnAll(ctx context.Context, cfg *Config) (*Summary, error) {
 		return nil, err
 	}
 	for i := range hosts {
-		out.skip(i + 1) // the hosts never started (interrupted)
+		if !done[i] {
+			out.skip(i + 1) // never started: interrupted
+		}
 	}
 	out.flushAll()
 	if ctx.Err() != nil {
