@@ -2,7 +2,8 @@
 # Runs every drove test, exactly as CI does (.ci/run calls this script).
 #
 # As root it first installs what the tests need from Debian's packages
-# (OpenSSH's sshd for the SSH tests, iproute2 for network namespaces) and
+# (OpenSSH's sshd for the SSH tests, iproute2 for network namespaces, GNU
+# parallel to compare drove run with) and
 # then requires them, so a test cannot pass by skipping. As another user,
 # tests that need root or sshd skip with a message saying why.
 set -euo pipefail
@@ -14,12 +15,13 @@ if [ "$(id -u)" = 0 ]; then
 	command -v ssh >/dev/null || need+=(openssh-client)
 	command -v ip >/dev/null || need+=(iproute2)
 	command -v pgrep >/dev/null || need+=(procps)
+	command -v parallel >/dev/null || need+=(parallel) # GNU parallel, to compare drove run with
 	if [ ${#need[@]} -gt 0 ]; then
 		echo "test.sh: installing ${need[*]}"
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 	fi
-	export DROVE_REQUIRE_SSHD=1 DROVE_REQUIRE_NETNS=1
+	export DROVE_REQUIRE_SSHD=1 DROVE_REQUIRE_NETNS=1 DROVE_REQUIRE_GNU_PARALLEL=1
 fi
 
 echo "== gofmt"

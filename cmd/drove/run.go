@@ -67,7 +67,7 @@ type runFlags struct {
 func newRunCmd() *cobra.Command {
 	var fl runFlags
 	cmd := &cobra.Command{
-		Use:   "run [flags] [COMMAND [ARG…]] [::: ARG…]… [:::: FILE…]…",
+		Use:   "run [flags] [COMMAND [ARG…]] [::: ARG…]… [:::+ ARG…]… [:::: FILE…]… [::::+ FILE…]…",
 		Short: "Run many commands over SSH hosts and this machine (GNU parallel -S)",
 		Long: `drove run is a work queue in the manner of GNU parallel: it runs one command per
 input over a pool of hosts, each with a number of slots, handing the next
@@ -75,23 +75,32 @@ command to the least-loaded host with a free slot.
 
 Inputs come after ::: (arguments), after :::: (files, one argument per line),
 from -a FILE, or else from standard input, one per line. Several input sources
-combine into every combination, the first varying slowest. Each input makes one
-job: the COMMAND template with its replacement strings filled in, or, with no
+combine into every combination, the first varying slowest; a source after
+:::+ or ::::+ is linked to the one before instead (their n-th values go
+together), and --link links them all. Each input makes one job (-N N: N
+inputs per job; --colsep REGEXP splits inputs into columns {1} {2}…): the
+COMMAND template with its replacement strings filled in, or, with no
 COMMAND, the input line itself as a shell command.
 
 Replacement strings (arguments are shell-quoted when inserted):
   {}    the input              {.}   the input without extension
   {/}   its basename           {//}  its directory
   {/.}  basename, no extension {#}   the job's sequence number
-  {%}   the job slot number    {N}, {N.}, {N/}, {N//}, {N/.}  input source N
-A COMMAND without any of them gets " {}" appended. Jobs also see $PARALLEL_SEQ.
+  {%}   the job slot number    {N}, {N.}, {N/}, {N//}, {N/.}  argument N
+  {-N}  argument N from the end
+A COMMAND without any of them gets " {}" appended. {= perl =} strings are
+refused. Jobs see $PARALLEL_SEQ, $PARALLEL_JOBSLOT, $PARALLEL_SSHLOGIN,
+$PARALLEL_PID and the variables named with --env.
 
 Hosts: -S takes GNU parallel logins, "[N/][user@]host[:port]" or an ssh_config
 alias, comma-separated, where N is the host's slot count and ":" is this
 machine; the host part may be a ClusterShell node set ("4/node[01-10]").
 --slf FILE reads one such entry per line (# comments). Without -S or --slf,
-jobs run on this machine. A host that cannot be reached is reported as a
+jobs run on this machine. -j gives the slots of hosts without N/: N, N% of
+the host's CPUs, +N or -N. A host that cannot be reached is reported as a
 connection failure, not a job failure, and its jobs go to the other hosts.
+--nonall runs the command once on every host, --onall every job on every
+host, as drove exec does.
 
 Commands are run by the login shell of the user on the host, as with
 "ssh host command" and GNU parallel (by /bin/sh -c on this machine), exactly
@@ -103,7 +112,9 @@ Output is grouped per job (stdout then stderr, never interleaved) unless
 --line-buffer. --joblog writes GNU parallel's TSV joblog (Seq Host Starttime
 JobRuntime Send Receive Exitval Signal Command; Exitval -1 for a timeout), which
 --resume and --resume-failed read back. --results DIR writes
-DIR/<seq>/{stdout,stderr,exitcode}.
+DIR/<seq>/{stdout,stderr,exitcode}. --dry-run prints the commands and runs
+nothing; -v prints each command before its output. GNU parallel options
+drove lacks are refused with what to use instead.
 
 Exit status: the number of failed jobs (0 when all succeeded), 101 when more
 than 100 failed; after --halt on a failure, the exit value of the failing job;

@@ -131,12 +131,18 @@ func dealt(n, slots int) string {
 // parallel (the Debian package, when installed) and drove run, and
 // compares their outputs and exit statuses.
 func TestRunGNUParallelSideBySide(t *testing.T) {
+	skip := t.Skipf
+	if os.Getenv("DROVE_REQUIRE_GNU_PARALLEL") == "1" {
+		skip = t.Fatalf
+	}
 	gnu, err := exec.LookPath("parallel")
 	if err != nil {
-		t.Skip("GNU parallel is not installed (apt-get install parallel)")
+		skip("GNU parallel is not installed (apt-get install parallel)")
+		return
 	}
 	if out, err := exec.Command(gnu, "--version").Output(); err != nil || !bytes.Contains(out, []byte("GNU parallel")) {
-		t.Skipf("%s is not GNU parallel", gnu)
+		skip("%s is not GNU parallel (moreutils' parallel?)", gnu)
+		return
 	}
 	dir := t.TempDir()
 	home := t.TempDir()
