@@ -141,8 +141,8 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.BoolVar(&fl.link, "link", false, "link the input sources: the n-th values of each go together, shorter sources wrapping around (alias --xapply)")
 	f.BoolVar(&fl.link, "xapply", false, "same as --link")
 	f.StringVarP(&fl.colsep, "colsep", "C", "", "split each input into columns at `REGEXP` (Go syntax): {1}, {2}… are the columns")
-	f.IntVarP(&fl.maxArgs, "max-args", "n", -1, "give each job `N` inputs, {1}…{N} being their values (as -N)")
-	f.IntVarP(&fl.maxReplace, "max-replace-args", "N", -1, "give each job `N` inputs, {1}…{N} being their values; 0 takes one input and inserts none")
+	f.IntVarP(&fl.maxArgs, "max-args", "n", 0, "give each job `N` inputs, {1}…{N} being their values (as -N)")
+	f.IntVarP(&fl.maxReplace, "max-replace-args", "N", 0, "give each job `N` inputs, {1}…{N} being their values; 0 takes one input and inserts none")
 	f.BoolVar(&fl.dryRun, "dry-run", false, "print the commands that would run, in order, and run nothing (no host is connected to)")
 	f.BoolVarP(&fl.verbose, "print-commands", "v", false, "print each job's command on stdout before its output")
 	f.BoolVarP(&fl.trace, "verbose", "t", false, "print each job's command on stderr as it starts")
@@ -311,15 +311,16 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 	}
 	maxArgs, noArgs := 0, false
 	for _, n := range []struct {
-		flag string
-		v    int
-	}{{"-n", fl.maxArgs}, {"-N", fl.maxReplace}} {
+		flag, name string
+		v          int
+	}{{"-n", "max-args", fl.maxArgs}, {"-N", "max-replace-args", fl.maxReplace}} {
 		switch {
+		case !cmd.Flags().Changed(n.name):
 		case n.v == 0:
 			noArgs = true
 		case n.v > 0:
 			maxArgs = n.v
-		case n.v < -1:
+		default:
 			return fmt.Errorf("drove: %s %d: must be 0 or more", n.flag, n.v)
 		}
 	}

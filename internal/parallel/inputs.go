@@ -35,7 +35,6 @@ func newInputs(cfg *Config) (*inputs, error) {
 		return in, nil
 	}
 	p := &product{}
-	var lists [][]string
 	for _, s := range srcs {
 		list := s.Args
 		if s.Lines != nil {
@@ -48,13 +47,10 @@ func newInputs(cfg *Config) (*inputs, error) {
 				return nil, fmt.Errorf("drove: reading input: %w", err)
 			}
 		}
-		lists = append(lists, list)
-		if cfg.Link || (s.Linked && len(p.groups) > 0) {
-			if len(p.groups) > 0 {
-				g := &p.groups[len(p.groups)-1]
-				g.lists = append(g.lists, list)
-				continue
-			}
+		if (cfg.Link || s.Linked) && len(p.groups) > 0 {
+			g := &p.groups[len(p.groups)-1]
+			g.lists = append(g.lists, list)
+			continue
 		}
 		p.groups = append(p.groups, group{lists: [][]string{list}})
 	}
