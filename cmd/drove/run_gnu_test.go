@@ -67,6 +67,10 @@ func TestRunGNUHabitsLocal(t *testing.T) {
 	os.WriteFile(f1, []byte("1\n2\n"), 0o644)
 	os.WriteFile(f2, []byte("x\ny\n"), 0o644)
 	cpus := runtime.NumCPU()
+	// Job 1 succeeded and job 2 failed; job 3 never ran.
+	jl := filepath.Join(dir, "joblog")
+	os.WriteFile(jl, []byte("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"+
+		"1\t:\t1764100000.000\t     0.010\t0\t2\t0\t0\techo a\n2\t:\t1764100000.000\t     0.010\t0\t2\t1\t0\techo b\n"), 0o644)
 	t.Setenv("DROVE_TEST_ENV", "v a l")
 	tests := []struct {
 		name   string
@@ -81,6 +85,7 @@ func TestRunGNUHabitsLocal(t *testing.T) {
 		{name: "-a comes first", args: []string{"-k", "-a", f1, "echo", ":::", "a"}, out: "1 a\n2 a\n"},
 		{name: "--dry-run", args: []string{"--dry-run", "-j", "2", "echo", "{%}", "{#}", "{}", ":::", "a", "b c", "$(x)"},
 			out: "echo 1 1 a\necho 2 2 'b c'\necho 1 3 '$(x)'\n"},
+		{name: "--dry-run --resume-failed", args: []string{"--dry-run", "--joblog", jl, "--resume-failed", "echo", ":::", "a", "b", "c"}, out: "echo b\necho c\n"},
 		{name: "--dry-run without a template", stdin: "rm -rf /tmp/nothing-here\n", args: []string{"--dry-run"}, out: "rm -rf /tmp/nothing-here\n"},
 		{name: "-j 200% from the CPUs", args: append([]string{"--dry-run", "-j", "200%", "echo", "{%}", ":::"}, seqArgs(2*cpus+1)...),
 			out: dealt(2*cpus+1, 2*cpus)},

@@ -79,7 +79,8 @@ func (cfg *Config) check() error {
 }
 
 // dryRun prints the commands the jobs would run, in order, and runs
-// nothing. {%} is given as if the jobs were dealt to the slots in turn,
+// nothing; with --resume or --resume-failed, only those of the jobs the
+// joblog does not let it skip. {%} is given as if the jobs were dealt to the slots in turn,
 // counting the slots that are known without asking a host (one for an SSH
 // host whose CPU count it would take).
 func dryRun(cfg *Config) (*Summary, error) {
@@ -87,6 +88,13 @@ func dryRun(cfg *Config) (*Summary, error) {
 	if cfg.NonAll {
 		fmt.Fprintln(w, cfg.Template)
 		return &Summary{}, nil
+	}
+	skip := map[int]bool{}
+	if cfg.Resume || cfg.ResumeFailed {
+		var err error
+		if skip, err = resumeSet(cfg.JobLog, cfg.ResumeFailed); err != nil {
+			return nil, fmt.Errorf("drove: %w", err)
+		}
 	}
 	in, err := newInputs(cfg)
 	if err != nil {
@@ -116,6 +124,10 @@ func dryRun(cfg *Config) (*Summary, error) {
 		}
 		if !ok {
 			return sum, nil
+		}
+		if skip[seq] {
+			sum.Skipped++
+			continue
 		}
 		c := strings.Join(args, " ")
 		if cfg.Template != "" {
