@@ -3,7 +3,8 @@
 #
 # As root it first installs what the tests need from Debian's packages
 # (OpenSSH's sshd for the SSH tests, iproute2 for network namespaces,
-# Chromium for the web monitor's browser tests) and
+# Chromium for the web monitor's browser tests, GNU parallel to compare
+# drove run with) and
 # then requires them, so a test cannot pass by skipping. As another user,
 # tests that need root or sshd skip with a message saying why.
 set -euo pipefail
@@ -16,12 +17,13 @@ if [ "$(id -u)" = 0 ]; then
 	command -v ip >/dev/null || need+=(iproute2)
 	command -v pgrep >/dev/null || need+=(procps)
 	command -v chromium >/dev/null || need+=(chromium)
+	command -v parallel >/dev/null || need+=(parallel) # GNU parallel, to compare drove run with
 	if [ ${#need[@]} -gt 0 ]; then
 		echo "test.sh: installing ${need[*]}"
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 	fi
-	export DROVE_REQUIRE_SSHD=1 DROVE_REQUIRE_NETNS=1 DROVE_REQUIRE_CHROMIUM=1
+	export DROVE_REQUIRE_SSHD=1 DROVE_REQUIRE_NETNS=1 DROVE_REQUIRE_CHROMIUM=1 DROVE_REQUIRE_GNU_PARALLEL=1
 fi
 
 echo "== gofmt"

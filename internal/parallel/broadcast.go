@@ -34,6 +34,13 @@ type BroadcastConfig struct {
 	User string
 	// SSH configures the connections.
 	SSH sshconn.Config
+	// Pool, if set, is used for the connections instead of a pool made
+	// from SSH (drove run --onall shares the run's).
+	Pool *sshconn.Pool
+	// HostEnv, if set, returns NAME=value pairs exported to the command
+	// on a host, given as "[user@]host[:port]" as written, besides
+	// $PSSH_HOST.
+	HostEnv func(target string) []string
 	// Fanout is how many hosts run the command at once (pssh -p), and how
 	// many are dialled at once; at least 1.
 	Fanout int
@@ -77,6 +84,9 @@ type HostResult struct {
 // never started, because the context ended.
 const failureInterrupted = "Interrupted"
 
+// failureExited starts the Failure of a command that exited non-zero.
+const failureExited = "Exited with error code "
+
 // Broadcast runs cfg.Command on every host and returns each one's result,
 // in the order of cfg.Hosts. It runs on the scheduling core: each host is a
 // node of one slot kept by internal/fleet (dialled at once, in parallel;
@@ -100,11 +110,14 @@ func Broadcast(ctx context.Context, cfg BroadcastConfig) ([]HostResult, error) {
 	if cfg.Stderr == nil {
 		cfg.Stderr = io.Discard
 	}
-	pool, err := sshconn.NewPool(cfg.SSH)
-	if err != nil {
-		return nil, err
+	pool := cfg.Pool
+	if pool == nil {
+		var err error
+		if pool, err = sshconn.NewPool(cfg.SSH); err != nil {
+			return nil, err
+		}
+		defer pool.Close()
 	}
-	defer pool.Close()
 
 	b := &broadcast{
 		cfg:     cfg,
@@ -216,6 +229,9 @@ func (b *broadcast) submit(ctx context.Context, i int) {
 		Env:     []string{"PSSH_HOST=" + b.cfg.Hosts[i].Host},
 		Stdin:   b.cfg.Stdin,
 	}}
+	if b.cfg.HostEnv != nil {
+		j.sj.Env = append(j.sj.Env, b.cfg.HostEnv(b.cfg.Hosts[i].Target())...)
+	}
 	if b.cfg.Live {
 		prefix := b.names[i] + ": "
 		j.stdout = &lineWriter{o: b.out, tag: prefix, copy: newBuf()}
@@ -276,7 +292,7 @@ func classifyHost(t *sched.Task) (code int, failure string) {
 	case errors.As(res.Err, &xe) && xe.Signal != 0:
 		return 255, "Killed by signal " + xe.SignalName()
 	case xe != nil:
-		return xe.Code, fmt.Sprintf("Exited with error code %d", xe.Code)
+		return xe.Code, fmt.Sprintf("%s%d", failureExited, xe.Code)
 	}
 	return 255, hostFailure(res.Err)
 }

@@ -12,7 +12,6 @@
 package parallel
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +46,10 @@ import (
 type Source struct {
 	Args  []string
 	Lines io.Reader
+	// Linked links the source to the one before it (GNU parallel :::+ and
+	// ::::+): their n-th values go to the same job, instead of every
+	// combination; the longer one is cut to the shorter.
+	Linked bool
 }
 
 // Config configures a run. Zero values mean GNU parallel's defaults.
@@ -53,14 +58,44 @@ type Config struct {
 	// command line.
 	Template string
 	// Sources are the input sources; several are combined as all their
-	// combinations, the first varying slowest. At least one is required.
+	// combinations, the first varying slowest. At least one is required
+	// (none with NonAll).
 	Sources []Source
+	// Link links all the sources (GNU parallel --link): the n-th values
+	// of each go together, the shorter sources wrapping around.
+	Link bool
+	// Colsep, if set, splits every input value into columns, which are
+	// the job's arguments ({1}, {2}, …) as GNU parallel --colsep does.
+	Colsep *regexp.Regexp
+	// MaxArgs is how many inputs (combinations of the sources) each job
+	// takes, their values being its arguments {1}…{n} in order (GNU
+	// parallel -N, -n); 0 means 1. NoArgs (-N 0) takes one input per job
+	// and gives it none of it.
+	MaxArgs int
+	NoArgs  bool
 	// Logins are the hosts (GNU parallel -S and --slf); empty means this
 	// machine only.
 	Logins []hostset.Login
-	// Jobs is the slot count of hosts whose login has no "N/": zero means
-	// each host's CPU count.
-	Jobs int
+	// Jobs is the slot count of hosts whose login has no "N/": fixed, or
+	// relative to each host's CPU count; the zero value means that count.
+	Jobs Jobs
+	// Env holds NAME=value pairs exported to every job (GNU parallel
+	// --env), besides $PARALLEL_SEQ, $PARALLEL_PID, $PARALLEL_SSHLOGIN (the
+	// host as written, ":" for this machine) and $PARALLEL_JOBSLOT ({%}).
+	Env []string
+	// OnAll runs every job on every SSH host, one at a time on each, as
+	// GNU parallel --onall does, on drove exec's code path (see
+	// [Broadcast]): Jobs (fixed) is how many hosts run at once (32 by
+	// default), and each host's output is printed in one piece. NonAll
+	// runs Template, as it is, once on every host (--nonall). The exit
+	// status counts the hosts where something failed.
+	OnAll, NonAll bool
+	// DryRun prints every job's command on Stdout, in order, instead of
+	// running it; no host is connected to.
+	DryRun bool
+	// Verbose prints each job's command on Stdout before its output (GNU
+	// parallel -v); Trace prints it on Stderr as the job starts (-t).
+	Verbose, Trace bool
 	// Pool connects to the SSH hosts. It is required when Logins names one.
 	Pool *sshconn.Pool
 
@@ -110,9 +145,11 @@ type Config struct {
 	// after each failure. Zero means 1 second.
 	ReconnectDelay time.Duration
 	// Progress, if set, gets a status line every ProgressEvery (--bar,
-	// --eta); Bar selects a bar rather than GNU parallel's --eta line.
+	// --eta, --progress); Bar selects a bar rather than GNU parallel's
+	// --eta line, HostProgress --progress's jobs per host.
 	Progress      io.Writer
 	Bar           bool
+	HostProgress  bool
 	ProgressEvery time.Duration
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
@@ -225,16 +262,31 @@ func (j *job) command(node string, slot int) string {
 		j.stdout.reset()
 		j.stderr.reset()
 	}
+	jobslot := j.e.base[node] + slot
 	var c string
 	if j.e.cfg.Template == "" {
 		c = strings.Join(j.args, " ")
 	} else {
-		c = render(j.e.cfg.Template, j.args, j.seq, j.e.base[node]+slot, true)
+		c = render(j.e.cfg.Template, j.args, j.seq, jobslot, true)
 	}
 	j.mu.Lock()
 	j.cmd = c
 	j.mu.Unlock()
-	return c
+	o := j.e.out
+	if j.e.cfg.Trace {
+		o.mu.Lock()
+		o.write(true, []byte(c+"\n"))
+		o.mu.Unlock()
+	}
+	if j.e.cfg.Verbose && j.stdout != nil {
+		o.mu.Lock()
+		o.lines(j.seq, false, tagLines(j.tag, []byte(c+"\n")))
+		o.mu.Unlock()
+	}
+	// The host and slot are known only now, so these two travel in front
+	// of the command rather than in the job's Env.
+	return fmt.Sprintf("PARALLEL_SSHLOGIN=%s PARALLEL_JOBSLOT=%d; export PARALLEL_SSHLOGIN PARALLEL_JOBSLOT\n%s",
+		sshconn.Quote(node), jobslot, c)
 }
 
 func (j *job) lastCommand() string {
@@ -255,7 +307,7 @@ func (j *job) lastCommand() string {
 // jobs are killed (their remote process groups included) before Run
 // returns, and the summary says Interrupted.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
-	if len(cfg.Sources) == 0 {
+	if len(cfg.Sources) == 0 && !cfg.NonAll {
 		return nil, errors.New("drove: no input source")
 	}
 	if cfg.Stdout == nil {
@@ -267,11 +319,20 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if (cfg.Resume || cfg.ResumeFailed) && cfg.JobLog == "" {
 		return nil, errors.New("drove: --resume and --resume-failed need --joblog")
 	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	if len(cfg.Logins) == 0 {
 		cfg.Logins = []hostset.Login{{Host: hostset.Local}}
 	}
-	if cfg.Template != "" && !hasReplacement(cfg.Template) {
+	if cfg.Template != "" && !hasReplacement(cfg.Template) && !cfg.NonAll {
 		cfg.Template += " {}"
+	}
+	if cfg.DryRun {
+		return dryRun(&cfg)
+	}
+	if cfg.OnAll || cfg.NonAll {
+		return runOnAll(ctx, &cfg)
 	}
 	e := &engine{
 		cfg:     cfg,
@@ -309,7 +370,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			return nil, fmt.Errorf("drove: results: %w", err)
 		}
 	}
-	inputs, err := newInputs(cfg.Sources)
+	inputs, err := newInputs(&e.cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -350,6 +411,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	stopProgress := func() {}
 	if cfg.Progress != nil {
+		if cfg.HostProgress {
+			e.progressHeader()
+		}
 		stopProgress = e.progress(total)
 	}
 
@@ -397,9 +461,12 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 	for i, l := range e.cfg.Logins {
 		n := l.Slots
 		if n == 0 {
-			n = e.cfg.Jobs
+			n = e.cfg.Jobs.Fixed()
 		}
 		if l.IsLocal() {
+			if n == 0 {
+				n = e.cfg.Jobs.Slots(runtime.NumCPU())
+			}
 			lx := process.New(process.Config{Slots: n, Grace: e.cfg.KillGrace, BaseFiles: e.hostBaseFiles(),
 				BaseDir: e.cfg.Workdir, CleanupBase: e.cfg.Cleanup, Logger: e.cfg.Logger}, e.sched)
 			slots[i], locals[i] = lx.Slots(), lx
@@ -411,6 +478,7 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 		members = append(members, fleet.Member{Key: l.Host, Dial: func(ctx context.Context) (fleet.Conn, error) {
 			x, err := sshexec.New(ctx, e.cfg.Pool, l.Host, sshexec.Config{
 				Slots:       n,
+				CPUSlots:    e.cfg.Jobs.Slots,
 				KillGrace:   e.cfg.KillGrace,
 				BaseFiles:   e.hostBaseFiles(),
 				BaseDir:     e.cfg.Workdir,
@@ -535,10 +603,10 @@ func (e *engine) notRun(seq int) {
 func (e *engine) newTask(seq int, args []string) *sched.Task {
 	j := &job{e: e, seq: seq, args: args}
 	if e.cfg.Tag {
-		j.tag = strings.Join(args, "\t") + "\t"
+		j.tag = strings.Join(args, " ") + "\t"
 	}
 	j.sj.CommandFor = j.command
-	j.sj.Env = []string{"PARALLEL_SEQ=" + strconv.Itoa(seq)}
+	j.sj.Env = append([]string{"PARALLEL_SEQ=" + strconv.Itoa(seq), "PARALLEL_PID=" + strconv.Itoa(os.Getpid())}, e.cfg.Env...)
 	if e.cfg.LineBuffer {
 		j.stdout = &lineWriter{o: e.out, seq: seq, tag: j.tag}
 		j.stderr = &lineWriter{o: e.out, seq: seq, toErr: true, tag: j.tag}
@@ -548,6 +616,11 @@ func (e *engine) newTask(seq int, args []string) *sched.Task {
 		j.sj.Stdout, j.sj.Stderr = j.stdout, j.stderr
 	}
 	for _, f := range e.cfg.Transfer {
+		if f == "{}" {
+			// --transfer: each of the job's arguments is a file.
+			j.sj.Transfer = append(j.sj.Transfer, args...)
+			continue
+		}
 		j.sj.Transfer = append(j.sj.Transfer, render(f, args, seq, 0, false))
 	}
 	for _, f := range e.cfg.Return {
@@ -707,7 +780,11 @@ func (e *engine) onTask(ev sched.TaskEvent) {
 		e.out.linesDone(j.seq)
 		stdout, stderr = j.stdout.saved(), j.stderr.saved()
 	} else {
-		e.out.done(j.seq, j.tag, stdout, stderr)
+		out := stdout
+		if e.cfg.Verbose && (o.logged || o.failed) {
+			out = append([]byte(j.lastCommand()+"\n"), stdout...)
+		}
+		e.out.done(j.seq, j.tag, out, stderr)
 	}
 	if o.msg != "" && o.failed {
 		e.out.mu.Lock()
@@ -797,73 +874,4 @@ func writeResults(dir string, seq int, stdout, stderr []byte, exitval int) error
 		}
 	}
 	return nil
-}
-
-// inputs yields the argument lists of the jobs in order.
-type inputs struct {
-	stream  *bufio.Scanner // a single line source, read as jobs start
-	lists   [][]string     // otherwise: every source, materialised
-	idx     []int
-	started bool
-	done    bool
-}
-
-func newInputs(srcs []Source) (*inputs, error) {
-	if len(srcs) == 1 && srcs[0].Lines != nil {
-		sc := bufio.NewScanner(srcs[0].Lines)
-		sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-		return &inputs{stream: sc}, nil
-	}
-	in := &inputs{}
-	for _, s := range srcs {
-		list := s.Args
-		if s.Lines != nil {
-			sc := bufio.NewScanner(s.Lines)
-			sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-			for sc.Scan() {
-				list = append(list, sc.Text())
-			}
-			if err := sc.Err(); err != nil {
-				return nil, fmt.Errorf("drove: reading input: %w", err)
-			}
-		}
-		if len(list) == 0 {
-			in.done = true
-		}
-		in.lists = append(in.lists, list)
-	}
-	in.idx = make([]int, len(in.lists))
-	return in, nil
-}
-
-func (in *inputs) next() ([]string, bool, error) {
-	if in.stream != nil {
-		if !in.stream.Scan() {
-			return nil, false, in.stream.Err()
-		}
-		return []string{in.stream.Text()}, true, nil
-	}
-	if in.done {
-		return nil, false, nil
-	}
-	if in.started {
-		k := len(in.idx) - 1
-		for ; k >= 0; k-- {
-			in.idx[k]++
-			if in.idx[k] < len(in.lists[k]) {
-				break
-			}
-			in.idx[k] = 0
-		}
-		if k < 0 {
-			in.done = true
-			return nil, false, nil
-		}
-	}
-	in.started = true
-	args := make([]string, len(in.lists))
-	for k, i := range in.idx {
-		args[k] = in.lists[k][i]
-	}
-	return args, true, nil
 }

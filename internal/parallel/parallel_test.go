@@ -108,7 +108,7 @@ func TestEngineLocal(t *testing.T) {
 	sum, err := Run(context.Background(), Config{
 		Template:  "echo {%} {#}; exit {}",
 		Sources:   []Source{{Args: []string{"0", "1", "0", "2"}}},
-		Jobs:      2,
+		Jobs:      Jobs{Count: 2},
 		KeepOrder: true,
 		Stdout:    &out,
 		Stderr:    &errb,
@@ -137,7 +137,7 @@ func TestEngineInterrupt(t *testing.T) {
 	sum, err := Run(ctx, Config{
 		Template:  "sleep",
 		Sources:   []Source{{Args: []string{"30", "30", "30"}}},
-		Jobs:      2,
+		Jobs:      Jobs{Count: 2},
 		KillGrace: 100 * time.Millisecond,
 	})
 	if err != nil {
@@ -195,7 +195,7 @@ func TestProgress(t *testing.T) {
 		_, err := Run(context.Background(), Config{
 			Template:      "sleep 0.1; echo",
 			Sources:       []Source{{Args: []string{"a", "b", "c", "d"}}},
-			Jobs:          2,
+			Jobs:          Jobs{Count: 2},
 			Stdout:        &out,
 			Progress:      prog,
 			Bar:           bar,
@@ -251,7 +251,7 @@ func TestLineBuffer(t *testing.T) {
 		start := time.Now()
 		_, err := Run(context.Background(), Config{
 			Sources:    []Source{{Args: []string{"echo 1a; sleep 0.8; echo 1b", "sleep 0.2; echo 2a; echo 2b"}}},
-			Jobs:       2,
+			Jobs:       Jobs{Count: 2},
 			LineBuffer: true,
 			KeepOrder:  keep,
 			Stdout:     w,

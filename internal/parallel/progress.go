@@ -3,10 +3,13 @@ package parallel
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
+	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/progress"
+	"github.com/drove-dev/drove/internal/sched"
 )
 
 func newBuf() *bytes.Buffer { return &bytes.Buffer{} }
@@ -25,8 +28,60 @@ func (e *engine) progress(slots int) (stopProgress func()) {
 	return line.Every(every, func() string { return e.progressText(slots) })
 }
 
+// progressHeader prints --progress's table of hosts and slots once the
+// hosts are connected, as GNU parallel does before its status line.
+func (e *engine) progressHeader() {
+	var b strings.Builder
+	b.WriteString("Computers / Max jobs to run\n")
+	for i, n := range e.sched.Stats().Nodes {
+		fmt.Fprintf(&b, "%d:%s / %d\n", i+1, hostLabel(n.Name), n.Slots)
+	}
+	b.WriteString("\nComputer:jobs running/jobs completed/%of started jobs/Average seconds to complete\n")
+	e.out.mu.Lock()
+	io.WriteString(e.cfg.Progress, b.String())
+	e.out.mu.Unlock()
+}
+
+// hostLabel names a host in --progress: GNU parallel calls this machine
+// "local".
+func hostLabel(node string) string {
+	if node == hostset.Local {
+		return "local"
+	}
+	return node
+}
+
+// hostsText is --progress's status: for every host, GNU parallel's
+// "host:running/completed/share of the started jobs/average seconds".
+func hostsText(nodes []sched.NodeStats) string {
+	started := 0
+	for _, n := range nodes {
+		started += n.Busy + n.Jobs
+	}
+	var b strings.Builder
+	for _, n := range nodes {
+		pct := 0
+		if started > 0 {
+			pct = (n.Busy + n.Jobs) * 100 / started
+		}
+		avg := 0.0
+		if n.Jobs > 0 {
+			avg = (n.Time / time.Duration(n.Jobs)).Seconds()
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%d/%d/%d%%/%.1fs", hostLabel(n.Name), n.Busy, n.Jobs, pct, avg)
+	}
+	return b.String()
+}
+
 func (e *engine) progressText(slots int) string {
-	running := e.sched.Stats().Running
+	st := e.sched.Stats()
+	if e.cfg.HostProgress {
+		return hostsText(st.Nodes)
+	}
+	running := st.Running
 	e.mu.Lock()
 	done, failed, total := e.done, e.failed, e.total-e.sum.Skipped
 	var avg time.Duration

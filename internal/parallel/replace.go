@@ -17,7 +17,10 @@ import (
 //	{/.}  the basename without its extension
 //	{#}   the job's sequence number, from 1
 //	{%}   the job slot the job runs in, from 1
-//	{n}, {n.}, {n/}, {n//}, {n/.}  the same for the n-th input source
+//	{n}, {n.}, {n/}, {n//}, {n/.}  the same for the n-th argument: of the
+//	      n-th input source, or with -N or --colsep, the n-th of the job's
+//	      values or columns
+//	{-n}, {-n.}, …  the same, counting from the last argument
 //
 // Arguments are shell-quoted when substituted into a command template, so
 // an input reaches the command as one word whatever its bytes; {#} and {%}
@@ -66,6 +69,12 @@ func isReplacement(inner string) bool {
 	switch inner {
 	case "#", "%":
 		return true
+	}
+	if strings.HasPrefix(inner, "-") {
+		inner = inner[1:]
+		if inner == "" || inner[0] < '1' || inner[0] > '9' {
+			return false
+		}
 	}
 	n := 0
 	for n < len(inner) && inner[n] >= '0' && inner[n] <= '9' {
@@ -134,6 +143,10 @@ func render(tmpl string, args []string, seq, slot int, quote bool) string {
 		case "%":
 			return strconv.Itoa(slot), true
 		}
+		fromEnd := strings.HasPrefix(inner, "-")
+		if fromEnd {
+			inner = inner[1:]
+		}
 		n := 0
 		for n < len(inner) && inner[n] >= '0' && inner[n] <= '9' {
 			n++
@@ -147,6 +160,9 @@ func render(tmpl string, args []string, seq, slot int, quote bool) string {
 			return strings.Join(parts, " "), true
 		}
 		k, err := strconv.Atoi(inner[:n])
+		if fromEnd {
+			k = len(args) + 1 - k
+		}
 		if err != nil || k < 1 || k > len(args) {
 			return "", true // GNU parallel gives an empty string too
 		}

@@ -26,6 +26,10 @@ type Config struct {
 	// FreeCPUs is how many of the host's CPUs to leave free when Slots is
 	// zero.
 	FreeCPUs int
+	// CPUSlots, if set, gives the slot count from the host's CPU count
+	// when Slots is zero, instead of leaving FreeCPUs free (drove run -j
+	// 200%, -j +2).
+	CPUSlots func(cpus int) int
 	// NonZeroIsResult makes a non-zero exit code an OK outcome carrying the
 	// code in Output, as the program executor does, instead of a Failed
 	// one with a *proc.ExitError. A death by signal still fails.
@@ -99,6 +103,9 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 			return nil, err
 		}
 		e.cfg.Slots = max(1, n-max(0, cfg.FreeCPUs))
+		if cfg.CPUSlots != nil {
+			e.cfg.Slots = max(1, cfg.CPUSlots(n))
+		}
 	} else {
 		l, err := pool.Acquire(ctx, target)
 		if err != nil {
