@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/parallel"
+	"github.com/drove-dev/drove/internal/sshconn"
 )
 
 type execFlags struct {
@@ -29,6 +31,13 @@ type execFlags struct {
 	inline    bool
 	gather    bool
 	stdin     bool
+
+	// Node sets as clush and pdsh take them, and copies (pscp, pslurp,
+	// clush --copy/--rcopy): see registerSetCopyFlags.
+	exclude []string
+	copy    bool
+	rcopy   bool
+	dest    string
 }
 
 func newExecCmd() *cobra.Command {
@@ -86,18 +95,25 @@ that could not be reached or a command killed by -t (as ssh reports them).`,
 	f.BoolVarP(&fl.inline, "inline", "i", false, "print a status line and then the whole output of each host as it finishes")
 	f.BoolVarP(&fl.gather, "gather", "b", false, "gather hosts with identical output under one node-set header (clush -b)")
 	f.BoolVarP(&fl.stdin, "send-input", "I", false, "read standard input once and send it to the command on every host")
+	registerSetCopyFlags(cmd, &fl)
 	return cmd
 }
 
 func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	if len(args) == 0 {
+	var files func(context.Context, *sshconn.SFTP, string) error
+	if fl.copy || fl.rcopy || fl.dest != "" {
+		var err error
+		if files, err = copyFiles(fl, args); err != nil {
+			return err
+		}
+	} else if len(args) == 0 {
 		return errors.New("exec: no command given")
 	}
 	if fl.fanout < 1 {
 		return errors.New("exec: -p must be at least 1")
 	}
-	hosts, err := parseHostArgs(fl.nodes, fl.hostFiles)
+	hosts, err := parseHostArgs(hostset.Selection{Sets: fl.nodes, Files: fl.hostFiles, Exclude: fl.exclude})
 	if err != nil {
 		return err
 	}
@@ -126,7 +142,18 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 		}
 	}
 
-	live := !fl.inline && !fl.gather
+	// pssh prints only status lines when the output goes to -o/-e
+	// directories, and pscp/pslurp for copies; a stream that goes to no
+	// directory is still printed live, so that nothing is lost.
+	status := files != nil || !fl.inline && !fl.gather && (fl.outDir != "" || fl.errDir != "")
+	live := files == nil && !fl.inline && !fl.gather && (fl.outDir == "" || fl.errDir == "")
+	liveOut, liveErr := stdout, stderr
+	if fl.outDir != "" {
+		liveOut = io.Discard
+	}
+	if fl.errDir != "" {
+		liveErr = io.Discard
+	}
 	finished := 0
 	ctx := cmd.Context()
 	results, err := parallel.Broadcast(ctx, parallel.BroadcastConfig{
@@ -138,10 +165,11 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 		SSH:     fl.ssh.sshConfig(),
 		Fanout:  fl.fanout,
 		Timeout: timeout,
+		Files:   files,
 		Stdin:   input,
 		Live:    live,
-		Stdout:  stdout,
-		Stderr:  stderr,
+		Stdout:  liveOut,
+		Stderr:  liveErr,
 		// One call at a time, between whole lines of live output.
 		OnDone: func(r parallel.HostResult) {
 			if err := writeHostFiles(fl, r); err != nil {
@@ -151,6 +179,8 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 			switch {
 			case fl.inline:
 				printInline(stdout, finished, r)
+			case status:
+				printStatus(stdout, finished, r)
 			case live && r.Failure != "":
 				fmt.Fprintf(stderr, "drove: %s: %s\n", r.Name, r.Failure)
 			}
@@ -175,14 +205,19 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	return nil
 }
 
-// printInline prints pssh -i's report for one host.
-func printInline(w io.Writer, n int, r parallel.HostResult) {
+// printStatus prints pssh's status line for one host.
+func printStatus(w io.Writer, n int, r parallel.HostResult) {
 	ts := time.Now().Format("15:04:05")
 	if r.Failure != "" {
 		fmt.Fprintf(w, "[%d] %s [FAILURE] %s %s\n", n, ts, r.Name, r.Failure)
 	} else {
 		fmt.Fprintf(w, "[%d] %s [SUCCESS] %s\n", n, ts, r.Name)
 	}
+}
+
+// printInline prints pssh -i's report for one host.
+func printInline(w io.Writer, n int, r parallel.HostResult) {
+	printStatus(w, n, r)
 	w.Write(r.Stdout)
 	if len(r.Stderr) > 0 {
 		io.WriteString(w, "Stderr: ")
@@ -239,30 +274,12 @@ func printGroups(w io.Writer, results []parallel.HostResult, pick func(parallel.
 	}
 }
 
-// parseHostArgs returns the hosts of node sets (-w, or arguments) and
-// pssh hosts files (-h), in order, as drove exec, up and down take them.
-func parseHostArgs(sets, files []string) ([]hostset.Host, error) {
-	var hosts []hostset.Host
-	for _, w := range sets {
-		hs, err := hostset.ParseHosts(w)
-		if err != nil {
-			return nil, err
-		}
-		hosts = append(hosts, hs...)
-	}
-	for _, name := range files {
-		fh, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		hs, err := hostset.ParseHostFile(fh)
-		fh.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		hosts = append(hosts, hs...)
-	}
-	return hosts, nil
+// parseHostArgs returns the hosts of node sets (-w, or arguments), pssh
+// hosts files (-h) less the node sets of -x, in order, as drove exec, up
+// and down take them; @groups come from the group files
+// (hostset.DefaultGroupPaths) and pdsh's ^FILE from the file system.
+func parseHostArgs(sel hostset.Selection) ([]hostset.Host, error) {
+	return hostset.NewExpander().Hosts(sel)
 }
 
 func writeHostFiles(fl *execFlags, r parallel.HostResult) error {

@@ -2,7 +2,9 @@ package hostset
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -171,6 +173,12 @@ func ParseHost(s string) (Host, error) {
 // "host[:port] user"; text from "#" to the end of a line is a comment. Each
 // host part may be a node set ("web[1-3]:2222").
 func ParseHostFile(r io.Reader) ([]Host, error) {
+	var x Expander
+	return x.ParseHostFile(r)
+}
+
+// ParseHostFile is [ParseHostFile] with x's groups and files.
+func (x *Expander) ParseHostFile(r io.Reader) ([]Host, error) {
 	var out []Host
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -188,7 +196,7 @@ func ParseHostFile(r io.Reader) ([]Host, error) {
 		if len(fields) > 2 {
 			return nil, syntaxErr(line, "line %d: want [user@]host[:port] [user]", lineNo)
 		}
-		names, err := Expand(fields[0])
+		names, err := x.Expand(fields[0])
 		if err != nil {
 			return nil, err
 		}
@@ -209,24 +217,92 @@ func ParseHostFile(r io.Reader) ([]Host, error) {
 	return out, sc.Err()
 }
 
-// ParseHosts parses a pssh -H or clush -w argument: whitespace-separated
-// node sets of "[user@]host[:port]" entries.
+// ParseHosts parses a pssh -H or clush -w argument: node sets of
+// "[user@]host[:port]" entries, whitespace meaning union as a comma does.
 func ParseHosts(arg string) ([]Host, error) {
-	var out []Host
-	for _, f := range strings.Fields(arg) {
-		names, err := Expand(f)
+	var x Expander
+	return x.Hosts(Selection{Sets: []string{arg}})
+}
+
+// Selection is how drove exec, up and down are told their hosts, as clush
+// and pdsh are: node sets (-w, arguments), pssh hosts files (-h) and node
+// sets to leave out (-x).
+type Selection struct {
+	Sets    []string // node sets of [user@]host[:port] entries
+	Files   []string // pssh hosts files
+	Exclude []string // node sets left out of the others
+}
+
+// Hosts returns the hosts sel selects: those of each node set and hosts
+// file, in order (a host named in two of them twice, as pssh takes it),
+// less those of sel.Exclude and of pdsh's "-name" items anywhere. A name
+// left out that has no user and no port leaves out every entry with that
+// host, whatever its user and port.
+func (x *Expander) Hosts(sel Selection) ([]Host, error) {
+	var names, excl []string
+	for _, set := range sel.Sets {
+		n, e, err := x.expand(set, "", 0)
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range names {
-			h, err := ParseHost(n)
-			if err != nil {
-				return nil, err
-			}
+		names = append(names, n...)
+		excl = append(excl, e...)
+	}
+	for _, set := range sel.Exclude {
+		n, e, err := x.expand(set, "", 0)
+		if err != nil {
+			return nil, fmt.Errorf("-x: %w", err)
+		}
+		excl = append(append(excl, n...), e...)
+	}
+	var out []Host
+	for _, n := range names {
+		h, err := ParseHost(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	for _, name := range sel.Files {
+		fh, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		hs, err := x.ParseHostFile(fh)
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, hs...)
+	}
+	return excludeHosts(out, excl), nil
+}
+
+// excludeHosts returns hosts without those excl names (see
+// [Expander.Hosts]).
+func excludeHosts(hosts []Host, excl []string) []Host {
+	if len(excl) == 0 {
+		return hosts
+	}
+	exact := map[Host]bool{}
+	host := map[string]bool{}
+	for _, e := range excl {
+		h, err := ParseHost(e)
+		if err != nil {
+			continue
+		}
+		exact[h] = true
+		if h.User == "" && h.Port == "" {
+			host[h.Host] = true
+		}
+	}
+	out := hosts[:0:0]
+	for _, h := range hosts {
+		if !exact[h] && !host[h.Host] {
 			out = append(out, h)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // OutputNames returns the pssh -o/-e file name of each host, in order:
