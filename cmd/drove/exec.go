@@ -43,7 +43,7 @@ type execFlags struct {
 func newExecCmd() *cobra.Command {
 	var fl execFlags
 	cmd := &cobra.Command{
-		Use:   "exec [flags] -w NODESET | -h HOSTSFILE  COMMAND [ARG…]",
+		Use:   "exec [flags] -w NODESET | -h HOSTSFILE  COMMAND [ARG…] | --copy SRC… | --rcopy SRC…",
 		Short: "Run the same command on every host (pssh, pdsh, clush)",
 		Long: `drove exec runs one shell command on every host at once, at most -p hosts at a
 time, over pooled SSH connections, in the manner of pssh, pdsh and clush.
@@ -51,7 +51,19 @@ time, over pooled SSH connections, in the manner of pssh, pdsh and clush.
 Hosts: -w takes ClusterShell node sets of [user@]host[:port] entries or
 ssh_config aliases ("web[01-12],db1", "admin@node[1-4]:2222"); -h reads a pssh
 hosts file: one "[user@]host[:port]" or "host[:port] user" per line, # starts a
-comment, and the host part may be a node set. Both may be repeated.
+comment, and the host part may be a node set. Both may be repeated. Node sets
+take ClusterShell's operators, applied left to right: "h[1-9]!h5" (minus),
+"a&b" (and), "a^b" (xor), and its @group and @source:group (from
+groups.d/*.yaml in /etc/clustershell, ~/.config/clustershell and
+~/.local/etc/clustershell, and ~/.config/drove/groups.yaml), and pdsh's
+"h[1-4],-h2" (leave h2 out) and "^FILE" (the hosts in FILE). -x NODESET
+leaves hosts out.
+
+--copy SRC… [--dest DIR] copies local files or directories to every host,
+into DIR (created if missing); --rcopy SRC… [--dest DIR] gathers remote ones
+from every host into DIR/NAME.HOST, as clush --copy/--rcopy, pscp and
+pslurp do: recursive, keeping modes and modification times, one pssh status
+line per host. Without --dest, DIR is the first source's directory.
 
 The COMMAND words are joined with spaces and run by the login shell of the
 user on each host (as with "ssh host command") exactly as given, in their
@@ -66,14 +78,20 @@ each host that failed. -i prints pssh's status line per host, "[n] HH:MM:SS
 under one header naming them as a node set, as clush -b and dshbak -c do;
 their standard error is gathered the same way, separately, on stderr.
 -o DIR and -e DIR write each host's stdout and stderr to DIR/NAME, NAME being
-the host as pssh names it ([user@]host[:port], with .1, .2… for repeats).
+the host as pssh names it ([user@]host[:port], with .1, .2… for repeats), and
+then only pssh's status line is printed per host (a stream that goes to no
+directory is still printed live).
 
-Exit status: the largest exit code of the remote commands; 255 for a host
-that could not be reached or a command killed by -t (as ssh reports them).`,
+Exit status: the largest exit code of the remote commands (1 for a failed
+copy); 255 for a host that could not be reached or a command killed by -t (as
+ssh reports them).`,
 		Example: `  drove exec -w node[01-16] uptime
   drove exec -h hosts.txt -p 64 -t 30s -o out -e err 'df -h /'
   drove exec -b -w web[1-8] 'cat /etc/os-release'
-  drove exec -I -w db[1-3] 'cat > /tmp/schema.sql' < schema.sql`,
+  drove exec -I -w db[1-3] 'cat > /tmp/schema.sql' < schema.sql
+  drove exec -w @compute -x 'node[07-09]' -o out -e err 'dmesg | tail'
+  drove exec -w node[01-16] --copy ./conf app.tar --dest /opt/app
+  drove exec -w node[01-16] --rcopy /var/log/syslog --dest ./logs`,
 		Args:         cobra.ArbitraryArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
