@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
 )
@@ -285,4 +287,34 @@ func sortedCopy(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return c
+}
+
+// TestRunExclude: drove run --exclude leaves hosts of -S out.
+func TestRunExclude(t *testing.T) {
+	s := sshtest.Start(t, sshtest.WithHosts(2))
+	code, out, errs := drun(t, "", append(sshArgs(s), "-S", "1/host[0-1]", "--exclude", "host0", `echo "$SSH_CONNECTION" | cut -d' ' -f3; : {}`, ":::", "a", "b", "c")...)
+	if code != 0 || strings.Count(out, s.Addrs[1][:strings.LastIndexByte(s.Addrs[1], ':')]+"\n") != 3 {
+		t.Errorf("exit %d, stdout %q (want every job on host1), stderr %q", code, out, errs)
+	}
+	code, _, errs = drun(t, "", append(sshArgs(s), "-S", "host0", "--exclude", "host0", "true", ":::", "a")...)
+	if code == 0 || !strings.Contains(errs, "--exclude leaves out every host") {
+		t.Errorf("every host excluded: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestUpHostsExclude: drove up and down take -x as drove exec does.
+func TestUpHostsExclude(t *testing.T) {
+	var h upHostFlags
+	cmd := &cobra.Command{Use: "up"}
+	h.register(cmd)
+	if err := cmd.ParseFlags([]string{"-w", "n[1-4]", "-x", "n2", "-l", "u"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.targets([]string{"n5!n5,m1", "-n3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"u@n1", "u@n4", "u@m1"}; !slices.Equal(got, want) {
+		t.Errorf("targets %q, want %q", got, want)
+	}
 }

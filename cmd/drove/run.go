@@ -26,6 +26,7 @@ type runFlags struct {
 	ssh          sshFlags
 	logins       []string
 	loginFiles   []string
+	exclude      []string // --exclude: see registerRunExclude
 	jobs         int
 	argFiles     []string
 	tag          bool
@@ -109,6 +110,7 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	// Flags end at the command: its own options belong to it.
 	f.SetInterspersed(false)
 	fl.ssh.register(cmd)
+	registerRunExclude(cmd, &fl)
 	f.StringArrayVarP(&fl.logins, "sshlogin", "S", nil, "hosts: `[N/]LOGIN[,…]`, LOGIN being [user@]host[:port], an ssh_config alias, a node set, or : for this machine (repeatable)")
 	f.StringArrayVar(&fl.loginFiles, "slf", nil, "read hosts from `FILE`, one -S entry per line (repeatable; alias --sshloginfile)")
 	f.StringArrayVar(&fl.loginFiles, "sshloginfile", nil, "same as --slf")
@@ -226,6 +228,9 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		logins = hostset.MergeLogins(logins, ls...)
+	}
+	if logins, err = hostset.NewExpander().ExcludeLogins(logins, fl.exclude); err != nil {
+		return err
 	}
 	if fl.jobs < 0 {
 		return errors.New("-j must not be negative")

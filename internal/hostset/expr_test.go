@@ -307,3 +307,24 @@ func FuzzExpandOperators(f *testing.F) {
 		}
 	})
 }
+
+func TestExcludeLogins(t *testing.T) {
+	x := testExpander(t)
+	logins := []Login{{Host: ":"}, {Host: "u@h1:22", Slots: 2}, {Host: "h2"}, {Host: "web2"}, {Host: "h3"}}
+	got, err := x.ExcludeLogins(logins, []string{"h1", "@web!web1,h[3-4]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Login{{Host: ":"}, {Host: "h2"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got, _ := x.ExcludeLogins(logins, []string{":"}); len(got) != 4 || got[0].Host != "u@h1:22" {
+		t.Errorf(`excluding ":": %+v`, got)
+	}
+	if _, err := x.ExcludeLogins(logins[1:3], []string{"h[1-2]"}); err == nil || !strings.Contains(err.Error(), "every host") {
+		t.Errorf("everything excluded: %v", err)
+	}
+	if _, err := x.ExcludeLogins(logins, []string{"@nosuch"}); !errors.Is(err, ErrUnknownGroup) {
+		t.Errorf("unknown group: %v", err)
+	}
+}

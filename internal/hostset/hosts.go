@@ -2,9 +2,11 @@ package hostset
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -321,4 +323,44 @@ func OutputNames(hosts []Host) []string {
 		out[i] = name
 	}
 	return out
+}
+
+// ExcludeLogins returns logins without the hosts of the node sets excl
+// (drove run --exclude), matched as [Expander.Hosts] matches -x: a name
+// with no user and no port leaves out that host whatever its user and
+// port. This machine (":") is left out only by ":". Leaving out every
+// host is an error, so that the jobs do not silently run here instead.
+func (x *Expander) ExcludeLogins(logins []Login, excl []string) ([]Login, error) {
+	var names []string
+	for _, set := range excl {
+		if set == Local {
+			names = append(names, Local)
+			continue
+		}
+		n, e, err := x.expand(set, "", 0)
+		if err != nil {
+			return nil, fmt.Errorf("--exclude: %w", err)
+		}
+		names = append(append(names, n...), e...)
+	}
+	if len(names) == 0 {
+		return logins, nil
+	}
+	out := logins[:0:0]
+	for _, l := range logins {
+		if l.IsLocal() {
+			if !slices.Contains(names, Local) {
+				out = append(out, l)
+			}
+			continue
+		}
+		h, err := ParseHost(l.Host)
+		if err != nil || len(excludeHosts([]Host{h}, names)) == 1 {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 && len(logins) > 0 {
+		return nil, errors.New("--exclude leaves out every host")
+	}
+	return out, nil
 }
