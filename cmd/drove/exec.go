@@ -190,8 +190,10 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 		Stderr:  liveErr,
 		// One call at a time, between whole lines of live output.
 		OnDone: func(r parallel.HostResult) {
-			if err := writeHostFiles(fl, r); err != nil {
-				fmt.Fprintf(stderr, "drove: exec: %v\n", err)
+			if files == nil {
+				if err := writeHostFiles(fl, r); err != nil {
+					fmt.Fprintf(stderr, "drove: exec: %v\n", err)
+				}
 			}
 			finished++
 			switch {
