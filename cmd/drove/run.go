@@ -210,8 +210,9 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		return err
 	}
 	var logins []hostset.Login
+	expander := hostset.NewExpander()
 	for _, s := range fl.logins {
-		ls, err := hostset.ParseLogins(s)
+		ls, err := expander.ParseLogins(s)
 		if err != nil {
 			return err
 		}
@@ -222,14 +223,14 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		if err != nil {
 			return err
 		}
-		ls, err := hostset.ParseLoginFile(fh)
+		ls, err := expander.ParseLoginFile(fh)
 		fh.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		logins = hostset.MergeLogins(logins, ls...)
 	}
-	if logins, err = hostset.NewExpander().ExcludeLogins(logins, fl.exclude); err != nil {
+	if logins, err = expander.ExcludeLogins(logins, fl.exclude); err != nil {
 		return err
 	}
 	if fl.jobs < 0 {

@@ -328,3 +328,23 @@ func TestExcludeLogins(t *testing.T) {
 		t.Errorf("unknown group: %v", err)
 	}
 }
+
+func TestParseLoginsGroups(t *testing.T) {
+	x := testExpander(t)
+	got, err := x.ParseLogins("4/@web!web2,:,2/h[1-3]&h[2-5]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Login{{Host: "web1", Slots: 4}, {Host: "web3", Slots: 4}, {Host: ":"}, {Host: "h2", Slots: 2}, {Host: "h3", Slots: 2}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"h[1-3],-h2", "^hosts"} {
+		if _, err := x.ParseLogins(bad); !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "--exclude") {
+			t.Errorf("ParseLogins(%q) error = %v", bad, err)
+		}
+	}
+	if _, err := ParseLogins("@web"); !errors.Is(err, ErrSyntax) {
+		t.Errorf("ParseLogins without groups: %v", err)
+	}
+}

@@ -28,7 +28,17 @@ func (l Login) IsLocal() bool { return l.Host == Local }
 // ParseLogins parses a -S argument: comma-separated "[N/]login" entries,
 // each login possibly a node set ("4/user@node[01-10]"). Entries expand in
 // order; a host listed twice is kept once, with the later slot count.
+// Within a login, a node set may use the operators "!", "&" and "^"
+// (ParseLogins knows no groups: see [Expander.ParseLogins]).
 func ParseLogins(arg string) ([]Login, error) {
+	var x Expander
+	return x.ParseLogins(arg)
+}
+
+// ParseLogins is [ParseLogins] with x's groups: "4/@compute". pdsh's
+// "-name" is refused (drove run has --exclude), and so is "^FILE" (--slf
+// reads a file of logins).
+func (x *Expander) ParseLogins(arg string) ([]Login, error) {
 	parts, err := splitTop(arg)
 	if err != nil {
 		return nil, err
@@ -51,6 +61,9 @@ func ParseLogins(arg string) ([]Login, error) {
 		if p == "" {
 			return nil, syntaxErr(arg, "empty login")
 		}
+		if strings.HasPrefix(p, "-") || strings.HasPrefix(p, "^") {
+			return nil, syntaxErr(arg, "login %q: to leave hosts out use --exclude; for a file of logins, --slf", p)
+		}
 		if strings.ContainsAny(p, " \t") {
 			// GNU parallel would read "ssh -p 2222 host" as a custom ssh
 			// command; drove has its own SSH client, so say so plainly.
@@ -59,7 +72,7 @@ func ParseLogins(arg string) ([]Login, error) {
 		var hosts []string
 		if p == Local {
 			hosts = []string{Local}
-		} else if hosts, err = Expand(p); err != nil {
+		} else if hosts, err = x.Expand(p); err != nil {
 			return nil, err
 		}
 		for _, h := range hosts {
@@ -91,6 +104,12 @@ func MergeLogins(a []Login, b ...Login) []Login {
 // ParseLoginFile reads a GNU parallel --slf file: one -S argument per line;
 // blank lines and lines starting with # are ignored.
 func ParseLoginFile(r io.Reader) ([]Login, error) {
+	var x Expander
+	return x.ParseLoginFile(r)
+}
+
+// ParseLoginFile is [ParseLoginFile] with x's groups.
+func (x *Expander) ParseLoginFile(r io.Reader) ([]Login, error) {
 	var out []Login
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -99,7 +118,7 @@ func ParseLoginFile(r io.Reader) ([]Login, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		ls, err := ParseLogins(line)
+		ls, err := x.ParseLogins(line)
 		if err != nil {
 			return nil, err
 		}
