@@ -19,7 +19,8 @@ const maxGroupDepth = 32
 
 // An Expander expands node sets as ClusterShell writes them, with the
 // operators of ClusterShell and pdsh (see [Expander.Expand]). Its zero value
-// knows no groups and reads no files, as [Expand] does.
+// knows no groups and reads no files, as [Expand] does. An Expander loads
+// its groups once and is not safe for concurrent use.
 type Expander struct {
 	// Groups returns the node groups @name refers to. It is called once,
 	// at the first @ met, so that group files that are broken or absent
