@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/parallel"
+	"github.com/drove-dev/drove/internal/sshconn"
 )
 
 type execFlags struct {
@@ -29,12 +31,19 @@ type execFlags struct {
 	inline    bool
 	gather    bool
 	stdin     bool
+
+	// Node sets as clush and pdsh take them, and copies (pscp, pslurp,
+	// clush --copy/--rcopy): see registerSetCopyFlags.
+	exclude []string
+	copy    bool
+	rcopy   bool
+	dest    string
 }
 
 func newExecCmd() *cobra.Command {
 	var fl execFlags
 	cmd := &cobra.Command{
-		Use:   "exec [flags] -w NODESET | -h HOSTSFILE  COMMAND [ARG…]",
+		Use:   "exec [flags] -w NODESET | -h HOSTSFILE  COMMAND [ARG…] | --copy SRC… | --rcopy SRC…",
 		Short: "Run the same command on every host (pssh, pdsh, clush)",
 		Long: `drove exec runs one shell command on every host at once, at most -p hosts at a
 time, over pooled SSH connections, in the manner of pssh, pdsh and clush.
@@ -42,7 +51,19 @@ time, over pooled SSH connections, in the manner of pssh, pdsh and clush.
 Hosts: -w takes ClusterShell node sets of [user@]host[:port] entries or
 ssh_config aliases ("web[01-12],db1", "admin@node[1-4]:2222"); -h reads a pssh
 hosts file: one "[user@]host[:port]" or "host[:port] user" per line, # starts a
-comment, and the host part may be a node set. Both may be repeated.
+comment, and the host part may be a node set. Both may be repeated. Node sets
+take ClusterShell's operators, applied left to right: "h[1-9]!h5" (minus),
+"a&b" (and), "a^b" (xor), and its @group and @source:group (from
+groups.d/*.yaml in /etc/clustershell, ~/.config/clustershell and
+~/.local/etc/clustershell, and ~/.config/drove/groups.yaml), and pdsh's
+"h[1-4],-h2" (leave h2 out) and "^FILE" (the hosts in FILE). -x NODESET
+leaves hosts out.
+
+--copy SRC… [--dest DIR] copies local files or directories to every host,
+into DIR (created if missing); --rcopy SRC… [--dest DIR] gathers remote ones
+from every host into DIR/NAME.HOST, as clush --copy/--rcopy, pscp and
+pslurp do: recursive, keeping modes and modification times, one pssh status
+line per host. Without --dest, DIR is the first source's directory.
 
 The COMMAND words are joined with spaces and run by the login shell of the
 user on each host (as with "ssh host command") exactly as given, in their
@@ -57,14 +78,20 @@ each host that failed. -i prints pssh's status line per host, "[n] HH:MM:SS
 under one header naming them as a node set, as clush -b and dshbak -c do;
 their standard error is gathered the same way, separately, on stderr.
 -o DIR and -e DIR write each host's stdout and stderr to DIR/NAME, NAME being
-the host as pssh names it ([user@]host[:port], with .1, .2… for repeats).
+the host as pssh names it ([user@]host[:port], with .1, .2… for repeats), and
+then only pssh's status line is printed per host (a stream that goes to no
+directory is still printed live).
 
-Exit status: the largest exit code of the remote commands; 255 for a host
-that could not be reached or a command killed by -t (as ssh reports them).`,
+Exit status: the largest exit code of the remote commands (1 for a failed
+copy); 255 for a host that could not be reached or a command killed by -t (as
+ssh reports them).`,
 		Example: `  drove exec -w node[01-16] uptime
   drove exec -h hosts.txt -p 64 -t 30s -o out -e err 'df -h /'
   drove exec -b -w web[1-8] 'cat /etc/os-release'
-  drove exec -I -w db[1-3] 'cat > /tmp/schema.sql' < schema.sql`,
+  drove exec -I -w db[1-3] 'cat > /tmp/schema.sql' < schema.sql
+  drove exec -w @compute -x 'node[07-09]' -o out -e err 'dmesg | tail'
+  drove exec -w node[01-16] --copy ./conf app.tar --dest /opt/app
+  drove exec -w node[01-16] --rcopy /var/log/syslog --dest ./logs`,
 		Args:         cobra.ArbitraryArgs,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -86,18 +113,25 @@ that could not be reached or a command killed by -t (as ssh reports them).`,
 	f.BoolVarP(&fl.inline, "inline", "i", false, "print a status line and then the whole output of each host as it finishes")
 	f.BoolVarP(&fl.gather, "gather", "b", false, "gather hosts with identical output under one node-set header (clush -b)")
 	f.BoolVarP(&fl.stdin, "send-input", "I", false, "read standard input once and send it to the command on every host")
+	registerSetCopyFlags(cmd, &fl)
 	return cmd
 }
 
 func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	if len(args) == 0 {
+	var files func(context.Context, *sshconn.SFTP, string) error
+	if fl.copy || fl.rcopy || fl.dest != "" {
+		var err error
+		if files, err = copyFiles(fl, args); err != nil {
+			return err
+		}
+	} else if len(args) == 0 {
 		return errors.New("exec: no command given")
 	}
 	if fl.fanout < 1 {
 		return errors.New("exec: -p must be at least 1")
 	}
-	hosts, err := parseHostArgs(fl.nodes, fl.hostFiles)
+	hosts, err := parseHostArgs(hostset.Selection{Sets: fl.nodes, Files: fl.hostFiles, Exclude: fl.exclude})
 	if err != nil {
 		return err
 	}
@@ -126,7 +160,18 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 		}
 	}
 
-	live := !fl.inline && !fl.gather
+	// pssh prints only status lines when the output goes to -o/-e
+	// directories, and pscp/pslurp for copies; a stream that goes to no
+	// directory is still printed live, so that nothing is lost.
+	status := files != nil || !fl.inline && !fl.gather && (fl.outDir != "" || fl.errDir != "")
+	live := files == nil && !fl.inline && !fl.gather && (fl.outDir == "" || fl.errDir == "")
+	liveOut, liveErr := stdout, stderr
+	if fl.outDir != "" {
+		liveOut = io.Discard
+	}
+	if fl.errDir != "" {
+		liveErr = io.Discard
+	}
 	finished := 0
 	ctx := cmd.Context()
 	results, err := parallel.Broadcast(ctx, parallel.BroadcastConfig{
@@ -138,19 +183,24 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 		SSH:     fl.ssh.sshConfig(),
 		Fanout:  fl.fanout,
 		Timeout: timeout,
+		Files:   files,
 		Stdin:   input,
 		Live:    live,
-		Stdout:  stdout,
-		Stderr:  stderr,
+		Stdout:  liveOut,
+		Stderr:  liveErr,
 		// One call at a time, between whole lines of live output.
 		OnDone: func(r parallel.HostResult) {
-			if err := writeHostFiles(fl, r); err != nil {
-				fmt.Fprintf(stderr, "drove: exec: %v\n", err)
+			if files == nil {
+				if err := writeHostFiles(fl, r); err != nil {
+					fmt.Fprintf(stderr, "drove: exec: %v\n", err)
+				}
 			}
 			finished++
 			switch {
 			case fl.inline:
 				printInline(stdout, finished, r)
+			case status:
+				printStatus(stdout, finished, r)
 			case live && r.Failure != "":
 				fmt.Fprintf(stderr, "drove: %s: %s\n", r.Name, r.Failure)
 			}
@@ -175,14 +225,19 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 	return nil
 }
 
-// printInline prints pssh -i's report for one host.
-func printInline(w io.Writer, n int, r parallel.HostResult) {
+// printStatus prints pssh's status line for one host.
+func printStatus(w io.Writer, n int, r parallel.HostResult) {
 	ts := time.Now().Format("15:04:05")
 	if r.Failure != "" {
 		fmt.Fprintf(w, "[%d] %s [FAILURE] %s %s\n", n, ts, r.Name, r.Failure)
 	} else {
 		fmt.Fprintf(w, "[%d] %s [SUCCESS] %s\n", n, ts, r.Name)
 	}
+}
+
+// printInline prints pssh -i's report for one host.
+func printInline(w io.Writer, n int, r parallel.HostResult) {
+	printStatus(w, n, r)
 	w.Write(r.Stdout)
 	if len(r.Stderr) > 0 {
 		io.WriteString(w, "Stderr: ")
@@ -239,30 +294,12 @@ func printGroups(w io.Writer, results []parallel.HostResult, pick func(parallel.
 	}
 }
 
-// parseHostArgs returns the hosts of node sets (-w, or arguments) and
-// pssh hosts files (-h), in order, as drove exec, up and down take them.
-func parseHostArgs(sets, files []string) ([]hostset.Host, error) {
-	var hosts []hostset.Host
-	for _, w := range sets {
-		hs, err := hostset.ParseHosts(w)
-		if err != nil {
-			return nil, err
-		}
-		hosts = append(hosts, hs...)
-	}
-	for _, name := range files {
-		fh, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		hs, err := hostset.ParseHostFile(fh)
-		fh.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		hosts = append(hosts, hs...)
-	}
-	return hosts, nil
+// parseHostArgs returns the hosts of node sets (-w, or arguments), pssh
+// hosts files (-h) less the node sets of -x, in order, as drove exec, up
+// and down take them; @groups come from the group files
+// (hostset.DefaultGroupPaths) and pdsh's ^FILE from the file system.
+func parseHostArgs(sel hostset.Selection) ([]hostset.Host, error) {
+	return hostset.NewExpander().Hosts(sel)
 }
 
 func writeHostFiles(fl *execFlags, r parallel.HostResult) error {

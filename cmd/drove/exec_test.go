@@ -128,7 +128,7 @@ func TestExec(t *testing.T) {
 	})
 	t.Run("help", func(t *testing.T) {
 		code, out, _ := dexec(t, "", "--help")
-		for _, f := range []string{"-w, --nodes", "-h, --hosts", "-p, --par", "-t, --timeout", "-o, --outdir", "-e, --errdir", "-i, --inline", "-b, --gather", "-I, --send-input"} {
+		for _, f := range []string{"-w, --nodes", "-h, --hosts", "-p, --par", "-t, --timeout", "-o, --outdir", "-e, --errdir", "-i, --inline", "-b, --gather", "-I, --send-input", "-x, --exclude", "-c, --copy", "--rcopy", "--dest"} {
 			if !strings.Contains(out, f) {
 				t.Errorf("--help lacks %s", f)
 			}

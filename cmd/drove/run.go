@@ -27,6 +27,7 @@ type runFlags struct {
 	ssh          sshFlags
 	logins       []string
 	loginFiles   []string
+	exclude      []string // --exclude: see registerRunExclude
 	jobs         string
 	argFiles     []string
 	tag          bool
@@ -138,6 +139,7 @@ a command can be cancelled there.`,
 	// Flags end at the command: its own options belong to it.
 	f.SetInterspersed(false)
 	fl.ssh.register(cmd)
+	registerRunExclude(cmd, &fl)
 	f.StringArrayVarP(&fl.logins, "sshlogin", "S", nil, "hosts: `[N/]LOGIN[,…]`, LOGIN being [user@]host[:port], an ssh_config alias, a node set, or : for this machine (repeatable)")
 	f.StringArrayVar(&fl.loginFiles, "slf", nil, "read hosts from `FILE`, one -S entry per line (repeatable; alias --sshloginfile)")
 	f.StringArrayVar(&fl.loginFiles, "sshloginfile", nil, "same as --slf")
@@ -274,8 +276,9 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		return err
 	}
 	var logins []hostset.Login
+	expander := hostset.NewExpander()
 	for _, s := range fl.logins {
-		ls, err := hostset.ParseLogins(s)
+		ls, err := expander.ParseLogins(s)
 		if err != nil {
 			return err
 		}
@@ -286,12 +289,15 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 		if err != nil {
 			return err
 		}
-		ls, err := hostset.ParseLoginFile(fh)
+		ls, err := expander.ParseLoginFile(fh)
 		fh.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		logins = hostset.MergeLogins(logins, ls...)
+	}
+	if logins, err = expander.ExcludeLogins(logins, fl.exclude); err != nil {
+		return err
 	}
 	var jobs parallel.Jobs
 	if fl.jobs != "" {

@@ -163,7 +163,7 @@ func runStatus(ctx context.Context, w io.Writer, c *statusClient, q monitor.Quer
 			if err := enc.Encode(st); err != nil {
 				return err
 			}
-		} else if err := printStatus(w, st, o.jobs); err != nil {
+		} else if err := printClusterStatus(w, st, o.jobs); err != nil {
 			return err
 		}
 		if !o.watch {
@@ -177,9 +177,9 @@ func runStatus(ctx context.Context, w io.Writer, c *statusClient, q monitor.Quer
 	}
 }
 
-// printStatus writes st as tables: the nodes, the computations and, with
+// printClusterStatus writes st as tables: the nodes, the computations and, with
 // jobs, the latest jobs.
-func printStatus(w io.Writer, st monitor.Status, jobs bool) error {
+func printClusterStatus(w io.Writer, st monitor.Status, jobs bool) error {
 	up := st.Time.Sub(st.Begin).Round(time.Second)
 	if st.Begin.IsZero() {
 		up = 0

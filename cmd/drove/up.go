@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/nodeauth"
 	"github.com/drove-dev/drove/internal/scheduler"
@@ -26,6 +27,7 @@ type upHostFlags struct {
 	ssh       sshFlags
 	sets      []string
 	hostFiles []string
+	exclude   []string
 	user      string
 	fanout    int
 }
@@ -38,6 +40,7 @@ func (h *upHostFlags) register(cmd *cobra.Command) {
 	h.ssh.register(cmd)
 	f.StringArrayVarP(&h.sets, "nodeset", "w", nil, "hosts as a node set: `NODESET` of [user@]host[:port] (repeatable; hosts may also be given as arguments)")
 	f.StringArrayVarP(&h.hostFiles, "hosts", "h", nil, "read hosts from a pssh hosts `FILE` (repeatable)")
+	f.StringArrayVarP(&h.exclude, "exclude", "x", nil, "leave out the hosts of `NODESET` (repeatable)")
 	f.StringVarP(&h.user, "user", "l", "", "login `NAME` for hosts that name no user")
 	f.IntVarP(&h.fanout, "par", "p", 32, "how many hosts are worked on at once")
 }
@@ -47,7 +50,7 @@ func (h *upHostFlags) targets(args []string) ([]string, error) {
 	if h.fanout < 1 {
 		return nil, errors.New("-p must be at least 1")
 	}
-	hosts, err := parseHostArgs(append(append([]string(nil), h.sets...), args...), h.hostFiles)
+	hosts, err := parseHostArgs(hostset.Selection{Sets: append(append([]string(nil), h.sets...), args...), Files: h.hostFiles, Exclude: h.exclude})
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,11 @@ package hostset
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"io"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -24,7 +28,17 @@ func (l Login) IsLocal() bool { return l.Host == Local }
 // ParseLogins parses a -S argument: comma-separated "[N/]login" entries,
 // each login possibly a node set ("4/user@node[01-10]"). Entries expand in
 // order; a host listed twice is kept once, with the later slot count.
+// Within a login, a node set may use the operators "!", "&" and "^"
+// (ParseLogins knows no groups: see [Expander.ParseLogins]).
 func ParseLogins(arg string) ([]Login, error) {
+	var x Expander
+	return x.ParseLogins(arg)
+}
+
+// ParseLogins is [ParseLogins] with x's groups: "4/@compute". pdsh's
+// "-name" is refused (drove run has --exclude), and so is "^FILE" (--slf
+// reads a file of logins).
+func (x *Expander) ParseLogins(arg string) ([]Login, error) {
 	parts, err := splitTop(arg)
 	if err != nil {
 		return nil, err
@@ -47,6 +61,9 @@ func ParseLogins(arg string) ([]Login, error) {
 		if p == "" {
 			return nil, syntaxErr(arg, "empty login")
 		}
+		if strings.HasPrefix(p, "-") || strings.HasPrefix(p, "^") {
+			return nil, syntaxErr(arg, "login %q: to leave hosts out use --exclude; for a file of logins, --slf", p)
+		}
 		if strings.ContainsAny(p, " \t") {
 			// GNU parallel would read "ssh -p 2222 host" as a custom ssh
 			// command; drove has its own SSH client, so say so plainly.
@@ -55,7 +72,7 @@ func ParseLogins(arg string) ([]Login, error) {
 		var hosts []string
 		if p == Local {
 			hosts = []string{Local}
-		} else if hosts, err = Expand(p); err != nil {
+		} else if hosts, err = x.Expand(p); err != nil {
 			return nil, err
 		}
 		for _, h := range hosts {
@@ -87,6 +104,12 @@ func MergeLogins(a []Login, b ...Login) []Login {
 // ParseLoginFile reads a GNU parallel --slf file: one -S argument per line;
 // blank lines and lines starting with # are ignored.
 func ParseLoginFile(r io.Reader) ([]Login, error) {
+	var x Expander
+	return x.ParseLoginFile(r)
+}
+
+// ParseLoginFile is [ParseLoginFile] with x's groups.
+func (x *Expander) ParseLoginFile(r io.Reader) ([]Login, error) {
 	var out []Login
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -95,7 +118,7 @@ func ParseLoginFile(r io.Reader) ([]Login, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		ls, err := ParseLogins(line)
+		ls, err := x.ParseLogins(line)
 		if err != nil {
 			return nil, err
 		}
@@ -171,6 +194,12 @@ func ParseHost(s string) (Host, error) {
 // "host[:port] user"; text from "#" to the end of a line is a comment. Each
 // host part may be a node set ("web[1-3]:2222").
 func ParseHostFile(r io.Reader) ([]Host, error) {
+	var x Expander
+	return x.ParseHostFile(r)
+}
+
+// ParseHostFile is [ParseHostFile] with x's groups and files.
+func (x *Expander) ParseHostFile(r io.Reader) ([]Host, error) {
 	var out []Host
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
@@ -188,7 +217,7 @@ func ParseHostFile(r io.Reader) ([]Host, error) {
 		if len(fields) > 2 {
 			return nil, syntaxErr(line, "line %d: want [user@]host[:port] [user]", lineNo)
 		}
-		names, err := Expand(fields[0])
+		names, err := x.Expand(fields[0])
 		if err != nil {
 			return nil, err
 		}
@@ -209,24 +238,92 @@ func ParseHostFile(r io.Reader) ([]Host, error) {
 	return out, sc.Err()
 }
 
-// ParseHosts parses a pssh -H or clush -w argument: whitespace-separated
-// node sets of "[user@]host[:port]" entries.
+// ParseHosts parses a pssh -H or clush -w argument: node sets of
+// "[user@]host[:port]" entries, whitespace meaning union as a comma does.
 func ParseHosts(arg string) ([]Host, error) {
-	var out []Host
-	for _, f := range strings.Fields(arg) {
-		names, err := Expand(f)
+	var x Expander
+	return x.Hosts(Selection{Sets: []string{arg}})
+}
+
+// Selection is how drove exec, up and down are told their hosts, as clush
+// and pdsh are: node sets (-w, arguments), pssh hosts files (-h) and node
+// sets to leave out (-x).
+type Selection struct {
+	Sets    []string // node sets of [user@]host[:port] entries
+	Files   []string // pssh hosts files
+	Exclude []string // node sets left out of the others
+}
+
+// Hosts returns the hosts sel selects: those of each node set and hosts
+// file, in order (a host named in two of them twice, as pssh takes it),
+// less those of sel.Exclude and of pdsh's "-name" items anywhere. A name
+// left out that has no user and no port leaves out every entry with that
+// host, whatever its user and port.
+func (x *Expander) Hosts(sel Selection) ([]Host, error) {
+	var names, excl []string
+	for _, set := range sel.Sets {
+		n, e, err := x.expand(set, "", 0)
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range names {
-			h, err := ParseHost(n)
-			if err != nil {
-				return nil, err
-			}
+		names = append(names, n...)
+		excl = append(excl, e...)
+	}
+	for _, set := range sel.Exclude {
+		n, e, err := x.expand(set, "", 0)
+		if err != nil {
+			return nil, fmt.Errorf("-x: %w", err)
+		}
+		excl = append(append(excl, n...), e...)
+	}
+	var out []Host
+	for _, n := range names {
+		h, err := ParseHost(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	for _, name := range sel.Files {
+		fh, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		hs, err := x.ParseHostFile(fh)
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out = append(out, hs...)
+	}
+	return excludeHosts(out, excl), nil
+}
+
+// excludeHosts returns hosts without those excl names (see
+// [Expander.Hosts]).
+func excludeHosts(hosts []Host, excl []string) []Host {
+	if len(excl) == 0 {
+		return hosts
+	}
+	exact := map[Host]bool{}
+	host := map[string]bool{}
+	for _, e := range excl {
+		h, err := ParseHost(e)
+		if err != nil {
+			continue
+		}
+		exact[h] = true
+		if h.User == "" && h.Port == "" {
+			host[h.Host] = true
+		}
+	}
+	out := hosts[:0:0]
+	for _, h := range hosts {
+		if !exact[h] && !host[h.Host] {
 			out = append(out, h)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // OutputNames returns the pssh -o/-e file name of each host, in order:
@@ -245,4 +342,44 @@ func OutputNames(hosts []Host) []string {
 		out[i] = name
 	}
 	return out
+}
+
+// ExcludeLogins returns logins without the hosts of the node sets excl
+// (drove run --exclude), matched as [Expander.Hosts] matches -x: a name
+// with no user and no port leaves out that host whatever its user and
+// port. This machine (":") is left out only by ":". Leaving out every
+// host is an error, so that the jobs do not silently run here instead.
+func (x *Expander) ExcludeLogins(logins []Login, excl []string) ([]Login, error) {
+	var names []string
+	for _, set := range excl {
+		if set == Local {
+			names = append(names, Local)
+			continue
+		}
+		n, e, err := x.expand(set, "", 0)
+		if err != nil {
+			return nil, fmt.Errorf("--exclude: %w", err)
+		}
+		names = append(append(names, n...), e...)
+	}
+	if len(names) == 0 {
+		return logins, nil
+	}
+	out := logins[:0:0]
+	for _, l := range logins {
+		if l.IsLocal() {
+			if !slices.Contains(names, Local) {
+				out = append(out, l)
+			}
+			continue
+		}
+		h, err := ParseHost(l.Host)
+		if err != nil || len(excludeHosts([]Host{h}, names)) == 1 {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 && len(logins) > 0 {
+		return nil, errors.New("--exclude leaves out every host")
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 // Package hostset parses the host lists of the tools drove imitates:
 // ClusterShell node sets ("node[01-10,15]", "rack[1-2]-n[1-4]", comma
-// lists), GNU parallel's -S "[N/]login[,…]" arguments and --slf files (":"
+// lists, the operators ! & ^, @groups from ClusterShell's and drove's group
+// files) with pdsh's additions ("-name", "^FILE"), GNU parallel's -S "[N/]login[,…]" arguments and --slf files (":"
 // is this machine), and pssh host files ("[user@]host[:port] [user]" lines
 // with # comments). It also folds host names back into node sets for
 // headers such as clush -b's.
@@ -29,36 +30,19 @@ func syntaxErr(pattern, format string, args ...any) error {
 }
 
 // Expand expands a ClusterShell node set into host names, in order, without
-// duplicates. Top-level commas separate patterns; within brackets, commas
-// separate ranges, "a-b" is an inclusive range, "a-b/s" a range with step s,
-// and a leading zero fixes the width ("[01-10]" gives "01" … "10"). Several
-// bracket groups in one pattern give their Cartesian product, the last group
-// varying fastest. A bracket group containing ':' is an IPv6 address, as in
-// "user@[::1]:2222", and stays as written. An empty set expands to no names.
+// duplicates. Within brackets, commas separate ranges, "a-b" is an
+// inclusive range, "a-b/s" a range with step s, and a leading zero fixes
+// the width ("[01-10]" gives "01" … "10"). Several bracket groups in one
+// pattern give their Cartesian product, the last group varying fastest. A
+// bracket group containing ':' is an IPv6 address, as in
+// "user@[::1]:2222", and stays as written. Patterns combine with the
+// operators ',' (union), '!' (difference), '&' (intersection) and '^'
+// (xor), from left to right, and pdsh's "-name" leaves a name out (see
+// [Expander.Expand]; Expand knows no groups and reads no files). An empty
+// set expands to no names.
 func Expand(set string) ([]string, error) {
-	parts, err := splitTop(set)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	seen := map[string]bool{}
-	for _, p := range parts {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		names, err := expandOne(set, p, MaxNodes-len(out))
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range names {
-			if !seen[n] {
-				seen[n] = true
-				out = append(out, n)
-			}
-		}
-	}
-	return out, nil
+	var x Expander
+	return x.Expand(set)
 }
 
 // splitTop splits s at commas outside brackets and checks bracket balance.

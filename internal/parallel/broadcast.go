@@ -47,6 +47,12 @@ type BroadcastConfig struct {
 	// Timeout stops the command on a host, its whole process group, after
 	// this long; zero means no limit.
 	Timeout time.Duration
+	// Files, if set, is run on every host instead of Command, with the
+	// host's SFTP session and its name (see Hosts), to copy files to or
+	// from it (drove exec --copy and --rcopy). Its error fails the host
+	// with code 1 (HostResult.Failure "Copy failed: …"), unless the host was
+	// unreachable or lost (255), as a command's would.
+	Files func(ctx context.Context, s *sshconn.SFTP, name string) error
 	// Stdin, if not nil, is sent to the command on every host.
 	Stdin []byte
 	// Live prints every line of output as it arrives, prefixed with the
@@ -201,9 +207,19 @@ type hostJob struct {
 	i              int
 	sj             sshexec.Job
 	stdout, stderr *lineWriter // nil unless live
+	op             func(context.Context, *sshconn.SFTP) error
 }
 
 func (j *hostJob) ShellJob() *sshexec.Job { return &j.sj }
+
+func (j *hostJob) FileOp() func(context.Context, *sshconn.SFTP) error { return j.op }
+
+// copyError is the error of a host's Files: what went wrong with the
+// files, the host being fine.
+type copyError struct{ err error }
+
+func (e *copyError) Error() string { return "Copy failed: " + e.err.Error() }
+func (e *copyError) Unwrap() error { return e.err }
 
 // member is host i for the fleet: a node of one slot, named as pssh names
 // the host.
@@ -231,6 +247,16 @@ func (b *broadcast) submit(ctx context.Context, i int) {
 	}}
 	if b.cfg.HostEnv != nil {
 		j.sj.Env = append(j.sj.Env, b.cfg.HostEnv(b.cfg.Hosts[i].Target())...)
+	}
+	if f := b.cfg.Files; f != nil {
+		name := b.names[i]
+		j.op = func(ctx context.Context, s *sshconn.SFTP) error {
+			err := f(ctx, s, name)
+			if err == nil || sshconn.IsHostError(s.ConnErr(err, false)) || ctx.Err() != nil {
+				return err
+			}
+			return &copyError{err}
+		}
 	}
 	if b.cfg.Live {
 		prefix := b.names[i] + ": "
@@ -293,6 +319,10 @@ func classifyHost(t *sched.Task) (code int, failure string) {
 		return 255, "Killed by signal " + xe.SignalName()
 	case xe != nil:
 		return xe.Code, fmt.Sprintf("%s%d", failureExited, xe.Code)
+	}
+	var ce *copyError
+	if errors.As(res.Err, &ce) && !sshconn.IsHostError(res.Err) {
+		return 1, ce.Error()
 	}
 	return 255, hostFailure(res.Err)
 }

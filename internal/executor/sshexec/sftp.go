@@ -9,8 +9,11 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/drove-dev/drove/internal/filesink"
+	"github.com/drove-dev/drove/internal/proc"
+	"github.com/drove-dev/drove/internal/sched"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/sshconn/sftpengine"
 )
@@ -200,4 +203,36 @@ func (e *Executor) removeAll(ctx context.Context, dir string) error {
 	delete(e.dirs, dir)
 	e.fmu.Unlock()
 	return nil
+}
+
+// FileJob is implemented by a task's Ref whose job moves files over the
+// host's SFTP session instead of running a command (drove exec --copy and
+// --rcopy, as pscp, pslurp and clush --copy/--rcopy do).
+type FileJob interface {
+	// FileOp returns the work to do with the host's SFTP session; nil
+	// means the task is a command after all.
+	FileOp() func(ctx context.Context, s *sshconn.SFTP) error
+}
+
+// runFiles runs a file job: it ends OK when op succeeds, Lost when the
+// host cannot be reached or its connection breaks, Killed when stopped
+// (a timeout, a cancel), and Failed with op's error otherwise.
+func (e *Executor) runFiles(ctx context.Context, op func(context.Context, *sshconn.SFTP) error) (res sched.Result) {
+	res.Start = time.Now()
+	s, err := e.client(ctx)
+	if err == nil {
+		if err = op(ctx, s); err != nil {
+			err = s.ConnErr(err, false)
+		}
+	}
+	res.End = time.Now()
+	end := proc.End{Exited: err == nil, Err: err, Lost: isConnErr(err)}
+	if ctx.Err() != nil {
+		end.Stopped = context.Cause(ctx)
+	}
+	if end.Lost {
+		end.Err = fmt.Errorf("drove: %s: %w", e.target, err)
+	}
+	proc.Classify(&res, end, proc.Rules{})
+	return res
 }

@@ -192,6 +192,11 @@ const cleanupTimeout = 30 * time.Second
 
 // runCommand runs r's job and returns its result.
 func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res sched.Result) {
+	if fj, ok := r.Task.Ref.(FileJob); ok {
+		if op := fj.FileOp(); op != nil {
+			return e.runFiles(ctx, op)
+		}
+	}
 	j := process.JobOf(r.Task)
 	stdout, stderr, collect := process.Outputs(j)
 	rules := proc.Rules{NonZeroIsResult: e.cfg.NonZeroIsResult}
