@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/sshconn/hostcache"
@@ -135,4 +134,3 @@ type sshAddr string
 
 func (a sshAddr) Network() string { return "ssh" }
 func (a sshAddr) String() string  { return string(a) }
-
