@@ -29,6 +29,7 @@ type execFlags struct {
 	inline    bool
 	gather    bool
 	stdin     bool
+	noAgent   bool
 }
 
 func newExecCmd() *cobra.Command {
@@ -86,6 +87,7 @@ that could not be reached or a command killed by -t (as ssh reports them).`,
 	f.BoolVarP(&fl.inline, "inline", "i", false, "print a status line and then the whole output of each host as it finishes")
 	f.BoolVarP(&fl.gather, "gather", "b", false, "gather hosts with identical output under one node-set header (clush -b)")
 	f.BoolVarP(&fl.stdin, "send-input", "I", false, "read standard input once and send it to the command on every host")
+	f.BoolVar(&fl.noAgent, "no-agent", false, "run the command in an SSH session of its own instead of through an agent started on each host")
 	return cmd
 }
 
@@ -139,6 +141,7 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 		Fanout:  fl.fanout,
 		Timeout: timeout,
 		Stdin:   input,
+		Agent:   agentLauncher(fl.noAgent, stderr),
 		Live:    live,
 		Stdout:  stdout,
 		Stderr:  stderr,

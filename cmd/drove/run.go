@@ -49,6 +49,7 @@ type runFlags struct {
 	bar          bool
 	eta          bool
 	killGrace    time.Duration
+	noAgent      bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -137,6 +138,7 @@ than 100 failed; after --halt on a failure, the exit value of the failing job;
 	f.StringVar(&fl.workdir, "wd", "", "same as --workdir")
 	f.BoolVar(&fl.bar, "bar", false, "show a progress bar on standard error when it is a terminal")
 	f.BoolVar(&fl.eta, "eta", false, "show the estimated time left on standard error when it is a terminal")
+	f.BoolVar(&fl.noAgent, "no-agent", false, "run each job in an SSH session of its own instead of through an agent started on each host")
 	f.DurationVar(&fl.killGrace, "term-grace", proc.DefaultGrace, "how long each step of stopping a job waits: SIGINT, SIGTERM, then SIGKILL to its process group")
 	return cmd
 }
@@ -280,6 +282,7 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 			}
 			defer pool.Close()
 			cfg.Pool = pool
+			cfg.Agent = agentLauncher(fl.noAgent, stderr)
 			break
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshagent"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
 
@@ -110,6 +111,10 @@ type Config struct {
 	Progress      io.Writer
 	Bar           bool
 	ProgressEvery time.Duration
+	// Agent, if set, starts an agent on each SSH host that runs its jobs
+	// over one session (internal/sshagent); nil, or a host that cannot run
+	// one, runs a session per job.
+	Agent *sshagent.Launcher
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -358,6 +363,7 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 				BaseFiles:   e.hostBaseFiles(),
 				BaseDir:     e.cfg.Workdir,
 				CleanupBase: e.cfg.Cleanup,
+				Agent:       e.cfg.Agent,
 				Logger:      e.cfg.Logger,
 			}, e.sched)
 			if err != nil {

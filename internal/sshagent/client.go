@@ -101,7 +101,7 @@ type Client struct {
 	sess   *sshserve.Session
 	cpus   int
 
-	wmu sync.Mutex // one frame at a time on the session's stdin
+	wmu  sync.Mutex // one frame at a time on the session's stdin
 	wbuf []byte
 
 	mu     sync.Mutex
