@@ -233,4 +233,3 @@ func noexecDir(t *testing.T) (dir, why string) {
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 	return dir, ""
 }
-
