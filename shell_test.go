@@ -11,10 +11,12 @@ import (
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
 )
 
-func TestShellOnSSHHosts(t *testing.T) {
+func TestShellOnSSHHosts(t *testing.T) { forShellModes(t, testShellOnSSHHosts) }
+
+func testShellOnSSHHosts(t *testing.T, m shellMode) {
 	srv := sshtest.Start(t, sshtest.WithHosts(2))
 	ssh := drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig})
-	c := newCluster(t, drove.Shell(), ssh, drove.WithNodes("ssh://"+srv.Aliases[0], "ssh://"+srv.Aliases[1]))
+	c := newCluster(t, drove.Shell(), ssh, m.opt, drove.WithNodes("ssh://"+srv.Aliases[0], "ssh://"+srv.Aliases[1]))
 	tests := []struct {
 		cmd    string
 		code   int
@@ -53,10 +55,12 @@ func TestShellOnSSHHosts(t *testing.T) {
 	}
 }
 
-func TestShellErrors(t *testing.T) {
+func TestShellErrors(t *testing.T) { forShellModes(t, testShellErrors) }
+
+func testShellErrors(t *testing.T, m shellMode) {
 	srv := sshtest.Start(t)
 	_, err := drove.NewCluster(t.Context(), drove.Shell(),
-		drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), drove.WithNodes("ssh://down"))
+		drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), m.opt, drove.WithNodes("ssh://down"))
 	var ce *drove.SSHConnError
 	if !errors.As(err, &ce) {
 		t.Errorf("down host: %v, want an SSHConnError", err)
@@ -84,11 +88,13 @@ func TestShellLocal(t *testing.T) {
 
 // TestShellSomeHostsDown: an unreachable host is reported through
 // OnNodeStatus and left out; the others carry on.
-func TestShellSomeHostsDown(t *testing.T) {
+func TestShellSomeHostsDown(t *testing.T) { forShellModes(t, testShellSomeHostsDown) }
+
+func testShellSomeHostsDown(t *testing.T, m shellMode) {
 	srv := sshtest.Start(t)
 	var mu sync.Mutex
 	var events []drove.NodeEvent
-	c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}),
+	c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), m.opt,
 		drove.WithNodes("ssh://down", "ssh://"+srv.Aliases[0]),
 		drove.OnNodeStatus(func(ev drove.NodeEvent) {
 			mu.Lock()
@@ -117,11 +123,13 @@ func TestShellSomeHostsDown(t *testing.T) {
 }
 
 // TestShellCPUs: WithCPUs sets the slots of every SSH host.
-func TestShellCPUs(t *testing.T) {
+func TestShellCPUs(t *testing.T) { forShellModes(t, testShellCPUs) }
+
+func testShellCPUs(t *testing.T, m shellMode) {
 	srv := sshtest.Start(t, sshtest.WithHosts(2))
 	nproc := runtime.NumCPU()
 	for _, tc := range []struct{ cpus, want int }{{3, 3}, {-1, max(1, nproc-1)}, {0, nproc}} {
-		c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}),
+		c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), m.opt,
 			drove.WithNodes("ssh://"+srv.Aliases[0], "ssh://"+srv.Aliases[1]), drove.WithCPUs(tc.cpus))
 		st := c.Stats()
 		if len(st.Nodes) != 2 {
@@ -132,5 +140,20 @@ func TestShellCPUs(t *testing.T) {
 				t.Errorf("WithCPUs(%d): %s has %d slots, want %d", tc.cpus, n.Name, n.CPUs, tc.want)
 			}
 		}
+	}
+}
+
+// shellMode is how a Shell cluster's commands reach SSH hosts in a test:
+// through agents (the default; its option changes nothing) or a session
+// each (WithoutAgent).
+type shellMode struct {
+	name string
+	opt  drove.Option
+}
+
+// forShellModes runs test once with agents and once WithoutAgent.
+func forShellModes(t *testing.T, test func(t *testing.T, m shellMode)) {
+	for _, m := range []shellMode{{"agent", drove.WithLogger(nil)}, {"session", drove.WithoutAgent()}} {
+		t.Run(m.name, func(t *testing.T) { test(t, m) })
 	}
 }

@@ -16,7 +16,9 @@ import (
 // (the sshd processes serving it are killed; the listener stays): the loss
 // is reported, the jobs that were running are run again, and the host is
 // reconnected and runs the rest.
-func TestHostLost(t *testing.T) {
+func TestHostLost(t *testing.T) { forModes(t, testHostLost) }
+
+func testHostLost(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool, err := sshconn.NewPool(sshconn.Config{ConfigFile: s.SSHConfig, NoAgent: true})
 	if err != nil {
@@ -37,6 +39,7 @@ func TestHostLost(t *testing.T) {
 		Sources:  []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
 		Logins:   []hostset.Login{{Host: s.Aliases[0], Slots: 2}},
 		Pool:     pool,
+		Agent:    m.launcher(t),
 		Stdout:   &out,
 		Stderr:   &errb,
 	})
@@ -61,7 +64,9 @@ func TestHostLost(t *testing.T) {
 // TestHostLostForGood closes the pool in the middle of a run, so the host
 // cannot come back: the lost host is reported, and the jobs nobody can run
 // any more count as failed instead of waiting for ever.
-func TestHostLostForGood(t *testing.T) {
+func TestHostLostForGood(t *testing.T) { forModes(t, testHostLostForGood) }
+
+func testHostLostForGood(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool, err := sshconn.NewPool(sshconn.Config{ConfigFile: s.SSHConfig, NoAgent: true})
 	if err != nil {
@@ -76,6 +81,7 @@ func TestHostLostForGood(t *testing.T) {
 		Sources:  []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
 		Logins:   []hostset.Login{{Host: s.Aliases[0], Slots: 2}},
 		Pool:     pool,
+		Agent:    m.launcher(t),
 		Stdout:   &out,
 		Stderr:   &errb,
 	})
@@ -100,7 +106,9 @@ func TestHostLostForGood(t *testing.T) {
 // TestHostGoneOtherCarriesOn stops one of two sshds in the middle of a run:
 // its host is reconnected to in vain and given up, and the other host runs
 // every job, the lost ones included.
-func TestHostGoneOtherCarriesOn(t *testing.T) {
+func TestHostGoneOtherCarriesOn(t *testing.T) { forModes(t, testHostGoneOtherCarriesOn) }
+
+func testHostGoneOtherCarriesOn(t *testing.T, m mode) {
 	gone, stays := sshtest.Start(t), sshtest.Start(t)
 	pool, err := sshconn.NewPool(sshconn.Config{ConfigFile: "none", NoAgent: true, User: sshtest.User,
 		KnownHosts: []string{gone.KnownHosts, stays.KnownHosts}, IdentityFiles: []string{gone.KeyPath, stays.KeyPath}})
@@ -115,6 +123,7 @@ func TestHostGoneOtherCarriesOn(t *testing.T) {
 		Sources:        []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
 		Logins:         []hostset.Login{{Host: gone.Addrs[0], Slots: 2}, {Host: stays.Addrs[0], Slots: 2}},
 		Pool:           pool,
+		Agent:          m.launcher(t),
 		ReconnectDelay: 10 * time.Millisecond,
 		Stdout:         &out,
 		Stderr:         &errb,
