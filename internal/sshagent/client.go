@@ -73,7 +73,7 @@ func (l *Launcher) Start(ctx context.Context, pool *sshconn.Pool, target string)
 	if err == nil {
 		return c, nil
 	}
-	if sshconn.IsHostError(err) || ctx.Err() != nil {
+	if ctx.Err() != nil || sshconn.IsHostError(err) && !reachable(ctx, pool, target) {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -87,6 +87,18 @@ func (l *Launcher) Start(ctx context.Context, pool *sshconn.Pool, target string)
 		l.Warn(target, err)
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// reachable reports whether target still takes sessions: an error of the
+// SSH layer while the agent started (its SFTP subsystem failing, say,
+// under a ForceCommand that prints) is then about the agent, not the host.
+func reachable(ctx context.Context, pool *sshconn.Pool, target string) bool {
+	s, err := pool.NewSession(ctx, target)
+	if err != nil {
+		return false
+	}
+	s.Close()
+	return true
 }
 
 // helloTimeout bounds the wait for the agent's first frame once it has
