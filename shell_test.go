@@ -2,10 +2,14 @@ package drove_test
 
 import (
 	"errors"
+	"fmt"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/drove-dev/drove"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
@@ -155,5 +159,58 @@ type shellMode struct {
 func forShellModes(t *testing.T, test func(t *testing.T, m shellMode)) {
 	for _, m := range []shellMode{{"agent", drove.WithLogger(nil)}, {"session", drove.WithoutAgent()}} {
 		t.Run(m.name, func(t *testing.T) { test(t, m) })
+	}
+}
+
+// TestShellHostLostAndBack stops a host's sshd under a running command:
+// the job ends Abandoned, nothing of it (nor the agent) is left running
+// on the host; once sshd is back the host is dialled again and used.
+func TestShellHostLostAndBack(t *testing.T) { forShellModes(t, testShellHostLostAndBack) }
+
+func testShellHostLostAndBack(t *testing.T, m shellMode) {
+	srv := sshtest.Start(t)
+	c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), m.opt,
+		drove.WithNodes("ssh://"+srv.Aliases[0]))
+	marker := fmt.Sprintf("drvshelllost%d", time.Now().UnixNano())
+	j := submit(t, c, "sleep 300; : "+marker)
+	deadline := time.Now().Add(30 * time.Second)
+	for j.Status() != drove.Running || userProcs(t, marker) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("job not running: %s", j.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Stop()
+	if _, err := result(t, j); j.Status() != drove.Abandoned {
+		t.Errorf("job on the lost host: %s, %v; want Abandoned", j.Status(), err)
+	}
+	waitNoUserProcs(t, marker)
+	waitNoServing(t) // the agent, this test binary in the host's cache
+	srv.Restart(t)
+	back := submit(t, c, "echo back")
+	if code, err := result(t, back); err != nil || code != 0 || string(back.Stdout()) != "back\n" || back.Node() != srv.Aliases[0] {
+		t.Errorf("after sshd came back: exit %d, %v, stdout %q on %q", code, err, back.Stdout(), back.Node())
+	}
+}
+
+// userProcs counts the test user's processes whose command line contains
+// marker.
+func userProcs(t *testing.T, marker string) int {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-c", "-u", sshtest.User, "-f", marker).Output()
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// waitNoUserProcs fails t unless the test user's processes with marker
+// are all gone within a while.
+func waitNoUserProcs(t *testing.T, marker string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for userProcs(t, marker) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d processes of the command left on the host", userProcs(t, marker))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
