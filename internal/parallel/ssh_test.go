@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,21 +27,22 @@ func testHostLost(t *testing.T, m mode) {
 	}
 	defer pool.Close()
 	killed := make(chan int, 1)
-	time.AfterFunc(500*time.Millisecond, func() {
+	var errb bytes.Buffer
+	// Once the first job has printed: the host is in use, agent and all.
+	out := afterFirstWrite(func() {
 		n, err := s.KillConnections()
 		if err != nil {
 			t.Error(err)
 		}
 		killed <- n
 	})
-	var out, errb bytes.Buffer
 	sum, err := Run(context.Background(), Config{
 		Template: "sleep 0.2; echo",
 		Sources:  []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
 		Logins:   []hostset.Login{{Host: s.Aliases[0], Slots: 2}},
 		Pool:     pool,
 		Agent:    m.launcher(t),
-		Stdout:   &out,
+		Stdout:   out,
 		Stderr:   &errb,
 	})
 	if err != nil {
@@ -73,8 +75,8 @@ func testHostLostForGood(t *testing.T, m mode) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	time.AfterFunc(500*time.Millisecond, func() { pool.Close() })
-	var out, errb bytes.Buffer
+	var errb bytes.Buffer
+	out := afterFirstWrite(func() { pool.Close() })
 	start := time.Now()
 	sum, err := Run(context.Background(), Config{
 		Template: "sleep 0.2; echo",
@@ -82,7 +84,7 @@ func testHostLostForGood(t *testing.T, m mode) {
 		Logins:   []hostset.Login{{Host: s.Aliases[0], Slots: 2}},
 		Pool:     pool,
 		Agent:    m.launcher(t),
-		Stdout:   &out,
+		Stdout:   out,
 		Stderr:   &errb,
 	})
 	if err != nil {
@@ -116,8 +118,8 @@ func testHostGoneOtherCarriesOn(t *testing.T, m mode) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	time.AfterFunc(500*time.Millisecond, gone.Stop)
-	var out, errb bytes.Buffer
+	var errb bytes.Buffer
+	out := afterFirstWrite(gone.Stop)
 	sum, err := Run(context.Background(), Config{
 		Template:       "sleep 0.2; echo",
 		Sources:        []Source{{Args: strings.Fields("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20")}},
@@ -125,7 +127,7 @@ func testHostGoneOtherCarriesOn(t *testing.T, m mode) {
 		Pool:           pool,
 		Agent:          m.launcher(t),
 		ReconnectDelay: 10 * time.Millisecond,
-		Stdout:         &out,
+		Stdout:         out,
 		Stderr:         &errb,
 	})
 	if err != nil {
@@ -142,4 +144,30 @@ func testHostGoneOtherCarriesOn(t *testing.T, m mode) {
 	if len(sum.HostsDown) != 1 || sum.HostsDown[0] != gone.Addrs[0] {
 		t.Errorf("hosts down %v", sum.HostsDown)
 	}
+}
+
+// firstWrite is a buffer that calls a function, in the background, when
+// it is first written to.
+type firstWrite struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	once sync.Once
+	f    func()
+}
+
+// afterFirstWrite returns a buffer that calls f once something is written
+// to it: a job has run and printed.
+func afterFirstWrite(f func()) *firstWrite { return &firstWrite{f: f} }
+
+func (w *firstWrite) Write(p []byte) (int, error) {
+	w.once.Do(func() { go w.f() })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *firstWrite) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }

@@ -69,6 +69,12 @@ func (l *Launcher) Start(ctx context.Context, pool *sshconn.Pool, target string)
 	var c *Client
 	if err == nil {
 		c, err = start(ctx, pool, target, l.blob, l.Logger)
+		if err != nil && ctx.Err() == nil && sshconn.IsHostError(err) && reachable(ctx, pool, target) {
+			// The connection may have been cut under the start and the
+			// host be back already: one more try tells that from an
+			// error about the agent itself.
+			c, err = start(ctx, pool, target, l.blob, l.Logger)
+		}
 	}
 	if err == nil {
 		return c, nil
