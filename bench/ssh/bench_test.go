@@ -242,12 +242,12 @@ func writeLayout(md *strings.Builder, lay layout, results []result) {
 	fmt.Fprintf(md, "| contender | how | runs | median wall time | per job | vs raw floor |\n|---|---|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		if r.median == 0 {
-			fmt.Fprintf(md, "| %s | `%s` | 0 | failed: %v | | |\n", r.c.name, r.c.how, r.err)
+			fmt.Fprintf(md, "| %s | `%s` | 0 | failed: %s | | |\n", r.c.name, r.c.how, oneLine(r.err))
 			continue
 		}
 		note := ""
 		if r.err != nil {
-			note = fmt.Sprintf(" (a later run failed: %v)", r.err)
+			note = " (a later run failed: " + oneLine(r.err) + ")"
 		}
 		fmt.Fprintf(md, "| %s | `%s` | %d | %.3f s%s | %.2f ms | %.2f× |\n", r.c.name, r.c.how, len(r.all), r.median.Seconds(), note,
 			float64(r.median.Microseconds())/1000/float64(*jobs), float64(r.median)/float64(floor))
@@ -263,6 +263,9 @@ func writeLayout(md *strings.Builder, lay layout, results []result) {
 		fmt.Fprintf(md, "* %s: **%.1f×**\n", r.c.name, float64(r.median)/float64(droveT))
 	}
 }
+
+// oneLine returns err's message on one line, for a table cell.
+func oneLine(err error) string { return strings.Join(strings.Fields(fmt.Sprint(err)), " ") }
 
 // droveBinary returns a drove binary whose run command exists, or "".
 func droveBinary(t *testing.T, dir string) string {
