@@ -43,6 +43,7 @@ type config struct {
 	connect    time.Duration
 	exclusive  bool
 	monitor    string
+	noAgent    bool
 }
 
 // WithNodes lists where jobs run. With no nodes (the default) the cluster is
@@ -56,6 +57,18 @@ type config struct {
 // are "ssh://[user@]host[:port]", "ssh://alias" or ":" for this machine.
 func WithNodes(nodes ...string) Option {
 	return optionFunc(func(c *config) { c.nodes = append(c.nodes, nodes...) })
+}
+
+// WithoutAgent makes a Shell cluster run each command on an SSH host in an
+// SSH session of its own (as `ssh host command` does) instead of through
+// the agent it otherwise starts once per host: this program's own
+// executable, installed in the host's cache and started over one session
+// (drove.Main serves it), which runs every command the same way without a
+// new session each. Hosts that cannot run the agent (another platform, no
+// writable cache, a noexec one) get a session per command anyway, with a
+// warning. It is drove run's and drove exec's --no-agent.
+func WithoutAgent() Option {
+	return optionFunc(func(c *config) { c.noAgent = true })
 }
 
 // WithScheduler runs the cluster's jobs through a shared scheduler (drove

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/sshexec"
 	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshagent"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/wire"
 	"github.com/drove-dev/drove/remote"
@@ -36,6 +38,15 @@ import (
 // host whose connection breaks later is reported NodeLost, dialled again
 // (at once, then after 1, 2, 4, 8 and 16 s), and NodeInitialized again
 // once it is back; one that stays away is given up and logged.
+//
+// Commands on an SSH host run through an agent: this program's own
+// executable, copied once into a cache on the host and started there over
+// one SSH session (drove.Main serves it), which runs each command as sshd
+// would — the login shell with -c, the environment sshd gives, its own
+// process group, stopped as a whole on cancel or timeout — without a new
+// SSH session per command. A host that cannot run it (another platform, no
+// writable cache, a noexec one) runs a session per command, with a warning
+// once; WithoutAgent asks for that everywhere.
 func Shell() *Function[string, int] {
 	return &Function[string, int]{
 		shell:  true,
@@ -115,11 +126,15 @@ func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 	// WithCPUs is the slot count of every SSH host too: n > 0 slots, 0 the
 	// host's CPU count, -n that count less n.
 	slots, free := max(0, c.cfg.cpus), max(0, -c.cfg.cpus)
+	var agent *sshagent.Launcher
+	if !c.cfg.noAgent {
+		agent = &sshagent.Launcher{Warn: c.warnNoAgent, Logger: c.log}
+	}
 	members := make([]fleet.Member, len(targets))
 	for i, target := range targets {
 		members[i] = fleet.Member{Key: target, Dial: func(ctx context.Context) (fleet.Conn, error) {
 			ex, err := sshexec.New(ctx, c.ssh, target, sshexec.Config{
-				Slots: slots, FreeCPUs: free, NonZeroIsResult: true, KillGrace: c.cfg.grace, Logger: c.log,
+				Slots: slots, FreeCPUs: free, NonZeroIsResult: true, KillGrace: c.cfg.grace, Agent: agent, Logger: c.log,
 			}, c.s)
 			if err != nil {
 				return fleet.Conn{}, fmt.Errorf("drove: ssh://%s: %w", target, err)
@@ -143,6 +158,17 @@ func (c *Cluster[In, Out]) startShellNodes(ctx context.Context) error {
 }
 
 var _ sched.Executor = (*sshexec.Executor)(nil)
+
+// warnNoAgent says that an SSH host cannot run the agent and gets a
+// session per command: to the cluster's logger if it has one, else on
+// standard error, once per host.
+func (c *Cluster[In, Out]) warnNoAgent(target string, err error) {
+	if c.cfg.logger != nil {
+		c.log.Warn("drove: cannot start the agent; running a session per command", "host", target, "err", err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "drove: ssh://%s: cannot start the agent, running a session per command: %v\n", target, err)
+}
 
 // sshConfig is WithSSH's configuration, completed by WithConnectTimeout and
 // WithLogger.

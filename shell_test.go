@@ -2,19 +2,25 @@ package drove_test
 
 import (
 	"errors"
+	"fmt"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/drove-dev/drove"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
 )
 
-func TestShellOnSSHHosts(t *testing.T) {
+func TestShellOnSSHHosts(t *testing.T) { forShellModes(t, testShellOnSSHHosts) }
+
+func testShellOnSSHHosts(t *testing.T, m shellMode) {
 	srv := sshtest.Start(t, sshtest.WithHosts(2))
 	ssh := drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig})
-	c := newCluster(t, drove.Shell(), ssh, drove.WithNodes("ssh://"+srv.Aliases[0], "ssh://"+srv.Aliases[1]))
+	c := newCluster(t, drove.Shell(), ssh, m.opt, drove.WithNodes("ssh://"+srv.Aliases[0], "ssh://"+srv.Aliases[1]))
 	tests := []struct {
 		cmd    string
 		code   int
@@ -53,10 +59,12 @@ func TestShellOnSSHHosts(t *testing.T) {
 	}
 }
 
-func TestShellErrors(t *testing.T) {
+func TestShellErrors(t *testing.T) { forShellModes(t, testShellErrors) }
+
+func testShellErrors(t *testing.T, m shellMode) {
 	srv := sshtest.Start(t)
 	_, err := drove.NewCluster(t.Context(), drove.Shell(),
-		drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), drove.WithNodes("ssh://down"))
+		drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), m.opt, drove.WithNodes("ssh://down"))
 	var ce *drove.SSHConnError
 	if !errors.As(err, &ce) {
 		t.Errorf("down host: %v, want an SSHConnError", err)
@@ -84,11 +92,13 @@ func TestShellLocal(t *testing.T) {
 
 // TestShellSomeHostsDown: an unreachable host is reported through
 // OnNodeStatus and left out; the others carry on.
-func TestShellSomeHostsDown(t *testing.T) {
+func TestShellSomeHostsDown(t *testing.T) { forShellModes(t, testShellSomeHostsDown) }
+
+func testShellSomeHostsDown(t *testing.T, m shellMode) {
 	srv := sshtest.Start(t)
 	var mu sync.Mutex
 	var events []drove.NodeEvent
-	c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}),
+	c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), m.opt,
 		drove.WithNodes("ssh://down", "ssh://"+srv.Aliases[0]),
 		drove.OnNodeStatus(func(ev drove.NodeEvent) {
 			mu.Lock()
@@ -117,11 +127,13 @@ func TestShellSomeHostsDown(t *testing.T) {
 }
 
 // TestShellCPUs: WithCPUs sets the slots of every SSH host.
-func TestShellCPUs(t *testing.T) {
+func TestShellCPUs(t *testing.T) { forShellModes(t, testShellCPUs) }
+
+func testShellCPUs(t *testing.T, m shellMode) {
 	srv := sshtest.Start(t, sshtest.WithHosts(2))
 	nproc := runtime.NumCPU()
 	for _, tc := range []struct{ cpus, want int }{{3, 3}, {-1, max(1, nproc-1)}, {0, nproc}} {
-		c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}),
+		c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), m.opt,
 			drove.WithNodes("ssh://"+srv.Aliases[0], "ssh://"+srv.Aliases[1]), drove.WithCPUs(tc.cpus))
 		st := c.Stats()
 		if len(st.Nodes) != 2 {
@@ -132,5 +144,73 @@ func TestShellCPUs(t *testing.T) {
 				t.Errorf("WithCPUs(%d): %s has %d slots, want %d", tc.cpus, n.Name, n.CPUs, tc.want)
 			}
 		}
+	}
+}
+
+// shellMode is how a Shell cluster's commands reach SSH hosts in a test:
+// through agents (the default; its option changes nothing) or a session
+// each (WithoutAgent).
+type shellMode struct {
+	name string
+	opt  drove.Option
+}
+
+// forShellModes runs test once with agents and once WithoutAgent.
+func forShellModes(t *testing.T, test func(t *testing.T, m shellMode)) {
+	for _, m := range []shellMode{{"agent", drove.WithLogger(nil)}, {"session", drove.WithoutAgent()}} {
+		t.Run(m.name, func(t *testing.T) { test(t, m) })
+	}
+}
+
+// TestShellHostLostAndBack stops a host's sshd under a running command:
+// the job ends Abandoned, nothing of it (nor the agent) is left running
+// on the host; once sshd is back the host is dialled again and used.
+func TestShellHostLostAndBack(t *testing.T) { forShellModes(t, testShellHostLostAndBack) }
+
+func testShellHostLostAndBack(t *testing.T, m shellMode) {
+	srv := sshtest.Start(t)
+	c := newCluster(t, drove.Shell(), drove.WithSSH(drove.SSHConfig{ConfigFile: srv.SSHConfig}), m.opt,
+		drove.WithNodes("ssh://"+srv.Aliases[0]))
+	marker := fmt.Sprintf("drvshelllost%d", time.Now().UnixNano())
+	j := submit(t, c, "sleep 300; : "+marker)
+	deadline := time.Now().Add(30 * time.Second)
+	for j.Status() != drove.Running || userProcs(t, marker) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("job not running: %s", j.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Stop()
+	if _, err := result(t, j); j.Status() != drove.Abandoned {
+		t.Errorf("job on the lost host: %s, %v; want Abandoned", j.Status(), err)
+	}
+	waitNoUserProcs(t, marker)
+	waitNoServing(t) // the agent, this test binary in the host's cache
+	srv.Restart(t)
+	back := submit(t, c, "echo back")
+	if code, err := result(t, back); err != nil || code != 0 || string(back.Stdout()) != "back\n" || back.Node() != srv.Aliases[0] {
+		t.Errorf("after sshd came back: exit %d, %v, stdout %q on %q", code, err, back.Stdout(), back.Node())
+	}
+}
+
+// userProcs counts the test user's processes whose command line contains
+// marker.
+func userProcs(t *testing.T, marker string) int {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-c", "-u", sshtest.User, "-f", marker).Output()
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
+}
+
+// waitNoUserProcs fails t unless the test user's processes with marker
+// are all gone within a while.
+func waitNoUserProcs(t *testing.T, marker string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for userProcs(t, marker) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d processes of the command left on the host", userProcs(t, marker))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -38,6 +38,7 @@ type execFlags struct {
 	copy    bool
 	rcopy   bool
 	dest    string
+	noAgent bool
 }
 
 func newExecCmd() *cobra.Command {
@@ -114,6 +115,7 @@ ssh reports them).`,
 	f.BoolVarP(&fl.gather, "gather", "b", false, "gather hosts with identical output under one node-set header (clush -b)")
 	f.BoolVarP(&fl.stdin, "send-input", "I", false, "read standard input once and send it to the command on every host")
 	registerSetCopyFlags(cmd, &fl)
+	f.BoolVar(&fl.noAgent, "no-agent", false, "run the command in an SSH session of its own instead of through an agent started on each host")
 	return cmd
 }
 
@@ -185,6 +187,7 @@ func runExec(cmd *cobra.Command, fl *execFlags, args []string) error {
 		Timeout: timeout,
 		Files:   files,
 		Stdin:   input,
+		Agent:   agentLauncher(fl.noAgent, stderr),
 		Live:    live,
 		Stdout:  liveOut,
 		Stderr:  liveErr,

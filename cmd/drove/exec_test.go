@@ -19,7 +19,9 @@ func dexec(t *testing.T, stdin string, args ...string) (int, string, string) {
 	return runSub(t.Context(), t, newExecCmd, stdin, args...)
 }
 
-func TestExec(t *testing.T) {
+func TestExec(t *testing.T) { forModes(t, testExec) }
+
+func testExec(t *testing.T, m cliMode) {
 	s := sshtest.Start(t, sshtest.WithHosts(3))
 	ssh := sshArgs(s)
 	with := func(args ...string) []string { return append(append([]string{}, ssh...), args...) }
@@ -62,7 +64,7 @@ func TestExec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			code, out, errs := dexec(t, tt.stdin, tt.args...)
+			code, out, errs := m.dexec(t, tt.stdin, tt.args...)
 			if code != tt.code {
 				t.Errorf("exit %d, want %d\nstdout %q\nstderr %q", code, tt.code, out, errs)
 			}
@@ -78,7 +80,7 @@ func TestExec(t *testing.T) {
 	t.Run("outdir and errdir named as pssh names them", func(t *testing.T) {
 		dir := t.TempDir()
 		od, ed := filepath.Join(dir, "out"), filepath.Join(dir, "err")
-		code, _, errs := dexec(t, "", with("-o", od, "-e", ed, "-h", hostsFile, "-w", "host0", "echo o; echo e >&2")...)
+		code, _, errs := m.dexec(t, "", with("-o", od, "-e", ed, "-h", hostsFile, "-w", "host0", "echo o; echo e >&2")...)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errs)
 		}
@@ -92,7 +94,7 @@ func TestExec(t *testing.T) {
 	})
 	t.Run("fan-out limits concurrency", func(t *testing.T) {
 		start := time.Now()
-		code, _, _ := dexec(t, "", with("-p", "1", "-w", "host[0-2]", "sleep 0.3")...)
+		code, _, _ := m.dexec(t, "", with("-p", "1", "-w", "host[0-2]", "sleep 0.3")...)
 		if code != 0 || time.Since(start) < 900*time.Millisecond {
 			t.Errorf("exit %d after %v: hosts ran at once", code, time.Since(start))
 		}
@@ -117,7 +119,7 @@ func TestExec(t *testing.T) {
 	})
 	t.Run("timeout kills the remote process group", func(t *testing.T) {
 		marker := fmt.Sprintf("drvexecto%d", time.Now().UnixNano())
-		code, _, errs := dexec(t, "", with("-t", "0.5", "-w", "host[0-1]",
+		code, _, errs := m.dexec(t, "", with("-t", "0.5", "-w", "host[0-1]",
 			fmt.Sprintf(`sh -c 'trap "" TERM; sleep 300; : %s' & sleep 301; : %s`, marker, marker))...)
 		if code != 255 || strings.Count(errs, "Timed out") != 2 {
 			t.Errorf("exit %d, stderr %q", code, errs)
@@ -127,7 +129,7 @@ func TestExec(t *testing.T) {
 		}
 	})
 	t.Run("help", func(t *testing.T) {
-		code, out, _ := dexec(t, "", "--help")
+		code, out, _ := m.dexec(t, "", "--help")
 		for _, f := range []string{"-w, --nodes", "-h, --hosts", "-p, --par", "-t, --timeout", "-o, --outdir", "-e, --errdir", "-i, --inline", "-b, --gather", "-I, --send-input", "-x, --exclude", "-c, --copy", "--rcopy", "--dest"} {
 			if !strings.Contains(out, f) {
 				t.Errorf("--help lacks %s", f)
@@ -139,11 +141,13 @@ func TestExec(t *testing.T) {
 	})
 }
 
-func TestExecUnknownHostKey(t *testing.T) {
+func TestExecUnknownHostKey(t *testing.T) { forModes(t, testExecUnknownHostKey) }
+
+func testExecUnknownHostKey(t *testing.T, m cliMode) {
 	s := sshtest.Start(t)
 	empty := filepath.Join(t.TempDir(), "known_hosts")
 	os.WriteFile(empty, nil, 0o644)
-	code, out, errs := dexec(t, "", "-F", "none", "--known-hosts", empty, "--identity", s.KeyPath, "-w", s.Target(0), "echo no")
+	code, out, errs := m.dexec(t, "", "-F", "none", "--known-hosts", empty, "--identity", s.KeyPath, "-w", s.Target(0), "echo no")
 	if code != 255 || out != "" || !strings.Contains(errs, "unknown host key") {
 		t.Fatalf("exit %d out %q err %s", code, out, errs)
 	}
@@ -151,7 +155,9 @@ func TestExecUnknownHostKey(t *testing.T) {
 
 // TestExecConnectTimeoutFlagWins: --connect-timeout, when given, beats
 // ssh_config's ConnectTimeout for a host that accepts TCP and then hangs.
-func TestExecConnectTimeoutFlagWins(t *testing.T) {
+func TestExecConnectTimeoutFlagWins(t *testing.T) { forModes(t, testExecConnectTimeoutFlagWins) }
+
+func testExecConnectTimeoutFlagWins(t *testing.T, m cliMode) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +184,7 @@ func TestExecConnectTimeoutFlagWins(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "ssh_config")
 	os.WriteFile(cfg, []byte("Host hang\n  HostName "+host+"\n  Port "+port+"\n  ConnectTimeout 60\n"), 0o644)
 	start := time.Now()
-	code, _, errs := dexec(t, "", "-F", cfg, "--connect-timeout", "1s", "-w", "hang", "true")
+	code, _, errs := m.dexec(t, "", "-F", cfg, "--connect-timeout", "1s", "-w", "hang", "true")
 	if took := time.Since(start); code != 255 || took > 5*time.Second {
 		t.Errorf("exit %d after %v (ssh_config's 60 s won?): %s", code, took, errs)
 	}

@@ -64,6 +64,7 @@ type runFlags struct {
 	onAll        bool
 	nonAll       bool
 	ignored      bool // GNU parallel options that change nothing here
+	noAgent      bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -189,6 +190,7 @@ a command can be cancelled there.`,
 	f.StringVar(&fl.workdir, "wd", "", "same as --workdir")
 	f.BoolVar(&fl.bar, "bar", false, "show a progress bar on standard error when it is a terminal")
 	f.BoolVar(&fl.eta, "eta", false, "show the estimated time left on standard error when it is a terminal")
+	f.BoolVar(&fl.noAgent, "no-agent", false, "run each job in an SSH session of its own instead of through an agent started on each host")
 	f.DurationVar(&fl.killGrace, "term-grace", proc.DefaultGrace, "how long each step of stopping a job waits: SIGINT, SIGTERM, then SIGKILL to its process group")
 	f.StringVar(&fl.monitor, "monitor", "", monitorFlagUsage+" ($DROVE_SECRET)")
 	for _, alias := range []string{"max-procs", "xapply", "res", "jl", "halt-on-error", "lb"} {
@@ -397,6 +399,7 @@ func runRun(cmd *cobra.Command, fl *runFlags, args []string) error {
 			}
 			defer pool.Close()
 			cfg.Pool = pool
+			cfg.Agent = agentLauncher(fl.noAgent, stderr)
 			break
 		}
 	}

@@ -232,14 +232,16 @@ func workdirsLeft(t *testing.T, p *sshconn.Pool, host string) string {
 	return ls.String()
 }
 
-func TestRunSSH(t *testing.T) {
+func TestRunSSH(t *testing.T) { forModes(t, testRunSSH) }
+
+func testRunSSH(t *testing.T, m cliMode) {
 	s := sshtest.Start(t, sshtest.WithHosts(2))
 	ssh := sshArgs(s)
 	with := func(args ...string) []string { return append(append([]string{}, ssh...), args...) }
 
 	t.Run("spread over hosts and slots", func(t *testing.T) {
 		jl := filepath.Join(t.TempDir(), "log")
-		code, out, errs := drun(t, "", with("-S", "2/host0,2/host1", "--joblog", jl, "--tag", "sleep 0.2; echo {#}", ":::", "a", "b", "c", "d", "e", "f", "g", "h")...)
+		code, out, errs := m.drun(t, "", with("-S", "2/host0,2/host1", "--joblog", jl, "--tag", "sleep 0.2; echo {#}", ":::", "a", "b", "c", "d", "e", "f", "g", "h")...)
 		if code != 0 || len(sortedLines(out)) != 8 {
 			t.Fatalf("exit %d out %q err %s", code, out, errs)
 		}
@@ -252,7 +254,7 @@ func TestRunSSH(t *testing.T) {
 		hostile := []string{`a'b"c\d`, "$(touch /tmp/pwned) `id` ; echo no", "line1\nline2", "*", "-n", "", "tab\there ${x}"}
 		args := with("-S", "host0", "-k", "printf '<%s>\\n'", ":::")
 		args = append(args, hostile...)
-		code, out, errs := drun(t, "", args...)
+		code, out, errs := m.drun(t, "", args...)
 		var want strings.Builder
 		for _, h := range hostile {
 			want.WriteString("<" + h + ">\n")
@@ -261,20 +263,20 @@ func TestRunSSH(t *testing.T) {
 			t.Fatalf("exit %d\n got %q\nwant %q\n%s", code, out, want.String(), errs)
 		}
 		// As whole command lines from standard input, too.
-		code, out, _ = drun(t, "printf '%s|' \"a  b\" '$(x)'; echo ';'\n", with("-S", "host1")...)
+		code, out, _ = m.drun(t, "printf '%s|' \"a  b\" '$(x)'; echo ';'\n", with("-S", "host1")...)
 		if code != 0 || out != "a  b|$(x)|;\n" {
 			t.Fatalf("stdin command: exit %d out %q", code, out)
 		}
 	})
 	t.Run("down host is a connection failure, others run its jobs", func(t *testing.T) {
-		code, out, errs := drun(t, "", with("-S", "1/down,1/host0", "echo", ":::", "1", "2", "3")...)
+		code, out, errs := m.drun(t, "", with("-S", "1/down,1/host0", "echo", ":::", "1", "2", "3")...)
 		if code != 0 || len(sortedLines(out)) != 3 {
 			t.Fatalf("exit %d out %q err %s", code, out, errs)
 		}
 		if !strings.Contains(errs, "down: connection failed") {
 			t.Errorf("stderr %q", errs)
 		}
-		code, _, errs = drun(t, "", with("-S", "down", "echo", ":::", "1")...)
+		code, _, errs = m.drun(t, "", with("-S", "down", "echo", ":::", "1")...)
 		if code != 255 || !strings.Contains(errs, "no host could be used") {
 			t.Errorf("only host down: exit %d err %s", code, errs)
 		}
@@ -282,18 +284,18 @@ func TestRunSSH(t *testing.T) {
 	t.Run("unknown host key refused", func(t *testing.T) {
 		empty := filepath.Join(t.TempDir(), "known_hosts")
 		os.WriteFile(empty, nil, 0o644)
-		code, _, errs := drun(t, "", "-F", "none", "--known-hosts", empty, "--identity", s.KeyPath, "-S", s.Target(0), "echo", ":::", "1")
+		code, _, errs := m.drun(t, "", "-F", "none", "--known-hosts", empty, "--identity", s.KeyPath, "-S", s.Target(0), "echo", ":::", "1")
 		if code != 255 || !strings.Contains(errs, "unknown host key") {
 			t.Errorf("exit %d err %s", code, errs)
 		}
-		code, out, errs := drun(t, "", "-F", "none", "--known-hosts", empty, "--accept-new", "--identity", s.KeyPath, "-S", s.Target(0), "echo", ":::", "1")
+		code, out, errs := m.drun(t, "", "-F", "none", "--known-hosts", empty, "--accept-new", "--identity", s.KeyPath, "-S", s.Target(0), "echo", ":::", "1")
 		if code != 0 || out != "1\n" {
 			t.Errorf("--accept-new: exit %d out %q err %s", code, out, errs)
 		}
 	})
 	t.Run("slots from nproc and -j", func(t *testing.T) {
 		// -j 3: three jobs at once, in slots 1, 2 and 3, given out in order.
-		code, out, _ := drun(t, "", with("-S", "host0", "-j", "3", "--tag", "sleep 0.3; echo {%}", ":::", "a", "b", "c")...)
+		code, out, _ := m.drun(t, "", with("-S", "host0", "-j", "3", "--tag", "sleep 0.3; echo {%}", ":::", "a", "b", "c")...)
 		if got := sortedLines(out); code != 0 || !slices.Equal(got, []string{"a\t1", "b\t2", "c\t3"}) {
 			t.Errorf("-j 3: exit %d out %q", code, out)
 		}
@@ -309,7 +311,7 @@ func TestRunSSH(t *testing.T) {
 		for i := range 2 * n {
 			inputs = append(inputs, strconv.Itoa(i))
 		}
-		code, out, _ = drun(t, "", with(append([]string{"-S", "host0", "sleep 0.3; echo {%} #", ":::"}, inputs...)...)...)
+		code, out, _ = m.drun(t, "", with(append([]string{"-S", "host0", "sleep 0.3; echo {%} #", ":::"}, inputs...)...)...)
 		slots := map[string]int{}
 		for _, l := range sortedLines(out) {
 			slots[l]++
@@ -327,7 +329,7 @@ func TestRunSSH(t *testing.T) {
 		// Fails on host0 (127.0.0.2), succeeds on host1, which is free
 		// when the retry is placed.
 		jl := filepath.Join(t.TempDir(), "log")
-		code, out, errs := drun(t, "", with("-S", "1/host0,1/host1", "--retries", "2", "--joblog", jl,
+		code, out, errs := m.drun(t, "", with("-S", "1/host0,1/host1", "--retries", "2", "--joblog", jl,
 			`case "$SSH_CONNECTION" in *" 127.0.0.2 "*) exit 7;; esac; echo ok {}`, ":::", "a")...)
 		if code != 0 || out != "ok a\n" {
 			t.Fatalf("exit %d out %q err %s", code, out, errs)
@@ -337,14 +339,14 @@ func TestRunSSH(t *testing.T) {
 			t.Errorf("joblog:\n%s", b)
 		}
 		// Without retries the failure stands.
-		code, _, _ = drun(t, "", with("-S", "1/host0", `case "$SSH_CONNECTION" in *" 127.0.0.2 "*) exit 7;; esac; echo ok {}`, ":::", "a")...)
+		code, _, _ = m.drun(t, "", with("-S", "1/host0", `case "$SSH_CONNECTION" in *" 127.0.0.2 "*) exit 7;; esac; echo ok {}`, ":::", "a")...)
 		if code != 1 {
 			t.Errorf("no retries: exit %d", code)
 		}
 	})
 	t.Run("timeout kills the remote process group", func(t *testing.T) {
 		marker := fmt.Sprintf("drvto%d", time.Now().UnixNano())
-		code, _, errs := drun(t, "", with("-S", "host0", "--timeout", "0.5", "--term-grace", "300ms",
+		code, _, errs := m.drun(t, "", with("-S", "host0", "--timeout", "0.5", "--term-grace", "300ms",
 			fmt.Sprintf("trap '' TERM; sh -c 'sleep 300; : %s' & sh -c 'trap \"\" TERM; sleep 301; : %s'; wait", marker, marker), ":::", "x")...)
 		if code != 1 || !strings.Contains(errs, "timed out") {
 			t.Errorf("exit %d err %s", code, errs)
@@ -356,7 +358,7 @@ func TestRunSSH(t *testing.T) {
 	t.Run("halt now kills the others", func(t *testing.T) {
 		marker := fmt.Sprintf("drvhalt%d", time.Now().UnixNano())
 		start := time.Now()
-		code, _, _ := drun(t, "", with("-S", "host0,host1", "-j", "2", "--halt", "now,fail=1", "--term-grace", "200ms",
+		code, _, _ := m.drun(t, "", with("-S", "host0,host1", "-j", "2", "--halt", "now,fail=1", "--term-grace", "200ms",
 			fmt.Sprintf("[ {} = fail ] && exit 9; sleep 60; : %s", marker), ":::", "fail", "a", "b", "c")...)
 		if code != 9 || time.Since(start) > 20*time.Second {
 			t.Errorf("exit %d after %v", code, time.Since(start))
@@ -373,7 +375,7 @@ func TestRunSSH(t *testing.T) {
 		os.WriteFile("b.txt", []byte("beta\n"), 0o644)
 		os.WriteFile("base.sh", []byte("tr a-z A-Z"), 0o644)
 		wd := fmt.Sprintf("drove-wd-%d", time.Now().UnixNano())
-		code, _, errs := drun(t, "", with("-S", "host0,host1", "--basefile", "base.sh", "--workdir", wd, "--transfer", "--return", "{.}.out", "--cleanup",
+		code, _, errs := m.drun(t, "", with("-S", "host0,host1", "--basefile", "base.sh", "--workdir", wd, "--transfer", "--return", "{.}.out", "--cleanup",
 			"sh base.sh < {} > {.}.out", ":::", "a.txt", "b.txt")...)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errs)
@@ -393,7 +395,7 @@ func TestRunSSH(t *testing.T) {
 		}
 		// --workdir ... uses a fresh directory per job, basefiles included,
 		// and removes it.
-		code, out, errs := drun(t, "", with("-S", "host0", "--workdir", "...", "--bf", "base.sh", "--trc", "{}.up", "sh base.sh < {} > {}.up; pwd", ":::", "a.txt")...)
+		code, out, errs := m.drun(t, "", with("-S", "host0", "--workdir", "...", "--bf", "base.sh", "--trc", "{}.up", "sh base.sh < {} > {}.up; pwd", ":::", "a.txt")...)
 		if code != 0 || !strings.Contains(out, "/.drove/tmp/") {
 			t.Fatalf("exit %d out %q err %s", code, out, errs)
 		}
@@ -426,7 +428,7 @@ func TestRunSSH(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				args := with("-S", "host0", "--wd", "...", "--transfer", "--return", "{}.out", "--cleanup")
 				args = append(append(args, tt.extra...), tt.command, ":::", "in.txt")
-				if code, _, errs := drun(t, "", args...); code != tt.code || !strings.Contains(errs, tt.errs) || strings.Contains(errs, "return") {
+				if code, _, errs := m.drun(t, "", args...); code != tt.code || !strings.Contains(errs, tt.errs) || strings.Contains(errs, "return") {
 					t.Fatalf("exit %d (want %d), stderr %q (want %q, and nothing about the return)", code, tt.code, errs, tt.errs)
 				}
 				if left := workdirsLeft(t, p, "host0"); left != "" {
@@ -460,13 +462,13 @@ func TestRunSSH(t *testing.T) {
 			t.Fatalf("joblog after interrupt (want header + jobs 1-4):\n%s", b)
 		}
 		// Resume with a command that no longer sleeps: only 5-8 run.
-		code, out, errs := drun(t, "", with("-S", "host0,host1", "--joblog", jl, "--resume", "-k", "echo", ":::", "1", "2", "3", "4", "5", "6", "7", "8")...)
+		code, out, errs := m.drun(t, "", with("-S", "host0,host1", "--joblog", jl, "--resume", "-k", "echo", ":::", "1", "2", "3", "4", "5", "6", "7", "8")...)
 		if code != 0 || out != "5\n6\n7\n8\n" {
 			t.Errorf("resume: exit %d out %q err %s", code, out, errs)
 		}
 	})
 	t.Run("help explains flags", func(t *testing.T) {
-		code, out, _ := drun(t, "", "--help")
+		code, out, _ := m.drun(t, "", "--help")
 		for _, f := range []string{"--sshlogin", "--slf", "--jobs", "--tag", "--keep-order", "--line-buffer", "--results", "--joblog", "--resume",
 			"--resume-failed", "--retries", "--timeout", "--halt", "--transfer", "--return", "--cleanup", "--basefile", "--workdir", "--bar", "--eta", "--accept-new"} {
 			if !strings.Contains(out, f) {
@@ -479,12 +481,14 @@ func TestRunSSH(t *testing.T) {
 	})
 }
 
-func TestRunSlf(t *testing.T) {
+func TestRunSlf(t *testing.T) { forModes(t, testRunSlf) }
+
+func testRunSlf(t *testing.T, m cliMode) {
 	s := sshtest.Start(t, sshtest.WithHosts(2))
 	slf := filepath.Join(t.TempDir(), "hosts")
 	os.WriteFile(slf, []byte("# test hosts\n2/host0\n\n1/host1\n:\n"), 0o644)
 	jl := filepath.Join(t.TempDir(), "log")
-	code, out, errs := drun(t, "", append(sshArgs(s), "--slf", slf, "--joblog", jl, "sleep 0.2; echo", ":::", "1", "2", "3", "4", "5", "6", "7", "8")...)
+	code, out, errs := m.drun(t, "", append(sshArgs(s), "--slf", slf, "--joblog", jl, "sleep 0.2; echo", ":::", "1", "2", "3", "4", "5", "6", "7", "8")...)
 	if code != 0 || len(sortedLines(out)) != 8 {
 		t.Fatalf("exit %d out %q err %s", code, out, errs)
 	}
@@ -498,7 +502,9 @@ func TestRunSlf(t *testing.T) {
 
 // TestRunSIGINT sends a real SIGINT to a built drove binary: main's signal
 // handling must reach the remote process groups.
-func TestRunSIGINT(t *testing.T) {
+func TestRunSIGINT(t *testing.T) { forModes(t, testRunSIGINT) }
+
+func testRunSIGINT(t *testing.T, m cliMode) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -507,7 +513,7 @@ func TestRunSIGINT(t *testing.T) {
 	marker := fmt.Sprintf("drvsigint%d", time.Now().UnixNano())
 	jl := filepath.Join(t.TempDir(), "joblog")
 	inputs := []string{":::", "1", "2", "3", "4", "5", "6"}
-	args := append([]string{"run"}, sshArgs(s)...)
+	args := append([]string{"run"}, m.with(sshArgs(s))...)
 	// Jobs 1 and 2 end at once; 3-6 run until the SIGINT.
 	args = append(args, "-S", "host0,host1", "-j", "2", "--term-grace", "300ms", "--joblog", jl,
 		"[ {} -le 2 ] && exit 0; sleep 60; : "+marker)
@@ -530,7 +536,7 @@ func TestRunSIGINT(t *testing.T) {
 		t.Errorf("%d remote jobs left after SIGINT", n)
 	}
 	// The killed jobs are not in the joblog: --resume runs exactly them.
-	resume := append([]string{"run"}, sshArgs(s)...)
+	resume := append([]string{"run"}, m.with(sshArgs(s))...)
 	resume = append(resume, "-S", "host0,host1", "--joblog", jl, "--resume", "-k", "echo")
 	out, err := exec.Command(bin, append(resume, inputs...)...).Output()
 	if err != nil || string(out) != "3\n4\n5\n6\n" {
@@ -561,7 +567,9 @@ func waitRemoteJobs(t *testing.T, p *sshconn.Pool, host, marker string, n int, s
 // no chance to kill anything: the remote commands must end by themselves
 // once their SSH connection is gone, or --resume would run them a second
 // time while the first ones still run.
-func TestRunClientKilled(t *testing.T) {
+func TestRunClientKilled(t *testing.T) { forModes(t, testRunClientKilled) }
+
+func testRunClientKilled(t *testing.T, m cliMode) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -579,7 +587,7 @@ func TestRunClientKilled(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			marker := fmt.Sprintf("drvkill%d", time.Now().UnixNano())
-			args := append([]string{"run"}, sshArgs(s)...)
+			args := append([]string{"run"}, m.with(sshArgs(s))...)
 			args = append(args, "-S", "2/host0,2/host1", "--joblog", filepath.Join(t.TempDir(), "joblog"))
 			args = append(args, tt.args...)
 			// Each job's shell also leaves a child shell in the background,
@@ -623,7 +631,9 @@ func TestRunClientKilled(t *testing.T) {
 // TestRunFlagAliases covers the alias and SSH option flags the other tests
 // do not: --tf, --transferfile, --bf, --wd, --sshloginfile, --login-user,
 // --max-sessions, --group.
-func TestRunFlagAliases(t *testing.T) {
+func TestRunFlagAliases(t *testing.T) { forModes(t, testRunFlagAliases) }
+
+func testRunFlagAliases(t *testing.T, m cliMode) {
 	s := sshtest.Start(t)
 	local := t.TempDir()
 	t.Chdir(local)
@@ -637,7 +647,7 @@ func TestRunFlagAliases(t *testing.T) {
 			args := []string{"--known-hosts", s.KnownHosts, "--identity", s.KeyPath, "-F", "none", "--login-user", s.User,
 				"--max-sessions", "1", "--group", "--sshloginfile", slf, "--bf", "base.txt", "--wd", wd, "--cleanup", tf, "{}",
 				"cat {} base.txt; pwd", ":::", "in.txt"}
-			code, out, errs := drun(t, "", args...)
+			code, out, errs := m.drun(t, "", args...)
 			if code != 0 || !strings.HasPrefix(out, "data\nbase\n/") || !strings.HasSuffix(out, "/"+wd+"\n") {
 				t.Fatalf("exit %d out %q err %s", code, out, errs)
 			}
@@ -645,15 +655,17 @@ func TestRunFlagAliases(t *testing.T) {
 	}
 	// --max-sessions 1 forces a connection per running job; the jobs still
 	// all run.
-	code, out, errs := drun(t, "", "-F", s.SSHConfig, "--max-sessions", "1", "-S", "3/host0", "echo", ":::", "a", "b", "c")
+	code, out, errs := m.drun(t, "", "-F", s.SSHConfig, "--max-sessions", "1", "-S", "3/host0", "echo", ":::", "a", "b", "c")
 	if code != 0 || len(sortedLines(out)) != 3 {
 		t.Fatalf("exit %d out %q err %s", code, out, errs)
 	}
 }
 
-func TestExecLoginUser(t *testing.T) {
+func TestExecLoginUser(t *testing.T) { forModes(t, testExecLoginUser) }
+
+func testExecLoginUser(t *testing.T, m cliMode) {
 	s := sshtest.Start(t)
-	code, out, errs := dexec(t, "", "-F", "none", "--known-hosts", s.KnownHosts, "--identity", s.KeyPath, "-l", s.User, "-w", s.Addrs[0], "id -un")
+	code, out, errs := m.dexec(t, "", "-F", "none", "--known-hosts", s.KnownHosts, "--identity", s.KeyPath, "-l", s.User, "-w", s.Addrs[0], "id -un")
 	if code != 0 || out != s.Addrs[0]+": "+s.User+"\n" {
 		t.Fatalf("exit %d out %q err %s", code, out, errs)
 	}
@@ -743,7 +755,9 @@ func TestRunLineBufferLive(t *testing.T) {
 
 // TestIPv6Logins: bracketed IPv6 literals are logins, not node-set ranges,
 // for -S and -w alike.
-func TestIPv6Logins(t *testing.T) {
+func TestIPv6Logins(t *testing.T) { forModes(t, testIPv6Logins) }
+
+func testIPv6Logins(t *testing.T, m cliMode) {
 	l, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
@@ -766,11 +780,11 @@ func TestIPv6Logins(t *testing.T) {
 	}
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	ssh := []string{"-F", "none", "--known-hosts", kh, "--accept-new", "--identity", s.KeyPath, "--login-user", s.User}
-	code, out, errs := drun(t, "", append(ssh, "-S", "2/"+addr, "echo", ":::", "a")...)
+	code, out, errs := m.drun(t, "", append(ssh, "-S", "2/"+addr, "echo", ":::", "a")...)
 	if code != 0 || out != "a\n" {
 		t.Errorf("run -S %s: exit %d out %q err %s", addr, code, out, errs)
 	}
-	code, out, errs = dexec(t, "", append(ssh, "-w", s.User+"@"+addr, "echo hi")...)
+	code, out, errs = m.dexec(t, "", append(ssh, "-w", s.User+"@"+addr, "echo hi")...)
 	if code != 0 || out != s.User+"@"+addr+": hi\n" {
 		t.Errorf("exec -w %s: exit %d out %q err %s", addr, code, out, errs)
 	}
@@ -779,11 +793,18 @@ func TestIPv6Logins(t *testing.T) {
 // TestRunNoisyLogin: a login that prints before the command (a .bashrc
 // that echoes; here a ForceCommand) does not stop a timeout from killing
 // the job's process group, and its text comes through as output.
-func TestRunNoisyLogin(t *testing.T) {
+func TestRunNoisyLogin(t *testing.T) { forModes(t, testRunNoisyLogin) }
+
+func testRunNoisyLogin(t *testing.T, m cliMode) {
 	s := sshtest.Start(t, sshtest.WithConfig(`ForceCommand echo "motd line"; eval "$SSH_ORIGINAL_COMMAND"`))
 	marker := fmt.Sprintf("drvnoisy%d", time.Now().UnixNano())
-	code, out, errs := drun(t, "", append(sshArgs(s), "-S", "host0", "-j", "1", "-k", "--timeout", "0.5", "--term-grace", "200ms",
+	code, out, errs := m.drun(t, "", append(sshArgs(s), "-S", "host0", "-j", "1", "-k", "--timeout", "0.5", "--term-grace", "200ms",
 		"[ {} = quick ] && echo {} && exit 0; sleep 300; : "+marker, ":::", "quick", "slow")...)
+	// A ForceCommand that prints also garbles the SFTP subsystem, so the
+	// agent cannot be installed: drove says so and runs a session per job.
+	if m.agent() && !strings.Contains(errs, "host0: cannot start the agent, running a session per job") {
+		t.Errorf("no warning about the agent: %s", errs)
+	}
 	if code != 1 || !strings.Contains(errs, "timed out") || out != "motd line\nquick\nmotd line\n" {
 		t.Errorf("exit %d out %q err %s", code, out, errs)
 	}

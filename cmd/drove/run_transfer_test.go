@@ -15,7 +15,9 @@ import (
 // middle of a large file: the host must be left with neither a partial
 // file under the final name nor the temporary file. The test user's files
 // are on this machine, so the test looks at them directly.
-func TestRunTransferCancelled(t *testing.T) {
+func TestRunTransferCancelled(t *testing.T) { forModes(t, testRunTransferCancelled) }
+
+func testRunTransferCancelled(t *testing.T, m cliMode) {
 	s := sshtest.Start(t)
 	t.Chdir(t.TempDir())
 	// Sparse: reading it costs nothing, so the transfer's speed is the
@@ -38,7 +40,7 @@ func TestRunTransferCancelled(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, out, errs := runSub(ctx, t, newRunCmd, "", append(sshArgs(s), "-S", "host0", "--workdir", wd, "--transfer", "cat {} > /dev/null", ":::", "big.bin")...)
+		code, out, errs := runSub(ctx, t, newRunCmd, "", m.with(append(sshArgs(s), "-S", "host0", "--workdir", wd, "--transfer", "cat {} > /dev/null", ":::", "big.bin"))...)
 		done <- result{code, out, errs}
 	}()
 	// Cancel once a file in the workdir has data: in the middle of the
@@ -96,7 +98,9 @@ func workdirFor(t *testing.T) string {
 
 // TestRunTransferKeepsMtimes checks that --basefile, --transfer and
 // --return keep modification times, as GNU parallel's rsync does.
-func TestRunTransferKeepsMtimes(t *testing.T) {
+func TestRunTransferKeepsMtimes(t *testing.T) { forModes(t, testRunTransferKeepsMtimes) }
+
+func testRunTransferKeepsMtimes(t *testing.T, m cliMode) {
 	s := sshtest.Start(t)
 	t.Chdir(t.TempDir())
 	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
@@ -112,7 +116,7 @@ func TestRunTransferKeepsMtimes(t *testing.T) {
 	// The job gives its output an old time of its own, which --return
 	// must bring back.
 	const outTime = 981173106 // 2001-02-03T04:05:06Z
-	code, _, errs := drun(t, "", append(sshArgs(s), "-S", "host0", "--workdir", wd, "--basefile", "base.txt", "--transfer", "--return", "{}.out",
+	code, _, errs := m.drun(t, "", append(sshArgs(s), "-S", "host0", "--workdir", wd, "--basefile", "base.txt", "--transfer", "--return", "{}.out",
 		fmt.Sprintf("cat {} base.txt > {}.out && touch -m -d @%d {}.out", outTime), ":::", "in.txt")...)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)

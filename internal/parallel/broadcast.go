@@ -15,6 +15,7 @@ import (
 	"github.com/drove-dev/drove/internal/hostset"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshagent"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
 
@@ -66,6 +67,10 @@ type BroadcastConfig struct {
 	// or Stderr stays whole. Hosts that never started because ctx ended
 	// get no call.
 	OnDone func(HostResult)
+	// Agent, if set, starts an agent on each host that runs the command
+	// (internal/sshagent); nil, or a host that cannot run one, runs it in
+	// a session of its own.
+	Agent *sshagent.Launcher
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -229,7 +234,7 @@ func (b *broadcast) member(pool *sshconn.Pool, i int) fleet.Member {
 		h.User = b.cfg.User
 	}
 	return fleet.Member{Key: b.names[i], Dial: func(ctx context.Context) (fleet.Conn, error) {
-		x, err := sshexec.New(ctx, pool, h.Target(), sshexec.Config{Slots: 1, Logger: b.cfg.Logger}, b.sched)
+		x, err := sshexec.New(ctx, pool, h.Target(), sshexec.Config{Slots: 1, Agent: b.cfg.Agent, Logger: b.cfg.Logger}, b.sched)
 		if err != nil {
 			return fleet.Conn{}, err
 		}

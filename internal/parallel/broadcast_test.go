@@ -52,11 +52,14 @@ func remoteProcs(t *testing.T, s *sshtest.Server, host, marker string) int {
 // TestBroadcastFanout: the commands of a fan-out of N never overlap more
 // than N at a time, as the timestamps they print when they start and end
 // show.
-func TestBroadcastFanout(t *testing.T) {
+func TestBroadcastFanout(t *testing.T) { forModes(t, testBroadcastFanout) }
+
+func testBroadcastFanout(t *testing.T, m mode) {
 	s := sshtest.Start(t, sshtest.WithHosts(3))
 	for _, fanout := range []int{1, 2} {
 		t.Run(fmt.Sprint(fanout), func(t *testing.T) {
 			results, err := Broadcast(t.Context(), BroadcastConfig{
+				Agent:   m.launcher(t),
 				Command: "date +%s%N; sleep 0.3; date +%s%N",
 				Hosts:   aliases(s.Aliases...),
 				SSH:     broadcastSSH(s),
@@ -100,12 +103,15 @@ func TestBroadcastFanout(t *testing.T) {
 
 // TestBroadcastTimeout: the timeout kills the command's whole process
 // group on the host, a child that ignores SIGTERM included.
-func TestBroadcastTimeout(t *testing.T) {
+func TestBroadcastTimeout(t *testing.T) { forModes(t, testBroadcastTimeout) }
+
+func testBroadcastTimeout(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	marker := fmt.Sprintf("drvbcastto%d", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	results, err := Broadcast(ctx, BroadcastConfig{
+		Agent:   m.launcher(t),
 		Command: fmt.Sprintf(`sh -c 'trap "" TERM; sleep 300; : %s' & sleep 301; : %s`, marker, marker),
 		Hosts:   aliases("host0"),
 		SSH:     broadcastSSH(s),
@@ -125,10 +131,13 @@ func TestBroadcastTimeout(t *testing.T) {
 
 // TestBroadcastResults: every way a host can end, with live output
 // prefixed by the host's pssh name and kept in the results.
-func TestBroadcastResults(t *testing.T) {
+func TestBroadcastResults(t *testing.T) { forModes(t, testBroadcastResults) }
+
+func testBroadcastResults(t *testing.T, m mode) {
 	s := sshtest.Start(t, sshtest.WithHosts(2))
 	var out, errb, calls syncbuf.Buffer
 	results, err := Broadcast(t.Context(), BroadcastConfig{
+		Agent:   m.launcher(t),
 		Command: `echo "$PSSH_HOST"; echo warn >&2; printf part; case "$SSH_CONNECTION" in *" 127.0.0.3 "*) kill -TERM $$;; esac; exit 3`,
 		Hosts:   []hostset.Host{{Host: "host0"}, {Host: "down"}, {Host: "host1"}, {Host: "host0"}},
 		SSH:     broadcastSSH(s),
@@ -180,7 +189,9 @@ func TestBroadcastResults(t *testing.T) {
 // TestBroadcastHostLost: a host whose connection breaks under the command
 // fails with 255 and the SSH layer's error; the command is not run again,
 // and Broadcast ends without waiting for the host to be redialled in vain.
-func TestBroadcastHostLost(t *testing.T) {
+func TestBroadcastHostLost(t *testing.T) { forModes(t, testBroadcastHostLost) }
+
+func testBroadcastHostLost(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	marker := fmt.Sprintf("drvbcastlost%d", time.Now().UnixNano())
 	var out syncbuf.Buffer
@@ -194,6 +205,7 @@ func TestBroadcastHostLost(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	results, err := Broadcast(ctx, BroadcastConfig{
+		Agent:   m.launcher(t),
 		Command: "echo started; sleep 30; : " + marker,
 		Hosts:   aliases("host0"),
 		SSH:     broadcastSSH(s),

@@ -38,6 +38,7 @@ import (
 	"github.com/drove-dev/drove/internal/monitor"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshagent"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
 
@@ -151,6 +152,10 @@ type Config struct {
 	Bar           bool
 	HostProgress  bool
 	ProgressEvery time.Duration
+	// Agent, if set, starts an agent on each SSH host that runs its jobs
+	// over one session (internal/sshagent); nil, or a host that cannot run
+	// one, runs a session per job.
+	Agent *sshagent.Launcher
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 	// Metrics, if set, count the run's commands and hosts (drove run
@@ -483,6 +488,7 @@ func (e *engine) connect(ctx context.Context) (int, error) {
 				BaseFiles:   e.hostBaseFiles(),
 				BaseDir:     e.cfg.Workdir,
 				CleanupBase: e.cfg.Cleanup,
+				Agent:       e.cfg.Agent,
 				Logger:      e.cfg.Logger,
 			}, e.sched)
 			if err != nil {

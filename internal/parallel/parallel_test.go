@@ -3,15 +3,25 @@ package parallel
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/drove-dev/drove/internal/sshagent"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain makes the test binary the agent too: the executors install it
+// on the SSH hosts and start it there with the agent's environment.
+func TestMain(m *testing.M) {
+	if sshagent.Serving() {
+		os.Exit(sshagent.Main())
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestRender(t *testing.T) {
 	tests := []struct {

@@ -1,23 +1,19 @@
 package sshnode
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/drove-dev/drove/internal/node"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/sshconn/hostcache"
+	"github.com/drove-dev/drove/internal/sshserve"
 )
 
 // Config is what Start needs besides the host.
@@ -43,136 +39,41 @@ type Conn struct {
 	// Path is the executable serving there.
 	Path string
 
-	sess    *sshconn.Session
-	done    chan struct{} // closed when the session has ended
-	waitErr error         // the session's end, once done is closed
-	stderr  *tail
-	once    sync.Once
+	sess *sshserve.Session
 }
 
 // Start probes target over pool, checks that Executable runs on its
 // platform (a *hostcache.PlatformError otherwise), installs it into the
 // host's cache unless it is there already, and starts it in serving mode
-// on a new session. It returns once the serving process has said it is
-// ready, or with what it printed on stderr if it did not.
+// on a new session (internal/sshserve). It returns once the serving
+// process has said it is ready, or with what it printed on stderr if it
+// did not.
 func Start(ctx context.Context, pool *sshconn.Pool, target string, cfg Config) (*Conn, error) {
-	h, err := hostcache.Probe(ctx, pool, target)
-	if err != nil {
-		return nil, err
-	}
-	in, err := h.InstallExecutable(ctx, cfg.Executable)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := pool.NewSession(ctx, target)
-	if err != nil {
-		return nil, err
-	}
-	c := &Conn{Host: h, Path: in.Path, sess: sess, done: make(chan struct{}), stderr: &tail{log: cfg.Logger, target: target}}
-	stdin, err := sess.StdinPipe()
-	if err != nil {
-		sess.Close()
-		return nil, err
-	}
-	stdout, err := sess.StdoutPipe()
-	if err != nil {
-		sess.Close()
-		return nil, err
-	}
-	sess.Stderr = c.stderr
-	env := EnvServe + "=" + h.Dir
+	env := []string{EnvServe + "=" + sshserve.CacheVar}
 	if cfg.LogLevel != "" {
-		env += " " + EnvLog + "=" + cfg.LogLevel
+		env = append(env, EnvLog+"="+cfg.LogLevel)
 	}
-	words := []string{"exec", "env"}
-	for _, kv := range strings.Fields(env) {
-		words = append(words, sshconn.Quote(kv))
-	}
-	words = append(words, sshconn.Quote(in.Path))
-	if err := sess.Start(strings.Join(words, " ")); err != nil {
-		sess.Close()
-		return nil, fmt.Errorf("drove: %s: starting %s: %w", target, in.Path, err)
-	}
-	go func() {
-		// Wait returns when the command has exited and its output is
-		// read, or the connection is lost.
-		c.waitErr = sess.Wait()
-		close(c.done)
-	}()
-	br := bufio.NewReader(stdout)
-	ready := make(chan error, 1)
-	go func() { ready <- readMarker(br) }()
-	select {
-	case err = <-ready:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+	s, err := sshserve.Start(ctx, pool, target, sshserve.Config{Executable: cfg.Executable, Env: env, Marker: Marker, Logger: cfg.Logger})
 	if err != nil {
-		if ctx.Err() == nil {
-			// The process ended (or never printed the marker): let its
-			// exit status arrive before the session is closed.
-			select {
-			case <-c.done:
-			case <-time.After(5 * time.Second):
-			}
-		}
-		c.Close()
-		<-c.done
-		var ee *ssh.ExitError
-		if errors.As(c.waitErr, &ee) && ee.ExitStatus() == 126 {
-			// The shell found the file but could not run it: a noexec
-			// file system, or not a program for this host. Permanent.
-			return nil, &hostcache.ExecError{Target: target, Path: in.Path, Code: 126, Output: c.stderr.String()}
-		}
-		if msg := c.stderr.String(); msg != "" {
-			err = fmt.Errorf("%w; it printed: %s", err, msg)
-		}
-		return nil, fmt.Errorf("drove: %s: serving the node protocol with %s: %w", target, in.Path, err)
+		return nil, err
 	}
-	// Closing the connection closes the whole session: closing only its
-	// stdin (CloseWrite) races with writes in x/crypto/ssh.
-	nc := &node.StdioConn{R: readCloser{br, closerFunc(c.closeSession)}, W: noClose{stdin}, Local: sshAddr("client"), Remote: sshAddr("ssh://" + target)}
+	c := &Conn{Host: s.Host, Path: s.Path, sess: s}
+	nc := &node.StdioConn{R: readCloser{s.Stdout, closerFunc(s.Close)}, W: noClose{s.Stdin}, Local: sshAddr("client"), Remote: sshAddr("ssh://" + target)}
 	c.HTTP = newHTTPClient(nc, target)
 	return c, nil
 }
 
-// readMarker reads lines until Marker; what the login shell printed
-// before it is skipped. The reader keeps what follows.
-func readMarker(br *bufio.Reader) error {
-	for skipped := 0; skipped < 1<<20; {
-		line, err := br.ReadString('\n')
-		if strings.TrimRight(line, "\r\n") == Marker {
-			return nil
-		}
-		skipped += len(line)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return errors.New("the process ended before it served")
-			}
-			return err
-		}
-	}
-	return errors.New("no serving marker in the first MiB of output")
-}
-
 // Done is closed when the session has ended: the serving process exited
 // or the connection was lost.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} { return c.sess.Done() }
 
 // Close ends the session; the serving process then stops its jobs and
 // exits.
 func (c *Conn) Close() error {
-	c.closeSession()
+	c.sess.Close()
 	if c.HTTP != nil {
 		c.HTTP.CloseIdleConnections()
 	}
-	return nil
-}
-
-// closeSession closes the session once; the HTTP connection's Close calls
-// it too.
-func (c *Conn) closeSession() error {
-	c.once.Do(func() { _ = c.sess.Close() })
 	return nil
 }
 
@@ -233,40 +134,3 @@ type sshAddr string
 
 func (a sshAddr) Network() string { return "ssh" }
 func (a sshAddr) String() string  { return string(a) }
-
-// tail keeps the last lines the serving process wrote on stderr, for
-// errors, and logs each at debug level.
-type tail struct {
-	log    *slog.Logger
-	target string
-	mu     sync.Mutex
-	buf    []byte
-}
-
-const tailMax = 4 << 10
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > tailMax {
-		t.buf = t.buf[len(t.buf)-tailMax:]
-	}
-	if t.log != nil {
-		for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-			t.log.Debug("ssh node stderr", "host", t.target, "line", l)
-		}
-	}
-	return len(p), nil
-}
-
-// String returns the last lines written, joined with "; ".
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(string(t.buf)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, "; ")
-}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/drove-dev/drove/internal/node"
+	"github.com/drove-dev/drove/internal/sshserve"
 )
 
 // EnvServe, set in a drove program's environment, makes drove.Main serve
@@ -57,7 +58,7 @@ func serve(cache string, log *slog.Logger) error {
 	if !filepath.IsAbs(cache) {
 		return fmt.Errorf("drove: %s=%q: want the absolute path of the cache directory", EnvServe, cache)
 	}
-	in, out, err := takeStdio()
+	in, out, err := sshserve.TakeStdio()
 	if err != nil {
 		return fmt.Errorf("drove: serving on stdin and stdout: %w", err)
 	}

@@ -26,6 +26,17 @@
 // remote host through a second session (SIGINT, SIGTERM, then SIGKILL, the
 // grace period apart: [proc.Steps]), so nothing the command started
 // survives it.
+//
+// # The agent
+//
+// With [Config.Agent], New starts an agent on the host
+// (internal/sshagent: this program's executable, installed in the host's
+// cache and started over one session), and every command runs through it
+// instead of in a session of its own: the same script, run by the login
+// shell as sshd runs it, with the same results; the agent stops the
+// process group itself. An agent that ends under a command is a lost
+// connection. A host that cannot run the agent runs a session per
+// command, as without one.
 package sshexec
 
 import (

@@ -14,6 +14,7 @@ import (
 	"github.com/drove-dev/drove/internal/executor/process"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshagent"
 	"github.com/drove-dev/drove/internal/sshconn"
 )
 
@@ -47,18 +48,26 @@ type Config struct {
 	BaseDir string
 	// CleanupBase removes the BaseFiles from the host at Close.
 	CleanupBase bool
+	// Agent, if set, starts an agent on the host (internal/sshagent) when
+	// the executor is made, and every command runs through it over one
+	// session instead of a session of its own. A host that cannot run one
+	// (another platform, no writable cache, a noexec cache) runs a session
+	// per command, as without Agent; the Launcher says so once per host.
+	Agent *sshagent.Launcher
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
 
-// Executor runs shell commands on one SSH host, each in a session of a
-// shared [sshconn.Pool] connection. It implements [sched.Executor].
+// Executor runs shell commands on one SSH host, through an agent on the
+// host (Config.Agent) or each in a session of a shared [sshconn.Pool]
+// connection. It implements [sched.Executor].
 type Executor struct {
 	pool   *sshconn.Pool
 	target string
 	cfg    Config
 	rep    Reporter
 	log    *slog.Logger
+	agent  *sshagent.Client // nil: a session per command
 
 	process.Runner
 
@@ -97,7 +106,18 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Slots == 0 {
+	if cfg.Agent != nil {
+		ag, err := cfg.Agent.Start(ctx, pool, target)
+		switch {
+		case err == nil:
+			e.agent = ag
+		case !errors.Is(err, sshagent.ErrUnavailable):
+			return nil, err
+		}
+	}
+	if cfg.Slots == 0 && e.agent != nil {
+		e.cfg.Slots = max(1, e.agent.CPUs()-max(0, cfg.FreeCPUs))
+	} else if cfg.Slots == 0 {
 		n, err := e.nproc(ctx)
 		if err != nil {
 			return nil, err
@@ -115,6 +135,9 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 	}
 	if len(cfg.BaseFiles) > 0 {
 		if _, err := e.transfer(ctx, cfg.BaseDir, cfg.BaseFiles); err != nil {
+			if e.agent != nil {
+				e.agent.Close()
+			}
 			return nil, fmt.Errorf("drove: %s: basefile: %w", target, err)
 		}
 	}
@@ -148,6 +171,9 @@ func (e *Executor) nproc(ctx context.Context) (int, error) {
 // or the CPU count found by New.
 func (e *Executor) Slots() int { return e.cfg.Slots }
 
+// Agent reports whether commands run through an agent on the host.
+func (e *Executor) Agent() bool { return e.agent != nil }
+
 // Target returns the host as given to New.
 func (e *Executor) Target() string { return e.target }
 
@@ -160,6 +186,9 @@ func (e *Executor) Close(ctx context.Context) error {
 	var err error
 	if serr := e.Stop(ctx); serr != nil {
 		err = fmt.Errorf("drove: %s: close: %w", e.target, serr)
+	}
+	if e.agent != nil {
+		e.agent.Close()
 	}
 	if e.cfg.CleanupBase && len(e.cfg.BaseFiles) > 0 {
 		if cerr := e.remove(ctx, e.cfg.BaseDir, e.cfg.BaseFiles); cerr != nil {
@@ -240,7 +269,13 @@ func (e *Executor) runCommand(ctx context.Context, r *sched.Run, slot int) (res 
 	if j.Stdin != nil {
 		cmd.Stdin = bytes.NewReader(j.Stdin)
 	}
-	st, err := e.pool.RunLeader(ctx, e.target, cmd)
+	var st sshconn.ExitStatus
+	var err error
+	if e.agent != nil {
+		st, err = e.agent.Run(ctx, cmd)
+	} else {
+		st, err = e.pool.RunLeader(ctx, e.target, cmd)
+	}
 	res.End = time.Now()
 	end := st.End(ctx, err)
 	if end.Err != nil {

@@ -17,12 +17,45 @@ import (
 	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/proc"
 	"github.com/drove-dev/drove/internal/sched"
+	"github.com/drove-dev/drove/internal/sshagent"
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/testutil/schedtest"
 	"github.com/drove-dev/drove/internal/testutil/sshtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain makes the test binary the agent too: the executors install it
+// on the hosts and start it there with the agent's environment.
+func TestMain(m *testing.M) {
+	if sshagent.Serving() {
+		os.Exit(sshagent.Main())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// mode is how commands reach a host: through an agent, or a session each.
+type mode struct {
+	name  string
+	agent bool
+}
+
+// cfg returns c for the mode: with an agent launcher that fails the test
+// if a host cannot run the agent.
+func (m mode) cfg(t *testing.T, c sshexec.Config) sshexec.Config {
+	if m.agent {
+		c.Agent = &sshagent.Launcher{Warn: func(target string, err error) {
+			t.Errorf("no agent on %s: %v", target, err)
+		}}
+	}
+	return c
+}
+
+// forModes runs test once through agents and once with a session per
+// command.
+func forModes(t *testing.T, test func(t *testing.T, m mode)) {
+	for _, m := range []mode{{"agent", true}, {"session", false}} {
+		t.Run(m.name, func(t *testing.T) { test(t, m) })
+	}
+}
 
 func newPool(t *testing.T, s *sshtest.Server) *sshconn.Pool {
 	t.Helper()
@@ -44,13 +77,16 @@ type spec struct{ j *sshexec.Job }
 func (s spec) ShellJob() *sshexec.Job { return s.j }
 
 // cluster is a scheduler with one executor per host.
-func cluster(t *testing.T, s *sshtest.Server, pool *sshconn.Pool, slots int, hosts ...string) *sched.Scheduler {
+func cluster(t *testing.T, m mode, s *sshtest.Server, pool *sshconn.Pool, slots int, hosts ...string) *sched.Scheduler {
 	t.Helper()
 	sc := sched.New(sched.Config{Reentrant: true})
 	for _, h := range hosts {
-		e, err := sshexec.New(context.Background(), pool, h, sshexec.Config{Slots: slots, KillGrace: 300 * time.Millisecond}, sc)
+		e, err := sshexec.New(context.Background(), pool, h, m.cfg(t, sshexec.Config{Slots: slots, KillGrace: 300 * time.Millisecond}), sc)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if e.Agent() != m.agent {
+			t.Fatalf("agent %v, want %v", e.Agent(), m.agent)
 		}
 		if err := sc.AddNode(h, e.Slots(), e); err != nil {
 			t.Fatal(err)
@@ -64,10 +100,12 @@ func cluster(t *testing.T, s *sshtest.Server, pool *sshconn.Pool, slots int, hos
 	return sc
 }
 
-func TestCommands(t *testing.T) {
+func TestCommands(t *testing.T) { forModes(t, testCommands) }
+
+func testCommands(t *testing.T, m mode) {
 	s := sshtest.Start(t, sshtest.WithHosts(2))
 	pool := newPool(t, s)
-	sc := cluster(t, s, pool, 2, s.Aliases[0], s.Target(1))
+	sc := cluster(t, m, s, pool, 2, s.Aliases[0], s.Target(1))
 	hostile := []string{
 		`it's "quoted" \ back`,
 		`$(echo no) ; echo no && echo no | cat; ` + "`echo no`",
@@ -133,20 +171,24 @@ func TestCommands(t *testing.T) {
 	}
 }
 
-func TestInputIsCommand(t *testing.T) {
+func TestInputIsCommand(t *testing.T) { forModes(t, testInputIsCommand) }
+
+func testInputIsCommand(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
-	sc := cluster(t, s, pool, 1, s.Aliases[0])
+	sc := cluster(t, m, s, pool, 1, s.Aliases[0])
 	res := schedtest.Run(t, sc, &sched.Task{Input: []byte("echo plain")})
 	if string(res.Stdout) != "plain\n" {
 		t.Fatalf("stdout %q", res.Stdout)
 	}
 }
 
-func TestSlotsFromNproc(t *testing.T) {
+func TestSlotsFromNproc(t *testing.T) { forModes(t, testSlotsFromNproc) }
+
+func testSlotsFromNproc(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
-	e, err := sshexec.New(context.Background(), pool, s.Aliases[0], sshexec.Config{}, sched.New(sched.Config{}))
+	e, err := sshexec.New(context.Background(), pool, s.Aliases[0], m.cfg(t, sshexec.Config{}), sched.New(sched.Config{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,10 +202,12 @@ func TestSlotsFromNproc(t *testing.T) {
 	}
 }
 
-func TestSlotNumbers(t *testing.T) {
+func TestSlotNumbers(t *testing.T) { forModes(t, testSlotNumbers) }
+
+func testSlotNumbers(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
-	sc := cluster(t, s, pool, 3, s.Aliases[0])
+	sc := cluster(t, m, s, pool, 3, s.Aliases[0])
 	var tasks []*sched.Task
 	for i := 0; i < 3; i++ {
 		tasks = append(tasks, &sched.Task{Ref: spec{&sshexec.Job{CommandFor: func(_ string, slot int) string { return fmt.Sprintf("sleep 0.3; echo %d", slot) }}}})
@@ -199,9 +243,13 @@ func remoteCount(t *testing.T, pool *sshconn.Pool, host, marker string) int {
 }
 
 func TestTimeoutAndCancelKillRemoteGroup(t *testing.T) {
+	forModes(t, testTimeoutAndCancelKillRemoteGroup)
+}
+
+func testTimeoutAndCancelKillRemoteGroup(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
-	sc := cluster(t, s, pool, 4, s.Aliases[0])
+	sc := cluster(t, m, s, pool, 4, s.Aliases[0])
 	for _, how := range []string{"timeout", "cancel"} {
 		t.Run(how, func(t *testing.T) {
 			marker := "drovemark" + how
@@ -248,10 +296,12 @@ func TestTimeoutAndCancelKillRemoteGroup(t *testing.T) {
 	}
 }
 
-func TestUnreachableAndUnknownKey(t *testing.T) {
+func TestUnreachableAndUnknownKey(t *testing.T) { forModes(t, testUnreachableAndUnknownKey) }
+
+func testUnreachableAndUnknownKey(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
-	_, err := sshexec.New(context.Background(), pool, "down", sshexec.Config{Slots: 1}, sched.New(sched.Config{}))
+	_, err := sshexec.New(context.Background(), pool, "down", m.cfg(t, sshexec.Config{Slots: 1}), sched.New(sched.Config{}))
 	var ce *sshconn.ConnError
 	if !errors.As(err, &ce) {
 		t.Errorf("down host: %v, want *sshconn.ConnError", err)
@@ -263,14 +313,16 @@ func TestUnreachableAndUnknownKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer strict.Close()
-	_, err = sshexec.New(context.Background(), strict, s.Target(0), sshexec.Config{Slots: 1}, sched.New(sched.Config{}))
+	_, err = sshexec.New(context.Background(), strict, s.Target(0), m.cfg(t, sshexec.Config{Slots: 1}), sched.New(sched.Config{}))
 	var he *sshconn.HostKeyError
 	if !errors.As(err, &he) || he.Changed {
 		t.Errorf("unknown key: %v, want *sshconn.HostKeyError", err)
 	}
 }
 
-func TestLostConnection(t *testing.T) {
+func TestLostConnection(t *testing.T) { forModes(t, testLostConnection) }
+
+func testLostConnection(t *testing.T, m mode) {
 	s := sshtest.Start(t, sshtest.WithHosts(2))
 	pool := newPool(t, s)
 	other := newPool(t, s)
@@ -278,7 +330,7 @@ func TestLostConnection(t *testing.T) {
 	events := make(chan sched.NodeEvent, 10)
 	sc := sched.New(sched.Config{Reentrant: true, OnNode: func(ev sched.NodeEvent) { events <- ev }})
 	defer sc.Close(context.Background())
-	e0, err := sshexec.New(context.Background(), pool, s.Aliases[0], sshexec.Config{Slots: 1}, sc)
+	e0, err := sshexec.New(context.Background(), pool, s.Aliases[0], m.cfg(t, sshexec.Config{Slots: 1}), sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +339,7 @@ func TestLostConnection(t *testing.T) {
 	sc.Submit(context.Background(), task)
 	time.Sleep(300 * time.Millisecond)
 	pool.Close() // the connection to host0 is gone
-	e1, err := sshexec.New(context.Background(), other, s.Aliases[1], sshexec.Config{Slots: 1}, sc)
+	e1, err := sshexec.New(context.Background(), other, s.Aliases[1], m.cfg(t, sshexec.Config{Slots: 1}), sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +366,9 @@ func TestLostConnection(t *testing.T) {
 	}
 }
 
-func TestFiles(t *testing.T) {
+func TestFiles(t *testing.T) { forModes(t, testFiles) }
+
+func testFiles(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
 	local := t.TempDir()
@@ -365,7 +419,9 @@ func TestFiles(t *testing.T) {
 // goes down (reported once by the executor), the fleet dials the host again
 // and adds a new executor under the same name, and the task runs again
 // there.
-func TestReconnect(t *testing.T) {
+func TestReconnect(t *testing.T) { forModes(t, testReconnect) }
+
+func testReconnect(t *testing.T, m mode) {
 	s := sshtest.Start(t)
 	pool := newPool(t, s)
 	events := make(chan sched.NodeEvent, 10)
@@ -374,7 +430,7 @@ func TestReconnect(t *testing.T) {
 	f := fleet.New(sc, fleet.Config{Backoff: fleet.Backoff{Initial: 100 * time.Millisecond, Attempts: 3}})
 	defer f.Close()
 	dial := func(ctx context.Context) (fleet.Conn, error) {
-		e, err := sshexec.New(ctx, pool, s.Aliases[0], sshexec.Config{Slots: 1}, sc)
+		e, err := sshexec.New(ctx, pool, s.Aliases[0], m.cfg(t, sshexec.Config{Slots: 1}), sc)
 		if err != nil {
 			return fleet.Conn{}, err
 		}

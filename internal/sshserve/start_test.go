@@ -1,4 +1,4 @@
-package sshnode
+package sshserve
 
 import (
 	"bufio"
@@ -8,20 +8,21 @@ import (
 )
 
 func TestReadMarker(t *testing.T) {
+	const marker = "drove-test-marker 1"
 	tests := []struct {
 		name, out string
 		ok        bool
 		rest      string
 	}{
-		{"alone", Marker + "\nPRI", true, "PRI"},
-		{"after a login shell's noise", "Welcome!\nlast login\n" + Marker + "\r\nPRI * HTTP/2.0", true, "PRI * HTTP/2.0"},
+		{"alone", marker + "\nPRI", true, "PRI"},
+		{"after a login shell's noise", "Welcome!\nlast login\n" + marker + "\r\nPRI * HTTP/2.0", true, "PRI * HTTP/2.0"},
 		{"ended before", "oops: exec format error\n", false, ""},
-		{"no newline", "partial " + Marker, false, ""},
+		{"no newline", "partial " + marker, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			br := bufio.NewReader(strings.NewReader(tt.out))
-			err := readMarker(br)
+			err := readMarker(br, marker)
 			if (err == nil) != tt.ok {
 				t.Fatalf("readMarker: %v, want ok %v", err, tt.ok)
 			}

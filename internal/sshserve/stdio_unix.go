@@ -1,6 +1,6 @@
 //go:build unix
 
-package sshnode
+package sshserve
 
 import (
 	"os"
@@ -8,10 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// takeStdio moves stdin and stdout to new descriptors closed on exec and
+// TakeStdio moves stdin and stdout to new descriptors closed on exec and
 // returns them; fd 0 becomes /dev/null and fd 1 a copy of fd 2, so that
 // nothing the process starts or prints reaches the connection.
-func takeStdio() (in, out *os.File, err error) {
+func TakeStdio() (in, out *os.File, err error) {
 	ifd, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
 		return nil, nil, err

@@ -1,4 +1,4 @@
-package sshnode
+package sshserve
 
 import "golang.org/x/sys/unix"
 

@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package sshnode
+package sshserve
 
 import "golang.org/x/sys/unix"
 
