@@ -85,10 +85,10 @@ func (n *Node) blobPut(w http.ResponseWriter, r *http.Request) {
 	// A large buffer: io.Copy then writes (and hashes) 1 MiB at a time
 	// instead of 32 KiB, which halves the cost of a big file.
 	written, err := n.blobs.Put(sum, bufio.NewReaderSize(r.Body, 1<<20))
-	n.met.blobBytesIn.Add(float64(written))
 	var mbe *http.MaxBytesError
 	switch {
 	case err == nil:
+		n.met.blobBytesIn.Add(float64(written))
 		w.WriteHeader(http.StatusCreated)
 	case errors.As(err, &mbe):
 		http.Error(w, fmt.Sprintf("drove: file over the node's limit of %d bytes (--max-file-size)", limit), http.StatusRequestEntityTooLarge)

@@ -58,7 +58,7 @@ func newMetrics(unacked func() float64, jobs func() (queued, running int)) *metr
 			Name: "drove_node_result_streams", Help: "Clients connected for results.",
 		}),
 		blobBytesIn: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "drove_node_blob_received_bytes_total", Help: "Bytes of blobs received.",
+			Name: "drove_node_blob_received_bytes_total", Help: "Bytes of blobs received and stored (a refused upload does not count).",
 		}),
 		blobBytesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drove_node_blob_sent_bytes_total", Help: "Bytes of blobs sent.",

@@ -200,8 +200,36 @@ func TestBlobs(t *testing.T) {
 	if code, body := do(t, http.MethodGet, "http://"+n.Addr().String()+"/healthz", nil); code != 200 || body != "ok\n" {
 		t.Errorf("healthz: %d %q", code, body)
 	}
-	if code, body := do(t, http.MethodGet, "http://"+n.Addr().String()+"/metrics", nil); code != 200 || !strings.Contains(body, "drove_node_blob_received_bytes_total 10") {
+	if code, body := do(t, http.MethodGet, "http://"+n.Addr().String()+"/metrics", nil); code != 200 || !strings.Contains(body, "drove_node_blob_received_bytes_total 10\n") {
 		t.Errorf("metrics: %d %s", code, body)
+	}
+	alive(t, n, "")
+}
+
+// TestBigBlobs sends blobs of several MiB, over the store's chunk size:
+// one within the limit is stored whole, one over it is refused while it is
+// read (no length given) and leaves nothing.
+func TestBigBlobs(t *testing.T) {
+	n := start(t, func(c *node.Config) { c.MaxFileSize = 4 << 20 })
+	data := make([]byte, 3<<20+123)
+	for i := range data {
+		data[i] = byte(i * 31 >> 8)
+	}
+	url, _ := blobURL(n, data)
+	if code, body := do(t, http.MethodPut, url, io.MultiReader(bytes.NewReader(data))); code != http.StatusCreated {
+		t.Fatalf("PUT of %d bytes: %d %s", len(data), code, body)
+	}
+	if code, body := do(t, http.MethodGet, url, nil); code != http.StatusOK || body != string(data) {
+		t.Errorf("GET: %d, %d bytes, equal %v", code, len(body), body == string(data))
+	}
+	big := make([]byte, 6<<20)
+	copy(big, data)
+	bigURL, _ := blobURL(n, big)
+	if code, body := do(t, http.MethodPut, bigURL, io.MultiReader(bytes.NewReader(big))); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized chunked PUT: %d %s", code, body)
+	}
+	if code, _ := do(t, http.MethodHead, bigURL, nil); code != http.StatusNotFound {
+		t.Errorf("HEAD of the refused blob: %d", code)
 	}
 	alive(t, n, "")
 }
