@@ -428,13 +428,20 @@ func (s *Scheduler) SetSlots(name string, slots int) error {
 	if slots < n.added {
 		recall = s.recallExcessLocked(n, nil, n.busy-slots)
 	}
+	s.dispatchAndRecallLocked(recall)
+	return nil
+}
+
+// dispatchAndRecallLocked dispatches, releases s.mu, starts what was
+// dispatched and asks the executors to give recall back: Recall is called
+// without the lock, since an executor may report from inside it.
+func (s *Scheduler) dispatchAndRecallLocked(recall []*Run) {
 	s.dispatchLocked()
 	s.mu.Unlock()
 	s.startPending()
 	for _, r := range recall {
 		r.ex.(Prefetcher).Recall(r)
 	}
-	return nil
 }
 
 // Allocate lets a node take tasks again after Deallocate.
@@ -507,12 +514,7 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) error {
 	s.priorities[t.Priority]++
 	// Recall first, so the tasks taken back are dispatched with the rest.
 	recall := s.recallLocked()
-	s.dispatchLocked()
-	s.mu.Unlock()
-	s.startPending()
-	for _, r := range recall {
-		r.ex.(Prefetcher).Recall(r)
-	}
+	s.dispatchAndRecallLocked(recall)
 	return nil
 }
 

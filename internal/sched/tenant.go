@@ -234,12 +234,7 @@ func (s *Scheduler) SetTenantNodeSlots(t *Tenant, node string, slots int) error 
 	if n != nil && slots >= 0 {
 		recall = s.recallExcessLocked(n, t, t.onNode[node]-slots)
 	}
-	s.dispatchLocked()
-	s.mu.Unlock()
-	s.startPending()
-	for _, r := range recall {
-		r.ex.(Prefetcher).Recall(r)
-	}
+	s.dispatchAndRecallLocked(recall)
 	return nil
 }
 

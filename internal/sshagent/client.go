@@ -15,6 +15,7 @@ import (
 	"github.com/drove-dev/drove/internal/sshconn"
 	"github.com/drove-dev/drove/internal/sshconn/hostcache"
 	"github.com/drove-dev/drove/internal/sshserve"
+	"github.com/drove-dev/drove/internal/wire"
 )
 
 // ErrUnavailable is wrapped by the error of [Launcher.Start] for a host
@@ -117,6 +118,7 @@ const helloTimeout = 30 * time.Second
 type Client struct {
 	target string
 	sess   *sshserve.Session
+	r      *wire.Reader // the agent's frames, on sess.Stdout
 	cpus   int
 
 	wmu  sync.Mutex // one frame at a time on the session's stdin
@@ -147,10 +149,10 @@ func start(ctx context.Context, pool *sshconn.Pool, target string, exe *hostcach
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{target: target, sess: s, calls: map[uint64]*call{}, dead: make(chan struct{}), rdone: make(chan struct{})}
+	c := &Client{target: target, sess: s, r: newReader(s.Stdout), calls: map[uint64]*call{}, dead: make(chan struct{}), rdone: make(chan struct{})}
 	hello := make(chan error, 1)
 	go func() {
-		f, _, err := readFrame(s.Stdout, nil)
+		f, err := readFrame(c.r)
 		switch {
 		case err != nil:
 		case f.typ != tHello:
@@ -226,11 +228,8 @@ func (c *Client) connErr() error {
 // ends.
 func (c *Client) read() {
 	defer close(c.rdone)
-	var buf []byte
 	for {
-		var f frame
-		var err error
-		f, buf, err = readFrame(c.sess.Stdout, buf)
+		f, err := readFrame(c.r)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("the agent exited or the connection was lost")

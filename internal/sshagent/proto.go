@@ -1,12 +1,13 @@
 package sshagent
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/drove-dev/drove/internal/wire"
 )
 
 // Version is the protocol version the agent announces in its hello; a
@@ -75,16 +76,16 @@ func appendFrame(b []byte, f *frame) []byte {
 		b = binary.AppendUvarint(b, f.id)
 		b = binary.AppendUvarint(b, uint64(f.grace/time.Millisecond))
 		b = append(b, boolByte(f.hasStdin))
-		b = appendBytes(b, f.data)
+		b = wire.AppendBytes(b, f.data)
 	case tStdin:
 		b = binary.AppendUvarint(b, f.id)
-		b = appendBytes(b, f.data)
+		b = wire.AppendBytes(b, f.data)
 	case tStop:
 		b = binary.AppendUvarint(b, f.id)
 	case tOut:
 		b = binary.AppendUvarint(b, f.id)
 		b = append(b, f.stream)
-		b = appendBytes(b, f.data)
+		b = wire.AppendBytes(b, f.data)
 	case tExit:
 		b = binary.AppendUvarint(b, f.id)
 		b = binary.AppendVarint(b, f.code)
@@ -101,147 +102,66 @@ func boolByte(v bool) byte {
 	return 0
 }
 
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
 // decodeFrame decodes the contents of one frame (type byte and body,
-// without the length). The data it returns aliases p.
+// without the length), with internal/wire's field reader.
 func decodeFrame(p []byte) (frame, error) {
 	if len(p) == 0 {
 		return frame{}, fmt.Errorf("%w: empty", errMalformed)
 	}
-	d := decoder{b: p[1:]}
+	d := wire.NewFields(p[1:])
 	f := frame{typ: p[0]}
 	switch f.typ {
 	case tHello:
-		f.version = d.uvarint()
-		f.cpus = d.uvarint()
+		f.version = d.Uvarint()
+		f.cpus = d.Uvarint()
 	case tStart:
-		f.id = d.uvarint()
-		ms := d.uvarint()
+		f.id = d.Uvarint()
+		ms := d.Uvarint()
 		if ms > uint64(24*time.Hour/time.Millisecond) {
-			d.fail("grace too long")
+			d.Fail("grace too long")
 		}
 		f.grace = time.Duration(ms) * time.Millisecond
-		switch d.byte() {
-		case 0:
-		case 1:
-			f.hasStdin = true
-		default:
-			d.fail("bad stdin flag")
-		}
-		f.data = d.bytes()
+		f.hasStdin = d.Bool()
+		f.data = d.Bytes()
 	case tStdin:
-		f.id = d.uvarint()
-		f.data = d.bytes()
+		f.id = d.Uvarint()
+		f.data = d.Bytes()
 	case tStop:
-		f.id = d.uvarint()
+		f.id = d.Uvarint()
 	case tOut:
-		f.id = d.uvarint()
-		f.stream = d.byte()
+		f.id = d.Uvarint()
+		f.stream = d.Byte()
 		if f.stream != 1 && f.stream != 2 {
-			d.fail("bad stream")
+			d.Fail("bad stream")
 		}
-		f.data = d.bytes()
+		f.data = d.Bytes()
 	case tExit:
-		f.id = d.uvarint()
-		f.code = d.varint()
-		f.signal = d.uvarint()
+		f.id = d.Uvarint()
+		f.code = d.Varint()
+		f.signal = d.Uvarint()
 		if f.signal > 255 {
-			d.fail("bad signal")
+			d.Fail("bad signal")
 		}
 	default:
 		return frame{}, fmt.Errorf("%w: unknown type %d", errMalformed, f.typ)
 	}
-	if d.err == nil && len(d.b) > 0 {
-		d.fail("trailing bytes")
-	}
-	if d.err != nil {
-		return frame{}, d.err
+	if err := d.Err(); err != nil {
+		return frame{}, fmt.Errorf("%w: %w", errMalformed, err)
 	}
 	return f, nil
 }
 
-// decoder reads a body; the first error sticks.
-type decoder struct {
-	b   []byte
-	err error
-}
+// newReader reads the agent protocol's frames from r.
+func newReader(r io.Reader) *wire.Reader { return wire.NewReader(r, maxFrame) }
 
-func (d *decoder) fail(msg string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", errMalformed, msg)
+// readFrame reads and decodes one frame.
+func readFrame(r *wire.Reader) (frame, error) {
+	p, err := r.ReadFrame()
+	if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrMalformed) {
+		return frame{}, fmt.Errorf("%w: %w", errMalformed, err)
 	}
-	d.b = nil
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
+	if err != nil {
+		return frame{}, err
 	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail("short")
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("string longer than the frame")
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-// readFrame reads one frame into buf (grown as needed) and decodes it; the
-// frame's data aliases the returned buffer, which the next call reuses.
-func readFrame(r *bufio.Reader, buf []byte) (frame, []byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return frame{}, buf, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n > maxFrame {
-		return frame{}, buf, fmt.Errorf("%w: frame of %d bytes", errMalformed, n)
-	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return frame{}, buf, err
-	}
-	f, err := decodeFrame(buf)
-	return f, buf, err
+	return decodeFrame(p)
 }

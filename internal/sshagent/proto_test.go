@@ -1,7 +1,6 @@
 package sshagent
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"reflect"
@@ -27,12 +26,9 @@ func TestFrameRoundTrip(t *testing.T) {
 	for i := range sampleFrames {
 		stream = appendFrame(stream, &sampleFrames[i])
 	}
-	br := bufio.NewReader(bytes.NewReader(stream))
-	var buf []byte
+	r := newReader(bytes.NewReader(stream))
 	for i, want := range sampleFrames {
-		var got frame
-		var err error
-		got, buf, err = readFrame(br, buf)
+		got, err := readFrame(r)
 		if err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
@@ -65,7 +61,7 @@ func TestDecodeMalformed(t *testing.T) {
 		}
 	}
 	big := []byte{0xff, 0xff, 0xff, 0xff}
-	if _, _, err := readFrame(bufio.NewReader(bytes.NewReader(big)), nil); !errors.Is(err, errMalformed) {
+	if _, err := readFrame(newReader(bytes.NewReader(big))); !errors.Is(err, errMalformed) {
 		t.Errorf("oversized frame: %v", err)
 	}
 }

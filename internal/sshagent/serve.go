@@ -149,12 +149,9 @@ func (a *agent) serve(in io.Reader, stop <-chan os.Signal) {
 	a.send(&frame{typ: tHello, version: Version, cpus: uint64(runtime.NumCPU())})
 	readErr := make(chan error, 1)
 	go func() {
-		br := bufio.NewReaderSize(in, 64<<10)
-		var buf []byte
+		r := newReader(in)
 		for {
-			var f frame
-			var err error
-			f, buf, err = readFrame(br, buf)
+			f, err := readFrame(r)
 			if err != nil {
 				readErr <- err
 				return

@@ -6,7 +6,7 @@ import "encoding/binary"
 type Message interface {
 	Type() Type
 	append(b []byte) []byte
-	decode(d *decoder)
+	decode(d *Fields)
 }
 
 // Hello is the worker's first frame: who it is and what it can run.
@@ -143,10 +143,10 @@ func (m *FileDone) append(b []byte) []byte {
 	return appendString(b, m.Err)
 }
 
-func (m *FileDone) decode(d *decoder) {
-	m.ID = d.uvarint()
-	m.Name = d.string()
-	m.Err = d.string()
+func (m *FileDone) decode(d *Fields) {
+	m.ID = d.Uvarint()
+	m.Name = d.Text()
+	m.Err = d.Text()
 }
 
 func (m *Hello) append(b []byte) []byte {
@@ -155,10 +155,10 @@ func (m *Hello) append(b []byte) []byte {
 	return binary.AppendUvarint(b, m.PID)
 }
 
-func (m *Hello) decode(d *decoder) {
-	m.Version = d.uvarint()
-	m.Fingerprint = d.string()
-	m.PID = d.uvarint()
+func (m *Hello) decode(d *Fields) {
+	m.Version = d.Uvarint()
+	m.Fingerprint = d.Text()
+	m.PID = d.Uvarint()
 }
 
 func (m *Setup) append(b []byte) []byte {
@@ -166,45 +166,45 @@ func (m *Setup) append(b []byte) []byte {
 	return appendString(b, m.Setup)
 }
 
-func (m *Setup) decode(d *decoder) {
-	m.Func = d.string()
-	m.Setup = d.string()
+func (m *Setup) decode(d *Fields) {
+	m.Func = d.Text()
+	m.Setup = d.Text()
 }
 
 func (m *Ready) append(b []byte) []byte { return appendString(b, m.Err) }
 
-func (m *Ready) decode(d *decoder) { m.Err = d.string() }
+func (m *Ready) decode(d *Fields) { m.Err = d.Text() }
 
 func (m *Run) append(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.ID)
-	return appendBytes(b, m.Input)
+	return AppendBytes(b, m.Input)
 }
 
-func (m *Run) decode(d *decoder) {
-	m.ID = d.uvarint()
-	m.Input = d.bytes()
+func (m *Run) decode(d *Fields) {
+	m.ID = d.Uvarint()
+	m.Input = d.Bytes()
 }
 
 func (m *Cancel) append(b []byte) []byte { return binary.AppendUvarint(b, m.ID) }
 
-func (m *Cancel) decode(d *decoder) { m.ID = d.uvarint() }
+func (m *Cancel) decode(d *Fields) { m.ID = d.Uvarint() }
 
 func (m *Skip) append(b []byte) []byte { return binary.AppendUvarint(b, m.ID) }
 
-func (m *Skip) decode(d *decoder) { m.ID = d.uvarint() }
+func (m *Skip) decode(d *Fields) { m.ID = d.Uvarint() }
 
 func (m *Begun) append(b []byte) []byte { return binary.AppendUvarint(b, m.ID) }
 
-func (m *Begun) decode(d *decoder) { m.ID = d.uvarint() }
+func (m *Begun) decode(d *Fields) { m.ID = d.Uvarint() }
 
 func (m *Provisional) append(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.ID)
-	return appendBytes(b, m.Output)
+	return AppendBytes(b, m.Output)
 }
 
-func (m *Provisional) decode(d *decoder) {
-	m.ID = d.uvarint()
-	m.Output = d.bytes()
+func (m *Provisional) decode(d *Fields) {
+	m.ID = d.Uvarint()
+	m.Output = d.Bytes()
 }
 
 func (m *File) append(b []byte) []byte {
@@ -212,49 +212,49 @@ func (m *File) append(b []byte) []byte {
 	b = appendString(b, m.Name)
 	b = binary.AppendUvarint(b, uint64(m.Mode))
 	b = binary.AppendUvarint(b, m.Offset)
-	b = appendBytes(b, m.Data)
+	b = AppendBytes(b, m.Data)
 	if m.Last {
 		return append(b, 1)
 	}
 	return append(b, 0)
 }
 
-func (m *File) decode(d *decoder) {
-	m.ID = d.uvarint()
-	m.Name = d.string()
-	mode := d.uvarint()
+func (m *File) decode(d *Fields) {
+	m.ID = d.Uvarint()
+	m.Name = d.Text()
+	mode := d.Uvarint()
 	if mode > 1<<32-1 {
-		d.fail("file mode out of range")
+		d.Fail("file mode out of range")
 	}
 	m.Mode = uint32(mode)
-	m.Offset = d.uvarint()
-	m.Data = d.bytes()
-	m.Last = d.bool()
+	m.Offset = d.Uvarint()
+	m.Data = d.Bytes()
+	m.Last = d.Bool()
 }
 
 func (m *Result) append(b []byte) []byte {
 	b = binary.AppendUvarint(b, m.ID)
 	b = append(b, byte(m.Kind))
-	b = appendBytes(b, m.Output)
+	b = AppendBytes(b, m.Output)
 	b = appendString(b, m.Err)
 	b = appendString(b, m.Stack)
-	b = appendBytes(b, m.Stdout)
-	b = appendBytes(b, m.Stderr)
+	b = AppendBytes(b, m.Stdout)
+	b = AppendBytes(b, m.Stderr)
 	b = binary.AppendVarint(b, m.Start)
 	return binary.AppendVarint(b, m.End)
 }
 
-func (m *Result) decode(d *decoder) {
-	m.ID = d.uvarint()
-	m.Kind = ResultKind(d.byte())
+func (m *Result) decode(d *Fields) {
+	m.ID = d.Uvarint()
+	m.Kind = ResultKind(d.Byte())
 	if m.Kind > ResultSkipped {
-		d.fail("unknown result kind")
+		d.Fail("unknown result kind")
 	}
-	m.Output = d.bytes()
-	m.Err = d.string()
-	m.Stack = d.string()
-	m.Stdout = d.bytes()
-	m.Stderr = d.bytes()
-	m.Start = d.varint()
-	m.End = d.varint()
+	m.Output = d.Bytes()
+	m.Err = d.Text()
+	m.Stack = d.Text()
+	m.Stdout = d.Bytes()
+	m.Stderr = d.Bytes()
+	m.Start = d.Varint()
+	m.End = d.Varint()
 }

@@ -152,6 +152,22 @@ func (r *Reader) Buffered() bool {
 // message may alias the reader's buffer only through fields documented as
 // such; all byte slices in it are freshly allocated.
 func (r *Reader) Read() (Message, error) {
+	b, err := r.ReadFrame()
+	if err != nil {
+		return nil, err
+	}
+	m, err := Decode(b)
+	if cap(r.buf) > 1<<20 {
+		r.buf = nil
+	}
+	return m, err
+}
+
+// ReadFrame reads the next frame and returns its contents (type byte and
+// body) undecoded, for a protocol framed as this one with messages of its
+// own (decode them with [NewFields]). The bytes are the reader's buffer,
+// valid until the next read. End of stream is as for [Reader.Read].
+func (r *Reader) ReadFrame() ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r.r, hdr[:]); err != nil {
 		return nil, err
@@ -173,11 +189,7 @@ func (r *Reader) Read() (Message, error) {
 		}
 		return nil, err
 	}
-	m, err := Decode(b)
-	if cap(r.buf) > 1<<20 {
-		r.buf = nil
-	}
-	return m, err
+	return b, nil
 }
 
 // Decode decodes one frame body (type byte and message). Byte slices in the
@@ -213,7 +225,7 @@ func Decode(b []byte) (Message, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrMalformed, b[0])
 	}
-	d := decoder{b: b[1:]}
+	d := Fields{b: b[1:]}
 	m.decode(&d)
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, Type(b[0]), d.err)
@@ -224,14 +236,29 @@ func Decode(b []byte) (Message, error) {
 	return m, nil
 }
 
-// decoder reads fields from a body, remembering the first error so message
-// decoders stay linear.
-type decoder struct {
+// Fields reads the fields of a frame body: varints, bytes, strings,
+// remembering the first error so that decoders stay linear. Message
+// decoders here use it, and so does any other protocol framed the same way
+// (internal/sshagent's).
+type Fields struct {
 	b   []byte
 	err error
 }
 
-func (d *decoder) uvarint() uint64 {
+// NewFields reads the fields of body.
+func NewFields(body []byte) *Fields { return &Fields{b: body} }
+
+// Err returns the first error met, or, if every field decoded, an error
+// for bytes left over; nil when the body was read exactly.
+func (d *Fields) Err() error {
+	if d.err == nil && len(d.b) > 0 {
+		return fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	return d.err
+}
+
+// Uvarint reads an unsigned varint.
+func (d *Fields) Uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
@@ -244,7 +271,8 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
-func (d *decoder) varint() int64 {
+// Varint reads a signed varint.
+func (d *Fields) Varint() int64 {
 	if d.err != nil {
 		return 0
 	}
@@ -257,8 +285,9 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
+// Bytes reads a length-prefixed byte string, copied (nil when empty).
+func (d *Fields) Bytes() []byte {
+	n := d.Uvarint()
 	if d.err != nil {
 		return nil
 	}
@@ -275,8 +304,9 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
-func (d *decoder) string() string {
-	n := d.uvarint()
+// Text reads a length-prefixed string.
+func (d *Fields) Text() string {
+	n := d.Uvarint()
 	if d.err != nil {
 		return ""
 	}
@@ -289,7 +319,8 @@ func (d *decoder) string() string {
 	return v
 }
 
-func (d *decoder) byte() byte {
+// Byte reads one byte.
+func (d *Fields) Byte() byte {
 	if d.err != nil {
 		return 0
 	}
@@ -302,7 +333,8 @@ func (d *decoder) byte() byte {
 	return v
 }
 
-func appendBytes(b, v []byte) []byte {
+// AppendBytes appends v as a length-prefixed field.
+func AppendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)
 }
@@ -312,20 +344,22 @@ func appendString(b []byte, v string) []byte {
 	return append(b, v...)
 }
 
-func (d *decoder) fail(msg string) {
+// Fail records msg as the error, unless one was met already.
+func (d *Fields) Fail(msg string) {
 	if d.err == nil {
 		d.err = errors.New(msg)
 	}
 }
 
-func (d *decoder) bool() bool {
-	switch d.byte() {
+// Bool reads a byte that must be 0 or 1.
+func (d *Fields) Bool() bool {
+	switch d.Byte() {
 	case 0:
 		return false
 	case 1:
 		return true
 	}
-	d.fail("bad bool")
+	d.Fail("bad bool")
 	return false
 }
 
@@ -340,14 +374,14 @@ func AppendStrings(b []byte, ss []string) []byte {
 
 // ParseStrings decodes what AppendStrings encoded.
 func ParseStrings(b []byte) ([]string, error) {
-	d := decoder{b: b}
-	n := d.uvarint()
+	d := Fields{b: b}
+	n := d.Uvarint()
 	if n > uint64(len(b)) {
 		return nil, fmt.Errorf("%w: %d strings in %d bytes", ErrMalformed, n, len(b))
 	}
 	ss := make([]string, 0, n)
 	for range n {
-		ss = append(ss, d.string())
+		ss = append(ss, d.Text())
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, d.err)
