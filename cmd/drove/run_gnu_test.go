@@ -252,11 +252,23 @@ func TestRunGNUHabitsSSH(t *testing.T) {
 		}
 	})
 	t.Run("-j +1 counts from the host's CPUs", func(t *testing.T) {
-		// Enough jobs of 0.3 s each that every slot is busy at once: the
-		// highest {%} is the slot count.
+		// As many jobs as slots, each waiting (up to 20 s) until all have
+		// begun: with cpus+1 slots they all run at once and the highest
+		// {%} is cpus+1; with fewer, the last waits for a free slot and
+		// the highest is lower. The host is this machine, so the jobs
+		// meet in a directory here that the test user can write.
 		n := 0
 		cpus := remoteCPUs(t, s)
-		code, out, errs := drun(t, "", with(append([]string{"-S", "host0", "-j", "+1", "sleep 0.5; echo {%}", ":::"}, seqArgs(cpus+1)...)...)...)
+		meet, err := os.MkdirTemp("", "drove-jslots-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(meet) })
+		if err := os.Chmod(meet, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		job := fmt.Sprintf(`touch %s/{#}; i=0; while [ "$(ls %s | wc -l)" -lt %d ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; echo {%%}`, meet, meet, cpus+1)
+		code, out, errs := drun(t, "", with(append([]string{"-S", "host0", "-j", "+1", job, ":::"}, seqArgs(cpus+1)...)...)...)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errs)
 		}

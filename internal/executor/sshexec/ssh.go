@@ -115,11 +115,13 @@ func New(ctx context.Context, pool *sshconn.Pool, target string, cfg Config, rep
 			return nil, err
 		}
 	}
-	if cfg.Slots == 0 && e.agent != nil {
-		e.cfg.Slots = max(1, e.agent.CPUs()-max(0, cfg.FreeCPUs))
-	} else if cfg.Slots == 0 {
-		n, err := e.nproc(ctx)
-		if err != nil {
+	if cfg.Slots == 0 {
+		// The host's CPUs: the agent says in its hello, else nproc.
+		var n int
+		var err error
+		if e.agent != nil {
+			n = e.agent.CPUs()
+		} else if n, err = e.nproc(ctx); err != nil {
 			return nil, err
 		}
 		e.cfg.Slots = max(1, n-max(0, cfg.FreeCPUs))
