@@ -89,7 +89,7 @@ func (s *Search) Tried() string {
 	for _, t := range s.Config.PingTargets() {
 		targets = append(targets, t.String())
 	}
-	return fmt.Sprintf("for %s, pinged %s every %v and listened on %s for nodes that start (a node on another port than %d is found with its port in the pattern, such as \"*:PORT\"; nodes on other subnets are listed by address)",
+	return fmt.Sprintf("for %s: pinged %s every %v and listened on %s for nodes that start (a node on another port than %d is found with its port in the pattern, such as \"*:PORT\"; nodes on other subnets are listed by address)",
 		strings.Join(pats, ", "), strings.Join(targets, ", "), s.retry(), s.Config.WatchAddr(), NodePort)
 }
 
