@@ -217,10 +217,14 @@ type Pattern struct {
 	Port int // 0: none named; pings go to NodePort
 }
 
-// ParsePattern parses a node pattern: "*", "192.168.1.*", "*:29701".
+// ParsePattern parses a node pattern: "*", "192.168.1.*", "*:29701"; a
+// port "*" is as no port.
 func ParsePattern(s string) (Pattern, error) {
 	p := Pattern{Host: s}
-	if h, port, err := net.SplitHostPort(s); err == nil {
+	if h, port, err := net.SplitHostPort(s); err == nil && port == "*" {
+		// Any port: as if none were named.
+		p.Host = h
+	} else if err == nil {
 		n, err := strconv.Atoi(port)
 		if err != nil || n <= 0 || n > 65535 {
 			return Pattern{}, fmt.Errorf("drove: node pattern %q: the port must be a number from 1 to 65535", s)
