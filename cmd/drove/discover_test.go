@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drove-dev/drove/internal/testutil/nodetest"
 )
 
 // freePort returns a port that is free on every interface for both TCP
@@ -91,4 +93,21 @@ func TestDemoUnreachableNode(t *testing.T) {
 			t.Errorf("no stats row %q in\n%s", row, out)
 		}
 	}
+}
+
+// TestSchedulerDiscoverPort: drove scheduler --nodes '*:PORT' finds a node
+// serving on PORT; one whose pattern finds nothing warns what it tried.
+func TestSchedulerDiscoverPort(t *testing.T) {
+	bin := buildDrove(t)
+	env := []string{"DROVE_SECRET=sched-disc-port"}
+	port := strconv.Itoa(freePort(t))
+	startNodeProc(t, bin, env, "--port", port, "--no-discovery=false", "--name", "portnode", "--cpus", "1")
+	p := nodetest.StartSchedulerProcess(t, bin, env, "--nodes", "*:"+port)
+	waitNodes(t, p, 1, "portnode")
+
+	empty := strconv.Itoa(freePort(t))
+	q := nodetest.StartSchedulerProcess(t, bin, env, "--nodes", "*:"+empty)
+	waitFor(t, 60*time.Second, func() bool {
+		return strings.Contains(q.Stderr.String(), "no drove node found yet") && strings.Contains(q.Stderr.String(), ":"+empty)
+	}, "a warning naming port %s", empty)
 }
