@@ -182,6 +182,9 @@ func (c *Cluster[In, Out]) validate() error {
 	if c.cfg.connect < 0 {
 		return fmt.Errorf("drove: WithConnectTimeout(%v): must not be negative", c.cfg.connect)
 	}
+	if c.cfg.discover < 0 {
+		return fmt.Errorf("drove: WithDiscoverTimeout(%v): must not be negative", c.cfg.discover)
+	}
 	if c.cfg.maxPending < 0 {
 		return fmt.Errorf("drove: WithMaxPending(%d): must not be negative", c.cfg.maxPending)
 	}
@@ -243,6 +246,7 @@ func (c *Cluster[In, Out]) startNodes(ctx context.Context) error {
 		rc.Discovery.Multicast = c.cfg.multicast
 		rc.Heartbeat, rc.Misses = c.cfg.heartbeat, c.cfg.misses
 		rc.ConnectTimeout = c.cfg.connect
+		rc.DiscoverTimeout = c.cfg.discover
 		// A scheduler that is killed or cut off keeps the computation
 		// (drove scheduler --state): the client waits for it to answer
 		// again rather than giving its jobs up. Its jobs run on its
@@ -478,7 +482,23 @@ func (c *Cluster[In, Out]) Close(ctx context.Context) error {
 }
 
 // Stats returns a snapshot of the cluster's nodes and jobs.
-func (c *Cluster[In, Out]) Stats() Stats { return statsOf(c.s.Stats()) }
+// A node (or SSH host) that could not be reached and never joined has a
+// row of its own, named by its address and marked Lost.
+func (c *Cluster[In, Out]) Stats() Stats {
+	st := statsOf(c.s.Stats())
+	for _, f := range []*fleet.Fleet{c.hosts, c.remoteFleet()} {
+		st.Nodes = append(st.Nodes, neverJoined(f)...)
+	}
+	return st
+}
+
+// remoteFleet is the fleet of the cluster's drove nodes, or nil.
+func (c *Cluster[In, Out]) remoteFleet() *fleet.Fleet {
+	if c.remote == nil {
+		return nil
+	}
+	return c.remote.fleet
+}
 
 // NodeJobs returns the jobs running on the named node.
 func (c *Cluster[In, Out]) NodeJobs(node string) []*Job[Out] {

@@ -24,6 +24,10 @@ var (
 	ErrClosed = sched.ErrClosed
 	// ErrNoNode: a job was pinned to a node the cluster does not have.
 	ErrNoNode = sched.ErrNoNode
+	// ErrNoNodeFound is wrapped by NewCluster's error when discovery
+	// found no usable node within WithDiscoverTimeout; the error says what
+	// was tried.
+	ErrNoNodeFound = errors.New("drove: no drove node found")
 	// ErrNoMain is returned by NewCluster for a function when drove.Main was
 	// not called: workers could not be started from this program.
 	ErrNoMain = errors.New("drove: drove.Main() was not called at the start of main")

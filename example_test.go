@@ -62,6 +62,7 @@ func ExampleStats_Print() {
 		Nodes: []drove.NodeStats{
 			{Name: "node1.example.com", CPUs: 8, Jobs: 10, NodeTime: 123400 * time.Millisecond, Sent: 1230, Received: 3480},
 			{Name: "n2", CPUs: 2, Jobs: 0},
+			{Name: "10.0.0.9:9701", Lost: true},
 		},
 		Pending:      3,
 		TotalJobTime: 123400 * time.Millisecond,
@@ -69,10 +70,11 @@ func ExampleStats_Print() {
 	}
 	s.Print(os.Stdout)
 	// Output:
-	//             Node |  CPUs |    Jobs |  Sec/Job | Node Time Sec |    Sent |    Rcvd
-	// ---------------------------------------------------------------------------------
-	//  node1.example.c |     8 |      10 |     12.3 |         123.4 |   1.2 K |   3.4 K
-	//               n2 |     2 |       0 |      0.0 |           0.0 |     0 B |     0 B
+	//                  Node |  CPUs |    Jobs |  Sec/Job | Node Time Sec |    Sent |    Rcvd
+	// --------------------------------------------------------------------------------------
+	//     node1.example.com |     8 |      10 |     12.3 |         123.4 |   1.2 K |   3.4 K
+	//                    n2 |     2 |       0 |      0.0 |           0.0 |     0 B |     0 B
+	//  10.0.0.9:9701 (lost) |     0 |       0 |      0.0 |           0.0 |     0 B |     0 B
 	//
 	// Jobs pending: 3
 	// Total job time: 123.400 sec, wall time: 31.000 sec, speedup: 3.981

@@ -70,6 +70,10 @@ type remoteConfig struct {
 	// SSH dials the "ssh://" nodes: SSH hosts that become drove nodes for
 	// the length of a session (internal/sshnode). Set when Nodes has any.
 	SSH *sshconn.Pool
+	// DiscoverTimeout, if positive, is how long startRemoteNodes waits
+	// for a first node when Nodes has patterns: it fails with
+	// ErrNoNodeFound, saying what it tried, if none joined by then.
+	DiscoverTimeout time.Duration
 	// Record, if set, is called with a node's address once the computation
 	// is set up on it, before the node gets a job; its error keeps the
 	// node out (retried like an unreachable one).
@@ -163,6 +167,7 @@ const defaultConnectTimeout = 10 * time.Second
 // keeps trying the unreachable ones in the background, and the ones that
 // did not answer in time join when they do. Patterns start discovery.
 func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig) (*remoteNodes, error) {
+	start := time.Now()
 	if cfg.Secret == "" {
 		cfg.Secret = os.Getenv("DROVE_SECRET")
 	}
@@ -232,21 +237,24 @@ func startRemoteNodes(ctx context.Context, s *sched.Scheduler, cfg remoteConfig)
 		}
 	}
 	if len(patterns) > 0 {
-		if err := r.discover(ctx, patterns...); err != nil {
+		search, err := r.newSearch(patterns)
+		if err != nil {
+			r.close()
+			return nil, err
+		}
+		if err := search.Round(ctx); err != nil {
 			r.log.Warn("discovery", "err", err)
 		}
-		ok += r.count()
-		// Nodes that start later announce themselves.
-		r.wg.Go(func() {
-			err := discovery.Watch(r.ctx, r.cfg.Discovery, func(f discovery.Found) {
-				if discovery.MatchAny(patterns, f.Addr) {
-					r.wg.Go(func() { r.addAll(r.ctx, []string{f.Addr}) })
-				}
-			})
-			if err != nil {
-				r.log.Warn("not listening for nodes that start later", "err", err)
+		// Nodes that start later announce themselves; while none is
+		// found, the search pings again and says what it tried.
+		r.wg.Go(func() { search.Run(r.ctx) })
+		if cfg.DiscoverTimeout > 0 {
+			if err := r.waitForNode(ctx, start.Add(cfg.DiscoverTimeout), search); err != nil {
+				r.close()
+				return nil, err
 			}
-		})
+		}
+		ok += r.count()
 	}
 	if ok == 0 && len(patterns) == 0 {
 		r.close()
@@ -473,6 +481,10 @@ func (r *remoteNodes) status() []NodeInfo {
 	out := make([]NodeInfo, 0, len(members))
 	for _, st := range members {
 		ni := NodeInfo{Name: st.Name, Addr: st.Key, Err: st.Err}
+		if ni.Name == "" {
+			// Never joined (unreachable so far): its address names it.
+			ni.Name = st.Key
+		}
 		if ex, ok := st.Executor.(*nodeexec.Executor); ok && r.cfg.Scheduler && len(ex.Machines()) > 0 {
 			out = append(out, r.machineStatus(ex)...)
 			continue
@@ -610,6 +622,61 @@ func (r *remoteNodes) closeLost(ctx context.Context) {
 	wg.Wait()
 }
 
+// newSearch returns the search for nodes matching patterns, which adds
+// them to the cluster.
+func (r *remoteNodes) newSearch(patterns []string) (*discovery.Search, error) {
+	search, err := discovery.NewSearch(r.cfg.Discovery, patterns, func(ctx context.Context, addrs []string) {
+		for i, err := range r.addAll(ctx, addrs) {
+			if err != nil {
+				r.log.Warn("discovered node not usable yet", "addr", addrs[i], "err", err)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	search.Have = func() bool { return r.count() > 0 }
+	search.Logger = r.log
+	return search, nil
+}
+
+// waitForNode waits until a node is up, or fails at deadline with what
+// search tried and why the nodes it found are not usable.
+func (r *remoteNodes) waitForNode(ctx context.Context, deadline time.Time, search *discovery.Search) error {
+	up := make(chan struct{}, 1)
+	stop := r.s.WatchNodes(func(ev sched.NodeEvent) {
+		if ev.Kind == sched.NodeUp {
+			select {
+			case up <- struct{}{}:
+			default:
+			}
+		}
+	})
+	defer stop()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for r.count() == 0 {
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return fmt.Errorf("drove: looking for nodes: %w", ctx.Err())
+		case <-t.C:
+			var errs []error
+			for _, st := range r.fleet.Members() {
+				if st.Err != nil {
+					errs = append(errs, st.Err)
+				}
+			}
+			err := fmt.Errorf("%w within %v %s", ErrNoNodeFound, r.cfg.DiscoverTimeout, search.Tried())
+			if len(errs) > 0 {
+				err = fmt.Errorf("%w; nodes not usable: %w", err, errors.Join(errs...))
+			}
+			return err
+		}
+	}
+	return nil
+}
+
 // discover finds nodes matching the patterns on the LAN and adds them; an
 // entry without "*" is an address, added as such. Each node gets
 // ConnectTimeout to answer (see addAll).
@@ -631,22 +698,11 @@ func (r *remoteNodes) discover(ctx context.Context, patterns ...string) error {
 	if len(pats) == 0 {
 		return errors.Join(errs...)
 	}
-	found, err := discovery.Discover(ctx, r.cfg.Discovery)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
+	search, err := r.newSearch(pats)
+	if err == nil {
+		err = search.Round(ctx)
 	}
-	var foundAddrs []string
-	for _, f := range found {
-		if discovery.MatchAny(pats, f.Addr) {
-			foundAddrs = append(foundAddrs, f.Addr)
-		}
-	}
-	for i, err := range r.addAll(ctx, foundAddrs) {
-		if err != nil {
-			r.log.Warn("discovered node not usable yet", "addr", foundAddrs[i], "err", err)
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, err)...)
 }
 
 // AllocateNode lets the named node take jobs again after DeallocateNode.

@@ -3,7 +3,9 @@ package drove_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -431,5 +433,72 @@ func TestNodeConnError(t *testing.T) {
 	}
 	if _, err := job.Result(ctx); err == nil || errors.As(err, new(*drove.NodeConnError)) {
 		t.Errorf("failed job: %v, want an error that is no *NodeConnError", err)
+	}
+}
+
+// TestClusterUnreachableNodeReported: a listed node that cannot be reached
+// is not dropped silently: OnNodeStatus gets NodeLost for it, with why,
+// and Stats and Status have a row for it, lost and not up.
+func TestClusterUnreachableNodeReported(t *testing.T) {
+	addrs := startNodes(t, "up")
+	const dead = "127.0.0.1:1" // nothing listens on port 1 of loopback
+	lost := make(chan drove.NodeEvent, 1)
+	c := newCluster(t, square, drove.WithNodes(addrs[0], dead), drove.OnNodeStatus(func(ev drove.NodeEvent) {
+		if ev.Node == dead && ev.Status == drove.NodeLost {
+			select {
+			case lost <- ev:
+			default:
+			}
+		}
+	}))
+	select {
+	case ev := <-lost:
+		if ev.Err == nil {
+			t.Errorf("NodeLost for %s without an error", dead)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no NodeLost event for %s", dead)
+	}
+	var row *drove.NodeStats
+	for _, n := range c.Stats().Nodes {
+		if n.Name == dead {
+			row = &n
+		}
+	}
+	if row == nil || !row.Lost {
+		t.Errorf("Stats row of %s: %+v, want one marked lost (all: %+v)", dead, row, c.Stats().Nodes)
+	}
+	found := false
+	for _, n := range c.Status().Nodes {
+		if n.Addr == dead {
+			found = true
+			if n.Up || n.Err == nil || n.Name != dead {
+				t.Errorf("Status of %s: %+v, want not up, with why, named by its address", dead, n)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("Status has no row for %s: %+v", dead, c.Status().Nodes)
+	}
+}
+
+// TestClusterDiscoverTimeout: with WithDiscoverTimeout, a pattern that
+// finds no node makes NewCluster fail with ErrNoNodeFound, naming the
+// port it pinged, after about the timeout.
+func TestClusterDiscoverTimeout(t *testing.T) {
+	l, err := net.ListenPacket("udp4", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.LocalAddr().(*net.UDPAddr).Port)
+	defer l.Close() // nothing answers pings there
+	begin := time.Now()
+	_, err = drove.NewCluster(t.Context(), square, drove.WithNodes("*:"+port), drove.WithSecret("no-such-cluster"),
+		drove.WithDiscoverTimeout(time.Second))
+	if !errors.Is(err, drove.ErrNoNodeFound) || !strings.Contains(err.Error(), ":"+port) {
+		t.Fatalf("NewCluster: %v, want ErrNoNodeFound naming port %s", err, port)
+	}
+	if took := time.Since(begin); took < time.Second || took > time.Minute {
+		t.Errorf("failed after %v, want about 1s", took)
 	}
 }

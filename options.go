@@ -41,6 +41,7 @@ type config struct {
 	heartbeat  time.Duration
 	misses     int
 	connect    time.Duration
+	discover   time.Duration
 	exclusive  bool
 	monitor    string
 	noAgent    bool
@@ -51,7 +52,12 @@ type config struct {
 // programs, nodes are drove node daemons: "host" or "host:port" (port 9701
 // by default) across subnets, "*" for every node that answers a UDP
 // broadcast on the LAN, or a pattern such as "192.168.1.*" for those of
-// them that match; or SSH hosts, "ssh://[user@]host[:port]" or
+// them that match. Broadcasts go to port 9701 unless the pattern names
+// another ("*:29701"), as nodes hear them on the port they serve on; a
+// node that announces itself as it starts joins a pattern without a port
+// whatever its port. While the cluster has no node, discovery pings again
+// every 2s and, after 3s, logs what it tried (see WithDiscoverTimeout to
+// fail instead); or SSH hosts, "ssh://[user@]host[:port]" or
 // "ssh://alias", where the cluster starts its own executable over SSH as a
 // drove node for as long as it is open (see WithSSH). For Shell, nodes
 // are "ssh://[user@]host[:port]", "ssh://alias" or ":" for this machine.
@@ -120,6 +126,15 @@ func WithHeartbeat(interval time.Duration, misses int) Option {
 // default is 10s.
 func WithConnectTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.connect = d })
+}
+
+// WithDiscoverTimeout makes NewCluster wait up to d for a first drove
+// node when WithNodes has patterns ("*", "192.168.1.*", "*:29701"), and
+// fail with an error wrapping ErrNoNodeFound, saying what it tried, if no
+// node joined by then. The default, 0, returns at once: jobs wait until
+// discovery finds a node.
+func WithDiscoverTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.discover = d })
 }
 
 // WithMulticast makes node discovery ("*" and patterns in WithNodes) use

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
+	"github.com/drove-dev/drove/internal/fleet"
 	"github.com/drove-dev/drove/internal/sched"
 )
 
@@ -26,7 +28,23 @@ type NodeStats struct {
 	NodeTime time.Duration // total time of the jobs done
 	Sent     int64         // bytes sent to the node
 	Received int64         // bytes received from it
-	Lost     bool          // the node failed
+	Lost     bool          // the node failed, or could not be reached
+}
+
+// neverJoined returns a lost row for each member of f (nil for none) that
+// has not joined the scheduler: one that could not be reached, which the
+// scheduler's stats do not have.
+func neverJoined(f *fleet.Fleet) []NodeStats {
+	if f == nil {
+		return nil
+	}
+	var out []NodeStats
+	for _, st := range f.Members() {
+		if st.Name == "" && !st.Up {
+			out = append(out, NodeStats{Name: st.Key, Lost: true})
+		}
+	}
+	return out
 }
 
 func statsOf(s sched.Stats) Stats {
@@ -41,24 +59,36 @@ func statsOf(s sched.Stats) Stats {
 	return st
 }
 
-// Print writes the stats as dispy's print_status does: a table of nodes,
+// Print writes the stats as dispy's print_status does: a table of nodes
+// (whole names, a lost node marked "(lost)"),
 // then the pending jobs (if any) and the totals with the speedup, total job
 // time over wall time.
 func (s Stats) Print(w io.Writer) error {
 	ew := &errWriter{w: w}
-	heading := fmt.Sprintf(" %15s | %5s | %7s | %8s | %13s | %7s | %7s", "Node", "CPUs", "Jobs", "Sec/Job", "Node Time Sec", "Sent", "Rcvd")
+	// The node column is as wide as the longest name: names cut short
+	// could make two nodes look alike.
+	names := make([]string, len(s.Nodes))
+	width := 15
+	for i, n := range s.Nodes {
+		names[i] = n.Name
+		if n.Lost {
+			names[i] += " (lost)"
+		}
+		width = max(width, utf8.RuneCountInString(names[i]))
+	}
+	heading := fmt.Sprintf(" %*s | %5s | %7s | %8s | %13s | %7s | %7s", width, "Node", "CPUs", "Jobs", "Sec/Job", "Node Time Sec", "Sent", "Rcvd")
 	ew.printf("\n%s\n", heading)
 	for range len(heading) {
 		ew.printf("-")
 	}
 	ew.printf("\n")
-	for _, n := range s.Nodes {
+	for i, n := range s.Nodes {
 		perJob := 0.0
 		if n.Jobs > 0 {
 			perJob = n.NodeTime.Seconds() / float64(n.Jobs)
 		}
-		ew.printf(" %15.15s | %5d | %7d | %8.1f | %13.1f | %7s | %7s\n",
-			n.Name, n.CPUs, n.Jobs, perJob, n.NodeTime.Seconds(), humanSize(n.Sent), humanSize(n.Received))
+		ew.printf(" %*s | %5d | %7d | %8.1f | %13.1f | %7s | %7s\n",
+			width, names[i], n.CPUs, n.Jobs, perJob, n.NodeTime.Seconds(), humanSize(n.Sent), humanSize(n.Received))
 	}
 	ew.printf("\n")
 	if s.Pending > 0 {

@@ -50,6 +50,7 @@ func newDemoCmd() *cobra.Command {
 		excl    bool
 		sf      sshFlags
 		auth    clientAuth
+		warn    clusterWarnings
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -62,7 +63,11 @@ was lost).
 
 With --nodes or --scheduler, requests are signed with the cluster secret
 from --secret, --secret-file or $DROVE_SECRET, and --tls-* talk mutual TLS,
-as drove node takes them.`,
+as drove node takes them. A pattern in --nodes ("*", "*:29701" for nodes on
+port 29701) finds nodes by UDP broadcast; if none is found within
+--discover-timeout, the demo fails saying what it tried. Warnings (a listed
+node that cannot be reached, a node lost) go to stderr, and a node that
+could not be reached is marked "(lost)" in the stats.`,
 		Example: `  drove demo
   drove demo --unit 100ms --jobs 20
   DROVE_SECRET=s3cret drove demo --nodes node1,node2
@@ -81,7 +86,7 @@ as drove node takes them.`,
 			if rfile != "" && len(nodes) == 0 && sched == "" {
 				return errors.New("--recover-file needs --nodes or --scheduler: the jobs of an embedded cluster end with this command")
 			}
-			opts := []drove.Option{drove.WithCPUs(cpus)}
+			opts := append([]drove.Option{drove.WithCPUs(cpus)}, warn.options(cmd.ErrOrStderr())...)
 			if monAddr != "" {
 				opts = append(opts, drove.WithMonitor(monAddr))
 			}
@@ -116,9 +121,10 @@ as drove node takes them.`,
 	cmd.Flags().IntVarP(&jobs, "jobs", "n", 5, "number of jobs to submit")
 	cmd.Flags().DurationVar(&unit, "unit", time.Second, "how long one unit of sleep is; jobs sleep 1 to 10 units")
 	cmd.Flags().IntVarP(&cpus, "cpus", "c", 0, "CPUs to use: 0 for all, a negative number leaves that many free")
-	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "nodes to run on: drove nodes (host[:port], \"*\" to discover) or SSH hosts (ssh://[user@]host[:port], ssh://alias); default an embedded cluster")
+	cmd.Flags().StringSliceVar(&nodes, "nodes", nil, "nodes to run on: drove nodes (host[:port], \"*\" or \"*:PORT\" to discover) or SSH hosts (ssh://[user@]host[:port], ssh://alias); default an embedded cluster")
 	sf.register(cmd)
 	auth.register(cmd.Flags())
+	warn.register(cmd.Flags())
 	cmd.Flags().StringVar(&sched, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default")
 	cmd.Flags().StringVar(&rfile, "recover-file", "", `with --nodes or --scheduler: keep a file naming this client and its nodes while the jobs run ("drove recover FILE" shows the jobs of a demo that was killed)`)
 	cmd.Flags().BoolVar(&excl, "exclusive", false, "with --nodes or --scheduler: run alone, once computations created before this one are done, holding later ones back until it is")

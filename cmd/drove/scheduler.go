@@ -143,7 +143,7 @@ lost node.`,
 	}
 	f := cmd.Flags()
 	d = addDaemonFlags(f, &cfg, scheduler.DefaultPort, "the nodes' CPUs")
-	f.StringSliceVarP(&mc.Nodes, "nodes", "n", nil, `drove nodes to run jobs on, comma-separated or repeated: host[:port] (port default 9701) or patterns ("*", "10.0.0.*") found by UDP discovery`)
+	f.StringSliceVarP(&mc.Nodes, "nodes", "n", nil, `drove nodes to run jobs on, comma-separated or repeated: host[:port] (port default 9701) or patterns ("*", "10.0.0.*", "*:PORT" for nodes on another port) found by UDP discovery, pinged again every 2s while no node is found`)
 	f.IntVarP(&mc.CPUs, "cpus", "c", 0, "most CPUs to use on each node; 0 for all a node offers")
 	f.StringVar(&cfg.Dir, "dest-path", "", "directory for clients' files and the scheduler's id (default --state, else $TMPDIR/drove/scheduler)")
 	f.StringVar(&stateDir, "state", "", "directory of the scheduler's state (computations, jobs, undelivered results), kept across restarts and kill -9; --clean forgets it")

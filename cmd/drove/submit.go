@@ -28,6 +28,7 @@ func newSubmitCmd() *cobra.Command {
 		exclusive   bool
 		auth        clientAuth
 		sf          sshFlags
+		warn        clusterWarnings
 	)
 	cmd := &cobra.Command{
 		Use:   "submit [flags] PROGRAM",
@@ -46,7 +47,10 @@ With --nodes, requests to the drove nodes are signed with the cluster secret
 (--secret, --secret-file or $DROVE_SECRET), over mutual TLS with --tls-ca;
 with --scheduler, the jobs go through a shared drove scheduler, which runs
 them on its nodes alongside other clients' jobs, and these options apply to
-the scheduler.
+the scheduler. A pattern in --nodes ("*", "*:29701" for nodes on port 29701)
+finds nodes by UDP broadcast; if none is found within --discover-timeout,
+the command fails saying what it tried. Warnings (a listed node that cannot
+be reached, a node lost) go to stderr.
 --recover-file keeps a file naming this client and its nodes while the jobs
 run: if this command is killed, "drove recover FILE" collects the results
 the nodes kept. The file is removed when the command ends normally.`,
@@ -78,7 +82,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 			if len(lists) == 0 {
 				lists = [][]string{nil}
 			}
-			clusterOpts := []drove.Option{drove.WithCPUs(cpus), drove.WithDepends(files...)}
+			clusterOpts := append([]drove.Option{drove.WithCPUs(cpus), drove.WithDepends(files...)}, warn.options(cmd.ErrOrStderr())...)
 			if monAddr != "" {
 				clusterOpts = append(clusterOpts, drove.WithMonitor(monAddr))
 			}
@@ -116,7 +120,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&nodes, "nodes", nil, "nodes to run on: drove nodes (host[:port], \"*\" to discover) or SSH hosts (ssh://[user@]host[:port], ssh://alias); default an embedded cluster of this machine's CPUs")
+	f.StringSliceVar(&nodes, "nodes", nil, "nodes to run on: drove nodes (host[:port], \"*\" or \"*:PORT\" to discover) or SSH hosts (ssh://[user@]host[:port], ssh://alias); default an embedded cluster of this machine's CPUs")
 	f.StringVar(&schedAddr, "scheduler", "", "run through the shared scheduler (drove scheduler) at host[:port], port 9700 by default, instead of on --nodes")
 	f.StringArrayVarP(&files, "file", "f", nil, "file to stage into each job's directory (repeatable)")
 	f.StringArrayVarP(&argSets, "args", "a", nil, "argument list for one job, split as a shell would (repeatable)")
@@ -127,6 +131,7 @@ the nodes kept. The file is removed when the command ends normally.`,
 	f.BoolVar(&exclusive, "exclusive", false, "with --scheduler or --nodes: run alone, once computations created before this one are done, holding later ones back until it is")
 	f.StringVar(&monAddr, "monitor", "", monitorFlagUsage)
 	auth.register(f)
+	warn.register(f)
 	sf.register(cmd)
 	return cmd
 }

@@ -208,29 +208,73 @@ func HostPort(s string, port int) string {
 // "192.168.1.*") rather than naming one node.
 func IsPattern(s string) bool { return strings.Contains(s, "*") }
 
-// MatchAny reports whether the host of addr matches one of the patterns
-// (Match); a pattern's port, if it has one, is ignored.
-func MatchAny(patterns []string, addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
+// Pattern is a node entry that asks for discovery: a shell-style glob on
+// the node's host ("*", "192.168.1.*") and, if the entry names one, the
+// port its nodes serve on ("*:29701"). Nodes hear pings on their own port,
+// so the port is where pings go.
+type Pattern struct {
+	Host string
+	Port int // 0: none named; pings go to NodePort
+}
+
+// ParsePattern parses a node pattern: "*", "192.168.1.*", "*:29701"; a
+// port "*" is as no port.
+func ParsePattern(s string) (Pattern, error) {
+	p := Pattern{Host: s}
+	if h, port, err := net.SplitHostPort(s); err == nil && port == "*" {
+		// Any port: as if none were named.
+		p.Host = h
+	} else if err == nil {
+		n, err := strconv.Atoi(port)
+		if err != nil || n <= 0 || n > 65535 {
+			return Pattern{}, fmt.Errorf("drove: node pattern %q: the port must be a number from 1 to 65535", s)
+		}
+		p = Pattern{Host: h, Port: n}
+	}
+	if _, err := path.Match(p.Host, ""); err != nil {
+		return Pattern{}, fmt.Errorf("drove: node pattern %q: %w", s, err)
+	}
+	return p, nil
+}
+
+// PingPort is the port pings for p's nodes go to.
+func (p Pattern) PingPort() int {
+	if p.Port == 0 {
+		return NodePort
+	}
+	return p.Port
+}
+
+// String is the pattern as written.
+func (p Pattern) String() string {
+	if p.Port == 0 {
+		return p.Host
+	}
+	return net.JoinHostPort(p.Host, strconv.Itoa(p.Port))
+}
+
+// Match reports whether a node's address (host:port) matches p: its host
+// matches the glob and, if p names a port, the port is that one. A
+// pattern without a port takes a node that announces itself on any port.
+func (p Pattern) Match(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		host = addr
+		host, port = addr, ""
 	}
-	for _, p := range patterns {
-		if h, _, err := net.SplitHostPort(p); err == nil {
-			p = h
-		}
-		if Match(p, host) {
-			return true
-		}
+	if p.Port != 0 && port != strconv.Itoa(p.Port) {
+		return false
 	}
-	return false
+	return Match(p.Host, host)
 }
 
 // ClientConfig configures Discover and Watch.
 type ClientConfig struct {
 	Secret string
-	// Targets are where pings go; default Targets(NodePort, Multicast).
-	Targets   []*net.UDPAddr
+	// Targets are where pings go; default Targets(port, Multicast) for
+	// each of Ports.
+	Targets []*net.UDPAddr
+	// Ports are the ports pings go to without Targets; default NodePort.
+	Ports     []int
 	Multicast bool
 	// Wait is how long Discover collects answers; default 1s.
 	Wait time.Duration
@@ -247,16 +291,37 @@ func pongAddr(m *Message, from *net.UDPAddr) string {
 	return net.JoinHostPort(host, strconv.Itoa(m.Port))
 }
 
+// PingTargets returns where Discover sends its pings.
+func (cfg ClientConfig) PingTargets() []*net.UDPAddr {
+	if len(cfg.Targets) > 0 {
+		return cfg.Targets
+	}
+	ports := cfg.Ports
+	if len(ports) == 0 {
+		ports = []int{NodePort}
+	}
+	var out []*net.UDPAddr
+	for _, p := range ports {
+		out = append(out, Targets(p, cfg.Multicast)...)
+	}
+	return out
+}
+
+// WatchAddr returns where Watch listens.
+func (cfg ClientConfig) WatchAddr() string {
+	if cfg.ListenAddr == "" {
+		return ":" + strconv.Itoa(ClientPort)
+	}
+	return cfg.ListenAddr
+}
+
 // Discover pings the nodes of the LAN and returns those that answered
 // within cfg.Wait (or until ctx ends).
 func Discover(ctx context.Context, cfg ClientConfig) ([]Found, error) {
 	if cfg.Wait <= 0 {
 		cfg.Wait = time.Second
 	}
-	targets := cfg.Targets
-	if len(targets) == 0 {
-		targets = Targets(NodePort, cfg.Multicast)
-	}
+	targets := cfg.PingTargets()
 	conn, err := listenUDP(ctx, ":0")
 	if err != nil {
 		return nil, fmt.Errorf("drove: discovery: %w", err)
@@ -308,11 +373,7 @@ func Discover(ctx context.Context, cfg ClientConfig) ([]Found, error) {
 // Watch listens for nodes announcing themselves as they start and calls fn
 // for each, until ctx ends.
 func Watch(ctx context.Context, cfg ClientConfig, fn func(Found)) error {
-	addr := cfg.ListenAddr
-	if addr == "" {
-		addr = ":" + strconv.Itoa(ClientPort)
-	}
-	conn, err := listenUDP(ctx, addr)
+	conn, err := listenUDP(ctx, cfg.WatchAddr())
 	if err != nil {
 		return fmt.Errorf("drove: discovery: %w", err)
 	}

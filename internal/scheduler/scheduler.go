@@ -282,13 +282,6 @@ func (m *Machines) Start(ctx context.Context, s *sched.Scheduler) error {
 	}
 	m.s = s
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	m.fleet = fleet.New(s, fleet.Config{
-		Backoff:          fleet.Backoff{Initial: m.cfg.Retry, Max: m.cfg.Retry, Attempts: -1},
-		ConnectTimeout:   m.cfg.ConnectTimeout,
-		RetryUnreachable: true,
-		Permanent:        nodeexec.Permanent,
-		Logger:           m.log,
-	})
 	var addrs, patterns []string
 	for _, n := range m.cfg.Nodes {
 		if discovery.IsPattern(n) {
@@ -297,6 +290,25 @@ func (m *Machines) Start(ctx context.Context, s *sched.Scheduler) error {
 			addrs = append(addrs, discovery.NodeAddr(n))
 		}
 	}
+	var search *discovery.Search
+	if len(patterns) > 0 {
+		var err error
+		search, err = discovery.NewSearch(m.cfg.Discovery, patterns, func(ctx context.Context, addrs []string) { m.add(ctx, addrs) })
+		if err != nil {
+			return err
+		}
+		search.Have = func() bool {
+			return slices.ContainsFunc(m.fleet.Members(), func(st fleet.State) bool { return st.Up })
+		}
+		search.Logger = m.log
+	}
+	m.fleet = fleet.New(s, fleet.Config{
+		Backoff:          fleet.Backoff{Initial: m.cfg.Retry, Max: m.cfg.Retry, Attempts: -1},
+		ConnectTimeout:   m.cfg.ConnectTimeout,
+		RetryUnreachable: true,
+		Permanent:        nodeexec.Permanent,
+		Logger:           m.log,
+	})
 	for i, err := range m.add(ctx, addrs) {
 		switch {
 		case err == nil:
@@ -308,8 +320,8 @@ func (m *Machines) Start(ctx context.Context, s *sched.Scheduler) error {
 			m.log.Warn("node not available; will retry", "addr", addrs[i], "err", err)
 		}
 	}
-	if len(patterns) > 0 {
-		m.wg.Go(func() { m.discover(patterns) })
+	if search != nil {
+		m.wg.Go(func() { m.discover(search) })
 	}
 	return nil
 }
@@ -343,27 +355,13 @@ func loadID(dir string) (string, error) {
 }
 
 // discover adds the nodes matching patterns that answer discovery now, and
-// those that announce themselves later, until Stop.
-func (m *Machines) discover(patterns []string) {
-	found, err := discovery.Discover(m.ctx, m.cfg.Discovery)
-	if err != nil {
+// those that announce themselves later, until Stop; while it has no node,
+// it pings again and says what it tried.
+func (m *Machines) discover(search *discovery.Search) {
+	if err := search.Round(m.ctx); err != nil {
 		m.log.Warn("discovery", "err", err)
 	}
-	var addrs []string
-	for _, f := range found {
-		if discovery.MatchAny(patterns, f.Addr) {
-			addrs = append(addrs, f.Addr)
-		}
-	}
-	m.add(m.ctx, addrs)
-	err = discovery.Watch(m.ctx, m.cfg.Discovery, func(f discovery.Found) {
-		if discovery.MatchAny(patterns, f.Addr) {
-			m.wg.Go(func() { m.add(m.ctx, []string{f.Addr}) })
-		}
-	})
-	if err != nil && m.ctx.Err() == nil {
-		m.log.Warn("not listening for nodes that start later", "err", err)
-	}
+	search.Run(m.ctx)
 }
 
 // add adds the nodes at addrs to the fleet, which keeps them.
