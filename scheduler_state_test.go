@@ -119,17 +119,38 @@ func runSchedulerKill(t *testing.T, clients, jobs, kill int, sleep time.Duration
 }
 
 // runSchedulerStop is runSchedulerKill with another signal.
+// stateFleet is what the scheduler state tests start: two node processes
+// (a and b, 2 CPUs each) and a scheduler with a --state directory over
+// them, which restart starts again on the same port and state.
+type stateFleet struct {
+	bin      string
+	a, b     *nodetest.Process
+	nodeArgs []string
+	sched    *schedProc
+	port     int
+}
+
+func startStateFleet(t *testing.T) *stateFleet {
+	t.Helper()
+	f := &stateFleet{bin: nodetest.Build(t)}
+	f.a = nodetest.StartProcess(t, f.bin, nil, "--name", "a", "--cpus", "2", "--log-level", "info")
+	f.b = nodetest.StartProcess(t, f.bin, nil, "--name", "b", "--cpus", "2", "--log-level", "info")
+	f.nodeArgs = []string{"--state", t.TempDir(), "--nodes", f.a.Addr + "," + f.b.Addr}
+	f.sched = startSchedulerProc(t, f.bin, 0, f.nodeArgs...)
+	_, portStr, _ := net.SplitHostPort(f.sched.addr)
+	f.port, _ = strconv.Atoi(portStr)
+	return f
+}
+
+// restart starts the scheduler again with the same port and state.
+func (f *stateFleet) restart(t *testing.T) *schedProc {
+	t.Helper()
+	return startSchedulerProc(t, f.bin, f.port, f.nodeArgs...)
+}
+
 func runSchedulerStop(t *testing.T, sig syscall.Signal, clients, jobs, kill int, sleep time.Duration) {
-	bin := nodetest.Build(t)
-	var nodes []string
-	for _, name := range []string{"a", "b"} {
-		nodes = append(nodes, nodetest.StartProcess(t, bin, nil, "--name", name, "--cpus", "2", "--log-level", "info").Addr)
-	}
-	stateDir := t.TempDir()
-	nodeArgs := []string{"--state", stateDir, "--nodes", nodes[0] + "," + nodes[1]}
-	s := startSchedulerProc(t, bin, 0, nodeArgs...)
-	_, portStr, _ := net.SplitHostPort(s.addr)
-	port, _ := strconv.Atoi(portStr)
+	f := startStateFleet(t)
+	s := f.sched
 
 	// Generous: under the full suite on 2 CPUs the 10,000 jobs and the
 	// restart take several times what they take alone (about 50 s).
@@ -186,7 +207,7 @@ func runSchedulerStop(t *testing.T, sig syscall.Signal, clients, jobs, kill int,
 	if atKill >= int64(jobs) {
 		t.Fatalf("all %d jobs ended before the scheduler was killed: nothing tested", jobs)
 	}
-	startSchedulerProc(t, bin, port, nodeArgs...)
+	f.restart(t)
 	wg.Wait()
 	close(results)
 	seen := map[int]bool{}
@@ -242,13 +263,8 @@ func TestSchedulerStateKill10000(t *testing.T) {
 // started afresh) cannot give those jobs back: they end Abandoned, as on a
 // lost node, and no job runs twice. The other node's jobs are reclaimed.
 func TestSchedulerStateNodeLostMeanwhile(t *testing.T) {
-	bin := nodetest.Build(t)
-	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2")
-	b := nodetest.StartProcess(t, bin, nil, "--name", "b", "--cpus", "2")
-	nodeArgs := []string{"--state", t.TempDir(), "--nodes", a.Addr + "," + b.Addr}
-	s := startSchedulerProc(t, bin, 0, nodeArgs...)
-	_, portStr, _ := net.SplitHostPort(s.addr)
-	port, _ := strconv.Atoi(portStr)
+	f := startStateFleet(t)
+	s := f.sched
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	c, err := drove.NewCluster(ctx, once, drove.WithScheduler(s.addr))
@@ -276,12 +292,12 @@ func TestSchedulerStateNodeLostMeanwhile(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.kill()
-	_ = a.Cmd.Process.Kill()
-	<-a.Done
-	a.Done <- nil // for its cleanup
-	_, aPort, _ := net.SplitHostPort(a.Addr)
-	nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2", "--port", aPort)
-	startSchedulerProc(t, bin, port, nodeArgs...)
+	_ = f.a.Cmd.Process.Kill()
+	<-f.a.Done
+	f.a.Done <- nil // for its cleanup
+	_, aPort, _ := net.SplitHostPort(f.a.Addr)
+	nodetest.StartProcess(t, f.bin, nil, "--name", "a", "--cpus", "2", "--port", aPort)
+	f.restart(t)
 	finished, abandoned := 0, 0
 	for i, j := range js {
 		got, err := j.Result(ctx)
@@ -313,13 +329,8 @@ func TestSchedulerStateNodeLostMeanwhile(t *testing.T) {
 // cancelled by its client once the scheduler is back: the cancel goes on
 // to the node that runs it.
 func TestSchedulerStateCancelReclaimed(t *testing.T) {
-	bin := nodetest.Build(t)
-	a := nodetest.StartProcess(t, bin, nil, "--name", "a", "--cpus", "2")
-	b := nodetest.StartProcess(t, bin, nil, "--name", "b", "--cpus", "2")
-	nodeArgs := []string{"--state", t.TempDir(), "--nodes", a.Addr + "," + b.Addr}
-	s := startSchedulerProc(t, bin, 0, nodeArgs...)
-	_, portStr, _ := net.SplitHostPort(s.addr)
-	port, _ := strconv.Atoi(portStr)
+	f := startStateFleet(t)
+	s := f.sched
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	c, err := drove.NewCluster(ctx, sleep, drove.WithScheduler(s.addr))
@@ -353,7 +364,7 @@ func TestSchedulerStateCancelReclaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.kill()
-	startSchedulerProc(t, bin, port, nodeArgs...)
+	f.restart(t)
 	if _, err := queued.Result(ctx); err == nil || queued.Status() != drove.Cancelled {
 		t.Errorf("queued job: %v (%v), want Cancelled", err, queued.Status())
 	}

@@ -165,11 +165,11 @@ func (e *fsEnv) done(command string, paths []string, extra map[string]any) error
 	for i, p := range paths {
 		abs[i] = e.h.Abs(p)
 	}
-	out := map[string]any{"ok": true, "command": command, "paths": abs}
+	fields := map[string]any{"paths": abs}
 	for k, v := range extra {
-		out[k] = v
+		fields[k] = v
 	}
-	return json.NewEncoder(e.stdout).Encode(out)
+	return e.result(command, fields)
 }
 
 // result reports the success of a command whose --json output is one
